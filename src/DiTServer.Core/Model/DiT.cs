@@ -1,0 +1,301 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace DiTServer.Core.Model;
+
+// The network of facebookresearch/DiT models.py, module by module. Field names are the official
+// state-dict names (x_embedder.proj, t_embedder.mlp.0, blocks.3.adaLN_modulation.1, ...), so released
+// checkpoints load without a renaming table.
+
+/// <summary>Image to patch tokens with one strided convolution (timm <c>PatchEmbed</c>).</summary>
+public sealed class PatchEmbed : Module<Tensor, Tensor>
+{
+    private readonly Conv2d proj;
+
+    public PatchEmbed(int patchSize, int inChannels, int hiddenSize) : base(nameof(PatchEmbed))
+    {
+        proj = Conv2d(inChannels, hiddenSize, kernel_size: patchSize, stride: patchSize, bias: true);
+        RegisterComponents();
+    }
+
+    public Conv2d Proj => proj;
+
+    public override Tensor forward(Tensor x)
+    {
+        x = proj.forward(x);                  // (N, D, H/p, W/p)
+        return x.flatten(2).transpose(1, 2);  // (N, T, D), tokens row-major over (h, w)
+    }
+}
+
+/// <summary>Embeds scalar timesteps: 256-dim sinusoidal frequencies, then an MLP.</summary>
+public sealed class TimestepEmbedder : Module<Tensor, Tensor>
+{
+    public const int FrequencyEmbeddingSize = 256;
+    private readonly Sequential mlp;
+
+    public TimestepEmbedder(int hiddenSize) : base(nameof(TimestepEmbedder))
+    {
+        mlp = Sequential(Linear(FrequencyEmbeddingSize, hiddenSize), SiLU(), Linear(hiddenSize, hiddenSize));
+        RegisterComponents();
+    }
+
+    public Sequential Mlp => mlp;
+
+    /// <summary>[cos(t·f) | sin(t·f)] with f = exp(−ln(maxPeriod)·i/half) (cos first, as the original).</summary>
+    public static Tensor TimestepEmbedding(Tensor t, int dim, double maxPeriod = 10000)
+    {
+        int half = dim / 2;
+        var freqs = exp(arange(0, half, dtype: float32, device: t.device) * (float)(-Math.Log(maxPeriod)) / half); // (half)
+        var args = t.unsqueeze(1).to_type(float32) * freqs.unsqueeze(0);                                          // (N, half)
+        var embedding = cat(new[] { cos(args), sin(args) }, dim: -1);                                               // (N, 2·half)
+        if (dim % 2 == 1) embedding = cat(new[] { embedding, zeros_like(embedding[.., ..1]) }, dim: -1);
+        return embedding;
+    }
+
+    public override Tensor forward(Tensor t)
+    {
+        var tFreq = TimestepEmbedding(t, FrequencyEmbeddingSize); // (N, 256)
+        return mlp.forward(tFreq);                                // (N, D)
+    }
+}
+
+/// <summary>Class labels to vectors; a spare row (index = num_classes) is the null class that label dropout and guidance use.</summary>
+public sealed class LabelEmbedder : Module<Tensor, Tensor>
+{
+    private readonly Embedding embedding_table;
+    private readonly int numClasses;
+    private readonly double dropoutProb;
+
+    public LabelEmbedder(int numClasses, int hiddenSize, double dropoutProb) : base(nameof(LabelEmbedder))
+    {
+        this.numClasses = numClasses;
+        this.dropoutProb = dropoutProb;
+        embedding_table = Embedding(numClasses + (dropoutProb > 0 ? 1 : 0), hiddenSize);
+        RegisterComponents();
+    }
+
+    public Embedding EmbeddingTable => embedding_table;
+
+    /// <summary>Random generator for label dropout in training; null uses the global one.</summary>
+    public Generator? DropoutGenerator { get; set; }
+
+    public override Tensor forward(Tensor labels)
+    {
+        if (training && dropoutProb > 0)
+        {
+            // Label dropout: each label becomes the null class with probability p (token_drop).
+            var drop = rand(new[] { labels.shape[0] }, generator: DropoutGenerator).to(labels.device) < dropoutProb;
+            labels = where(drop, full_like(labels, numClasses), labels);
+        }
+        return embedding_table.forward(labels); // (N, D)
+    }
+}
+
+/// <summary>Multi-head self-attention with one fused qkv projection (timm <c>Attention</c>).</summary>
+public sealed class Attention : Module<Tensor, Tensor>
+{
+    private readonly Linear qkv;
+    private readonly Linear proj;
+    private readonly int numHeads;
+
+    public Attention(int dim, int numHeads) : base(nameof(Attention))
+    {
+        this.numHeads = numHeads;
+        qkv = Linear(dim, dim * 3);
+        proj = Linear(dim, dim);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        long n = x.shape[0], tokens = x.shape[1], dim = x.shape[2];
+        var qkvOut = qkv.forward(x).reshape(n, tokens, 3, numHeads, dim / numHeads).permute(2, 0, 3, 1, 4); // (3, N, H, T, hd)
+        var o = F.scaled_dot_product_attention(qkvOut[0], qkvOut[1], qkvOut[2]);                            // (N, H, T, hd), softmax(qkᵀ/√hd)v
+        return proj.forward(o.transpose(1, 2).reshape(n, tokens, dim));                                     // (N, T, D)
+    }
+}
+
+/// <summary>Two-layer MLP with tanh-approximated GELU (timm <c>Mlp</c>).</summary>
+public sealed class Mlp : Module<Tensor, Tensor>
+{
+    private readonly Linear fc1;
+    private readonly Module<Tensor, Tensor> act;
+    private readonly Linear fc2;
+
+    public Mlp(int dim, int hidden) : base(nameof(Mlp))
+    {
+        fc1 = Linear(dim, hidden);
+        act = GELU(TorchSharp.Modules.GELU.Approximate.tanh);
+        fc2 = Linear(hidden, dim);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => fc2.forward(act.forward(fc1.forward(x)));
+}
+
+/// <summary>A DiT block with adaLN-Zero conditioning: shift, scale and gate for attention and MLP come from c.</summary>
+public sealed class DiTBlock : Module<Tensor, Tensor, Tensor>
+{
+    private readonly LayerNorm norm1;
+    private readonly Attention attn;
+    private readonly LayerNorm norm2;
+    private readonly Mlp mlp;
+    private readonly Sequential adaLN_modulation;
+
+    public DiTBlock(int hiddenSize, int numHeads, double mlpRatio) : base(nameof(DiTBlock))
+    {
+        norm1 = LayerNorm(hiddenSize, eps: 1e-6, elementwise_affine: false);
+        attn = new Attention(hiddenSize, numHeads);
+        norm2 = LayerNorm(hiddenSize, eps: 1e-6, elementwise_affine: false);
+        mlp = new Mlp(hiddenSize, (int)(hiddenSize * mlpRatio));
+        adaLN_modulation = Sequential(SiLU(), Linear(hiddenSize, 6 * hiddenSize));
+        RegisterComponents();
+    }
+
+    public Linear Modulation => (Linear)adaLN_modulation[1];
+
+    public override Tensor forward(Tensor x, Tensor c)
+    {
+        var m = adaLN_modulation.forward(c).chunk(6, dim: 1); // 6 × (N, D)
+        Tensor shiftMsa = m[0], scaleMsa = m[1], gateMsa = m[2], shiftMlp = m[3], scaleMlp = m[4], gateMlp = m[5];
+        x = x + gateMsa.unsqueeze(1) * attn.forward(Modulate(norm1.forward(x), shiftMsa, scaleMsa)); // (N, T, D)
+        x = x + gateMlp.unsqueeze(1) * mlp.forward(Modulate(norm2.forward(x), shiftMlp, scaleMlp));  // (N, T, D)
+        return x;
+    }
+
+    /// <summary>x·(1 + scale) + shift, broadcast over tokens.</summary>
+    public static Tensor Modulate(Tensor x, Tensor shift, Tensor scale) => x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);
+}
+
+/// <summary>The last layer: adaLN-modulated LayerNorm, then a linear map from tokens to patches.</summary>
+public sealed class FinalLayer : Module<Tensor, Tensor, Tensor>
+{
+    private readonly LayerNorm norm_final;
+    private readonly Linear linear;
+    private readonly Sequential adaLN_modulation;
+
+    public FinalLayer(int hiddenSize, int patchSize, int outChannels) : base(nameof(FinalLayer))
+    {
+        norm_final = LayerNorm(hiddenSize, eps: 1e-6, elementwise_affine: false);
+        linear = Linear(hiddenSize, patchSize * patchSize * outChannels);
+        adaLN_modulation = Sequential(SiLU(), Linear(hiddenSize, 2 * hiddenSize));
+        RegisterComponents();
+    }
+
+    public Linear Projection => linear;
+    public Linear Modulation => (Linear)adaLN_modulation[1];
+
+    public override Tensor forward(Tensor x, Tensor c)
+    {
+        var m = adaLN_modulation.forward(c).chunk(2, dim: 1);               // shift, scale: (N, D)
+        x = DiTBlock.Modulate(norm_final.forward(x), m[0], m[1]);           // (N, T, D)
+        return linear.forward(x);                                          // (N, T, p·p·C_out)
+    }
+}
+
+/// <summary>Diffusion model with a Transformer backbone (Peebles &amp; Xie 2023): predicts ε (and v) for x_t, t, y.</summary>
+public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
+{
+    private readonly PatchEmbed x_embedder;
+    private readonly TimestepEmbedder t_embedder;
+    private readonly LabelEmbedder y_embedder;
+    private readonly Parameter pos_embed;
+    private readonly ModuleList<DiTBlock> blocks;
+    private readonly FinalLayer final_layer;
+
+    public DiTConfig Config { get; }
+
+    public DiT(DiTConfig config) : base(nameof(DiT))
+    {
+        config.Validate();
+        Config = config;
+        x_embedder = new PatchEmbed(config.PatchSize, config.InChannels, config.HiddenSize);
+        t_embedder = new TimestepEmbedder(config.HiddenSize);
+        y_embedder = new LabelEmbedder(config.NumClasses, config.HiddenSize, config.ClassDropoutProb);
+        // Fixed sin-cos embedding; stored in every checkpoint, never trained.
+        pos_embed = new Parameter(zeros(1, config.NumPatches, config.HiddenSize), requires_grad: false);
+        blocks = new ModuleList<DiTBlock>(Enumerable.Range(0, config.Depth)
+            .Select(_ => new DiTBlock(config.HiddenSize, config.NumHeads, config.MlpRatio)).ToArray());
+        final_layer = new FinalLayer(config.HiddenSize, config.PatchSize, config.OutChannels);
+        RegisterComponents();
+        InitializeWeights();
+    }
+
+    public LabelEmbedder LabelEmbedder => y_embedder;
+
+    /// <summary>The official <c>initialize_weights</c>: Xavier linears, sin-cos positions, N(0, 0.02) embeddings, zeroed adaLN and output.</summary>
+    public void InitializeWeights()
+    {
+        using var _ = no_grad();
+        foreach (var (_, module) in named_modules())
+        {
+            if (module is Linear linear)
+            {
+                init.xavier_uniform_(linear.weight!);
+                if (linear.bias is not null) init.zeros_(linear.bias);
+            }
+        }
+        int grid = Config.InputSize / Config.PatchSize;
+        using (var pe = PositionEmbedding.SinCos2D(Config.HiddenSize, grid)) pos_embed.copy_(pe.unsqueeze(0));
+
+        // Patch embedding like a Linear: Xavier over the flattened (D, C·p·p) kernel.
+        var w = x_embedder.Proj.weight!;
+        using (var flat = w.view(w.shape[0], -1)) init.xavier_uniform_(flat);
+        init.zeros_(x_embedder.Proj.bias!);
+
+        init.normal_(y_embedder.EmbeddingTable.weight!, std: 0.02);
+        init.normal_(((Linear)t_embedder.Mlp[0]).weight!, std: 0.02);
+        init.normal_(((Linear)t_embedder.Mlp[2]).weight!, std: 0.02);
+
+        // adaLN-Zero: every block starts as the identity.
+        foreach (var block in blocks)
+        {
+            init.zeros_(block.Modulation.weight!);
+            init.zeros_(block.Modulation.bias!);
+        }
+        init.zeros_(final_layer.Modulation.weight!);
+        init.zeros_(final_layer.Modulation.bias!);
+        init.zeros_(final_layer.Projection.weight!);
+        init.zeros_(final_layer.Projection.bias!);
+    }
+
+    /// <summary>x: (N, C, H, W) latents, t: (N) timesteps on the original 0..999 scale, y: (N) labels → (N, C_out, H, W).</summary>
+    public override Tensor forward(Tensor x, Tensor t, Tensor y)
+    {
+        x = x_embedder.forward(x) + pos_embed;      // (N, T, D)
+        var c = t_embedder.forward(t)               // (N, D)
+              + y_embedder.forward(y);              // (N, D)
+        foreach (var block in blocks)
+            x = block.forward(x, c);                // (N, T, D)
+        x = final_layer.forward(x, c);              // (N, T, p·p·C_out)
+        return Unpatchify(x);                       // (N, C_out, H, W)
+    }
+
+    /// <summary>(N, T, p·p·C) → (N, C, H, W), the einsum 'nhwpqc->nchpwq' of the original.</summary>
+    public Tensor Unpatchify(Tensor x)
+    {
+        int c = Config.OutChannels, p = Config.PatchSize;
+        long h = (long)Math.Round(Math.Sqrt(x.shape[1]));
+        if (h * h != x.shape[1]) throw new ArgumentException($"token count {x.shape[1]} is not a square");
+        x = x.reshape(x.shape[0], h, h, p, p, c).permute(0, 5, 1, 3, 2, 4); // (N, C, h, p, w, p)
+        return x.reshape(x.shape[0], c, h * p, h * p);
+    }
+
+    /// <summary>The official <c>forward_with_cfg</c>: x holds [z, z] (its second half is ignored), y holds
+    /// [labels, null]; guidance uncond + s·(cond − uncond) is applied to <paramref name="mode"/>'s channels
+    /// and copied to both halves.</summary>
+    public Tensor ForwardWithCfg(Tensor x, Tensor t, Tensor y, double cfgScale, GuidanceMode mode = GuidanceMode.Official)
+    {
+        int half = (int)(x.shape[0] / 2);
+        var z = x[..half];
+        var output = forward(cat(new[] { z, z }, 0), t, y);   // (2n, C_out, H, W)
+        Tensor cond = output[..half], uncond = output[half..]; // (n, C_out, H, W) each
+        int g = Guidance.GuidedChannels(mode, Config);
+        var guidedCond = Guidance.Apply(cond, uncond, cfgScale, g);
+        var guidedUncond = g == uncond.shape[1] ? guidedCond : cat(new[] { guidedCond[.., ..g], uncond[.., g..] }, 1);
+        return cat(new[] { guidedCond, guidedUncond }, 0);
+    }
+}

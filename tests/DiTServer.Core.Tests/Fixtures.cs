@@ -1,0 +1,48 @@
+using System.Runtime.CompilerServices;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Tests;
+
+/// <summary>Reads the reference tensors in ../shared/fixtures (computed by the official DiT and diffusers code).</summary>
+public static class Fixtures
+{
+    /// <summary>The fixtures folder: $DIT_FIXTURES, or ../shared/fixtures above the repository root.</summary>
+    public static string Root { get; } = FindRoot();
+
+    public static string PathOf(string relative) => Path.Combine(Root, relative);
+
+    /// <summary>All tensors of a safetensors file.</summary>
+    public static Dictionary<string, Tensor> Load(string relative) => Safetensors.LoadStateDict(PathOf(relative));
+
+    /// <summary>‖actual − expected‖ / ‖expected‖, in float64.</summary>
+    public static double RelativeError(Tensor actual, Tensor expected)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        using var a = actual.to_type(float64);
+        using var e = expected.to_type(float64);
+        using var diff = (a - e).norm();
+        using var norm = e.norm();
+        return diff.item<double>() / Math.Max(norm.item<double>(), 1e-30);
+    }
+
+    /// <summary>Asserts relative error ≤ <paramref name="tolerance"/> (the fixtures README's 1e-4 by default).</summary>
+    public static void AssertClose(Tensor expected, Tensor actual, double tolerance = 1e-4, [CallerArgumentExpression(nameof(actual))] string what = "")
+    {
+        double rel = RelativeError(actual, expected);
+        Assert.True(rel <= tolerance, $"{what}: relative error {rel:E3} > {tolerance:E1}");
+    }
+
+    private static string FindRoot()
+    {
+        var env = Environment.GetEnvironmentVariable("DIT_FIXTURES");
+        if (!string.IsNullOrEmpty(env)) return env;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", "fixtures");
+            if (Directory.Exists(candidate) && File.Exists(Path.Combine(candidate, "README.md"))) return candidate;
+        }
+        throw new DirectoryNotFoundException("../shared/fixtures not found above " + AppContext.BaseDirectory + "; set DIT_FIXTURES");
+    }
+}
