@@ -1,0 +1,30 @@
+using DiTServer.Core.Diffusion;
+using DiTServer.Core.Model;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Sampling;
+
+/// <summary>Samples latents for one request from start to finish (the single-request loop of sample.py).</summary>
+public static class LatentSampler
+{
+    /// <summary>Respaced diffusion for a model: learned-range variance when the model learns sigma, else fixed-large.</summary>
+    public static GaussianDiffusion DiffusionFor(DiTConfig config, int steps) =>
+        GaussianDiffusion.Create(steps.ToString(), learnSigma: config.LearnSigma);
+
+    /// <returns>(n, C, H, W) final latents on the model's device; the caller disposes them.</returns>
+    public static Tensor Sample(DiT model, IReadOnlyList<long> labels, SamplingOptions options, Device device, Action<int, int>? progress = null)
+    {
+        options.Validate();
+        using var _ = inference_mode();
+        using var run = new SamplingRun(DiffusionFor(model.Config, options.Steps), model.Config, labels, options, device);
+        var scales = Enumerable.Repeat(options.CfgScale, labels.Count).ToArray();
+        while (!run.Done)
+        {
+            using var scope = NewDisposeScope();
+            var output = Denoiser.Forward(model, run.X, run.ModelTimesteps(), run.LabelTensor(), scales, options.Guidance);
+            run.Advance(output);
+            progress?.Invoke(run.StepsDone, run.TotalSteps);
+        }
+        return run.X.clone().DetachFromDisposeScope();
+    }
+}
