@@ -1,0 +1,74 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using DiTServer.Core.Model;
+using static TorchSharp.torch;
+
+namespace DiTServer.Api.Cli;
+
+/// <summary><c>bench forward</c>: DiT forward latency with random weights, and the GFLOP/s it implies.</summary>
+public static class BenchCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var arch = new Option<string>("--arch") { Description = "DiT preset", DefaultValueFactory = _ => "DiT-XL/2" };
+        var imageSize = new Option<int>("--image-size") { Description = "Image size in pixels (latent = size/8)", DefaultValueFactory = _ => 256 };
+        var batches = new Option<string>("--batch") { Description = "Comma-separated batch sizes", DefaultValueFactory = _ => "2,8" };
+        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1 };
+        var iters = new Option<int>("--iters") { Description = "Timed runs per batch size (median reported)", DefaultValueFactory = _ => 3 };
+        var gflops = new Option<double>("--gflops-per-image") { Description = "Forward cost per image; 118.6 is the paper's DiT-XL/2 at 256", DefaultValueFactory = _ => 118.6 };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
+        var threads = new Option<int?>("--threads");
+
+        var forward = new Command("forward", "Time DiT forward passes (random weights, inference mode)")
+        {
+            arch, imageSize, batches, warmup, iters, gflops, device, threads,
+        };
+        forward.SetAction(parse => CommandLine.Guard(stderr, () =>
+        {
+            DeviceOption.ApplyThreads(parse.GetValue(threads));
+            var dev = DeviceOption.Parse(parse.GetValue(device)!);
+            int size = parse.GetValue(imageSize);
+            if (size <= 0 || size % 8 != 0) throw new UsageException("--image-size must be a positive multiple of 8");
+            var config = DiTConfig.FromPreset(parse.GetValue(arch)!) with { InputSize = size / 8 };
+            var sizes = parse.GetValue(batches)!.Split(',').Select(s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'")).ToArray();
+            int nWarm = parse.GetValue(warmup), nIter = Math.Max(1, parse.GetValue(iters));
+            double perImage = parse.GetValue(gflops);
+
+            using var model = new DiT(config);
+            RandomizeWeights(model); // official init zeroes adaLN and the output; timing is the same, but random weights make it a real forward
+            model.to(dev).eval();
+            stdout.WriteLine($"# {parse.GetValue(arch)} at {size}px (latent {config.InputSize}, {config.NumPatches} tokens), device {dev}, torch threads {get_num_threads()}, {DateTime.UtcNow:yyyy-MM-dd}");
+            stdout.WriteLine("batch\tmedian_ms\tms_per_image\tGFLOP/s");
+            foreach (var batch in sizes)
+            {
+                var times = new List<double>();
+                for (int i = 0; i < nWarm + nIter; i++)
+                {
+                    using var scope = NewDisposeScope();
+                    using var _ = inference_mode();
+                    var x = randn(batch, config.InChannels, config.InputSize, config.InputSize, device: dev);
+                    var t = randint(0, 1000, new long[] { batch }, device: dev);
+                    var y = randint(0, config.NumClasses, new long[] { batch }, device: dev);
+                    var sw = Stopwatch.StartNew();
+                    var output = model.forward(x, t, y);
+                    if (dev.type == DeviceType.CUDA) cuda.synchronize();
+                    _ = output.sum().item<float>();
+                    if (i >= nWarm) times.Add(sw.Elapsed.TotalMilliseconds);
+                }
+                times.Sort();
+                double median = times[times.Count / 2];
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{batch}\t{median:F0}\t{median / batch:F0}\t{perImage * batch / (median / 1000):F1}"));
+            }
+            return CommandLine.ExitOk;
+        }));
+        return new Command("bench", "Benchmarks (programs, not tests)") { forward };
+    }
+
+    private static void RandomizeWeights(DiT model)
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in model.named_parameters())
+            if (name != "pos_embed") p.normal_(0, 0.02);
+    }
+}

@@ -1,0 +1,59 @@
+using System.CommandLine;
+
+namespace DiTServer.Api.Cli;
+
+/// <summary>The command-line verbs. Bad input prints one line on stderr and exits with 2; never a stack trace.</summary>
+public static class CommandLine
+{
+    public const int ExitOk = 0, ExitFailure = 1, ExitUsage = 2;
+
+    private static readonly string[] Verbs = ["sample", "bench"];
+
+    public static bool IsVerb(string[] args) =>
+        args.Length > 0 && (Verbs.Contains(args[0]) || args[0] is "--help" or "-h" or "-?" or "--version");
+
+    public static async Task<int> RunAsync(string[] args, TextWriter? stdout = null, TextWriter? stderr = null)
+    {
+        stdout ??= Console.Out;
+        stderr ??= Console.Error;
+        var root = new RootCommand("DiTServer: Diffusion Transformer inference from the command line")
+        {
+            SampleCommand.Create(stdout, stderr),
+            BenchCommand.Create(stdout, stderr),
+        };
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            stderr.WriteLine($"error: {parsed.Errors[0].Message} (see --help)");
+            return ExitUsage;
+        }
+        return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
+    }
+
+    /// <summary>Runs a verb body, mapping input errors to exit code 2 and anything else to 1, each as one line.</summary>
+    public static int Guard(TextWriter stderr, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is UsageException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitUsage;
+        }
+        catch (OperationCanceledException)
+        {
+            stderr.WriteLine("cancelled");
+            return ExitFailure;
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+            return ExitFailure;
+        }
+    }
+}
+
+/// <summary>Bad command-line input; reported as one line with exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);

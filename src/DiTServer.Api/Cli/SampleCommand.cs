@@ -1,0 +1,95 @@
+using System.CommandLine;
+using System.Globalization;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+
+namespace DiTServer.Api.Cli;
+
+/// <summary><c>sample</c>: one PNG per label, seeded as the fixtures' convention (one CPU generator per run).</summary>
+public static class SampleCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file", Required = true };
+        var labels = new Option<string>("--labels") { Description = "Comma-separated class indices or names, one image each (e.g. 207,\"golden retriever\")", Required = true };
+        var steps = new Option<int>("--steps") { Description = "Sampling steps (respaced from 1000)", DefaultValueFactory = _ => 50 };
+        var cfg = new Option<double>("--cfg") { Description = "Classifier-free guidance scale (1 = no guidance)", DefaultValueFactory = _ => 4.0 };
+        var seed = new Option<long>("--seed") { Description = "Seed of the run's generator", DefaultValueFactory = _ => 0 };
+        var sampler = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddpm" };
+        var eta = new Option<double>("--eta") { Description = "DDIM eta (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
+        var guidance = new Option<string>("--guidance") { Description = "official (first 3 channels, as the DiT code) or all (every ε channel, as diffusers)", DefaultValueFactory = _ => "official" };
+        var output = new Option<string>("--out") { Description = "Output folder for 0.png, 1.png, …", Required = true };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
+        var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
+
+        var command = new Command("sample", "Generate images with a DiT model and write them as PNG files")
+        {
+            model, labels, steps, cfg, seed, sampler, eta, guidance, output, device, threads,
+        };
+        command.SetAction(parse => CommandLine.Guard(stderr, () =>
+        {
+            var options = new SamplingOptions
+            {
+                Steps = parse.GetValue(steps),
+                CfgScale = parse.GetValue(cfg),
+                Seed = parse.GetValue(seed),
+                Sampler = ParseSampler(parse.GetValue(sampler)!),
+                Eta = parse.GetValue(eta),
+                Guidance = ParseGuidance(parse.GetValue(guidance)!),
+            };
+            ValidateOptions(options);
+            DeviceOption.ApplyThreads(parse.GetValue(threads));
+            var torchDevice = DeviceOption.Parse(parse.GetValue(device)!);
+            string outDir = parse.GetValue(output)!;
+
+            using var loaded = LoadedModel.Load(parse.GetValue(model)!, torchDevice);
+            var labelIds = ResolveLabels(parse.GetValue(labels)!, loaded.Classes, loaded.Config.NumClasses);
+            if (options.CfgScale != 1 && loaded.Config.ClassDropoutProb <= 0)
+                throw new UsageException("this model has no null class, so --cfg must be 1");
+            Directory.CreateDirectory(outDir);
+
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var progress = Console.IsErrorRedirected ? null : new Action<int, int>((done, total) => stderr.Write($"\rstep {done}/{total}"));
+            var images = ImagePipeline.Generate(loaded, labelIds, options, progress);
+            if (progress is not null) stderr.WriteLine();
+            foreach (var image in images)
+            {
+                var path = Path.Combine(outDir, $"{image.Index}.png");
+                File.WriteAllBytes(path, image.Png);
+                stdout.WriteLine($"{path}\tclass {image.ClassLabel} ({image.ClassName})");
+            }
+            stdout.WriteLine($"{images.Count} image(s), {options.Steps} {options.Sampler.ToString().ToLowerInvariant()} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, seed {options.Seed}, {started.Elapsed.TotalSeconds:F1} s");
+            return CommandLine.ExitOk;
+        }));
+        return command;
+    }
+
+    internal static void ValidateOptions(SamplingOptions options)
+    {
+        try { options.Validate(); }
+        catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0].Split("\nActual value")[0].Trim()); }
+    }
+
+    internal static SamplerKind ParseSampler(string s) => s.ToLowerInvariant() switch
+    {
+        "ddpm" => SamplerKind.Ddpm,
+        "ddim" => SamplerKind.Ddim,
+        _ => throw new UsageException($"unknown sampler '{s}'; use ddpm or ddim"),
+    };
+
+    internal static GuidanceMode ParseGuidance(string s) => s.ToLowerInvariant() switch
+    {
+        "official" => GuidanceMode.Official,
+        "all" => GuidanceMode.All,
+        _ => throw new UsageException($"unknown guidance '{s}'; use official or all"),
+    };
+
+    /// <summary>"207,golden retriever, 3" → class indices; names match any alias, case-insensitive.</summary>
+    internal static int[] ResolveLabels(string list, ClassNames classes, int numClasses)
+    {
+        var parts = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new UsageException("--labels is empty");
+        return parts.Select(p => classes.TryResolve(p, numClasses, out var id, out var error) ? id : throw new UsageException(error)).ToArray();
+    }
+}

@@ -1,0 +1,87 @@
+using DiTServer.Core.Model;
+using DiTServer.Core.Vae;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Checkpoints;
+
+/// <summary>A servable model: the manifest, the DiT with its weights, the VAE (or none for pixel-space models) and class names.</summary>
+public sealed class LoadedModel : IDisposable
+{
+    public required ModelManifest Manifest { get; init; }
+    public required DiT Model { get; init; }
+    /// <summary>Null for a pixel-space model: samples are the images.</summary>
+    public AutoencoderKL? Vae { get; init; }
+    public required ClassNames Classes { get; init; }
+    public required Device Device { get; init; }
+
+    public string Name => Manifest.Name;
+    public DiTConfig Config => Model.Config;
+
+    /// <summary>Image side in pixels: the latent size times the VAE's downsampling factor.</summary>
+    public int ImageSize => Config.InputSize * (Vae?.Config.DownsamplingFactor ?? 1);
+
+    /// <summary>Channels of the decoded image (3 for RGB, 1 for grayscale).</summary>
+    public int ImageChannels => Vae?.Config.OutChannels ?? Config.InChannels;
+
+    /// <summary>Loads a model folder (with model.json) or manifest file strictly: weights on the CPU, then moved.</summary>
+    /// <exception cref="InvalidDataException">Bad manifest, unreadable file, or weights that do not fit (named key and shapes).</exception>
+    public static LoadedModel Load(string folderOrManifest, Device? device = null)
+    {
+        device ??= CPU;
+        var manifest = ModelManifest.Load(folderOrManifest);
+        var classes = LoadClassNames(manifest);
+        var model = new DiT(manifest.Config);
+        AutoencoderKL? vae = null;
+        try
+        {
+            using (var scope = NewDisposeScope())
+            {
+                var weights = CheckpointFile.LoadStateDict(manifest.WeightsPath);
+                StateDict.LoadStrict(model, weights, manifest.WeightsPath);
+            }
+            model.eval();
+            if (manifest.VaePath is not null)
+            {
+                vae = AutoencoderKL.FromFolder(manifest.VaePath);
+                if (vae.Config.LatentChannels != manifest.Config.InChannels)
+                    throw new InvalidDataException(
+                        $"{manifest.ManifestPath}: in_channels is {manifest.Config.InChannels} but the VAE at {manifest.VaePath} has {vae.Config.LatentChannels} latent channels");
+            }
+            if (device.type != DeviceType.CPU)
+            {
+                model.to(device);
+                vae?.to(device);
+            }
+        }
+        catch (StateDictMismatchException e)
+        {
+            model.Dispose();
+            vae?.Dispose();
+            throw new InvalidDataException(e.Message, e);
+        }
+        catch
+        {
+            model.Dispose();
+            vae?.Dispose();
+            throw;
+        }
+        return new LoadedModel { Manifest = manifest, Model = model, Vae = vae, Classes = classes, Device = device };
+    }
+
+    private static ClassNames LoadClassNames(ModelManifest manifest)
+    {
+        var names = manifest.ClassNamesInline is { } inline ? new ClassNames(inline)
+            : manifest.ClassNamesPath is { } file ? ClassNames.FromFile(file)
+            : manifest.Config.NumClasses == 1000 ? ClassNames.ImageNet
+            : ClassNames.Numbered(manifest.Config.NumClasses);
+        if (names.Count != manifest.Config.NumClasses)
+            throw new InvalidDataException($"{manifest.ManifestPath}: class_names lists {names.Count} classes but num_classes is {manifest.Config.NumClasses}");
+        return names;
+    }
+
+    public void Dispose()
+    {
+        Model.Dispose();
+        Vae?.Dispose();
+    }
+}

@@ -1,0 +1,52 @@
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Imaging;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Sampling;
+
+/// <summary>Labels + options → PNG images, in one call: sample latents, decode, encode (the `sample` verb's path).</summary>
+public static class ImagePipeline
+{
+    public static IReadOnlyList<GeneratedImage> Generate(LoadedModel model, IReadOnlyList<int> labels, SamplingOptions options, Action<int, int>? progress = null)
+    {
+        using var scope = NewDisposeScope();
+        var latents = LatentSampler.Sample(model.Model, labels.Select(l => (long)l).ToArray(), options, model.Device, progress);
+        var pixels = ImageDecoder.DecodeToPixels(model, latents);
+        return Encode(model, pixels, labels, options);
+    }
+
+    /// <summary>PNG-encodes (N, C, H, W) uint8 pixels with the metadata that reproduces them.</summary>
+    public static IReadOnlyList<GeneratedImage> Encode(LoadedModel model, Tensor pixels, IReadOnlyList<int> labels, SamplingOptions options)
+    {
+        int c = (int)pixels.shape[1], h = (int)pixels.shape[2], w = (int)pixels.shape[3];
+        var result = new List<GeneratedImage>(labels.Count);
+        for (int i = 0; i < labels.Count; i++)
+        {
+            using var chw = pixels[i];
+            var hwc = Pixels.ToHwcBytes(chw);
+            var png = PngWriter.Encode(hwc, w, h, c, Metadata(model, labels, i, options));
+            result.Add(new GeneratedImage(i, options.Seed, labels[i], model.Classes[labels[i]], hwc, w, h, c, png));
+        }
+        return result;
+    }
+
+    /// <summary>PNG text chunks: enough to reproduce the image (model, class, steps, sampler, cfg, guidance, seed, batch position).</summary>
+    public static IEnumerable<KeyValuePair<string, string>> Metadata(LoadedModel model, IReadOnlyList<int> labels, int index, SamplingOptions o)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        yield return new("Software", "DiTServer");
+        yield return new("model", model.Name);
+        yield return new("architecture", model.Manifest.ArchitectureName);
+        yield return new("class", labels[index].ToString(inv));
+        yield return new("class_name", model.Classes[labels[index]]);
+        yield return new("steps", o.Steps.ToString(inv));
+        yield return new("sampler", o.Sampler.ToString().ToLowerInvariant());
+        yield return new("cfg_scale", o.CfgScale.ToString("R", inv));
+        yield return new("guidance", o.Guidance.ToString().ToLowerInvariant());
+        if (o.Sampler == SamplerKind.Ddim) yield return new("eta", o.Eta.ToString("R", inv));
+        yield return new("seed", o.Seed.ToString(inv));
+        // One generator per request draws all rows, so an image is reproduced by its seed and its place in the batch.
+        yield return new("batch_labels", string.Join(",", labels));
+        yield return new("batch_index", index.ToString(inv));
+    }
+}
