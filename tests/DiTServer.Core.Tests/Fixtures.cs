@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using DiTServer.Tests.Shared;
 using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
@@ -8,10 +9,9 @@ namespace DiTServer.Core.Tests;
 /// <summary>Reads the reference tensors in ../shared/fixtures (computed by the official DiT and diffusers code).</summary>
 public static class Fixtures
 {
-    /// <summary>The fixtures folder: $DIT_FIXTURES, or ../shared/fixtures above the repository root.</summary>
-    public static string Root { get; } = FindRoot();
+    public static string Root => FixturePaths.Root;
 
-    public static string PathOf(string relative) => Path.Combine(Root, relative);
+    public static string PathOf(string relative) => FixturePaths.Of(relative);
 
     /// <summary>All tensors of a safetensors file.</summary>
     public static Dictionary<string, Tensor> Load(string relative) => Safetensors.LoadStateDict(PathOf(relative));
@@ -32,17 +32,5 @@ public static class Fixtures
     {
         double rel = RelativeError(actual, expected);
         Assert.True(rel <= tolerance, $"{what}: relative error {rel:E3} > {tolerance:E1}");
-    }
-
-    private static string FindRoot()
-    {
-        var env = Environment.GetEnvironmentVariable("DIT_FIXTURES");
-        if (!string.IsNullOrEmpty(env)) return env;
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "shared", "fixtures");
-            if (Directory.Exists(candidate) && File.Exists(Path.Combine(candidate, "README.md"))) return candidate;
-        }
-        throw new DirectoryNotFoundException("../shared/fixtures not found above " + AppContext.BaseDirectory + "; set DIT_FIXTURES");
     }
 }
