@@ -171,6 +171,27 @@ public sealed class VaeParityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void FromFolder_FreesLoadedTensors_AndParametersOutliveCallerScope()
+    {
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        AutoencoderKL vae;
+        using (NewDisposeScope()) vae = AutoencoderKL.FromFolder(F8Folder);
+        try
+        {
+            // Only the model's own parameters remain: the file's tensors and the renamed copies were disposed.
+            Assert.Equal(vae.parameters().Count(), DisposeScopeManager.Statistics.ThreadTotalLiveCount - before);
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            var io = Fixtures.Load("extra/vae_tiny_f8/io.safetensors");
+            Check(io["decode_z"], vae.Decode(io["z"]), "f8 decode_z after the loading scope ended");
+        }
+        finally
+        {
+            vae.Dispose();
+        }
+    }
+
+    [Fact]
     public void StableDiffusionLayout_Has248KeysAndDecodes8x()
     {
         using var scope = NewDisposeScope();
@@ -205,6 +226,7 @@ public sealed class VaeParityTests(ITestOutputHelper output)
         Assert.Equal(2, config.LayersPerBlock);
         Assert.Equal(0.18215, config.ScalingFactor); // absent in the original sd-vae-ft-* config.json: the default
         Assert.Equal(32, config.NormNumGroups);
+        Assert.Equal(VaeConfig.StableDiffusion, config); // value equality, lists compared element-wise
     }
 
     [Theory]
@@ -259,6 +281,23 @@ public sealed class VaeParityTests(ITestOutputHelper output)
         Assert.Contains(key, e.Message);
         Assert.Contains("[64, 32]", e.Message);
         Assert.Contains("[64, 64]", e.Message);
+    }
+
+    [Fact]
+    public void NormalizeKeys_OldAndNewAttentionNamesMixed_NamesBoth()
+    {
+        using var scope = NewDisposeScope();
+        var weights = new Dictionary<string, Tensor>
+        {
+            ["encoder.mid_block.attentions.0.query.weight"] = zeros(64, 64),
+            ["encoder.mid_block.attentions.0.to_q.weight"] = zeros(64, 64),
+        };
+        var e = Assert.Throws<StateDictMismatchException>(() => AutoencoderKL.NormalizeKeys(weights, "test VAE"));
+        Assert.Contains("encoder.mid_block.attentions.0.query.weight", e.Message);
+        Assert.Contains("encoder.mid_block.attentions.0.to_q.weight", e.Message);
+        // Outside .attentions.N. the old words are left alone (a resnet never has them, so strict loading reports it).
+        var other = AutoencoderKL.NormalizeKeys(new Dictionary<string, Tensor> { ["encoder.query.weight"] = zeros(1) });
+        Assert.Equal(["encoder.query.weight"], other.Keys);
     }
 
     [Fact]

@@ -108,6 +108,7 @@ public sealed partial class AutoencoderKL : Module<Tensor, Tensor>
     public static Dictionary<string, Tensor> NormalizeKeys(IReadOnlyDictionary<string, Tensor> source, string what = "VAE")
     {
         var result = new Dictionary<string, Tensor>(source.Count);
+        var origin = new Dictionary<string, string>(source.Count); // normalized name → key in the file
         foreach (var (key, tensor) in source)
         {
             string name = LegacyAttentionName().Replace(key, m => m.Groups[1].Value + m.Groups[2].Value switch
@@ -121,8 +122,10 @@ public sealed partial class AutoencoderKL : Module<Tensor, Tensor>
             // Some converted LDM checkpoints keep q/k/v/out as 1×1 conv kernels; the math is the same Linear.
             if (AttentionWeight().IsMatch(name) && value.dim() == 4 && value.shape[2] == 1 && value.shape[3] == 1)
                 value = value.reshape(value.shape[0], value.shape[1]);
-            if (!result.TryAdd(name, value))
-                throw new StateDictMismatchException($"{what}: '{key}' and another key both map to '{name}' (old and new attention names mixed)");
+            if (!origin.TryAdd(name, key))
+                throw new StateDictMismatchException(
+                    $"{what}: '{origin[name]}' and '{key}' both map to '{name}' (old and new attention names mixed)");
+            result[name] = value;
         }
         return result;
     }

@@ -98,6 +98,27 @@ public sealed record VaeConfig
                 throw new InvalidDataException($"'block_out_channels' entry {c} is not a positive multiple of norm_num_groups {NormNumGroups}");
     }
 
+    /// <summary>Value equality over every field, <see cref="BlockOutChannels"/> element-wise (a record alone would compare the list by reference).</summary>
+    public bool Equals(VaeConfig? other) =>
+        other is not null
+        && InChannels == other.InChannels && OutChannels == other.OutChannels
+        && BlockOutChannels.SequenceEqual(other.BlockOutChannels)
+        && LayersPerBlock == other.LayersPerBlock && LatentChannels == other.LatentChannels
+        && NormNumGroups == other.NormNumGroups && ScalingFactor.Equals(other.ScalingFactor);
+
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        hash.Add(InChannels);
+        hash.Add(OutChannels);
+        foreach (int c in BlockOutChannels) hash.Add(c);
+        hash.Add(LayersPerBlock);
+        hash.Add(LatentChannels);
+        hash.Add(NormNumGroups);
+        hash.Add(ScalingFactor);
+        return hash.ToHashCode();
+    }
+
     private static void CheckBlockTypes(JsonElement root, string field, string expected, int count)
     {
         if (!root.TryGetProperty(field, out var el) || el.ValueKind == JsonValueKind.Null) return;
