@@ -54,7 +54,7 @@ public class SampleCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("unknown class", "--labels", "11")]
+    [InlineData("out of range", "--labels", "11")]
     [InlineData("unknown class", "--labels", "zebra")]
     [InlineData("steps", "--steps", "0")]
     [InlineData("cfg_scale", "--cfg", "0.5")]

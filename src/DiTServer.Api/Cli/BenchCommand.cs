@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using DiTServer.Core.Model;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiTServer.Api.Cli;
@@ -46,7 +47,7 @@ public static class BenchCommand
                 for (int i = 0; i < nWarm + nIter; i++)
                 {
                     using var scope = NewDisposeScope();
-                    using var _ = inference_mode();
+                    using var mode = inference_mode();
                     var x = randn(batch, config.InChannels, config.InputSize, config.InputSize, device: dev);
                     var t = randint(0, 1000, new long[] { batch }, device: dev);
                     var y = randint(0, config.NumClasses, new long[] { batch }, device: dev);

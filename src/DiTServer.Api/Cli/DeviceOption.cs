@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiTServer.Api.Cli;

@@ -1,5 +1,6 @@
 using DiTServer.Core.Model;
 using DiTServer.Core.Vae;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiTServer.Core.Checkpoints;
