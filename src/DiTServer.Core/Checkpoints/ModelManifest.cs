@@ -88,11 +88,10 @@ public sealed record ModelManifest
             LearnSigma = OptionalBool(root, "learn_sigma", path) ?? config.LearnSigma,
             ClassDropoutProb = OptionalDouble(root, "class_dropout_prob", path) ?? config.ClassDropoutProb,
         };
-        if (root["conditioning"] is JsonNode cond)
+        if (OptionalString(root, "conditioning", path) is { } conditioning)
         {
-            var name = cond.GetValueKind() == JsonValueKind.String ? cond.GetValue<string>() : null;
-            if (!string.Equals(name, "adaLN-Zero", StringComparison.OrdinalIgnoreCase))
-                throw Bad("conditioning", $"'{cond.ToJsonString()}' is not supported; this build serves \"adaLN-Zero\"");
+            try { config = config with { Conditioning = ConditioningNames.Parse(conditioning) }; }
+            catch (ArgumentException e) { throw Bad("conditioning", e.Message); }
         }
         try { config.Validate(); }
         catch (ArgumentException e) { throw new InvalidDataException($"{path}: {e.Message}"); }

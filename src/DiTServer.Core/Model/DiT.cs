@@ -203,8 +203,8 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
     private readonly TimestepEmbedder t_embedder;
     private readonly LabelEmbedder y_embedder;
     private readonly Parameter pos_embed;
-    private readonly ModuleList<DiTBlock> blocks;
-    private readonly FinalLayer final_layer;
+    private readonly ModuleList<Module<Tensor, Tensor, Tensor>> blocks;
+    private readonly Module<Tensor, Tensor, Tensor> final_layer;
 
     public DiTConfig Config { get; }
 
@@ -217,14 +217,25 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         y_embedder = new LabelEmbedder(config.NumClasses, config.HiddenSize, config.ClassDropoutProb);
         // Fixed sin-cos embedding; stored in every checkpoint, never trained.
         pos_embed = new Parameter(zeros(1, config.NumPatches, config.HiddenSize), requires_grad: false);
-        blocks = new ModuleList<DiTBlock>(Enumerable.Range(0, config.Depth)
-            .Select(_ => new DiTBlock(config.HiddenSize, config.NumHeads, config.MlpRatio)).ToArray());
-        final_layer = new FinalLayer(config.HiddenSize, config.PatchSize, config.OutChannels);
+        blocks = new ModuleList<Module<Tensor, Tensor, Tensor>>(Enumerable.Range(0, config.Depth)
+            .Select(_ => CreateBlock(config)).ToArray());
+        final_layer = config.Conditioning is Conditioning.AdaLNZero or Conditioning.AdaLN
+            ? new FinalLayer(config.HiddenSize, config.PatchSize, config.OutChannels)
+            : new PlainFinalLayer(config.HiddenSize, config.PatchSize, config.OutChannels);
         RegisterComponents();
         InitializeWeights();
     }
 
     public LabelEmbedder LabelEmbedder => y_embedder;
+
+    private static Module<Tensor, Tensor, Tensor> CreateBlock(DiTConfig c) => c.Conditioning switch
+    {
+        Conditioning.AdaLNZero => new DiTBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
+        Conditioning.AdaLN => new AdaLNBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
+        Conditioning.CrossAttention => new CrossAttentionBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
+        Conditioning.InContext => new InContextBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
+        _ => throw new ArgumentOutOfRangeException(nameof(c), c.Conditioning, "unknown conditioning"),
+    };
 
     /// <summary>The official <c>initialize_weights</c>: Xavier linears, sin-cos positions, N(0, 0.02) embeddings, zeroed adaLN and output.</summary>
     public void InitializeWeights()
@@ -250,26 +261,51 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         init.normal_(((Linear)t_embedder.Mlp[0]).weight!, std: 0.02);
         init.normal_(((Linear)t_embedder.Mlp[2]).weight!, std: 0.02);
 
-        // adaLN-Zero: every block starts as the identity.
-        foreach (var block in blocks)
+        // adaLN-Zero: every block starts as the identity. (The adaLN variant keeps its Xavier modulation:
+        // without gates, a zero modulation would not make the block an identity anyway.)
+        foreach (var block in blocks.OfType<DiTBlock>())
         {
             init.zeros_(block.Modulation.weight!);
             init.zeros_(block.Modulation.bias!);
         }
-        init.zeros_(final_layer.Modulation.weight!);
-        init.zeros_(final_layer.Modulation.bias!);
-        init.zeros_(final_layer.Projection.weight!);
-        init.zeros_(final_layer.Projection.bias!);
+        // The output starts at zero for every variant, as the official code does.
+        var projection = final_layer switch
+        {
+            FinalLayer f => f.Projection,
+            PlainFinalLayer f => f.Projection,
+            _ => throw new InvalidOperationException("unknown final layer"),
+        };
+        if (final_layer is FinalLayer adaptive)
+        {
+            init.zeros_(adaptive.Modulation.weight!);
+            init.zeros_(adaptive.Modulation.bias!);
+        }
+        init.zeros_(projection.weight!);
+        init.zeros_(projection.bias!);
     }
 
     /// <summary>x: (N, C, H, W) latents, t: (N) timesteps on the original 0..999 scale, y: (N) labels → (N, C_out, H, W).</summary>
     public override Tensor forward(Tensor x, Tensor t, Tensor y)
     {
         x = x_embedder.forward(x) + pos_embed;      // (N, T, D)
-        var c = t_embedder.forward(t)               // (N, D)
-              + y_embedder.forward(y);              // (N, D)
-        foreach (var block in blocks)
-            x = block.forward(x, c);                // (N, T, D)
+        var tEmb = t_embedder.forward(t);           // (N, D)
+        var yEmb = y_embedder.forward(y);           // (N, D)
+        var c = tEmb + yEmb;                        // (N, D)
+        switch (Config.Conditioning)
+        {
+            case Conditioning.CrossAttention:
+                var cond = stack(new[] { tEmb, yEmb }, 1);                  // (N, 2, D)
+                foreach (var block in blocks) x = block.forward(x, cond);   // (N, T, D)
+                break;
+            case Conditioning.InContext:
+                x = cat(new[] { tEmb.unsqueeze(1), yEmb.unsqueeze(1), x }, 1); // (N, 2 + T, D)
+                foreach (var block in blocks) x = block.forward(x, c);
+                x = x[.., 2..];                                              // (N, T, D): drop the condition tokens
+                break;
+            default:
+                foreach (var block in blocks) x = block.forward(x, c);   // (N, T, D)
+                break;
+        }
         x = final_layer.forward(x, c);              // (N, T, p·p·C_out)
         return Unpatchify(x);                       // (N, C_out, H, W)
     }

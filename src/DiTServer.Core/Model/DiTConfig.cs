@@ -5,6 +5,32 @@ public enum Conditioning
 {
     /// <summary>Adaptive LayerNorm with zero-initialised gates: what the released checkpoints use.</summary>
     AdaLNZero,
+    /// <summary>Adaptive LayerNorm (scale and shift regressed from t + y), no gates, not zero-initialised.</summary>
+    AdaLN,
+    /// <summary>Each block adds a cross-attention layer over the two tokens [t, y] after self-attention.</summary>
+    CrossAttention,
+    /// <summary>t and y are appended to the image tokens as two extra tokens and dropped before the final layer.</summary>
+    InContext,
+}
+
+/// <summary>The names model.json and the CLI use for <see cref="Conditioning"/>.</summary>
+public static class ConditioningNames
+{
+    private static readonly Dictionary<string, Conditioning> ByName = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["adaLN-Zero"] = Conditioning.AdaLNZero,
+        ["adaLN"] = Conditioning.AdaLN,
+        ["cross-attention"] = Conditioning.CrossAttention,
+        ["in-context"] = Conditioning.InContext,
+    };
+
+    public static IReadOnlyCollection<string> All => ByName.Keys;
+
+    public static string ToName(Conditioning c) => ByName.First(kv => kv.Value == c).Key;
+
+    public static Conditioning Parse(string name) =>
+        ByName.TryGetValue(name, out var c) ? c
+        : throw new ArgumentException($"unknown conditioning '{name}'; use one of {string.Join(", ", ByName.Keys)}");
 }
 
 /// <summary>Architecture of one DiT: the official constructor arguments of <c>models.py</c>.</summary>
