@@ -63,7 +63,39 @@ public static class BenchCommand
             }
             return CommandLine.ExitOk;
         }));
-        return new Command("bench", "Benchmarks (programs, not tests)") { forward };
+        return new Command("bench", "Benchmarks (programs, not tests)") { forward, CreateSgemm(stdout, stderr) };
+    }
+
+    /// <summary><c>bench sgemm</c>: the float32 matmul rate libtorch reaches here, the ceiling for a DiT forward.</summary>
+    private static Command CreateSgemm(TextWriter stdout, TextWriter stderr)
+    {
+        var m = new Option<int>("--m") { Description = "Rows (tokens × batch); 2048 = 8 images of 256 tokens", DefaultValueFactory = _ => 2048 };
+        var k = new Option<int>("--k") { DefaultValueFactory = _ => 1152 };
+        var n = new Option<int>("--n") { DefaultValueFactory = _ => 1152 };
+        var iters = new Option<int>("--iters") { DefaultValueFactory = _ => 10 };
+        var threads = new Option<int?>("--threads");
+        var command = new Command("sgemm", "Time (m×k)·(k×n) float32 matmuls (median of --iters after 2 warm-ups)") { m, k, n, iters, threads };
+        command.SetAction(parse => CommandLine.Guard(stderr, () =>
+        {
+            DeviceOption.ApplyThreads(parse.GetValue(threads));
+            long rows = parse.GetValue(m), inner = parse.GetValue(k), cols = parse.GetValue(n);
+            if (rows < 1 || inner < 1 || cols < 1) throw new UsageException("--m, --k and --n must be positive");
+            using var a = randn(rows, inner);
+            using var b = randn(inner, cols);
+            var times = new List<double>();
+            for (int i = 0; i < 2 + Math.Max(1, parse.GetValue(iters)); i++)
+            {
+                var sw = Stopwatch.StartNew();
+                using (var c = a.matmul(b)) { }
+                if (i >= 2) times.Add(sw.Elapsed.TotalMilliseconds);
+            }
+            times.Sort();
+            double median = times[times.Count / 2], gflop = 2.0 * rows * inner * cols / 1e9;
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"sgemm ({rows}x{inner})·({inner}x{cols}): {gflop:F1} GFLOP, median {median:F1} ms, {gflop / (median / 1000):F1} GFLOP/s, torch threads {get_num_threads()}"));
+            return CommandLine.ExitOk;
+        }));
+        return command;
     }
 
     private static void RandomizeWeights(DiT model)
