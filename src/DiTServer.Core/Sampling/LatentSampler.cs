@@ -25,6 +25,6 @@ public static class LatentSampler
             run.Advance(output);
             progress?.Invoke(run.StepsDone, run.TotalSteps);
         }
-        return run.X.clone().DetachFromDisposeScope();
+        return run.X.clone(); // belongs to the caller's dispose scope, if any
     }
 }
