@@ -65,7 +65,7 @@ public sealed class Trainer : IDisposable
         var noise = randn(x.shape, generator: Generator);
         x = x.to(Device); y = y.to(Device); t = t.to(Device); noise = noise.to(Device);
 
-        var terms = Diffusion.TrainingLosses((xt, tm) => Model.forward(xt, tm, y), x, t, noise);
+        var terms = Losses(x, y, t, noise);
         var loss = terms.Loss.mean();
         Optimizer.zero_grad();
         loss.backward();
@@ -74,6 +74,10 @@ public sealed class Trainer : IDisposable
         Step++;
         return new StepLoss(Step, loss.item<float>(), terms.Mse.mean().item<float>(), terms.Vb is null ? 0 : terms.Vb.mean().item<float>());
     }
+
+    /// <summary>Per-sample loss terms of the training model for given inputs (train.py's <c>training_losses</c> call).</summary>
+    public LossTerms Losses(Tensor xStart, Tensor y, Tensor t, Tensor noise) =>
+        Diffusion.TrainingLosses((xt, tm) => Model.forward(xt, tm, y), xStart, t, noise);
 
     public void Dispose()
     {

@@ -102,6 +102,29 @@ public static class TrainingCheckpoint
         return info;
     }
 
+    /// <summary>The run info with the training and EMA models alone (for export; no dataset or optimizer needed).</summary>
+    public static (TrainingRunInfo Info, DiT Model, DiT Ema) LoadModels(string path)
+    {
+        using var r = Open(path);
+        var info = ReadHeader(r, path);
+        var model = new DiT(info.Config);
+        var ema = new DiT(info.Config);
+        try
+        {
+            model.load(r, strict: true);
+            ema.load(r, strict: true);
+        }
+        catch (EndOfStreamException)
+        {
+            model.Dispose();
+            ema.Dispose();
+            throw new InvalidDataException($"{path}: checkpoint is truncated");
+        }
+        model.eval();
+        ema.eval();
+        return (info, model, ema);
+    }
+
     private static BinaryReader Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint not found: {path}", path);
