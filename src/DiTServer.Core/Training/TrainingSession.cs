@@ -12,7 +12,7 @@ public readonly record struct TrainingProgress(long Step, long TotalSteps, doubl
 /// the loop the CLI (and any host) drives. Output folder: <c>checkpoint.ckpt</c>, <c>loss.csv</c>, then the export.</summary>
 public sealed class TrainingSession
 {
-    public const string CheckpointFile = "checkpoint.ckpt", LossFile = "loss.csv";
+    public const string CheckpointFile = "checkpoint.ckpt", LossFile = "loss.csv", LossPlotFile = "loss.svg";
 
     private readonly Trainer trainer;
     private readonly TrainingRunInfo info;
@@ -65,6 +65,10 @@ public sealed class TrainingSession
                 TimeSpan.FromSeconds((options.Steps - s.Step) / Math.Max(rate, 1e-9)), lastCheckpoint));
         }
         Save(clock.Elapsed);
+        csv.Flush();
+        var rows = LossCurve.Read(LossPath);
+        if (rows.Count > 0)
+            File.WriteAllText(Path.Combine(outDir, LossPlotFile), LossCurve.Svg(rows, $"{info.Name ?? "DiT"}: training loss (mean per {options.LogEvery} steps)"));
         return trainer.Step >= options.Steps;
     }
 
