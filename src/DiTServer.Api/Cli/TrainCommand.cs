@@ -1,0 +1,162 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using DiTServer.Core.Model;
+using DiTServer.Core.Training;
+using Spectre.Console;
+
+namespace DiTServer.Api.Cli;
+
+/// <summary><c>train</c>: trains a class-conditional DiT on an IDX dataset folder, checkpointing atomically;
+/// Ctrl+C (or SIGTERM) saves a checkpoint and exits; <c>--resume</c> continues exactly where it stopped.</summary>
+public static class TrainCommand
+{
+    public const int ExitInterrupted = 130;
+
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var data = new Option<string?>("--data") { Description = "Folder with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] (MNIST / Fashion-MNIST layout)" };
+        var output = new Option<string>("--out") { Description = "Run folder: checkpoint.ckpt, loss.csv, and the exported model at the end", Required = true };
+        var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint.ckpt (its model and options; --steps may raise the total)" };
+        var name = new Option<string?>("--name") { Description = "Model name in model.json (default: the out folder's name)" };
+        var arch = new Option<string?>("--arch") { Description = "Preset such as DiT-S/4 (else --hidden/--depth/--heads/--patch)" };
+        var hidden = new Option<int>("--hidden") { Description = "Hidden size", DefaultValueFactory = _ => 128 };
+        var depth = new Option<int>("--depth") { Description = "Number of DiT blocks", DefaultValueFactory = _ => 6 };
+        var heads = new Option<int>("--heads") { Description = "Attention heads", DefaultValueFactory = _ => 4 };
+        var patch = new Option<int>("--patch") { Description = "Patch size", DefaultValueFactory = _ => 4 };
+        var padTo = new Option<int?>("--pad-to") { Description = "Zero-pad images to this side (e.g. 32); default: native size" };
+        var classDropout = new Option<double>("--class-dropout") { Description = "Label dropout probability (null class for guidance)", DefaultValueFactory = _ => 0.1 };
+        var learnSigma = new Option<bool>("--learn-sigma") { Description = "Learn the variance (official loss mse + vb)", DefaultValueFactory = _ => true };
+        var classNames = new Option<string?>("--class-names") { Description = "Comma-separated class names for model.json (e.g. T-shirt/top,Trouser,…)" };
+        var steps = new Option<long>("--steps") { Description = "Total optimizer steps", DefaultValueFactory = _ => 1000 };
+        var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 256 };
+        var lr = new Option<double>("--lr") { Description = "AdamW learning rate (paper: 1e-4)", DefaultValueFactory = _ => 1e-4 };
+        var ema = new Option<double>("--ema") { Description = "EMA decay (paper: 0.9999)", DefaultValueFactory = _ => 0.9999 };
+        var emaWarmup = new Option<bool>("--ema-warmup") { Description = "EMA decay min(ema, (1+n)/(10+n))" };
+        var seed = new Option<long>("--seed") { Description = "Seed (weights, batches, timesteps, noise, label dropout)", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
+        var logEvery = new Option<int>("--log-every") { Description = "Steps per loss-curve row", DefaultValueFactory = _ => 50 };
+        var ckptEvery = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints (0: only at the end / on interrupt)", DefaultValueFactory = _ => 500 };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
+
+        var command = new Command("train", "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) dataset")
+        {
+            data, output, resume, name, arch, hidden, depth, heads, patch, padTo, classDropout, learnSigma, classNames,
+            steps, batch, lr, ema, emaWarmup, seed, threads, logEvery, ckptEvery, device,
+        };
+        command.SetAction(parse => CommandLine.Guard(stderr, () =>
+        {
+            DeviceOption.ApplyThreads(parse.GetValue(threads));
+            var torchDevice = DeviceOption.Parse(parse.GetValue(device)!);
+            string outDir = Path.GetFullPath(parse.GetValue(output)!);
+            string ckpt = Path.Combine(outDir, TrainingSession.CheckpointFile);
+
+            TrainingRunInfo info;
+            if (parse.GetValue(resume))
+            {
+                info = TrainingCheckpoint.ReadInfo(ckpt);
+                // Only the step count may change on resume; every other option is the run's own.
+                if (parse.GetResult(steps) is { Implicit: false })
+                    info = info with { Options = info.Options with { Steps = parse.GetValue(steps) } };
+            }
+            else
+            {
+                string dataDir = parse.GetValue(data) ?? throw new UsageException("--data is required (or --resume)");
+                if (File.Exists(ckpt))
+                    throw new UsageException($"{ckpt} exists; pass --resume to continue it or choose another --out");
+                var options = new TrainingOptions
+                {
+                    Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), LearningRate = parse.GetValue(lr),
+                    EmaDecay = parse.GetValue(ema), EmaWarmup = parse.GetValue(emaWarmup), Seed = parse.GetValue(seed),
+                    LogEvery = parse.GetValue(logEvery), CheckpointEvery = parse.GetValue(ckptEvery),
+                };
+                info = new TrainingRunInfo
+                {
+                    Name = parse.GetValue(name) ?? new DirectoryInfo(outDir).Name,
+                    Dataset = Path.GetFullPath(dataDir),
+                    PadTo = parse.GetValue(padTo),
+                    ClassNames = parse.GetValue(classNames)?.Split(',', StringSplitOptions.TrimEntries),
+                    Options = options,
+                    Config = ArchitectureFrom(parse.GetValue(arch), parse.GetValue(hidden), parse.GetValue(depth), parse.GetValue(heads), parse.GetValue(patch)) with
+                    {
+                        ClassDropoutProb = parse.GetValue(classDropout),
+                        LearnSigma = parse.GetValue(learnSigma),
+                    },
+                };
+            }
+            try { info.Options.Validate(); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+
+            using var dataset = IdxDataset.FromFolder(info.Dataset!, padTo: info.PadTo);
+            info = info with
+            {
+                Config = info.Config with { InputSize = dataset.ImageSize, InChannels = dataset.Channels, NumClasses = Math.Max(dataset.NumClasses, info.ClassNames?.Count ?? 0) },
+            };
+            if (info.ClassNames is { } cn && cn.Count != info.Config.NumClasses)
+                throw new UsageException($"--class-names has {cn.Count} names but the dataset has {info.Config.NumClasses} classes");
+
+            using var trainer = new Trainer(info.Config, info.Options, dataset, torchDevice);
+            if (parse.GetValue(resume)) info = TrainingCheckpoint.Restore(ckpt, trainer) with { Options = info.Options };
+            var session = new TrainingSession(trainer, info, outDir);
+            long parameters = trainer.Model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+            stdout.WriteLine($"training {info.Name}: hidden {info.Config.HiddenSize}, depth {info.Config.Depth}, heads {info.Config.NumHeads}, patch {info.Config.PatchSize}, " +
+                             $"{info.Config.InChannels}×{info.Config.InputSize}² input, {info.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
+                             $"{dataset.Count} images; from step {trainer.Step} to {info.Options.Steps}, batch {info.Options.BatchSize}, lr {info.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
+
+            using var cts = new CancellationTokenSource();
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
+
+            bool finished = Console.IsOutputRedirected || !ReferenceEquals(stdout, Console.Out)
+                ? session.Run(cts.Token, PlainProgress(stdout, info.Options.LogEvery))
+                : RunWithProgressBar(session, cts.Token);
+            if (!finished)
+            {
+                stdout.WriteLine($"interrupted at step {trainer.Step}; checkpoint {session.CheckpointPath}; continue with: train --out {outDir} --resume");
+                return ExitInterrupted;
+            }
+            var files = ModelExport.Write(outDir, info.Name!, trainer.Config, trainer.Ema.Model, trainer.Model, info.ClassNames, $"{info.Name}.pt");
+            stdout.WriteLine($"done: {trainer.Step} steps; exported {string.Join(", ", files.Select(Path.GetFileName))} to {outDir}");
+            return CommandLine.ExitOk;
+        }));
+        return command;
+    }
+
+    internal static DiTConfig ArchitectureFrom(string? preset, int hidden, int depth, int heads, int patch)
+    {
+        try
+        {
+            var config = preset is not null ? DiTConfig.FromPreset(preset)
+                : new DiTConfig { HiddenSize = hidden, Depth = depth, NumHeads = heads, PatchSize = patch };
+            return config;
+        }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+    }
+
+    private static Action<TrainingProgress> PlainProgress(TextWriter stdout, int every) => p =>
+    {
+        if (p.Step % every == 0 || p.Step == p.TotalSteps)
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"step {p.Step}/{p.TotalSteps} loss {p.RecentLoss:F4} {p.StepsPerSecond:F2} it/s ETA {p.Eta:hh\\:mm\\:ss}"));
+    };
+
+    private static bool RunWithProgressBar(TrainingSession session, CancellationToken cancel)
+    {
+        bool finished = false;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("training", maxValue: 1);
+                finished = session.Run(cancel, p =>
+                {
+                    task.MaxValue = p.TotalSteps;
+                    task.Value = p.Step;
+                    task.Description = string.Create(CultureInfo.InvariantCulture,
+                        $"step {p.Step}/{p.TotalSteps}  loss {p.RecentLoss:F4}  {p.StepsPerSecond:F2} it/s  ETA {p.Eta:hh\\:mm\\:ss}");
+                });
+            });
+        return finished;
+    }
+}

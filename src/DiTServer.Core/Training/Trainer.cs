@@ -1,0 +1,89 @@
+using DiTServer.Core.Diffusion;
+using DiTServer.Core.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Training;
+
+/// <summary>Loss terms of one optimizer step, averaged over the batch.</summary>
+public readonly record struct StepLoss(long Step, double Loss, double Mse, double Vb);
+
+/// <summary>The DiT training loop of train.py: AdamW on the official diffusion loss, EMA of the weights.</summary>
+/// <remarks>All randomness (batch indices, timesteps, noise, label dropout) comes from one seeded generator whose
+/// state goes into the checkpoint, so a resumed run takes exactly the steps the uninterrupted one would.</remarks>
+public sealed class Trainer : IDisposable
+{
+    public DiTConfig Config { get; }
+    public TrainingOptions Options { get; }
+    public DiT Model { get; }
+    public Ema Ema { get; }
+    public TorchSharp.Modules.OptimizerHelper Optimizer { get; }
+    public GaussianDiffusion Diffusion { get; }
+    public Generator Generator { get; }
+    public Device Device { get; }
+    /// <summary>Optimizer steps taken so far (also the number of EMA updates).</summary>
+    public long Step { get; internal set; }
+
+    private readonly ITrainingDataset data;
+
+    public Trainer(DiTConfig config, TrainingOptions options, ITrainingDataset data, Device? device = null)
+    {
+        config.Validate();
+        options.Validate();
+        if (data.ImageSize != config.InputSize || data.Channels != config.InChannels)
+            throw new ArgumentException(
+                $"dataset images are {data.Channels}×{data.ImageSize}×{data.ImageSize} but the model expects {config.InChannels}×{config.InputSize}×{config.InputSize}");
+        if (data.NumClasses > config.NumClasses)
+            throw new ArgumentException($"dataset has {data.NumClasses} classes but the model only {config.NumClasses}");
+        if (data.Count == 0) throw new ArgumentException("dataset is empty");
+
+        Config = config;
+        Options = options;
+        Device = device ?? CPU;
+        this.data = data;
+        // train.py seeds the global RNG before building the model, so the initial weights follow the seed.
+        manual_seed(options.Seed);
+        Model = new DiT(config);
+        Model.to(Device);
+        Ema = new Ema(Model);
+        Optimizer = optim.AdamW(Model.parameters().Where(p => p.requires_grad), options.LearningRate,
+            options.Beta1, options.Beta2, weight_decay: options.WeightDecay);
+        Diffusion = GaussianDiffusion.Create("", learnSigma: config.LearnSigma);
+        Generator = new Generator((ulong)options.Seed);
+        Model.LabelEmbedder.DropoutGenerator = Generator;
+        Model.train();
+    }
+
+    /// <summary>One optimizer step on a random batch: uniform t in [0, T), ε ~ N(0, I), loss = mean(mse + vb).</summary>
+    public StepLoss TrainStep()
+    {
+        using var scope = NewDisposeScope();
+        Model.train();
+        var idx = randint(0, data.Count, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
+        var (x, y) = data.Batch(idx);                                                     // (B, C, S, S), (B,)
+        var t = randint(0, Diffusion.NumTimesteps, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
+        var noise = randn(x.shape, generator: Generator);
+        x = x.to(Device); y = y.to(Device); t = t.to(Device); noise = noise.to(Device);
+
+        var terms = Losses(x, y, t, noise);
+        var loss = terms.Loss.mean();
+        Optimizer.zero_grad();
+        loss.backward();
+        Optimizer.step();
+        Ema.Update(Model, Ema.DecayAt(Options.EmaDecay, Options.EmaWarmup, Step));
+        Step++;
+        return new StepLoss(Step, loss.item<float>(), terms.Mse.mean().item<float>(), terms.Vb is null ? 0 : terms.Vb.mean().item<float>());
+    }
+
+    /// <summary>Per-sample loss terms of the training model for given inputs (train.py's <c>training_losses</c> call).</summary>
+    public LossTerms Losses(Tensor xStart, Tensor y, Tensor t, Tensor noise) =>
+        Diffusion.TrainingLosses((xt, tm) => Model.forward(xt, tm, y), xStart, t, noise);
+
+    public void Dispose()
+    {
+        Optimizer.Dispose();
+        Ema.Dispose();
+        Model.Dispose();
+        Generator.Dispose();
+    }
+}

@@ -1,0 +1,93 @@
+using DiTServer.Api.Cli;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Training;
+using DiTServer.Tests.Shared;
+
+namespace DiTServer.Api.Tests;
+
+/// <summary>The `train` and `export` verbs end to end on a tiny synthetic IDX dataset.</summary>
+public class TrainCommandTests : IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("dit-train-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+
+    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = await CommandLine.RunAsync(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private string[] TinyRun(string data, string run, int steps) =>
+    [
+        "train", "--data", data, "--out", run, "--hidden", "32", "--depth", "1", "--heads", "2", "--patch", "2",
+        "--steps", steps.ToString(), "--batch", "4", "--lr", "1e-3", "--ema-warmup", "--log-every", "2", "--checkpoint-every", "2",
+        "--threads", "1", "--class-names", "low,high",
+    ];
+
+    [Fact]
+    public async Task Trains_checkpoints_resumes_and_exports_a_servable_model()
+    {
+        string data = Path.Combine(root, "data"), run = Path.Combine(root, "run");
+        SyntheticIdx.Write(data, count: 16, classes: 2);
+
+        var (code, stdout, err) = await Run(TinyRun(data, run, 4));
+        Assert.True(code == 0, err + stdout);
+        Assert.Contains("step 4/4", stdout);
+        Assert.Equal(4, TrainingCheckpoint.ReadInfo(Path.Combine(run, "checkpoint.ckpt")).Step);
+        Assert.Equal(["step,loss,mse,vb,elapsed_s", "2,", "4,"], File.ReadAllLines(Path.Combine(run, "loss.csv")).Select(l => l.Split(',')[0] == "step" ? l : l[..2]));
+
+        // A second run into the same folder must not silently overwrite it.
+        (code, _, err) = await Run(TinyRun(data, run, 4));
+        Assert.Equal(CommandLine.ExitUsage, code);
+        Assert.Contains("--resume", err);
+
+        (code, stdout, err) = await Run("train", "--out", run, "--resume", "--steps", "6", "--threads", "1");
+        Assert.True(code == 0, err + stdout);
+        Assert.Contains("from step 4 to 6", stdout);
+        Assert.Equal(6, TrainingCheckpoint.ReadInfo(Path.Combine(run, "checkpoint.ckpt")).Step);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(run, "loss.csv")).Length);
+
+        using (var served = LoadedModel.Load(run))
+        {
+            Assert.Equal("run", served.Name);
+            Assert.Equal("high", served.Classes[1]);
+            Assert.Equal(8, served.ImageSize);
+        }
+        Assert.True(File.Exists(Path.Combine(run, "run.pt")));
+
+        string exported = Path.Combine(root, "exported");
+        (code, stdout, err) = await Run("export", "--checkpoint", run, "--out", exported, "--name", "tiny");
+        Assert.True(code == 0, err);
+        Assert.Contains("step 6", stdout);
+        using var again = LoadedModel.Load(exported);
+        Assert.Equal("tiny", again.Name);
+    }
+
+    [Theory]
+    [InlineData("not found", "--data", "/nonexistent/folder")]
+    [InlineData("batch size", "--batch", "0")]
+    [InlineData("divisible", "--patch", "3")]
+    public async Task Bad_input_exits_with_code_2_and_one_line(string expected, string option, string value)
+    {
+        string data = Path.Combine(root, "data");
+        SyntheticIdx.Write(data, count: 8);
+        var args = TinyRun(data, Path.Combine(root, "bad"), 2).ToList();
+        int at = args.IndexOf(option);
+        if (at >= 0) args[at + 1] = value; else args.AddRange([option, value]);
+        var (code, _, err) = await Run(args.ToArray());
+        Assert.Equal(CommandLine.ExitUsage, code);
+        Assert.Contains(expected, err);
+        Assert.Single(err.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public async Task Resume_without_a_checkpoint_says_so()
+    {
+        var (code, _, err) = await Run("train", "--out", Path.Combine(root, "empty"), "--resume");
+        Assert.Equal(CommandLine.ExitUsage, code);
+        Assert.Contains("checkpoint not found", err);
+    }
+}
