@@ -208,7 +208,9 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
 
     public DiTConfig Config { get; }
 
-    public DiT(DiTConfig config) : base(nameof(DiT))
+    /// <param name="initGenerator">Draws the initial weights; null uses torch's global generator, as the official code.
+    /// Trainers pass their own so that concurrent work cannot change the initialisation.</param>
+    public DiT(DiTConfig config, Generator? initGenerator = null) : base(nameof(DiT))
     {
         config.Validate();
         Config = config;
@@ -223,7 +225,7 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
             ? new FinalLayer(config.HiddenSize, config.PatchSize, config.OutChannels)
             : new PlainFinalLayer(config.HiddenSize, config.PatchSize, config.OutChannels);
         RegisterComponents();
-        InitializeWeights();
+        InitializeWeights(initGenerator);
     }
 
     public LabelEmbedder LabelEmbedder => y_embedder;
@@ -238,14 +240,14 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
     };
 
     /// <summary>The official <c>initialize_weights</c>: Xavier linears, sin-cos positions, N(0, 0.02) embeddings, zeroed adaLN and output.</summary>
-    public void InitializeWeights()
+    public void InitializeWeights(Generator? generator = null)
     {
         using var _ = no_grad();
         foreach (var (_, module) in named_modules())
         {
             if (module is Linear linear)
             {
-                init.xavier_uniform_(linear.weight!);
+                XavierUniform(linear.weight!, generator);
                 if (linear.bias is not null) init.zeros_(linear.bias);
             }
         }
@@ -254,12 +256,12 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
 
         // Patch embedding like a Linear: Xavier over the flattened (D, C·p·p) kernel.
         var w = x_embedder.Proj.weight!;
-        using (var flat = w.view(w.shape[0], -1)) init.xavier_uniform_(flat);
+        using (var flat = w.view(w.shape[0], -1)) XavierUniform(flat, generator);
         init.zeros_(x_embedder.Proj.bias!);
 
-        init.normal_(y_embedder.EmbeddingTable.weight!, std: 0.02);
-        init.normal_(((Linear)t_embedder.Mlp[0]).weight!, std: 0.02);
-        init.normal_(((Linear)t_embedder.Mlp[2]).weight!, std: 0.02);
+        y_embedder.EmbeddingTable.weight!.normal_(0, 0.02, generator);
+        ((Linear)t_embedder.Mlp[0]).weight!.normal_(0, 0.02, generator);
+        ((Linear)t_embedder.Mlp[2]).weight!.normal_(0, 0.02, generator);
 
         // adaLN-Zero: every block starts as the identity. (The adaLN variant keeps its Xavier modulation:
         // without gates, a zero modulation would not make the block an identity anyway.)
@@ -282,6 +284,14 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         }
         init.zeros_(projection.weight!);
         init.zeros_(projection.bias!);
+    }
+
+    /// <summary>U(−a, a) with a = √(6 / (fan_in + fan_out)): torch's xavier_uniform_, which draws exactly this.</summary>
+    private static void XavierUniform(Tensor weight, Generator? generator)
+    {
+        long fanOut = weight.shape[0], fanIn = weight.shape[1];
+        double bound = Math.Sqrt(6.0 / (fanIn + fanOut));
+        weight.uniform_(-bound, bound, generator);
     }
 
     /// <summary>x: (N, C, H, W) latents, t: (N) timesteps on the original 0..999 scale, y: (N) labels → (N, C_out, H, W).</summary>

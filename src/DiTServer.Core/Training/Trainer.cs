@@ -41,9 +41,10 @@ public sealed class Trainer : IDisposable
         Options = options;
         Device = device ?? CPU;
         this.data = data;
-        // train.py seeds the global RNG before building the model, so the initial weights follow the seed.
-        manual_seed(options.Seed);
-        Model = new DiT(config);
+        // The initial weights follow the seed (train.py seeds the global RNG for this); an own generator keeps
+        // other threads' use of the global one (tests in parallel, a server) from changing them.
+        using (var initGenerator = new Generator((ulong)options.Seed))
+            Model = new DiT(config, initGenerator);
         Model.to(Device);
         Ema = new Ema(Model);
         Optimizer = optim.AdamW(Model.parameters().Where(p => p.requires_grad), options.LearningRate,
