@@ -30,7 +30,11 @@ public static class LoggingRegistration
     /// <summary>One line per HTTP request (method, path, status, time) tagged with the request id.</summary>
     public static WebApplication UseServerRequestLogging(this WebApplication app)
     {
-        app.UseSerilogRequestLogging(o => o.EnrichDiagnosticContext = (diag, http) => diag.Set("RequestId", http.TraceIdentifier));
+        app.UseSerilogRequestLogging(o =>
+        {
+            o.Logger = app.Services.GetRequiredService<Serilog.ILogger>(); // this host's logger; the static one is left alone
+            o.EnrichDiagnosticContext = (diag, http) => diag.Set("RequestId", http.TraceIdentifier);
+        });
         return app;
     }
 }
