@@ -63,7 +63,7 @@ public static class BenchCommand
             }
             return CommandLine.ExitOk;
         }));
-        return new Command("bench", "Benchmarks (programs, not tests)") { forward };
+        return new Command("bench", "Benchmarks (programs, not tests)") { forward, ServeBenchmark.Create(stdout, stderr) };
     }
 
     private static void RandomizeWeights(DiT model)
