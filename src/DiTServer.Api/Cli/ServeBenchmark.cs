@@ -93,7 +93,7 @@ public static class ServeBenchmark
             RequestTimeout = TimeSpan.FromHours(1),
         };
         var queue = new GenerationQueue(options.QueueCapacity);
-        using var engine = new GenerationEngine(new ModelRunner(model), queue, options, NullServingObserver.Instance, NullLogger.Instance);
+        var engine = new GenerationEngine(new ModelRunner(model), queue, options, NullServingObserver.Instance, NullLogger.Instance);
         var loop = engine.Start();
         while (!engine.Ready) await Task.Delay(5, ct); // the warm-up is not part of the measurement
         var sw = Stopwatch.StartNew();

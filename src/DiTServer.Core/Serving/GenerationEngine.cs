@@ -9,7 +9,7 @@ namespace DiTServer.Core.Serving;
 /// active requests, hand finished ones to decoding, repeat. Runs on its own thread, the only one that touches the model.</summary>
 /// <remarks>Split as vLLM's engine: <see cref="BatchScheduler"/> decides, <see cref="ModelRunner"/> runs, this class
 /// moves requests between the two and completes their tasks. One request's failure completes only its own task.</remarks>
-public sealed class GenerationEngine : IDisposable
+public sealed class GenerationEngine
 {
     private readonly ModelRunner runner;
     private readonly BatchScheduler scheduler;
@@ -18,6 +18,8 @@ public sealed class GenerationEngine : IDisposable
     private readonly IServingObserver observer;
     private readonly ILogger logger;
     private readonly List<ActiveGeneration> active = new();
+    // Never disposed on purpose (no timers, nothing to free): a host may call StopAsync again after its container
+    // has been disposed (WebApplicationFactory does), and shutdown must still be callable then.
     private readonly CancellationTokenSource stopAdmitting = new(), abort = new();
     private readonly TaskCompletionSource finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? thread;
@@ -304,10 +306,4 @@ public sealed class GenerationEngine : IDisposable
     }
 
     private static Dictionary<string, object> Tags(GenerationRequest r) => new() { ["RequestId"] = r.Id };
-
-    public void Dispose()
-    {
-        stopAdmitting.Dispose();
-        abort.Dispose();
-    }
 }
