@@ -1,12 +1,28 @@
 using DiTServer.Api.Cli;
+using DiTServer.Api.Endpoints;
+using DiTServer.Api.Hosting;
+using DiTServer.Api.Observability;
 
 // Verbs (sample, bench) run as a command-line tool; anything else starts the web host.
 if (CommandLine.IsVerb(args))
     return await CommandLine.RunAsync(args);
 
 var builder = WebApplication.CreateBuilder(args);
+builder.AddServerLogging();
+builder.AddServerObservability();
+builder.AddDiTServing();
+
 var app = builder.Build();
-app.MapGet("/health/live", () => Results.Ok(new { status = "live" }));
+if (app.PrepareServing() is { } failure)
+{
+    app.Logger.LogCritical("Cannot start: {Reason}", failure);
+    await app.DisposeAsync(); // flushes the log
+    return 1;
+}
+app.UseServerPipeline();
+app.MapServerProbes();
+app.MapModelsApi();
+app.MapImagesApi();
 await app.RunAsync();
 return 0;
 

@@ -63,7 +63,7 @@ public static class BenchCommand
             }
             return CommandLine.ExitOk;
         }));
-        return new Command("bench", "Benchmarks (programs, not tests)") { forward, CreateSgemm(stdout, stderr) };
+        return new Command("bench", "Benchmarks (programs, not tests)") { forward, CreateSgemm(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
     }
 
     /// <summary><c>bench sgemm</c>: the float32 matmul rate libtorch reaches here, the ceiling for a DiT forward.</summary>

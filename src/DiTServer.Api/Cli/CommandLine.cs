@@ -33,6 +33,25 @@ public static class CommandLine
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
     }
 
+    /// <summary>The async twin of <see cref="Guard"/>.</summary>
+    public static async Task<int> GuardAsync(TextWriter stderr, Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception e) when (e is UsageException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitUsage;
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+            return ExitFailure;
+        }
+    }
+
     /// <summary>Runs a verb body, mapping input errors to exit code 2 and anything else to 1, each as one line.</summary>
     public static int Guard(TextWriter stderr, Func<int> body)
     {

@@ -1,0 +1,177 @@
+using System.Text.Json;
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Serving;
+
+namespace DiTServer.Api.Endpoints;
+
+/// <summary>Reads and validates the JSON body of <c>POST /v1/images</c> field by field, so every mistake gets a
+/// precise message (the framework's binder would answer one generic failure, or a 500 for some type errors).</summary>
+public static class ImageRequestParser
+{
+    public const int MaxSteps = 1000;
+    public const double MaxCfgScale = 20;
+    private static readonly string[] Known = ["class_label", "num_images", "steps", "cfg_scale", "seed", "sampler", "guidance", "eta"];
+    private static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 8 };
+
+    /// <summary>The model facts validation needs.</summary>
+    public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest);
+
+    /// <returns>The parameters, or null with <paramref name="errors"/> keyed by field ("body" for the whole body).</returns>
+    public static GenerationParameters? Parse(ReadOnlyMemory<byte> body, Limits limits, out Dictionary<string, string[]> errors)
+    {
+        errors = new Dictionary<string, string[]>();
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(body, JsonOptions); }
+        catch (JsonException e)
+        {
+            errors["body"] = [body.Length == 0 ? "the body is empty; send a JSON object such as {\"class_label\": 3}" : $"malformed JSON: {e.Message}"];
+            return null;
+        }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                errors["body"] = [$"the body must be a JSON object, not {Describe(root.ValueKind)}"];
+                return null;
+            }
+            var fields = new Dictionary<string, JsonElement>();
+            foreach (var p in root.EnumerateObject())
+            {
+                if (!Known.Contains(p.Name))
+                    Add(errors, p.Name, $"unknown field '{p.Name}'; the fields are {string.Join(", ", Known)}");
+                else if (!fields.TryAdd(p.Name, p.Value))
+                    Add(errors, p.Name, $"field '{p.Name}' appears more than once");
+            }
+
+            int label = ClassLabel(fields, limits, errors);
+            int numImages = Integer(fields, "num_images", 1, 1, limits.MaxImagesPerRequest, errors);
+            int steps = Integer(fields, "steps", 50, 1, MaxSteps, errors);
+            double cfg = Number(fields, "cfg_scale", 4.0, 1, MaxCfgScale, errors);
+            long seed = Seed(fields, errors);
+            var sampler = Choice(fields, "sampler", SamplerKind.Ddpm, new() { ["ddpm"] = SamplerKind.Ddpm, ["ddim"] = SamplerKind.Ddim }, errors);
+            var guidance = Choice(fields, "guidance", GuidanceMode.Official, new() { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All }, errors);
+            double eta = Number(fields, "eta", 0, 0, 1, errors);
+            if (fields.ContainsKey("eta") && sampler != SamplerKind.Ddim && !errors.ContainsKey("sampler"))
+                Add(errors, "eta", "eta applies to the ddim sampler only");
+            if (cfg != 1 && !limits.HasNullClass && !errors.ContainsKey("cfg_scale"))
+                Add(errors, "cfg_scale", "this model was trained without a null class, so cfg_scale must be 1");
+            if (errors.Count > 0) return null;
+
+            var options = new SamplingOptions { Sampler = sampler, Steps = steps, CfgScale = cfg, Guidance = guidance, Eta = eta, Seed = seed };
+            options.Validate(); // the sampler's own rules; the checks above are stricter, so this never fires for parsed input
+            return new GenerationParameters(label, numImages, options);
+        }
+    }
+
+    private static int ClassLabel(Dictionary<string, JsonElement> fields, Limits limits, Dictionary<string, string[]> errors)
+    {
+        string range = $"0..{limits.NumClasses - 1}";
+        if (!fields.TryGetValue("class_label", out var v) || v.ValueKind == JsonValueKind.Null)
+        {
+            Add(errors, "class_label", $"class_label is required: a class index {range} or a class name (see GET /v1/classes)");
+            return -1;
+        }
+        string text;
+        if (v.ValueKind == JsonValueKind.Number)
+        {
+            if (!v.TryGetInt32(out var index))
+            {
+                Add(errors, "class_label", $"class_label must be an integer class index {range} or a class name, not {v.GetRawText()}");
+                return -1;
+            }
+            text = index.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        else if (v.ValueKind == JsonValueKind.String) text = v.GetString()!;
+        else
+        {
+            Add(errors, "class_label", $"class_label must be an integer class index {range} or a class name, not {Describe(v.ValueKind)}");
+            return -1;
+        }
+        if (text.Trim().Length == 0)
+        {
+            Add(errors, "class_label", $"class_label is empty; use a class index {range} or a class name (see GET /v1/classes)");
+            return -1;
+        }
+        if (limits.Classes.TryResolve(text, limits.NumClasses, out var id, out var error)) return id;
+        Add(errors, "class_label", error);
+        return -1;
+    }
+
+    private static int Integer(Dictionary<string, JsonElement> fields, string name, int fallback, int min, int max, Dictionary<string, string[]> errors)
+    {
+        if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out var value))
+        {
+            Add(errors, name, $"{name} must be an integer in {min}..{max}, not {Show(v)}");
+            return fallback;
+        }
+        if (value < min || value > max)
+        {
+            Add(errors, name, $"{name} must be in {min}..{max}, got {value}");
+            return fallback;
+        }
+        return (int)value;
+    }
+
+    private static double Number(Dictionary<string, JsonElement> fields, string name, double fallback, double min, double max, Dictionary<string, string[]> errors)
+    {
+        if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var value) || !double.IsFinite(value))
+        {
+            Add(errors, name, $"{name} must be a number in {min}..{max}, not {Show(v)}");
+            return fallback;
+        }
+        if (value < min || value > max)
+        {
+            Add(errors, name, $"{name} must be in {min}..{max}, got {v.GetRawText()}");
+            return fallback;
+        }
+        return value;
+    }
+
+    /// <summary>Absent: a random seed below 2^53, so JavaScript clients can echo it back exactly.</summary>
+    private static long Seed(Dictionary<string, JsonElement> fields, Dictionary<string, string[]> errors)
+    {
+        if (!fields.TryGetValue("seed", out var v) || v.ValueKind == JsonValueKind.Null) return Random.Shared.NextInt64(0, 1L << 53);
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out var seed))
+        {
+            Add(errors, "seed", $"seed must be an integer in 0..{long.MaxValue}, not {Show(v)}");
+            return 0;
+        }
+        if (seed < 0) Add(errors, "seed", $"seed must be ≥ 0, got {seed}");
+        return seed;
+    }
+
+    private static T Choice<T>(Dictionary<string, JsonElement> fields, string name, T fallback, Dictionary<string, T> choices, Dictionary<string, string[]> errors)
+    {
+        if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
+        string allowed = string.Join(" or ", choices.Keys);
+        if (v.ValueKind != JsonValueKind.String)
+        {
+            Add(errors, name, $"{name} must be a string: {allowed}, not {Show(v)}");
+            return fallback;
+        }
+        var s = v.GetString()!;
+        if (choices.TryGetValue(s.Trim().ToLowerInvariant(), out var value)) return value;
+        Add(errors, name, $"unknown {name} '{s}'; use {allowed}");
+        return fallback;
+    }
+
+    private static void Add(Dictionary<string, string[]> errors, string field, string message) =>
+        errors[field] = errors.TryGetValue(field, out var existing) ? [.. existing, message] : [message];
+
+    private static string Show(JsonElement v) => v.ValueKind is JsonValueKind.Number or JsonValueKind.String ? v.GetRawText() : Describe(v.ValueKind);
+
+    private static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => kind.ToString(),
+    };
+}

@@ -1,0 +1,70 @@
+using System.Text.Json.Serialization;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Serving;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace DiTServer.Api.Endpoints;
+
+/// <summary><c>GET /v1/models</c> (the loaded model and the request limits) and <c>GET /v1/classes</c> (index → names).</summary>
+public static class ModelsEndpoints
+{
+    public static WebApplication MapModelsApi(this WebApplication app)
+    {
+        var group = app.MapGroup("/v1").WithTags("Models");
+        group.MapGet("/models", GetModels).WithName("GetModels").WithSummary("The loaded model, its samplers and the request limits");
+        group.MapGet("/classes", GetClasses).WithName("GetClasses").WithSummary("The model's classes: index, display name and aliases");
+        return app;
+    }
+
+    private static Ok<ModelsResponse> GetModels(LoadedModel model, IOptions<ServingOptions> serving)
+    {
+        var o = serving.Value;
+        var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
+            model.Config.ClassDropoutProb > 0, model.Device.ToString(), ["ddpm", "ddim"], ["official", "all"],
+            new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
+            new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity));
+        return TypedResults.Ok(new ModelsResponse([info]));
+    }
+
+    private static Ok<ClassesResponse> GetClasses(LoadedModel model) =>
+        TypedResults.Ok(new ClassesResponse(model.Name, model.Classes.Count,
+            Enumerable.Range(0, model.Classes.Count).Select(i => new ClassInfo(i, model.Classes[i], model.Classes.Aliases(i))).ToList()));
+}
+
+public sealed record ModelsResponse([property: JsonPropertyName("models")] IReadOnlyList<ModelInfo> Models);
+
+public sealed record ModelInfo(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("architecture")] string Architecture,
+    [property: JsonPropertyName("image_size")] int ImageSize,
+    [property: JsonPropertyName("image_channels")] int ImageChannels,
+    [property: JsonPropertyName("num_classes")] int NumClasses,
+    [property: JsonPropertyName("supports_guidance")] bool SupportsGuidance,
+    [property: JsonPropertyName("device")] string Device,
+    [property: JsonPropertyName("samplers")] IReadOnlyList<string> Samplers,
+    [property: JsonPropertyName("guidance_modes")] IReadOnlyList<string> GuidanceModes,
+    [property: JsonPropertyName("limits")] RequestLimits Limits,
+    [property: JsonPropertyName("batching")] BatchingInfo Batching);
+
+public sealed record RequestLimits(
+    [property: JsonPropertyName("max_images_per_request")] int MaxImagesPerRequest,
+    [property: JsonPropertyName("max_steps")] int MaxSteps,
+    [property: JsonPropertyName("min_cfg_scale")] double MinCfgScale,
+    [property: JsonPropertyName("max_cfg_scale")] double MaxCfgScale,
+    [property: JsonPropertyName("max_body_bytes")] int MaxBodyBytes);
+
+public sealed record BatchingInfo(
+    [property: JsonPropertyName("mode")] string Mode,
+    [property: JsonPropertyName("max_batch_rows")] int MaxBatchRows,
+    [property: JsonPropertyName("queue_capacity")] int QueueCapacity);
+
+public sealed record ClassesResponse(
+    [property: JsonPropertyName("model")] string Model,
+    [property: JsonPropertyName("count")] int Count,
+    [property: JsonPropertyName("classes")] IReadOnlyList<ClassInfo> Classes);
+
+public sealed record ClassInfo(
+    [property: JsonPropertyName("index")] int Index,
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("aliases")] IReadOnlyList<string> Aliases);

@@ -1,0 +1,20 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace DiTServer.Api.Hosting;
+
+/// <summary>Which model to serve and where (configuration section <c>DiT</c>; env <c>DiT__Model</c>, <c>DiT__Device</c>).</summary>
+public sealed class DiTOptions
+{
+    public const string Section = "DiT";
+
+    /// <summary>Relative to the application folder and the content root when no path is configured.</summary>
+    public const string DemoModelFolder = "models/dit-fashion-mnist";
+
+    /// <summary>A model folder with model.json, or the manifest file. Defaults to the embedded demo model when present.</summary>
+    [Required(ErrorMessage = "DiT:Model is not set and the demo model (" + DemoModelFolder + ") is not in this build: set DiT__Model to a model folder with model.json")]
+    public string? Model { get; set; }
+
+    /// <summary><c>cpu</c> or <c>cuda[:index]</c>.</summary>
+    [Required, RegularExpression(@"^(cpu|cuda(:\d+)?)$", ErrorMessage = "DiT:Device must be cpu or cuda[:index]")]
+    public string Device { get; set; } = "cpu";
+}

@@ -1,0 +1,13 @@
+using DiTServer.Core.Sampling;
+
+namespace DiTServer.Core.Serving;
+
+/// <summary>A validated generation request: <see cref="NumImages"/> images of one class, sampled as ONE run seeded
+/// with <c>Sampling.Seed</c> (so the images equal the <c>sample</c> verb's for the same labels and seed).</summary>
+public sealed record GenerationParameters(int ClassLabel, int NumImages, SamplingOptions Sampling)
+{
+    public IReadOnlyList<int> Labels => Enumerable.Repeat(ClassLabel, NumImages).ToArray();
+
+    /// <summary>Rows this request adds to every forward: one per image, two when guided (the unconditional copy).</summary>
+    public int RowsPerStep => NumImages * (Sampling.CfgScale != 1.0 ? 2 : 1);
+}

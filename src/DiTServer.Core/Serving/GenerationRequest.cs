@@ -1,0 +1,36 @@
+using System.Diagnostics;
+
+namespace DiTServer.Core.Serving;
+
+/// <summary>One accepted request on its way through the queue and the worker; its task completes exactly once.</summary>
+public sealed class GenerationRequest
+{
+    private readonly TaskCompletionSource<GenerationResult> completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public GenerationRequest(string id, GenerationParameters parameters, TimeSpan timeout, CancellationToken cancellation)
+    {
+        Id = id;
+        Parameters = parameters;
+        Cancellation = cancellation;
+        EnqueuedAt = Stopwatch.GetTimestamp();
+        Deadline = EnqueuedAt + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+    }
+
+    /// <summary>The HTTP request id; it tags the worker's log lines for this request.</summary>
+    public string Id { get; }
+    public GenerationParameters Parameters { get; }
+    /// <summary>Fires when the client goes away; the worker drops the request's rows at the next step.</summary>
+    public CancellationToken Cancellation { get; }
+    /// <summary><see cref="Stopwatch"/> timestamps.</summary>
+    public long EnqueuedAt { get; }
+    public long Deadline { get; }
+
+    public Task<GenerationResult> Completion => completion.Task;
+    public bool IsCompleted => completion.Task.IsCompleted;
+    public TimeSpan Age => Stopwatch.GetElapsedTime(EnqueuedAt);
+    public bool IsExpired => Stopwatch.GetTimestamp() > Deadline;
+
+    public bool Succeed(GenerationResult result) => completion.TrySetResult(result);
+    public bool Fail(Exception error) => completion.TrySetException(error);
+    public bool Cancel() => completion.TrySetCanceled(Cancellation);
+}

@@ -1,0 +1,24 @@
+namespace DiTServer.Core.Serving;
+
+/// <summary>What the worker reports for metrics; the Api implements it with Prometheus, the benchmark with nothing.</summary>
+public interface IServingObserver
+{
+    void Admitted(TimeSpan queueWait);
+    /// <summary>One DiT forward (model + guidance + sampler updates) over <paramref name="rows"/> rows from <paramref name="requests"/> requests.</summary>
+    void Forward(int rows, int requests, TimeSpan duration);
+    void ImagesGenerated(int count);
+    void WorkerError();
+    /// <summary>Queue depth and active requests after they changed.</summary>
+    void Occupancy(int queued, int active);
+}
+
+/// <summary>Reports nothing.</summary>
+public sealed class NullServingObserver : IServingObserver
+{
+    public static NullServingObserver Instance { get; } = new();
+    public void Admitted(TimeSpan queueWait) { }
+    public void Forward(int rows, int requests, TimeSpan duration) { }
+    public void ImagesGenerated(int count) { }
+    public void WorkerError() { }
+    public void Occupancy(int queued, int active) { }
+}

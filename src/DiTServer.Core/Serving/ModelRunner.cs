@@ -1,0 +1,125 @@
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Diffusion;
+using DiTServer.Core.Imaging;
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Serving;
+
+/// <summary>The only serving code that touches tensors. Called from the worker thread only: dispose scopes and
+/// inference mode are thread-local, so each call opens its own and never awaits inside them.</summary>
+public sealed class ModelRunner(LoadedModel model)
+{
+    // Respaced tables per step count; built once, shared by every run with that many steps.
+    private readonly Dictionary<int, GaussianDiffusion> diffusions = new();
+
+    public LoadedModel Model => model;
+
+    /// <summary>A new run: its generator draws the initial latent now, exactly as the sample verb's run does.</summary>
+    public SamplingRun Start(GenerationParameters p)
+    {
+        if (!diffusions.TryGetValue(p.Sampling.Steps, out var diffusion))
+            diffusions[p.Sampling.Steps] = diffusion = LatentSampler.DiffusionFor(model.Config, p.Sampling.Steps);
+        using var _ = inference_mode();
+        return new SamplingRun(diffusion, model.Config, p.Labels.Select(l => (long)l).ToArray(), p.Sampling, model.Device);
+    }
+
+    /// <summary>One denoising step for every run: one forward over all their rows (each at its own timestep and
+    /// guidance scale), then each run's own sampler update with its slice of the output.</summary>
+    /// <returns>Runs that failed, with the reason; the others advanced one step.</returns>
+    public IReadOnlyList<(SamplingRun Run, Exception Error)> Step(IReadOnlyList<SamplingRun> runs)
+    {
+        var failed = new List<(SamplingRun, Exception)>();
+        // Guidance mode decides how outputs are mixed, so each mode gets its own forward (usually there is one).
+        foreach (var group in runs.GroupBy(r => r.Options.Guidance))
+        {
+            var members = group.ToList();
+            Tensor[] outputs;
+            try
+            {
+                outputs = ForwardGroup(members, group.Key);
+            }
+            catch (Exception) when (members.Count > 1)
+            {
+                // Find the culprit: run each alone, so one bad request cannot fail the others.
+                foreach (var run in members) failed.AddRange(Step([run]));
+                continue;
+            }
+            catch (Exception e)
+            {
+                failed.Add((members[0], e));
+                continue;
+            }
+            for (int i = 0; i < members.Count; i++)
+            {
+                using var scope = NewDisposeScope();
+                using var mode = inference_mode();
+                try { members[i].Advance(outputs[i]); }
+                catch (Exception e) { failed.Add((members[i], e)); }
+                finally { outputs[i].Dispose(); }
+            }
+        }
+        return failed;
+    }
+
+    private Tensor[] ForwardGroup(IReadOnlyList<SamplingRun> runs, GuidanceMode guidance)
+    {
+        using var scope = NewDisposeScope();
+        using var mode = inference_mode();
+        var x = runs.Count == 1 ? runs[0].X : cat(runs.Select(r => r.X).ToArray(), 0);            // (N, C, H, W)
+        var t = cat(runs.Select(r => r.ModelTimesteps()).ToArray(), 0);                            // (N)
+        var y = cat(runs.Select(r => r.LabelTensor()).ToArray(), 0);                               // (N)
+        var scales = runs.SelectMany(r => Enumerable.Repeat(r.Options.CfgScale, r.Rows)).ToArray();
+        var output = Denoiser.Forward(model.Model, x, t, y, scales, guidance);                     // (N, C_out, H, W)
+        var slices = new Tensor[runs.Count];
+        long offset = 0;
+        for (int i = 0; i < runs.Count; i++)
+        {
+            slices[i] = output.narrow(0, offset, runs[i].Rows).MoveToOuterDisposeScope();          // (n_i, C_out, H, W)
+            offset += runs[i].Rows;
+        }
+        return slices;
+    }
+
+    /// <summary>Decodes finished runs in one VAE batch and returns each run's images as HWC bytes.</summary>
+    /// <exception cref="InvalidOperationException">The latents hold NaN or infinity (the model is broken for this input).</exception>
+    public IReadOnlyList<byte[][]> Decode(IReadOnlyList<SamplingRun> finished)
+    {
+        using var scope = NewDisposeScope();
+        using var mode = inference_mode();
+        var latents = finished.Count == 1 ? finished[0].X : cat(finished.Select(r => r.X).ToArray(), 0);
+        if (!isfinite(latents).all().item<bool>())
+            throw new InvalidOperationException("the sampled latents contain NaN or infinity");
+        var pixels = ImageDecoder.DecodeToPixels(model, latents);                                 // (N, C, H, W) uint8, CPU
+        var result = new List<byte[][]>(finished.Count);
+        int row = 0;
+        foreach (var run in finished)
+        {
+            var images = new byte[run.Rows][];
+            for (int i = 0; i < run.Rows; i++, row++)
+            {
+                using var chw = pixels[row];
+                images[i] = Pixels.ToHwcBytes(chw);
+            }
+            result.Add(images);
+        }
+        return result;
+    }
+
+    /// <summary>A two-step guided generation of one image; true when it produced finite output.</summary>
+    public bool WarmUp()
+    {
+        var p = new GenerationParameters(0, 1, new SamplingOptions
+        {
+            Steps = 2,
+            CfgScale = model.Config.ClassDropoutProb > 0 ? 4.0 : 1.0,
+            Seed = 0,
+        });
+        using var run = Start(p);
+        while (!run.Done)
+            if (Step([run]) is [var (_, error), ..]) throw error;
+        try { Decode([run]); return true; }
+        catch (InvalidOperationException) { return false; }
+    }
+}

@@ -1,0 +1,45 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace DiTServer.Core.Serving;
+
+/// <summary>Queue and batching limits (configuration section <c>Serving</c>).</summary>
+public sealed class ServingOptions
+{
+    public const string Section = "Serving";
+
+    /// <summary>Requests that may wait for the worker; one more is answered 503 at once.</summary>
+    [Range(1, 100_000)]
+    public int QueueCapacity { get; set; } = 64;
+
+    /// <summary>Rows in one DiT forward; a guided image costs two (conditional + unconditional).</summary>
+    [Range(1, 4096)]
+    public int MaxBatchRows { get; set; } = 32;
+
+    [Range(1, 256)]
+    public int MaxImagesPerRequest { get; set; } = 8;
+
+    public BatchingMode Batching { get; set; } = BatchingMode.Step;
+
+    /// <summary>A request still unfinished after this long (queue wait included) is removed and answered 504.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Largest accepted request body of <c>POST /v1/images</c>; the body is a handful of fields.</summary>
+    [Range(256, 1_048_576)]
+    public int MaxBodyBytes { get; set; } = 8192;
+
+    /// <summary>Seconds sent in <c>Retry-After</c> when the queue is full or the server is stopping.</summary>
+    [Range(1, 3600)]
+    public int RetryAfterSeconds { get; set; } = 2;
+
+    /// <summary>Run a small generation at start-up; <c>/health/ready</c> waits for it to finish with finite output.</summary>
+    public bool WarmUp { get; set; } = true;
+
+    /// <summary>Cross-field rule: every valid request must fit one forward on its own.</summary>
+    public string? Check()
+    {
+        if (MaxBatchRows < 2 * MaxImagesPerRequest)
+            return $"Serving:MaxBatchRows ({MaxBatchRows}) must be at least 2 × Serving:MaxImagesPerRequest ({MaxImagesPerRequest}): a guided image costs two rows, and every request must fit one forward";
+        return null;
+    }
+}

@@ -1,0 +1,86 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace DiTServer.Api.Tests;
+
+/// <summary>Every malformed, mistyped, missing, out-of-range or oversize input is a 400 problem+json naming the mistake.</summary>
+public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixture<BadRequestTests.Server>
+{
+    public sealed class Server : IDisposable
+    {
+        public ServerFactory Factory { get; } = new();
+        public void Dispose() => Factory.Dispose();
+    }
+
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "", "body is empty" },
+        { "{", "malformed JSON" },
+        { "not json", "malformed JSON" },
+        { """{"class_label": 1,}""", "malformed JSON" },
+        { """{"class_label": 1 /* c */}""", "malformed JSON" },
+        { """{"class_label": [[[[[[[[[[1]]]]]]]]]]}""", "malformed JSON" },
+        { "[]", "must be a JSON object" },
+        { "3", "must be a JSON object" },
+        { "null", "must be a JSON object" },
+        { "{}", "class_label is required" },
+        { """{"class_label": null}""", "class_label is required" },
+        { """{"class_label": 12}""", "out of range 0..9" },
+        { """{"class_label": -1}""", "out of range 0..9" },
+        { """{"class_label": 1.5}""", "integer class index" },
+        { """{"class_label": 1e40}""", "integer class index" },
+        { """{"class_label": true}""", "not a boolean" },
+        { """{"class_label": [1]}""", "not an array" },
+        { """{"class_label": {}}""", "not an object" },
+        { """{"class_label": "zebra"}""", "unknown class 'zebra'" },
+        { """{"class_label": "  "}""", "class_label is empty" },
+        { """{"class_label": 1, "num_images": 0}""", "num_images must be in 1..8" },
+        { """{"class_label": 1, "num_images": 9}""", "num_images must be in 1..8" },
+        { """{"class_label": 1, "num_images": "2"}""", "num_images must be an integer" },
+        { """{"class_label": 1, "num_images": 1.5}""", "num_images must be an integer" },
+        { """{"class_label": 1, "steps": 0}""", "steps must be in 1..1000" },
+        { """{"class_label": 1, "steps": 1001}""", "steps must be in 1..1000" },
+        { """{"class_label": 1, "steps": "fifty"}""", "steps must be an integer" },
+        { """{"class_label": 1, "steps": true}""", "steps must be an integer" },
+        { """{"class_label": 1, "cfg_scale": 0.5}""", "cfg_scale must be in 1..20" },
+        { """{"class_label": 1, "cfg_scale": 21}""", "cfg_scale must be in 1..20" },
+        { """{"class_label": 1, "cfg_scale": "4"}""", "cfg_scale must be a number" },
+        { """{"class_label": 1, "seed": -1}""", "seed must be ≥ 0" },
+        { """{"class_label": 1, "seed": 1.5}""", "seed must be an integer" },
+        { """{"class_label": 1, "seed": 9223372036854775808}""", "seed must be an integer" },
+        { """{"class_label": 1, "seed": "42"}""", "seed must be an integer" },
+        { """{"class_label": 1, "sampler": "euler"}""", "unknown sampler 'euler'; use ddpm or ddim" },
+        { """{"class_label": 1, "sampler": 1}""", "sampler must be a string" },
+        { """{"class_label": 1, "guidance": "some"}""", "unknown guidance 'some'" },
+        { """{"class_label": 1, "eta": 0.5}""", "eta applies to the ddim sampler only" },
+        { """{"class_label": 1, "sampler": "ddim", "eta": 2}""", "eta must be in 0..1" },
+        { """{"class_label": 1, "stepz": 10}""", "unknown field 'stepz'" },
+        { """{"class_label": 1, "class_label": 2}""", "appears more than once" },
+        { "{\"class_label\": 1, \"pad\": \"" + new string('x', 9000) + "\"}", "larger than 8192 bytes" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task Bad_input_is_400_problem_json_with_a_useful_detail(string body, string expected)
+    {
+        var client = server.Factory.CreateClient();
+        var response = await client.PostAsync("/v1/images", new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {text}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = JsonDocument.Parse(text).RootElement;
+        Assert.Equal(400, problem.GetProperty("status").GetInt32());
+        Assert.Contains(expected, problem.GetProperty("detail").GetString());
+    }
+
+    [Fact]
+    public async Task Unknown_class_name_suggests_close_names()
+    {
+        // The tiny model's classes are named "0".."9"; a near-miss of a name gets suggestions from ClassNames.Suggest.
+        var client = server.Factory.CreateClient();
+        var response = await client.PostAsync("/v1/images", new StringContent("""{"class_label": "1x"}""", Encoding.UTF8, "application/json"));
+        var detail = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString();
+        Assert.Contains("did you mean", detail);
+    }
+}

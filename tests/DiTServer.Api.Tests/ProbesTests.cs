@@ -1,0 +1,50 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace DiTServer.Api.Tests;
+
+/// <summary>Liveness, readiness (after the warm-up), the KServe v2 twins, and Prometheus metrics that move.</summary>
+public sealed class ProbesTests
+{
+    [Theory]
+    [InlineData("/health/live")]
+    [InlineData("/health/ready")]
+    [InlineData("/v2/health/live")]
+    [InlineData("/v2/health/ready")]
+    public async Task Probes_answer_200_once_warmed_up(string path)
+    {
+        using var factory = new ServerFactory();
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(path)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Metrics_move_after_a_request()
+    {
+        using var factory = new ServerFactory();
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        var before = await client.GetStringAsync("/metrics");
+        var response = await client.PostAsync("/v1/images", new StringContent("""{"class_label": 4, "num_images": 2, "steps": 4}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var after = await client.GetStringAsync("/metrics");
+
+        Assert.Equal(Value(before, "dit_images_generated_total") + 2, Value(after, "dit_images_generated_total"));
+        Assert.Equal(Value(before, "dit_requests_total{outcome=\"ok\"}") + 1, Value(after, "dit_requests_total{outcome=\"ok\"}"));
+        Assert.True(Value(after, "dit_forward_rows_count") >= Value(before, "dit_forward_rows_count") + 4);
+        Assert.True(Value(after, "dit_request_duration_seconds_count") > Value(before, "dit_request_duration_seconds_count"));
+        Assert.True(Value(after, "dit_queue_wait_seconds_count") > Value(before, "dit_queue_wait_seconds_count"));
+        Assert.True(Value(after, "dit_step_duration_seconds_count") > Value(before, "dit_step_duration_seconds_count"));
+        foreach (var name in new[] { "dit_queue_depth", "dit_active_requests", "dit_worker_errors_total" })
+            Assert.Contains(name, after);
+    }
+
+    private static double Value(string exposition, string series)
+    {
+        var m = Regex.Match(exposition, "^" + Regex.Escape(series) + @" (\S+)$", RegexOptions.Multiline);
+        return m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+    }
+}

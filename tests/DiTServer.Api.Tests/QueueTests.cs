@@ -1,0 +1,93 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace DiTServer.Api.Tests;
+
+/// <summary>Back-pressure and cancellation: a full queue answers 503 at once; a disconnected client's rows leave the batch.</summary>
+public sealed class QueueTests
+{
+    // One queue place, and a batch that holds exactly one guided image: a long request blocks the worker's batch.
+    private static ServerFactory Tight() => new(("Serving:QueueCapacity", "1"), ("Serving:MaxBatchRows", "2"), ("Serving:MaxImagesPerRequest", "1"));
+
+    private const string Long = """{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1}""";
+
+    private static Task<HttpResponseMessage> Post(HttpClient client, string body, CancellationToken ct = default) =>
+        client.PostAsync("/v1/images", new StringContent(body, Encoding.UTF8, "application/json"), ct);
+
+    [Fact]
+    public async Task Full_queue_answers_503_with_retry_after_at_once_and_a_disconnect_frees_the_slot()
+    {
+        using var factory = Tight();
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        using var ctsA = new CancellationTokenSource();
+        using var ctsB = new CancellationTokenSource();
+        var a = Post(client, Long, ctsA.Token);
+        await factory.WaitFor(s => s.ActiveRequests == 1, "A running");
+        var b = Post(client, Long, ctsB.Token);
+        await factory.WaitFor(s => s.QueueDepth == 1, "B queued");
+
+        var started = DateTime.UtcNow;
+        var c = await Post(client, """{"class_label": 2, "steps": 2}""");
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(2), "the refusal must not wait for the worker");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, c.StatusCode);
+        Assert.Equal("application/problem+json", c.Content.Headers.ContentType?.MediaType);
+        Assert.True(c.Headers.RetryAfter?.Delta > TimeSpan.Zero, "Retry-After is missing");
+        Assert.Contains("queue", JsonDocument.Parse(await c.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString());
+
+        // A's client goes away: its rows leave at the next step, B is admitted, and the queue place is free again.
+        ctsA.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a);
+        await factory.WaitFor(s => s.ActiveRequests == 1 && s.QueueDepth == 0, "B admitted after A left", 10);
+        using var ctsD = new CancellationTokenSource();
+        var d = Post(client, Long, ctsD.Token);
+        await factory.WaitFor(s => s.QueueDepth == 1, "D accepted into the freed place", 10);
+        Assert.False(d.IsCompleted);
+
+        ctsB.Cancel();
+        ctsD.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => b);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => d);
+        await factory.WaitFor(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled", 10);
+        // Warm-up takes 2 forwards; a finished 1000-step request would have taken 1000 more.
+        Assert.True(factory.Engine.Snapshot().Forwards < 1000, $"a cancelled request ran to the end: {factory.Engine.Snapshot()}");
+    }
+
+    [Fact]
+    public async Task Cancelled_request_leaves_the_batch_before_finishing()
+    {
+        using var factory = Tight();
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        using var cts = new CancellationTokenSource();
+        var a = Post(client, Long, cts.Token);
+        await factory.WaitFor(s => s.ActiveRequests == 1 && s.Forwards > 5, "A running");
+        cts.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a);
+        await factory.WaitFor(s => s.ActiveRequests == 0, "A removed", 10);
+        long forwards = factory.Engine.Snapshot().Forwards;
+        Assert.True(forwards < 1000, $"ran {forwards} forwards");
+        // The server is free again: a short request goes straight through.
+        var ok = await Post(client, """{"class_label": 2, "steps": 3}""");
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
+    [Fact]
+    public async Task Request_timeout_answers_504_problem()
+    {
+        using var factory = new ServerFactory(("Serving:RequestTimeout", "00:00:01"));
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/images")
+        {
+            Content = new StringContent("""{"class_label": 1, "num_images": 8, "steps": 1000, "cfg_scale": 4}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        var response = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Contains("RequestTimeout", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString());
+        await factory.WaitFor(s => s.ActiveRequests == 0, "timed-out request removed", 5);
+    }
+}

@@ -1,0 +1,32 @@
+using DiTServer.Core.Serving;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+
+// The servers under test share two cores with each other; one at a time keeps timing-based tests honest.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
+namespace DiTServer.Api.Tests;
+
+/// <summary>The real Program on the fixtures' tiny model, with serving settings overridden per test class.</summary>
+public sealed class ServerFactory(params (string Key, string Value)[] settings) : WebApplicationFactory<Program>
+{
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseSetting("DiT:Model", TestPaths.TinyModel);
+        foreach (var (key, value) in settings) builder.UseSetting(key, value);
+    }
+
+    public GenerationEngine Engine => Services.GetRequiredService<GenerationEngine>();
+
+    /// <summary>Polls the engine until <paramref name="condition"/> holds (the worker runs on its own thread).</summary>
+    public async Task WaitFor(Func<EngineSnapshot, bool> condition, string what, double seconds = 20)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition(Engine.Snapshot()))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"waited {seconds} s for {what}; engine: {Engine.Snapshot()}");
+            await Task.Delay(10);
+        }
+    }
+}
