@@ -24,6 +24,7 @@ public static class TrainCommand
         var depth = new Option<int>("--depth") { Description = "Number of DiT blocks", DefaultValueFactory = _ => 6 };
         var heads = new Option<int>("--heads") { Description = "Attention heads", DefaultValueFactory = _ => 4 };
         var patch = new Option<int>("--patch") { Description = "Patch size", DefaultValueFactory = _ => 4 };
+        var conditioning = new Option<string>("--conditioning") { Description = "adaLN-Zero (paper default), adaLN, cross-attention or in-context", DefaultValueFactory = _ => "adaLN-Zero" };
         var padTo = new Option<int?>("--pad-to") { Description = "Zero-pad images to this side (e.g. 32); default: native size" };
         var classDropout = new Option<double>("--class-dropout") { Description = "Label dropout probability (null class for guidance)", DefaultValueFactory = _ => 0.1 };
         var learnSigma = new Option<bool>("--learn-sigma") { Description = "Learn the variance (official loss mse + vb)", DefaultValueFactory = _ => true };
@@ -41,7 +42,7 @@ public static class TrainCommand
 
         var command = new Command("train", "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) dataset")
         {
-            data, output, resume, name, arch, hidden, depth, heads, patch, padTo, classDropout, learnSigma, classNames,
+            data, output, resume, name, arch, hidden, depth, heads, patch, conditioning, padTo, classDropout, learnSigma, classNames,
             steps, batch, lr, ema, emaWarmup, seed, threads, logEvery, ckptEvery, device,
         };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
@@ -80,6 +81,7 @@ public static class TrainCommand
                     Config = ArchitectureFrom(parse.GetValue(arch), parse.GetValue(hidden), parse.GetValue(depth), parse.GetValue(heads), parse.GetValue(patch)) with
                     {
                         ClassDropoutProb = parse.GetValue(classDropout),
+                        Conditioning = ParseConditioning(parse.GetValue(conditioning)!),
                         LearnSigma = parse.GetValue(learnSigma),
                     },
                 };
@@ -120,6 +122,12 @@ public static class TrainCommand
             return CommandLine.ExitOk;
         }));
         return command;
+    }
+
+    internal static Conditioning ParseConditioning(string name)
+    {
+        try { return ConditioningNames.Parse(name); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
     }
 
     internal static DiTConfig ArchitectureFrom(string? preset, int hidden, int depth, int heads, int patch)

@@ -24,6 +24,8 @@ public sealed class GenerationEngine
     private readonly TaskCompletionSource finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? thread;
     private volatile bool ready;
+    private readonly object swapLock = new();
+    private WeightSwap? pendingSwap;
     private int activeCount, activeRows, maxRequestsInForward;
     private long forwards;
 
@@ -60,6 +62,50 @@ public sealed class GenerationEngine
         queue.Wake();
     }
 
+    /// <summary>Serves new weights for the same architecture without failing anyone: admission pauses, the requests
+    /// already running finish on the old weights, then the worker copies the new ones in (strictly: same keys and
+    /// shapes) and admission resumes. Queued requests wait meanwhile. The task ends when the new weights serve.</summary>
+    /// <exception cref="InvalidOperationException">Another swap is still pending.</exception>
+    public Task ReplaceWeightsAsync(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> weights, string description)
+    {
+        var swap = new WeightSwap(weights, description);
+        lock (swapLock)
+        {
+            if (pendingSwap is not null) throw new InvalidOperationException("another model activation is still in progress");
+            if (finished.Task.IsCompleted) throw new InvalidOperationException("the generation worker is not running");
+            pendingSwap = swap;
+        }
+        queue.Wake();
+        return swap.Done.Task;
+    }
+
+    private sealed record WeightSwap(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> Weights, string Description)
+    {
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>True while a swap waits for the running requests to finish (admission stays closed).</summary>
+    private bool SwapPending()
+    {
+        WeightSwap? swap;
+        lock (swapLock) swap = pendingSwap;
+        if (swap is null) return false;
+        if (active.Count > 0) return true;
+        try
+        {
+            runner.ReplaceWeights(swap.Weights, swap.Description);
+            logger.LogInformation("Now serving {Weights}", swap.Description);
+            swap.Done.TrySetResult();
+        }
+        catch (Exception e)
+        {
+            logger.LogError("Activation of {Weights} failed: {Error}; the previous weights keep serving", swap.Description, e.Message);
+            swap.Done.TrySetException(e);
+        }
+        lock (swapLock) pendingSwap = null;
+        return false;
+    }
+
     /// <summary>Fails the requests still running at the next step boundary and ends the loop.</summary>
     public void Abort()
     {
@@ -76,7 +122,7 @@ public sealed class GenerationEngine
             {
                 DropCancelled();
                 if (stopAdmitting.IsCancellationRequested) FailQueued();
-                else Admit();
+                else if (!SwapPending()) Admit();
                 if (active.Count == 0)
                 {
                     if (stopAdmitting.IsCancellationRequested) break;
@@ -102,6 +148,11 @@ public sealed class GenerationEngine
             active.Clear();
             Publish();
             FailQueued();
+            lock (swapLock)
+            {
+                pendingSwap?.Done.TrySetException(new InvalidOperationException("the generation worker stopped before the activation"));
+                pendingSwap = null;
+            }
             finished.TrySetResult();
         }
     }

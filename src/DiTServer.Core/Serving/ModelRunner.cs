@@ -16,6 +16,10 @@ public sealed class ModelRunner(LoadedModel model)
 
     public LoadedModel Model => model;
 
+    /// <summary>Copies new weights into the served DiT (same architecture; strict). Worker thread only, between steps.</summary>
+    public void ReplaceWeights(IReadOnlyDictionary<string, Tensor> weights, string description) =>
+        StateDict.LoadStrict(model.Model, weights, description);
+
     /// <summary>A new run: its generator draws the initial latent now, exactly as the sample verb's run does.</summary>
     public SamplingRun Start(GenerationParameters p)
     {

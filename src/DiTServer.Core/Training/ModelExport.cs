@@ -60,6 +60,7 @@ public static class ModelExport
             ["weights"] = WeightsFile,
             ["vae"] = null,
         };
+        if (config.Conditioning != Conditioning.AdaLNZero) root["conditioning"] = ConditioningNames.ToName(config.Conditioning);
         if (classNames is not null) root["class_names"] = new JsonArray(classNames.Select(n => (JsonNode)n).ToArray());
         return root;
     }
