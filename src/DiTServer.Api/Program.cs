@@ -1,3 +1,4 @@
+using DiTServer.Api.Admin;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Endpoints;
 using DiTServer.Api.Hosting;
@@ -11,6 +12,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServerLogging();
 builder.AddServerObservability();
 builder.AddDiTServing();
+builder.AddAdminTraining();
 
 var app = builder.Build();
 if (app.PrepareServing() is { } failure)
@@ -23,6 +25,7 @@ app.UseServerPipeline();
 app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
+app.MapAdminTrainingApi();
 await app.RunAsync();
 return 0;
 

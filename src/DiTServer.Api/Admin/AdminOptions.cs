@@ -1,0 +1,24 @@
+namespace DiTServer.Api.Admin;
+
+/// <summary><c>Admin</c> and <c>Training</c> configuration. Without <c>Admin:ApiKeySha256</c> the admin routes do not exist.</summary>
+public sealed class AdminOptions
+{
+    public const string Section = "Admin";
+
+    /// <summary>SHA-256 (hex) of the admin bearer key: <c>echo -n "$KEY" | sha256sum</c>.</summary>
+    public string? ApiKeySha256 { get; set; }
+}
+
+public sealed class TrainingApiOptions
+{
+    public const string Section = "Training";
+
+    /// <summary>Datasets are named relative to this folder; nothing outside it can be read.</summary>
+    public string DataRoot { get; set; } = "data";
+
+    /// <summary>Training runs write here; nothing outside it can be written.</summary>
+    public string OutputRoot { get; set; } = "runs";
+
+    /// <summary>Longest wait of an activation for running requests to finish before it gives up.</summary>
+    public TimeSpan ActivationTimeout { get; set; } = TimeSpan.FromMinutes(10);
+}

@@ -1,0 +1,120 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace DiTServer.Api.Admin;
+
+/// <summary>The admin-only training API under <c>/v1/admin/training/jobs</c>; mapped only when an admin key is configured.</summary>
+public static class AdminTrainingEndpoints
+{
+    public static WebApplicationBuilder AddAdminTraining(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<AdminOptions>().BindConfiguration(AdminOptions.Section)
+            .Validate(o => { _ = AdminKey.FromConfiguredHash(o.ApiKeySha256); return true; }).ValidateOnStart();
+        builder.Services.AddOptions<TrainingApiOptions>().BindConfiguration(TrainingApiOptions.Section)
+            .Validate(o => !string.IsNullOrWhiteSpace(o.DataRoot) && !string.IsNullOrWhiteSpace(o.OutputRoot), "Training:DataRoot and Training:OutputRoot must be set")
+            .Validate(o => o.ActivationTimeout > TimeSpan.Zero, "Training:ActivationTimeout must be positive")
+            .ValidateOnStart();
+        builder.Services.AddSingleton<TrainingJobs>();
+        return builder;
+    }
+
+    public static WebApplication MapAdminTrainingApi(this WebApplication app)
+    {
+        AdminKey? key;
+        try { key = AdminKey.FromConfiguredHash(app.Services.GetRequiredService<IOptions<AdminOptions>>().Value.ApiKeySha256); }
+        catch (ArgumentException) { key = null; } // reported by options validation at start
+        if (key is null)
+        {
+            app.Logger.LogInformation("Admin training API disabled: set Admin:ApiKeySha256 to enable /v1/admin/training");
+            return app;
+        }
+        var jobs = app.Services.GetRequiredService<TrainingJobs>();
+        Directory.CreateDirectory(jobs.OutputRoot);
+        app.Logger.LogInformation("Admin training API enabled; datasets under {DataRoot}, runs under {OutputRoot}", jobs.DataRoot, jobs.OutputRoot);
+
+        var group = app.MapGroup("/v1/admin/training/jobs").WithTags("Admin training")
+            .AddEndpointFilter(async (context, next) =>
+            {
+                if (key.Accepts(context.HttpContext.Request.Headers.Authorization))
+                    return await next(context);
+                context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
+                return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
+                    detail: "this route needs 'Authorization: Bearer <admin key>'");
+            })
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
+        group.MapPost("/", Create).WithName("CreateTrainingJob").WithSummary("Start a training or fine-tuning job (one per device)")
+            .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapGet("/", (TrainingJobs all) => TypedResults.Ok(all.List())).WithName("ListTrainingJobs").WithSummary("All training jobs of this process");
+        group.MapGet("/{id}", Get).WithName("GetTrainingJob").WithSummary("State, step, loss, it/s, ETA and last checkpoint of a job");
+        group.MapDelete("/{id}", Cancel).WithName("CancelTrainingJob").WithSummary("Cancel a job; its last checkpoint is kept");
+        group.MapPost("/{id}/activate", Activate).WithName("ActivateTrainingJob")
+            .WithSummary("Serve the job's latest EMA weights (same architecture), without failing running requests");
+        return app;
+    }
+
+    private static async Task<Results<Accepted<TrainingJobStatus>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest http, TrainingJobs jobs)
+    {
+        TrainingJobRequest? request;
+        try
+        {
+            if (!(http.ContentType ?? "").StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+                return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: "send the job as application/json");
+            request = await JsonSerializer.DeserializeAsync<TrainingJobRequest>(http.Body, TrainingJobRequest.Json, http.HttpContext.RequestAborted);
+            if (request is null) return Invalid("the body must be a JSON object");
+        }
+        catch (JsonException e)
+        {
+            return Invalid($"malformed job: {e.Message}");
+        }
+        try
+        {
+            var job = jobs.Start(request);
+            return TypedResults.Accepted($"/v1/admin/training/jobs/{job.Id}", job.Status);
+        }
+        catch (ArgumentException e) { return Invalid(e.Message); }
+        catch (InvalidOperationException e)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "A training job is running", detail: e.Message);
+        }
+    }
+
+    private static Results<Ok<TrainingJobStatus>, ProblemHttpResult> Get(string id, TrainingJobs jobs) =>
+        jobs.Find(id) is { } job ? TypedResults.Ok(job.Status) : NotFound(id);
+
+    private static Results<Accepted<TrainingJobStatus>, ProblemHttpResult> Cancel(string id, TrainingJobs jobs)
+    {
+        if (jobs.Find(id) is not { } job) return NotFound(id);
+        job.Cancel.Cancel();
+        return TypedResults.Accepted($"/v1/admin/training/jobs/{id}", job.Status);
+    }
+
+    private static async Task<Results<Ok<ActivationResponse>, ProblemHttpResult>> Activate(string id, TrainingJobs jobs, CancellationToken cancel)
+    {
+        if (jobs.Find(id) is not { } job) return NotFound(id);
+        try
+        {
+            long step = await jobs.ActivateAsync(job, cancel);
+            return TypedResults.Ok(new ActivationResponse(id, step));
+        }
+        catch (InvalidOperationException e)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot activate", detail: e.Message);
+        }
+        catch (TimeoutException)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Activation timed out",
+                detail: "running requests did not finish within Training:ActivationTimeout; the previous weights still serve");
+        }
+    }
+
+    private static ValidationProblem Invalid(string detail) =>
+        TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["body"] = [detail] }, detail: detail, title: "Invalid training job");
+
+    private static ProblemHttpResult NotFound(string id) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown training job", detail: $"no training job '{id}'");
+}
+
+public sealed record ActivationResponse(
+    [property: System.Text.Json.Serialization.JsonPropertyName("activated_job")] string Job,
+    [property: System.Text.Json.Serialization.JsonPropertyName("step")] long Step);

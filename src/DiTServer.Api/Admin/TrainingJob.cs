@@ -1,0 +1,45 @@
+using System.Text.Json.Serialization;
+
+namespace DiTServer.Api.Admin;
+
+[JsonConverter(typeof(JsonStringEnumConverter<TrainingJobState>))]
+public enum TrainingJobState { Running, Succeeded, Failed, Cancelled }
+
+/// <summary>One training job's public state, updated by its training thread.</summary>
+public sealed class TrainingJob
+{
+    private readonly object gate = new();
+    private TrainingJobStatus status;
+
+    public TrainingJob(string id, string outputFolder, long totalSteps)
+    {
+        Id = id;
+        OutputFolder = outputFolder;
+        status = new TrainingJobStatus(id, TrainingJobState.Running, 0, totalSteps, null, null, null, null, null, DateTimeOffset.UtcNow, null, null);
+    }
+
+    public string Id { get; }
+    public string OutputFolder { get; }
+    public CancellationTokenSource Cancel { get; } = new();
+    public TrainingJobStatus Status { get { lock (gate) return status; } }
+
+    public void Update(Func<TrainingJobStatus, TrainingJobStatus> change)
+    {
+        lock (gate) status = change(status);
+    }
+}
+
+/// <summary>What <c>GET /v1/admin/training/jobs/{id}</c> returns.</summary>
+public sealed record TrainingJobStatus(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("state")] TrainingJobState State,
+    [property: JsonPropertyName("step")] long Step,
+    [property: JsonPropertyName("total_steps")] long TotalSteps,
+    [property: JsonPropertyName("loss")] double? Loss,
+    [property: JsonPropertyName("it_per_s")] double? StepsPerSecond,
+    [property: JsonPropertyName("eta_seconds")] double? EtaSeconds,
+    [property: JsonPropertyName("last_checkpoint")] string? LastCheckpoint,
+    [property: JsonPropertyName("error")] string? Error,
+    [property: JsonPropertyName("started_at")] DateTimeOffset StartedAt,
+    [property: JsonPropertyName("finished_at")] DateTimeOffset? FinishedAt,
+    [property: JsonPropertyName("exported_model")] string? ExportedModel);

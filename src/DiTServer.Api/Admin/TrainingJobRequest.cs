@@ -1,0 +1,44 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace DiTServer.Api.Admin;
+
+/// <summary>Body of <c>POST /v1/admin/training/jobs</c>.</summary>
+public sealed record TrainingJobRequest
+{
+    /// <summary>IDX dataset folder (MNIST / Fashion-MNIST layout), relative to <c>Training:DataRoot</c>.</summary>
+    [JsonPropertyName("dataset")] public string? Dataset { get; init; }
+    /// <summary>Run folder, relative to <c>Training:OutputRoot</c>; must not already hold a checkpoint.</summary>
+    [JsonPropertyName("output")] public string? Output { get; init; }
+    /// <summary>"served" fine-tunes the served model's weights file; otherwise a new model of <see cref="Model"/>.</summary>
+    [JsonPropertyName("init_from")] public string? InitFrom { get; init; }
+    [JsonPropertyName("model")] public TrainingModelSpec? Model { get; init; }
+    [JsonPropertyName("name")] public string? Name { get; init; }
+    [JsonPropertyName("class_names")] public IReadOnlyList<string>? ClassNames { get; init; }
+    [JsonPropertyName("steps")] public long Steps { get; init; } = 1000;
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 64;
+    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 1e-4;
+    [JsonPropertyName("ema_decay")] public double EmaDecay { get; init; } = 0.9999;
+    [JsonPropertyName("ema_warmup")] public bool EmaWarmup { get; init; }
+    [JsonPropertyName("seed")] public long Seed { get; init; }
+    [JsonPropertyName("class_dropout_prob")] public double ClassDropoutProb { get; init; } = 0.1;
+    [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 500;
+    [JsonPropertyName("log_every")] public int LogEvery { get; init; } = 50;
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        NumberHandling = JsonNumberHandling.Strict,
+    };
+}
+
+/// <summary>Architecture of a new model trained from scratch.</summary>
+public sealed record TrainingModelSpec
+{
+    [JsonPropertyName("hidden_size")] public int HiddenSize { get; init; } = 128;
+    [JsonPropertyName("depth")] public int Depth { get; init; } = 6;
+    [JsonPropertyName("num_heads")] public int NumHeads { get; init; } = 4;
+    [JsonPropertyName("patch_size")] public int PatchSize { get; init; } = 4;
+    [JsonPropertyName("conditioning")] public string Conditioning { get; init; } = "adaLN-Zero";
+    [JsonPropertyName("learn_sigma")] public bool LearnSigma { get; init; } = true;
+}

@@ -1,0 +1,221 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using DiTServer.Api.Admin;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Model;
+using DiTServer.Tests.Shared;
+using static TorchSharp.torch;
+
+namespace DiTServer.Api.Tests;
+
+/// <summary>The admin training API: auth, path confinement, one job per device, and hot activation under load.</summary>
+public class AdminTrainingTests : IDisposable
+{
+    private const string Key = "test-admin-key";
+    private readonly string root = Directory.CreateTempSubdirectory("dit-admin-").FullName;
+    private string DataRoot => Path.Combine(root, "data");
+    private string OutputRoot => Path.Combine(root, "runs");
+
+    public AdminTrainingTests()
+    {
+        SyntheticIdx.Write(Path.Combine(DataRoot, "bands"), count: 64, side: 8, classes: 2);
+        Directory.CreateDirectory(OutputRoot);
+    }
+
+    public void Dispose() => Directory.Delete(root, true);
+
+    private ServerFactory Server(string? model = null, bool withKey = true)
+    {
+        var settings = new List<(string, string)>
+        {
+            ("Training:DataRoot", DataRoot), ("Training:OutputRoot", OutputRoot), ("Serving:WarmUp", "false"),
+        };
+        if (withKey) settings.Add(("Admin:ApiKeySha256", AdminKey.HashOf(Key)));
+        if (model is not null) settings.Add(("DiT:Model", model));
+        return new ServerFactory(settings.ToArray());
+    }
+
+    private static HttpClient Admin(ServerFactory server)
+    {
+        var client = server.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
+        return client;
+    }
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static string Job(string output, string extra = "") =>
+        $$"""{ "dataset": "bands", "output": "{{output}}", "steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 1, "model": { "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } {{extra}} }""";
+
+    private static async Task<JsonElement> WaitForState(HttpClient client, string id, params string[] states)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var status = await client.GetFromJsonAsync<JsonElement>($"/v1/admin/training/jobs/{id}");
+            if (states.Contains(status.GetProperty("state").GetString())) return status;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {id}: {status}");
+            await Task.Delay(50);
+        }
+    }
+
+    [Fact]
+    public async Task Without_a_configured_key_the_routes_do_not_exist()
+    {
+        using var server = Server(withKey: false);
+        var client = server.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/admin/training/jobs")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.PostAsync("/v1/admin/training/jobs", Json(Job("a")))).StatusCode);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Bearer wrong-key")]
+    [InlineData("Basic dGVzdC1hZG1pbi1rZXk=")]
+    public async Task Missing_or_wrong_key_is_401_problem(string? authorization)
+    {
+        using var server = Server();
+        var client = server.CreateClient();
+        if (authorization is not null) client.DefaultRequestHeaders.TryAddWithoutValidation("Authorization", authorization);
+        var response = await client.PostAsync("/v1/admin/training/jobs", Json(Job("a")));
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("Bearer", response.Headers.WwwAuthenticate.ToString());
+        Assert.False(Directory.Exists(Path.Combine(OutputRoot, "a")));
+    }
+
+    [Fact]
+    public async Task Right_key_starts_a_job_that_trains_checkpoints_and_exports()
+    {
+        using var server = Server();
+        var client = Admin(server);
+        var response = await client.PostAsync("/v1/admin/training/jobs", Json(Job("run1")));
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        Assert.EndsWith($"/v1/admin/training/jobs/{id}", response.Headers.Location!.ToString());
+        var done = await WaitForState(client, id, "Succeeded", "Failed");
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.Equal(4, done.GetProperty("step").GetInt64());
+        using var exported = LoadedModel.Load(Path.Combine(OutputRoot, "run1"));
+        Assert.Equal(32, exported.Config.HiddenSize);
+        var list = await client.GetFromJsonAsync<JsonElement>("/v1/admin/training/jobs");
+        Assert.Contains(list.EnumerateArray(), j => j.GetProperty("id").GetString() == id);
+    }
+
+    [Theory]
+    [InlineData("""{ "dataset": "../data/bands", "output": "x" }""", "'..'")]
+    [InlineData("""{ "dataset": "/etc", "output": "x" }""", "outside the allowed folder")]
+    [InlineData("""{ "dataset": "bands", "output": "/tmp/elsewhere" }""", "outside the allowed folder")]
+    [InlineData("""{ "dataset": "missing", "output": "x" }""", "does not exist")]
+    [InlineData("""{ "dataset": "bands" }""", "'output' is required")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "steps": 0 }""", "steps must be positive")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "model": { "conditioning": "film" } }""", "unknown conditioning")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "model": { "hidden_size": 30, "num_heads": 4 } }""", "multiple of num_heads")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "init_from": "elsewhere" }""", "init_from")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "bogus": 1 }""", "bogus")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "steps": "many" }""", "malformed job")]
+    [InlineData("""{ "dataset": """, "malformed job")]
+    public async Task Bad_jobs_are_400_problem(string body, string expected)
+    {
+        using var server = Server();
+        var response = await Admin(server).PostAsync("/v1/admin/training/jobs", Json(body));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains(expected, await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Symlinked_dataset_pointing_outside_is_400()
+    {
+        var outside = Directory.CreateTempSubdirectory("dit-outside-").FullName;
+        try
+        {
+            SyntheticIdx.Write(outside, count: 16, side: 8, classes: 2);
+            Directory.CreateSymbolicLink(Path.Combine(DataRoot, "sneaky"), outside);
+            using var server = Server();
+            var response = await Admin(server).PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "sneaky", "output": "x" }"""));
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("link outside", await response.Content.ReadAsStringAsync());
+        }
+        finally { Directory.Delete(outside, true); }
+    }
+
+    [Fact]
+    public async Task Second_job_while_one_runs_is_409_and_cancel_keeps_the_checkpoint()
+    {
+        using var server = Server();
+        var client = Admin(server);
+        var first = await client.PostAsync("/v1/admin/training/jobs", Json(Job("long").Replace("\"steps\": 4", "\"steps\": 100000")));
+        var id = (await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        var second = await client.PostAsync("/v1/admin/training/jobs", Json(Job("other")));
+        Assert.Equal(HttpStatusCode.Conflict, second.StatusCode);
+        Assert.Equal("application/problem+json", second.Content.Headers.ContentType?.MediaType);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await client.DeleteAsync($"/v1/admin/training/jobs/{id}")).StatusCode);
+        var cancelled = await WaitForState(client, id, "Cancelled", "Failed");
+        Assert.Equal("Cancelled", cancelled.GetProperty("state").GetString());
+        Assert.True(File.Exists(Path.Combine(OutputRoot, "long", "checkpoint.ckpt")));
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/admin/training/jobs/nope")).StatusCode);
+        // The device is free again.
+        Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync("/v1/admin/training/jobs", Json(Job("after")))).StatusCode);
+    }
+
+    [Fact]
+    public async Task Activate_swaps_the_served_weights_while_requests_run_and_none_fails()
+    {
+        // A served 1-channel 8×8 pixel model, so a job on the synthetic bands can fine-tune it (same architecture).
+        string modelDir = Path.Combine(root, "served");
+        Directory.CreateDirectory(modelDir);
+        var config = new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 };
+        using (var model = new DiT(config))
+        using (var scope = NewDisposeScope())
+        {
+            using (no_grad()) foreach (var (name, p) in model.named_parameters()) if (name != "pos_embed") p.normal_(0, 0.05);
+            CheckpointFile.SaveSafetensors(Path.Combine(modelDir, "model.safetensors"), model.state_dict());
+        }
+        File.WriteAllText(Path.Combine(modelDir, "model.json"), """
+            { "architecture": { "depth": 1, "hidden_size": 32, "num_heads": 2, "patch_size": 4 }, "input_size": 8, "in_channels": 1,
+              "num_classes": 2, "learn_sigma": true, "weights": "model.safetensors", "vae": null, "class_names": ["top", "bottom"] }
+            """);
+        using var server = Server(modelDir);
+        var client = Admin(server);
+        const string body = """{ "class_label": 1, "steps": 1000, "seed": 5, "cfg_scale": 2 }""";
+        var before = await (await client.PostAsync("/v1/images", Json(body))).Content.ReadAsByteArrayAsync();
+
+        var job = await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "bands", "output": "tune", "init_from": "served", "steps": 20, "batch_size": 8, "learning_rate": 0.01, "ema_decay": 0.5, "checkpoint_every": 10 }"""));
+        Assert.Equal(HttpStatusCode.Accepted, job.StatusCode);
+        var id = (await job.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        await WaitForState(client, id, "Succeeded");
+
+        var running = Enumerable.Range(0, 4).Select(_ => client.PostAsync("/v1/images", Json(body))).ToList();
+        await server.WaitFor(s => s.ActiveRequests == 4, "all four requests running");
+        var activation = await client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
+        Assert.Equal(HttpStatusCode.OK, activation.StatusCode);
+        foreach (var r in running)
+        {
+            var response = await r;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            // They were admitted before the swap, so they finished on the old weights.
+            Assert.Equal(before, await response.Content.ReadAsByteArrayAsync());
+        }
+        var after = await (await client.PostAsync("/v1/images", Json(body))).Content.ReadAsByteArrayAsync();
+        Assert.NotEqual(before, after);
+    }
+
+    [Fact]
+    public async Task Activating_a_different_architecture_is_409()
+    {
+        using var server = Server();
+        var client = Admin(server);
+        var job = await client.PostAsync("/v1/admin/training/jobs", Json(Job("other-arch")));
+        var id = (await job.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        await WaitForState(client, id, "Succeeded");
+        var response = await client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
+        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.Contains("different architecture", await response.Content.ReadAsStringAsync());
+    }
+}
