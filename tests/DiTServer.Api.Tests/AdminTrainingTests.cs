@@ -183,7 +183,7 @@ public class AdminTrainingTests : IDisposable
             """);
         using var server = Server(modelDir);
         var client = Admin(server);
-        const string body = """{ "class_label": 1, "steps": 1000, "seed": 5, "cfg_scale": 2 }""";
+        const string body = """{ "class_label": 1, "steps": 150, "seed": 5, "cfg_scale": 2 }""";
         var before = await (await client.PostAsync("/v1/images", Json(body))).Content.ReadAsByteArrayAsync();
 
         var job = await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "bands", "output": "tune", "init_from": "served", "steps": 20, "batch_size": 8, "learning_rate": 0.01, "ema_decay": 0.5, "checkpoint_every": 10 }"""));
