@@ -1,6 +1,7 @@
 using DiTServer.Api.Cli;
 using DiTServer.Api.Endpoints;
 using DiTServer.Api.Hosting;
+using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
 
 // Verbs (sample, bench) run as a command-line tool; anything else starts the web host.
@@ -11,6 +12,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServerLogging();
 builder.AddServerObservability();
 builder.AddDiTServing();
+builder.AddJobs();
 
 var app = builder.Build();
 if (app.PrepareServing() is { } failure)
@@ -20,9 +22,13 @@ if (app.PrepareServing() is { } failure)
     return 1;
 }
 app.UseServerPipeline();
+app.UseDefaultFiles(); // the playground: wwwroot/index.html at /
+app.UseStaticFiles();
 app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
+app.MapOpenAIImagesApi();
+app.MapJobsApi();
 await app.RunAsync();
 return 0;
 

@@ -44,6 +44,7 @@ public static class ServingRegistration
         try
         {
             _ = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value;
+            _ = app.Services.GetRequiredService<IOptions<Jobs.JobOptions>>().Value;
             var model = app.Services.GetRequiredService<LoadedModel>();
             app.Logger.LogInformation("Serving {Model} ({Architecture}, {Size}px, {Classes} classes) on {Device}",
                 model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.Config.NumClasses, model.Device);

@@ -144,6 +144,7 @@ public sealed class GenerationEngine
                     var run = runner.Start(next.Parameters);
                     active.Add(new ActiveGeneration(next, run));
                     rows += next.Parameters.RowsPerStep;
+                    Report(next, run);
                     observer.Admitted(next.Age);
                     logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue: {Images} image(s) of class {Class}, {Steps} {Sampler} steps, cfg {Cfg}, seed {Seed}",
                         next.Age.TotalMilliseconds, next.Parameters.NumImages, next.Parameters.ClassLabel, next.Parameters.Sampling.Steps,
@@ -195,6 +196,8 @@ public sealed class GenerationEngine
         observer.Forward(rows, batch.Count, sw.Elapsed);
         Interlocked.Increment(ref forwards);
         if (batch.Count > maxRequestsInForward) Volatile.Write(ref maxRequestsInForward, batch.Count);
+        foreach (var a in batch)
+            if (!failures.Any(f => ReferenceEquals(f.Run, a.Run))) Report(a.Request, a.Run);
         foreach (var (run, error) in failures)
         {
             var a = active.First(x => ReferenceEquals(x.Run, run));
@@ -296,6 +299,18 @@ public sealed class GenerationEngine
             return true;
         }
         return request.IsCompleted;
+    }
+
+    /// <summary>Tells the request's progress sink (if any) where it stands; a sink that throws is logged, never fatal.</summary>
+    private void Report(GenerationRequest request, SamplingRun run)
+    {
+        if (request.Progress is not { } sink) return;
+        try { sink.Report(new GenerationProgress(run.StepsDone, run.TotalSteps)); }
+        catch (Exception e)
+        {
+            using (logger.BeginScope(Tags(request)))
+                logger.LogWarning("Progress sink failed: {Error}", e.Message);
+        }
     }
 
     private void Publish()
