@@ -74,18 +74,11 @@ public sealed class PlaygroundBrowserTests
 
         // Every run leaves artifacts/playground.png; docs/playground.png (committed, shown in the docs) is refreshed
         // only when asked (DIT_UPDATE_SCREENSHOT=1) or missing, so test runs do not dirty the work tree.
-        var root = RepositoryRoot();
+        var root = RepositoryPaths.Root;
         var shot = Path.Combine(root, "artifacts", "playground.png");
         Directory.CreateDirectory(Path.GetDirectoryName(shot)!);
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
         var docs = Path.Combine(root, "docs", "playground.png");
         if (Environment.GetEnvironmentVariable("DIT_UPDATE_SCREENSHOT") == "1" || !File.Exists(docs)) File.Copy(shot, docs, overwrite: true);
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "DiTServer.sln"))) return dir.FullName;
-        throw new DirectoryNotFoundException("DiTServer.sln not found above the test binaries");
     }
 }
