@@ -1,13 +1,10 @@
 using System.Globalization;
 using DiTServer.Api.Observability;
 using DiTServer.Core.Checkpoints;
-using DiTServer.Core.Imaging;
-using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
-using Microsoft.Net.Http.Headers;
 
 namespace DiTServer.Api.Endpoints;
 

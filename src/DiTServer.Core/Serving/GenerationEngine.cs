@@ -170,7 +170,7 @@ public sealed class GenerationEngine
             if (a.Request.Cancellation.IsCancellationRequested)
             {
                 using (logger.BeginScope(Tags(a.Request)))
-                    logger.LogInformation("Client disconnected after {Done}/{Total} steps; rows removed", a.Run.StepsDone, a.Run.TotalSteps);
+                    logger.LogInformation("Cancelled (client left or job deleted) after {Done}/{Total} steps; rows removed", a.Run.StepsDone, a.Run.TotalSteps);
                 a.Request.Cancel();
             }
             else if (a.Request.IsExpired)
