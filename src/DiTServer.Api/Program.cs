@@ -2,9 +2,10 @@ using DiTServer.Api.Admin;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Endpoints;
 using DiTServer.Api.Hosting;
+using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
 
-// Verbs (sample, bench) run as a command-line tool; anything else starts the web host.
+// Verbs (sample, train, eval, bench, ...) run as a command-line tool; anything else starts the web host.
 if (CommandLine.IsVerb(args))
     return await CommandLine.RunAsync(args);
 
@@ -12,6 +13,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServerLogging();
 builder.AddServerObservability();
 builder.AddDiTServing();
+builder.AddJobs();
 builder.AddAdminTraining();
 
 var app = builder.Build();
@@ -22,9 +24,13 @@ if (app.PrepareServing() is { } failure)
     return 1;
 }
 app.UseServerPipeline();
+app.UseDefaultFiles(); // the playground: wwwroot/index.html at /
+app.UseStaticFiles();
 app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
+app.MapOpenAIImagesApi();
+app.MapJobsApi();
 app.MapAdminTrainingApi();
 await app.RunAsync();
 return 0;

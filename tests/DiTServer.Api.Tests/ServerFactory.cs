@@ -1,7 +1,12 @@
 using DiTServer.Core.Serving;
+using DiTServer.Api.Observability;
+using DiTServer.Core.Checkpoints;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 // The servers under test share two cores with each other; one at a time keeps timing-based tests honest.
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
@@ -15,7 +20,17 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
     {
         builder.UseSetting("DiT:Model", TestPaths.TinyModel);
         foreach (var (key, value) in settings) builder.UseSetting(key, value);
+        if (StepDelay > TimeSpan.Zero)
+            builder.ConfigureTestServices(services => services.AddSingleton(sp => new GenerationEngine(
+                new ModelRunner(sp.GetRequiredService<LoadedModel>()),
+                sp.GetRequiredService<GenerationQueue>(),
+                sp.GetRequiredService<IOptions<ServingOptions>>().Value,
+                new SlowObserver(sp.GetRequiredService<ServingMetrics>(), StepDelay),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger<GenerationEngine>())));
     }
+
+    /// <summary>Sleeps this long after every forward on the worker thread, so "long" requests stay long on any machine.</summary>
+    public TimeSpan StepDelay { get; init; }
 
     public GenerationEngine Engine => Services.GetRequiredService<GenerationEngine>();
 
@@ -29,4 +44,18 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
             await Task.Delay(10);
         }
     }
+}
+
+/// <summary>The real metrics, plus a pause after every forward (test-only throttle of the worker thread).</summary>
+internal sealed class SlowObserver(IServingObserver inner, TimeSpan delay) : IServingObserver
+{
+    public void Admitted(TimeSpan queueWait) => inner.Admitted(queueWait);
+    public void Forward(int rows, int requests, TimeSpan duration)
+    {
+        inner.Forward(rows, requests, duration);
+        Thread.Sleep(delay);
+    }
+    public void ImagesGenerated(int count) => inner.ImagesGenerated(count);
+    public void WorkerError() => inner.WorkerError();
+    public void Occupancy(int queued, int active) => inner.Occupancy(queued, active);
 }

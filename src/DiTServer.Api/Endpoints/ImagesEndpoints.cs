@@ -1,13 +1,10 @@
 using System.Globalization;
 using DiTServer.Api.Observability;
 using DiTServer.Core.Checkpoints;
-using DiTServer.Core.Imaging;
-using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
-using Microsoft.Net.Http.Headers;
 
 namespace DiTServer.Api.Endpoints;
 
@@ -41,14 +38,14 @@ public static class ImagesEndpoints
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
 
-        if (!Negotiate(http.Request, out bool json))
+        if (!ImageResults.Negotiate(http.Request, out bool json))
             return Reject(metrics, "not_acceptable", StatusCodes.Status406NotAcceptable, "Not acceptable",
                 "this endpoint answers image/png (the default) or application/json; set Accept to one of them");
-        if (http.Request.ContentType is { } contentType && !IsJson(contentType))
+        if (http.Request.ContentType is { } contentType && !ImageResults.IsJson(contentType))
             return Reject(metrics, "bad_request", StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
                 $"send the body as application/json, not {contentType}");
 
-        var body = await ReadBody(http.Request, o.MaxBodyBytes);
+        var body = await ImageResults.ReadBody(http.Request, o.MaxBodyBytes);
         if (body is null)
         {
             metrics.Outcome("bad_request");
@@ -104,63 +101,8 @@ public static class ImagesEndpoints
         var images = result.Images;
         http.Response.Headers["X-Seed"] = parameters.Sampling.Seed.ToString(CultureInfo.InvariantCulture);
         http.Response.Headers["X-Class-Label"] = parameters.ClassLabel.ToString(CultureInfo.InvariantCulture);
-        if (json)
-            return TypedResults.Ok(new ImagesResponse(model.Name,
-                images.Select(i => new ImageItem(i.Index, i.Seed, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
-        if (images.Count == 1) return TypedResults.File(images[0].Png, "image/png");
-        var png = await Task.Run(() => Grid(model, parameters, images)); // CPU work off the request's thread, never on the worker
-        return TypedResults.File(png, "image/png");
-    }
-
-    /// <summary>torchvision-style grid (4 per row, 2 px padding) with the first image's metadata, minus its batch index.</summary>
-    private static byte[] Grid(LoadedModel model, GenerationParameters p, IReadOnlyList<GeneratedImage> images)
-    {
-        var first = images[0];
-        var (hwc, w, h) = ImageGrid.Tile(images.Select(i => i.Hwc).ToList(), first.Width, first.Height, first.Channels);
-        var metadata = ImagePipeline.Metadata(model, p.Labels, 0, p.Sampling)
-            .Where(kv => kv.Key != "batch_index")
-            .Append(new("grid", $"{images.Count} images, 4 per row, 2 px padding"));
-        return PngWriter.Encode(hwc, w, h, first.Channels, metadata);
-    }
-
-    /// <summary>image/png unless the client prefers application/json; false when it accepts neither.</summary>
-    private static bool Negotiate(HttpRequest request, out bool json)
-    {
-        json = false;
-        var accept = request.GetTypedHeaders().Accept;
-        if (accept is null || accept.Count == 0) return true;
-        double Quality(string type) => accept
-            .Where(a => a.MediaType.HasValue && a.MatchesMediaType(type))
-            .Select(a => a.Quality ?? 1.0).DefaultIfEmpty(0).Max();
-        double png = Quality("image/png"), js = Quality("application/json");
-        json = js > png;
-        return Math.Max(png, js) > 0;
-    }
-
-    private static bool IsJson(string contentType) =>
-        MediaTypeHeaderValue.TryParse(contentType, out var mt) &&
-        (mt.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mt.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase));
-
-    /// <summary>The whole body, or null when it is larger than <paramref name="max"/> bytes.</summary>
-    private static async Task<ReadOnlyMemory<byte>?> ReadBody(HttpRequest request, int max)
-    {
-        if (request.ContentLength > max) return null;
-        var buffer = new byte[max + 1];
-        int total = 0;
-        try
-        {
-            while (total < buffer.Length)
-            {
-                int n = await request.Body.ReadAsync(buffer.AsMemory(total), request.HttpContext.RequestAborted);
-                if (n == 0) break;
-                total += n;
-            }
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return null; // Kestrel enforced the endpoint's RequestSizeLimit
-        }
-        return total > max ? null : buffer.AsMemory(0, total);
+        if (json) return ImageResults.Json(model, images);
+        return await ImageResults.Png(model, parameters, images);
     }
 
     private static ProblemHttpResult Reject(ServingMetrics metrics, string outcome, int status, string title, string detail)

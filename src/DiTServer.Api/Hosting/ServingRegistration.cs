@@ -43,7 +43,15 @@ public static class ServingRegistration
     {
         try
         {
-            _ = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value;
+            try
+            {
+                _ = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value;
+                _ = app.Services.GetRequiredService<IOptions<Jobs.JobOptions>>().Value;
+            }
+            catch (InvalidOperationException e)
+            {
+                return $"bad configuration: {e.Message}"; // a value that does not convert, e.g. Jobs:ResultTtl=banana
+            }
             var model = app.Services.GetRequiredService<LoadedModel>();
             app.Logger.LogInformation("Serving {Model} ({Architecture}, {Size}px, {Classes} classes) on {Device}",
                 model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.Config.NumClasses, model.Device);

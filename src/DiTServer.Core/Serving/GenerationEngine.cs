@@ -195,6 +195,7 @@ public sealed class GenerationEngine
                     var run = runner.Start(next.Parameters);
                     active.Add(new ActiveGeneration(next, run));
                     rows += next.Parameters.RowsPerStep;
+                    Report(next, run);
                     observer.Admitted(next.Age);
                     logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue: {Images} image(s) of class {Class}, {Steps} {Sampler} steps, cfg {Cfg}, seed {Seed}",
                         next.Age.TotalMilliseconds, next.Parameters.NumImages, next.Parameters.ClassLabel, next.Parameters.Sampling.Steps,
@@ -220,7 +221,7 @@ public sealed class GenerationEngine
             if (a.Request.Cancellation.IsCancellationRequested)
             {
                 using (logger.BeginScope(Tags(a.Request)))
-                    logger.LogInformation("Client disconnected after {Done}/{Total} steps; rows removed", a.Run.StepsDone, a.Run.TotalSteps);
+                    logger.LogInformation("Cancelled (client left or job deleted) after {Done}/{Total} steps; rows removed", a.Run.StepsDone, a.Run.TotalSteps);
                 a.Request.Cancel();
             }
             else if (a.Request.IsExpired)
@@ -246,6 +247,8 @@ public sealed class GenerationEngine
         observer.Forward(rows, batch.Count, sw.Elapsed);
         Interlocked.Increment(ref forwards);
         if (batch.Count > maxRequestsInForward) Volatile.Write(ref maxRequestsInForward, batch.Count);
+        foreach (var a in batch)
+            if (!failures.Any(f => ReferenceEquals(f.Run, a.Run))) Report(a.Request, a.Run);
         foreach (var (run, error) in failures)
         {
             var a = active.First(x => ReferenceEquals(x.Run, run));
@@ -347,6 +350,18 @@ public sealed class GenerationEngine
             return true;
         }
         return request.IsCompleted;
+    }
+
+    /// <summary>Tells the request's progress sink (if any) where it stands; a sink that throws is logged, never fatal.</summary>
+    private void Report(GenerationRequest request, SamplingRun run)
+    {
+        if (request.Progress is not { } sink) return;
+        try { sink.Report(new GenerationProgress(run.StepsDone, run.TotalSteps)); }
+        catch (Exception e)
+        {
+            using (logger.BeginScope(Tags(request)))
+                logger.LogWarning("Progress sink failed: {Error}", e.Message);
+        }
     }
 
     private void Publish()

@@ -9,6 +9,10 @@ public sealed class GenerationQueue
     private readonly Channel<GenerationRequest> channel;
     // Wakes the worker's dedicated thread, which blocks here instead of awaiting (its torch state is thread-local).
     private readonly ManualResetEventSlim signal = new(false);
+    // Tickets are handed out in channel order (the lock keeps "take a ticket, write" atomic among writers);
+    // the reader counts what it took out, so a queued request's place is ticket − read + 1.
+    private readonly Lock writeLock = new();
+    private long issued, read;
 
     public GenerationQueue(int capacity)
     {
@@ -27,10 +31,16 @@ public sealed class GenerationQueue
 
     public EnqueueResult TryEnqueue(GenerationRequest request)
     {
-        if (channel.Writer.TryWrite(request))
+        lock (writeLock)
         {
-            signal.Set();
-            return EnqueueResult.Accepted;
+            request.Ticket = issued;
+            if (channel.Writer.TryWrite(request))
+            {
+                issued++;
+                signal.Set();
+                return EnqueueResult.Accepted;
+            }
+            request.Ticket = -1;
         }
         return IsClosed ? EnqueueResult.Closed : EnqueueResult.Full;
     }
@@ -44,7 +54,22 @@ public sealed class GenerationQueue
     }
 
     internal bool TryPeek(out GenerationRequest request) => channel.Reader.TryPeek(out request!);
-    internal bool TryRead(out GenerationRequest request) => channel.Reader.TryRead(out request!);
+    internal bool TryRead(out GenerationRequest request)
+    {
+        if (!channel.Reader.TryRead(out request!)) return false;
+        Interlocked.Increment(ref read);
+        return true;
+    }
+
+    /// <summary>1-based place of a request still in the queue (1 = next to be admitted), or null once the worker
+    /// has taken it out (or it was never accepted). Requests cancelled while queued still count until the worker
+    /// reaches and discards them.</summary>
+    public long? PositionOf(GenerationRequest request)
+    {
+        if (request.Ticket < 0) return null;
+        long place = request.Ticket - Interlocked.Read(ref read) + 1;
+        return place >= 1 ? place : null;
+    }
 
     /// <summary>Blocks the calling (worker) thread until a request may be waiting, the queue closes, or <paramref name="wake"/> fires.</summary>
     internal void WaitForWork(CancellationToken wake)

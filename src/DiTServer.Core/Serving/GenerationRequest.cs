@@ -25,6 +25,14 @@ public sealed class GenerationRequest
     public long EnqueuedAt { get; }
     public long Deadline { get; }
 
+    /// <summary>Optional: told by the worker thread when the request is admitted (step 0) and after every step. It must
+    /// return at once (post to a channel, set a field); it must never block or throw. Null for plain requests.</summary>
+    public IProgress<GenerationProgress>? Progress { get; init; }
+
+    /// <summary>FIFO ticket given by <see cref="GenerationQueue.TryEnqueue"/>; with the queue's read count it gives
+    /// the request's place in the queue.</summary>
+    public long Ticket { get; internal set; } = -1;
+
     public Task<GenerationResult> Completion => completion.Task;
     public bool IsCompleted => completion.Task.IsCompleted;
     public TimeSpan Age => Stopwatch.GetElapsedTime(EnqueuedAt);

@@ -1,0 +1,77 @@
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Imaging;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Serving;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Net.Http.Headers;
+
+namespace DiTServer.Api.Endpoints;
+
+/// <summary>What <c>/v1/images</c>, <c>/v1/jobs/{id}/result</c> and the OpenAI facade share: content negotiation,
+/// reading a bounded body, and turning finished images into the PNG (one image or a grid) or JSON answer.</summary>
+public static class ImageResults
+{
+    /// <summary>Every image as its own PNG in JSON (<c>Accept: application/json</c>).</summary>
+    public static Ok<ImagesResponse> Json(LoadedModel model, IReadOnlyList<GeneratedImage> images) =>
+        TypedResults.Ok(new ImagesResponse(model.Name,
+            images.Select(i => new ImageItem(i.Index, i.Seed, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
+
+    /// <summary>One PNG, or a grid of several; the same bytes for the same images on every endpoint.</summary>
+    public static async Task<FileContentHttpResult> Png(LoadedModel model, GenerationParameters parameters, IReadOnlyList<GeneratedImage> images)
+    {
+        if (images.Count == 1) return TypedResults.File(images[0].Png, "image/png");
+        var png = await Task.Run(() => Grid(model, parameters, images)); // CPU work off the request's thread, never on the worker
+        return TypedResults.File(png, "image/png");
+    }
+
+    /// <summary>torchvision-style grid (4 per row, 2 px padding) with the first image's metadata, minus its batch index.</summary>
+    public static byte[] Grid(LoadedModel model, GenerationParameters p, IReadOnlyList<GeneratedImage> images)
+    {
+        var first = images[0];
+        var (hwc, w, h) = ImageGrid.Tile(images.Select(i => i.Hwc).ToList(), first.Width, first.Height, first.Channels);
+        var metadata = ImagePipeline.Metadata(model, p.Labels, 0, p.Sampling)
+            .Where(kv => kv.Key != "batch_index")
+            .Append(new("grid", $"{images.Count} images, 4 per row, 2 px padding"));
+        return PngWriter.Encode(hwc, w, h, first.Channels, metadata);
+    }
+
+    /// <summary>image/png unless the client prefers application/json; false when it accepts neither.</summary>
+    public static bool Negotiate(HttpRequest request, out bool json)
+    {
+        json = false;
+        var accept = request.GetTypedHeaders().Accept;
+        if (accept is null || accept.Count == 0) return true;
+        double Quality(string type) => accept
+            .Where(a => a.MediaType.HasValue && a.MatchesMediaType(type))
+            .Select(a => a.Quality ?? 1.0).DefaultIfEmpty(0).Max();
+        double png = Quality("image/png"), js = Quality("application/json");
+        json = js > png;
+        return Math.Max(png, js) > 0;
+    }
+
+    public static bool IsJson(string contentType) =>
+        MediaTypeHeaderValue.TryParse(contentType, out var mt) &&
+        (mt.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mt.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The whole body, or null when it is larger than <paramref name="max"/> bytes.</summary>
+    public static async Task<ReadOnlyMemory<byte>?> ReadBody(HttpRequest request, int max)
+    {
+        if (request.ContentLength > max) return null;
+        var buffer = new byte[max + 1];
+        int total = 0;
+        try
+        {
+            while (total < buffer.Length)
+            {
+                int n = await request.Body.ReadAsync(buffer.AsMemory(total), request.HttpContext.RequestAborted);
+                if (n == 0) break;
+                total += n;
+            }
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return null; // Kestrel enforced the endpoint's RequestSizeLimit
+        }
+        return total > max ? null : buffer.AsMemory(0, total);
+    }
+}

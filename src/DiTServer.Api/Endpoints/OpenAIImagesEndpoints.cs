@@ -1,0 +1,93 @@
+using DiTServer.Api.Jobs;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Serving;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
+
+namespace DiTServer.Api.Endpoints;
+
+/// <summary><c>POST /v1/images/generations</c>: OpenAI's image API shape, so its clients work unchanged. Success
+/// answers are OpenAI's (<c>created</c>, <c>data</c>); errors stay RFC 7807 problem+json like every endpoint here.</summary>
+/// <remarks><c>b64_json</c> runs like <c>POST /v1/images</c> (a client that leaves cancels it). <c>url</c> runs as a
+/// job and answers when it has finished, with one absolute <c>/v1/jobs/{id}/result?index=i</c> URL per image, kept
+/// for <c>Jobs:ResultTtl</c>.</remarks>
+public static class OpenAIImagesEndpoints
+{
+    public static WebApplication MapOpenAIImagesApi(this WebApplication app)
+    {
+        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
+        app.MapGroup("/v1/images").WithTags("OpenAI-compatible")
+            .MapPost("/generations", Generate).WithName("CreateImageOpenAI")
+            .WithSummary("OpenAI-style image generation: prompt = class name or index, n, size (must be the model's), response_format b64_json | url")
+            .WithDescription("Extras: seed, steps, cfg_scale, sampler. model, user, quality and style are accepted and ignored. Errors are problem+json.")
+            .WithMetadata(new RequestSizeLimitAttribute(maxBody))
+            .Produces<OpenAIImagesResponse>(StatusCodes.Status200OK, "application/json")
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status500InternalServerError)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout);
+        return app;
+    }
+
+    private static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
+        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time)
+    {
+        var o = serving.Value;
+        http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
+        string format = OpenAIImageRequestParser.B64Json;
+        var parsed = await ImageBody.ReadAsync(http.Request, model, o, (body, limits) =>
+        {
+            var request = OpenAIImageRequestParser.Parse(body, limits, model.ImageSize, out var errors);
+            if (request is not null) format = request.ResponseFormat;
+            return (request?.Parameters, errors);
+        });
+        if (parsed.Unsupported is { } unsupported) return unsupported;
+        if (parsed.Invalid is { } invalid) return invalid;
+        var parameters = parsed.Parameters!;
+        var className = model.Classes[parameters.ClassLabel];
+        long created = time.GetUtcNow().ToUnixTimeSeconds();
+
+        if (format == OpenAIImageRequestParser.Url)
+        {
+            var (job, outcome) = store.Create(parameters);
+            if (job is null) return JobsEndpoints.Refused(http, o, outcome);
+            try { await job.Finished.WaitAsync(http.RequestAborted); }
+            catch (OperationCanceledException)
+            {
+                job.Cancel(); // nobody will learn the URL
+                return Problem(499, "Client closed request", "the client disconnected; the job was cancelled");
+            }
+            if (job.Result is not { } done) return Failed(http, o, job.Failure, job.Snapshot().Error ?? "the job did not finish");
+            var baseUrl = $"{http.Request.Scheme}://{http.Request.Host}{http.Request.PathBase}/v1/jobs/{job.Id}/result";
+            return TypedResults.Ok(new OpenAIImagesResponse(created,
+                done.Images.Select(i => new OpenAIImage(null, $"{baseUrl}?index={i.Index}", className)).ToList()));
+        }
+
+        var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted);
+        var queued = queue.TryEnqueue(generation);
+        if (queued != EnqueueResult.Accepted) return JobsEndpoints.Refused(http, o, queued);
+        GenerationResult result;
+        try { result = await generation.Completion; }
+        catch (OperationCanceledException) { return Problem(499, "Client closed request", "the client disconnected; the request was removed from the batch"); }
+        catch (GenerationException e) { return Failed(http, o, e.Failure, e.Message); }
+        return TypedResults.Ok(new OpenAIImagesResponse(created,
+            result.Images.Select(i => new OpenAIImage(Convert.ToBase64String(i.Png), null, className)).ToList()));
+    }
+
+    private static ProblemHttpResult Failed(HttpContext http, ServingOptions o, GenerationFailure? failure, string detail)
+    {
+        if (failure == GenerationFailure.ShuttingDown)
+            http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return failure switch
+        {
+            GenerationFailure.Timeout => Problem(StatusCodes.Status504GatewayTimeout, "Generation timed out", detail),
+            GenerationFailure.ShuttingDown => Problem(StatusCodes.Status503ServiceUnavailable, "Shutting down", detail),
+            _ => Problem(StatusCodes.Status500InternalServerError, "Generation failed", detail),
+        };
+    }
+
+    private static ProblemHttpResult Problem(int status, string title, string detail) =>
+        TypedResults.Problem(detail: detail, statusCode: status, title: title);
+}

@@ -1,0 +1,81 @@
+using System.Collections.Concurrent;
+using DiTServer.Core.Serving;
+using Microsoft.Extensions.Options;
+
+namespace DiTServer.Api.Jobs;
+
+/// <summary>All known jobs by id: creates them (into the engine's queue), finds them, and forgets finished ones
+/// after <see cref="JobOptions.ResultTtl"/> or when more than <see cref="JobOptions.MaxResults"/> or
+/// <see cref="JobOptions.MaxResultBytes"/> are kept (oldest finished first).</summary>
+public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOptions, IOptions<ServingOptions> servingOptions,
+    TimeProvider time, ILogger<JobStore> logger)
+{
+    private readonly ConcurrentDictionary<string, Job> jobs = new();
+    private readonly Lock sweepGate = new();
+    private readonly JobOptions options = jobOptions.Value;
+
+    public int Count => jobs.Count;
+
+    /// <summary>Bytes held by finished results now.</summary>
+    public long RetainedBytes => jobs.Values.Sum(j => j.ResultBytes);
+
+    /// <summary>Queues a new job; null with the queue's answer when it was refused (full, or shutting down).</summary>
+    public (Job? Job, EnqueueResult Outcome) Create(GenerationParameters parameters)
+    {
+        Sweep();
+        var job = new Job(NewId(), parameters, servingOptions.Value.RequestTimeout, time);
+        var outcome = queue.TryEnqueue(job.Request);
+        if (outcome != EnqueueResult.Accepted) return (null, outcome);
+        jobs[job.Id] = job;
+        _ = Follow(job);
+        return (job, outcome);
+    }
+
+    public Job? Get(string id)
+    {
+        Sweep();
+        return jobs.TryGetValue(id, out var job) ? job : null;
+    }
+
+    /// <summary>Forgets a finished job (DELETE of a finished job); false when unknown or not finished.</summary>
+    public bool Remove(Job job) => job.Snapshot().State.IsFinal() && jobs.TryRemove(new KeyValuePair<string, Job>(job.Id, job));
+
+    /// <summary>1-based place in the queue while queued, else null.</summary>
+    public long? PositionOf(Job job) => queue.PositionOf(job.Request);
+
+    /// <summary>Drops expired finished jobs, then the oldest finished ones while over the count or byte limit.
+    /// The most recently finished job is never evicted for size, so a result can always be fetched once.</summary>
+    public void Sweep()
+    {
+        lock (sweepGate)
+        {
+            var now = time.GetUtcNow();
+            var done = jobs.Values
+                .Select(j => (Job: j, Status: j.Snapshot()))
+                .Where(x => x.Status.State.IsFinal())
+                .OrderBy(x => x.Status.FinishedAt)
+                .ToList();
+            long bytes = done.Sum(x => x.Job.ResultBytes);
+            int count = done.Count;
+            for (int i = 0; i < done.Count; i++)
+            {
+                var (job, status) = done[i];
+                bool expired = now - status.FinishedAt >= options.ResultTtl;
+                bool over = i < done.Count - 1 && (count > options.MaxResults || bytes > options.MaxResultBytes);
+                if (!expired && !over) continue;
+                if (!jobs.TryRemove(new KeyValuePair<string, Job>(job.Id, job))) continue;
+                count--;
+                bytes -= job.ResultBytes;
+                logger.LogDebug("Job {JobId} forgotten ({Reason})", job.Id, expired ? "expired" : "evicted");
+            }
+        }
+    }
+
+    private async Task Follow(Job job)
+    {
+        await job.RunAsync();
+        Sweep();
+    }
+
+    private static string NewId() => "job_" + Guid.NewGuid().ToString("N");
+}

@@ -1,0 +1,180 @@
+using System.Globalization;
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using DiTServer.Api.Endpoints;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Serving;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
+
+namespace DiTServer.Api.Jobs;
+
+/// <summary><c>/v1/jobs</c>: create a generation job (same body as <c>POST /v1/images</c>), read its state, follow it
+/// as Server-Sent Events, fetch its result, cancel or forget it.</summary>
+public static class JobsEndpoints
+{
+    public const string GetJobName = "GetJob";
+
+    /// <summary>While a job is queued, its event stream re-checks the queue position this often.</summary>
+    private static readonly TimeSpan PositionPoll = TimeSpan.FromMilliseconds(500);
+
+    public static WebApplication MapJobsApi(this WebApplication app)
+    {
+        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
+        var group = app.MapGroup("/v1/jobs").WithTags("Jobs");
+        group.MapPost("/", Create).WithName("CreateJob")
+            .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
+            .WithDescription("The body is the body of POST /v1/images. Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
+            .WithMetadata(new RequestSizeLimitAttribute(maxBody))
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        group.MapGet("/{id}", Get).WithName(GetJobName)
+            .WithSummary("A job's state: queued (with queue_position), running (step of total_steps), succeeded, failed (error) or cancelled")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        group.MapGet("/{id}/events", Events).WithName("GetJobEvents")
+            .WithSummary("Server-Sent Events: the current state first, then queued, progress (every step), and one final done, failed or cancelled; then the stream ends")
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        group.MapGet("/{id}/result", Result).WithName("GetJobResult")
+            .WithSummary("The finished job's images: PNG (a grid for several; ?index=i for one) or JSON by Accept, as POST /v1/images")
+            .Produces<ImagesResponse>(StatusCodes.Status200OK, "application/json")
+            .Produces(StatusCodes.Status200OK, contentType: "image/png")
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status406NotAcceptable)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapDelete("/{id}", Delete).WithName("DeleteJob")
+            .WithSummary("Cancel a queued or running job (202; its rows leave the batch at the next step), or forget a finished one (204)")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        return app;
+    }
+
+    private static async Task<Results<Accepted<JobResponse>, ValidationProblem, ProblemHttpResult>> Create(
+        HttpContext http, LoadedModel model, JobStore store, IOptions<ServingOptions> serving)
+    {
+        var o = serving.Value;
+        var parsed = await ImageBody.ReadAsync(http.Request, model, o);
+        if (parsed.Unsupported is { } unsupported) return unsupported;
+        if (parsed.Invalid is { } invalid) return invalid;
+        var (job, outcome) = store.Create(parsed.Parameters!);
+        if (job is null) return Refused(http, o, outcome);
+        return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
+    }
+
+    private static Results<Ok<JobResponse>, ProblemHttpResult> Get(string id, JobStore store, LoadedModel model) =>
+        store.Get(id) is { } job ? TypedResults.Ok(Describe(job, store, model)) : NotFound(id);
+
+    private static Results<ServerSentEventsResult<string>, ProblemHttpResult> Events(string id, HttpContext http, JobStore store)
+    {
+        if (store.Get(id) is not { } job) return NotFound(id);
+        return TypedResults.ServerSentEvents(Stream(job, store, http.RequestAborted));
+    }
+
+    /// <summary>The job's events until the final one. When the client leaves, the stream ends quietly and the
+    /// job goes on (an event stream only watches; DELETE cancels).</summary>
+    private static async IAsyncEnumerable<SseItem<string>> Stream(Job job, JobStore store, [EnumeratorCancellation] CancellationToken aborted)
+    {
+        using var subscription = job.Subscribe();
+        long? lastPosition = null;
+        while (true)
+        {
+            var (next, gone) = await Next(subscription, job, aborted);
+            if (gone) yield break;
+            if (next is null)
+            {
+                // No change for a while: while queued, the place in the queue may still have moved.
+                var snapshot = job.Snapshot();
+                var position = store.PositionOf(job);
+                if (snapshot.State != JobState.Queued || position == lastPosition) continue;
+                next = JobEvent.For(snapshot);
+            }
+            var data = JobResponse.From(job, next.Status, store.PositionOf(job), null);
+            if (next.Type == "queued") lastPosition = data.QueuePosition;
+            yield return new SseItem<string>(JsonSerializer.Serialize(data), next.Type);
+            if (next.IsFinal) yield break;
+        }
+    }
+
+    /// <summary>The next event, or null after <see cref="PositionPoll"/> without one while queued; gone = the client
+    /// left or the stream is over.</summary>
+    private static async Task<(JobEvent? Event, bool Gone)> Next(Job.Subscription subscription, Job job, CancellationToken aborted)
+    {
+        var reader = subscription.Events;
+        if (reader.TryRead(out var ready)) return (ready, false);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        if (job.Snapshot().State == JobState.Queued) wait.CancelAfter(PositionPoll);
+        try
+        {
+            if (!await reader.WaitToReadAsync(wait.Token)) return (null, true);
+            return reader.TryRead(out var e) ? (e, false) : (null, false);
+        }
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+        {
+            return (null, false);
+        }
+        catch (OperationCanceledException)
+        {
+            return (null, true);
+        }
+    }
+
+    private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Result(
+        string id, int? index, HttpContext http, JobStore store, LoadedModel model)
+    {
+        if (store.Get(id) is not { } job) return NotFound(id);
+        if (!ImageResults.Negotiate(http.Request, out bool json))
+            return TypedResults.Problem(detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them",
+                statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable");
+        var s = job.Snapshot();
+        if (s.State != JobState.Succeeded || job.Result is not { } result)
+        {
+            var detail = s.State switch
+            {
+                JobState.Queued => $"job {id} is still queued (place {store.PositionOf(job)}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
+                JobState.Running => $"job {id} is running (step {s.Step} of {s.TotalSteps}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
+                JobState.Failed => $"job {id} failed and has no result: {s.Error}",
+                _ => $"job {id} was cancelled and has no result",
+            };
+            return TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Job has no result");
+        }
+        http.Response.Headers["X-Seed"] = job.Parameters.Sampling.Seed.ToString(CultureInfo.InvariantCulture);
+        http.Response.Headers["X-Class-Label"] = job.Parameters.ClassLabel.ToString(CultureInfo.InvariantCulture);
+        var images = result.Images;
+        if (index is { } i)
+        {
+            if (i < 0 || i >= images.Count)
+                return ImageBody.Invalid(new() { ["index"] = [$"index must be in 0..{images.Count - 1} (this job made {images.Count} image(s)), got {i}"] });
+            images = [images[i]];
+        }
+        if (json) return ImageResults.Json(model, images);
+        return await ImageResults.Png(model, job.Parameters, images);
+    }
+
+    private static Results<Accepted<JobResponse>, NoContent, ProblemHttpResult> Delete(string id, JobStore store, LoadedModel model)
+    {
+        if (store.Get(id) is not { } job) return NotFound(id);
+        if (job.Cancel()) return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
+        store.Remove(job);
+        return TypedResults.NoContent();
+    }
+
+    public static JobResponse Describe(Job job, JobStore store, LoadedModel model) =>
+        JobResponse.From(job, job.Snapshot(), store.PositionOf(job), model);
+
+    public static ProblemHttpResult NotFound(string id) => TypedResults.Problem(
+        detail: $"there is no job '{id}': the id is unknown, or the job finished and was forgotten (Jobs:ResultTtl, Jobs:MaxResults, Jobs:MaxResultBytes)",
+        statusCode: StatusCodes.Status404NotFound, title: "Job not found");
+
+    /// <summary>503 + Retry-After: the queue is full or the server is stopping.</summary>
+    public static ProblemHttpResult Refused(HttpContext http, ServingOptions o, EnqueueResult outcome)
+    {
+        http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return outcome == EnqueueResult.Closed
+            ? TypedResults.Problem(detail: "the server is shutting down and accepts no new jobs", statusCode: StatusCodes.Status503ServiceUnavailable, title: "Shutting down")
+            : TypedResults.Problem(detail: $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s",
+                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Queue full");
+    }
+}

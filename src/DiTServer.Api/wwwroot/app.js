@@ -1,0 +1,177 @@
+// DiTServer playground: plain JS, no build step. Talks to /v1/classes, /v1/models and /v1/jobs (+ its SSE events).
+"use strict";
+const $ = (id) => document.getElementById(id);
+let classes = [];
+let current = null; // { id, events }
+
+async function problemText(response) {
+  try {
+    const p = await response.json();
+    return p.detail || p.title || `${response.status} ${response.statusText}`;
+  } catch { return `${response.status} ${response.statusText}`; }
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function setBusy(busy) {
+  $("generate").disabled = busy;
+  $("cancel").hidden = !busy;
+}
+
+function renderClasses() {
+  const query = $("class-search").value.trim().toLowerCase();
+  const select = $("class");
+  const selected = select.value;
+  select.replaceChildren();
+  for (const c of classes) {
+    const names = [c.name, ...(c.aliases || [])].map((n) => n.toLowerCase());
+    if (query && String(c.index) !== query && !names.some((n) => n.includes(query))) continue;
+    const option = new Option(`${c.index} · ${c.name}`, c.index);
+    select.add(option);
+  }
+  if ([...select.options].some((o) => o.value === selected)) select.value = selected;
+  else if (select.options.length > 0) select.selectedIndex = 0;
+}
+
+async function load() {
+  try {
+    const [models, list] = await Promise.all([fetch("/v1/models"), fetch("/v1/classes")]);
+    if (!models.ok) throw new Error(await problemText(models));
+    if (!list.ok) throw new Error(await problemText(list));
+    const model = (await models.json()).models[0];
+    classes = (await list.json()).classes;
+    $("model-info").textContent = `${model.name} · ${model.architecture} · ${model.image_size}px · ${model.num_classes} classes · ${model.device}`;
+    $("count").max = model.limits.max_images_per_request;
+    $("count").value = Math.min(Number($("count").value), model.limits.max_images_per_request);
+    $("steps").max = Math.min(model.limits.max_steps, 1000);
+    if (!model.supports_guidance) { $("cfg").value = 1; $("cfg").disabled = true; }
+    renderClasses();
+    syncOutputs();
+  } catch (e) {
+    showError(`Could not load the model: ${e.message}`);
+  }
+}
+
+function syncOutputs() {
+  $("steps-value").textContent = $("steps").value;
+  $("cfg-value").textContent = $("cfg").value;
+  $("seed").disabled = $("random-seed").checked;
+}
+
+async function generate(event) {
+  event.preventDefault();
+  showError("");
+  if ($("class").value === "") { showError("Pick a class first."); return; }
+  const body = {
+    class_label: Number($("class").value),
+    num_images: Number($("count").value),
+    steps: Number($("steps").value),
+    cfg_scale: Number($("cfg").value),
+  };
+  if (!$("random-seed").checked) body.seed = Number($("seed").value);
+  $("results").replaceChildren();
+  $("downloads").hidden = true;
+  setBusy(true);
+  $("status").textContent = "Submitting…";
+  try {
+    const response = await fetch("/v1/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(await problemText(response));
+    const job = await response.json();
+    if ($("random-seed").checked) $("seed").value = job.parameters.seed; // shown, so it can be reused
+    follow(job);
+  } catch (e) {
+    setBusy(false);
+    $("status").textContent = "Not started.";
+    showError(e.message);
+  }
+}
+
+function follow(job) {
+  const events = new EventSource(`/v1/jobs/${job.id}/events`);
+  current = { id: job.id, events };
+  const progress = $("progress");
+  progress.hidden = false;
+  progress.removeAttribute("value"); // indeterminate while queued
+  const end = () => { events.close(); current = null; setBusy(false); };
+  events.addEventListener("queued", (e) => {
+    const s = JSON.parse(e.data);
+    $("status").textContent = `Queued: place ${s.queue_position ?? "?"} in the queue.`;
+  });
+  events.addEventListener("progress", (e) => {
+    const s = JSON.parse(e.data);
+    progress.max = s.total_steps;
+    progress.value = s.step;
+    $("status").textContent = `Denoising: step ${s.step} of ${s.total_steps}.`;
+  });
+  events.addEventListener("done", async (e) => {
+    const s = JSON.parse(e.data);
+    end();
+    progress.max = s.total_steps; progress.value = s.total_steps;
+    $("status").textContent = "Done.";
+    await showResult(s);
+  });
+  events.addEventListener("failed", (e) => {
+    end();
+    $("status").textContent = "Failed.";
+    showError(JSON.parse(e.data).error || "the job failed");
+  });
+  events.addEventListener("cancelled", () => {
+    end();
+    progress.hidden = true;
+    $("status").textContent = "Cancelled.";
+  });
+  events.onerror = () => {
+    if (current?.events !== events) return; // already finished
+    end();
+    showError("Lost the connection to the server's event stream.");
+  };
+}
+
+async function showResult(job) {
+  try {
+    const response = await fetch(job.result_url, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(await problemText(response));
+    const result = await response.json();
+    const figures = result.images.map((image) => {
+      const figure = document.createElement("figure");
+      const img = document.createElement("img");
+      img.src = `data:image/png;base64,${image.png_base64}`;
+      img.alt = `${image.class_name}, seed ${image.seed}, image ${image.index}`;
+      const caption = document.createElement("figcaption");
+      const link = document.createElement("a");
+      link.href = `${job.result_url}?index=${image.index}`;
+      link.download = `${image.class_name}-${image.seed}-${image.index}.png`;
+      link.textContent = `#${image.index} ${image.class_name}`;
+      caption.append(link);
+      figure.append(img, caption);
+      return figure;
+    });
+    $("results").replaceChildren(...figures);
+    $("download").href = job.result_url;
+    $("download").download = `job-${job.id}.png`;
+    $("downloads").hidden = false;
+  } catch (e) {
+    showError(`Could not fetch the result: ${e.message}`);
+  }
+}
+
+async function cancel() {
+  if (!current) return;
+  const response = await fetch(`/v1/jobs/${current.id}`, { method: "DELETE" });
+  if (!response.ok && response.status !== 204) showError(await problemText(response));
+}
+
+$("class-search").addEventListener("input", renderClasses);
+$("steps").addEventListener("input", syncOutputs);
+$("cfg").addEventListener("input", syncOutputs);
+$("random-seed").addEventListener("change", syncOutputs);
+$("form").addEventListener("submit", generate);
+$("cancel").addEventListener("click", cancel);
+load();

@@ -1,0 +1,84 @@
+using System.Net;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+
+namespace DiTServer.Api.Tests;
+
+/// <summary>Skips the test, saying why, when Debian's chromium is not installed (.ci/run installs it).</summary>
+public sealed class ChromiumFactAttribute : FactAttribute
+{
+    public const string Executable = "/usr/bin/chromium";
+
+    public ChromiumFactAttribute()
+    {
+        if (!File.Exists(Executable))
+            Skip = $"{Executable} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does) to run the browser test";
+    }
+}
+
+/// <summary>The playground page in headless Chromium against a real Kestrel server on the tiny model: load, pick a
+/// class, submit, watch the job finish, see the images; saves a screenshot (artifacts/playground.png, docs/playground.png).</summary>
+public sealed class PlaygroundBrowserTests
+{
+    private static readonly string[] ChromiumArgs =
+    [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ];
+
+    [ChromiumFact]
+    public async Task Page_submits_a_job_follows_its_progress_and_shows_the_images()
+    {
+        using var factory = new ServerFactory(("Serving:MaxBatchRows", "16"));
+        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        factory.StartServer();
+        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumFactAttribute.Executable,
+            Headless = true,
+            Args = ChromiumArgs,
+            Timeout = 60_000,
+        });
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1000, Height = 640 } });
+        var consoleErrors = new List<string>();
+        page.Console += (_, m) => { if (m.Type == "error") consoleErrors.Add($"{m.Text} ({m.Location})"); };
+
+        await page.GotoAsync(address + "/");
+        Assert.Equal("DiTServer playground", await page.TitleAsync());
+        await page.WaitForFunctionAsync("document.querySelectorAll('#class option').length > 0");
+        await page.FillAsync("#class-search", "3");
+        var option = page.Locator("#class option").First;
+        Assert.StartsWith("3 · ", await option.TextContentAsync());
+        await page.SelectOptionAsync("#class", "3");
+        await page.EvalOnSelectorAsync("#steps", "e => { e.value = 12; e.dispatchEvent(new Event('input')); }");
+        await page.UncheckAsync("#random-seed");
+        await page.FillAsync("#seed", "42");
+        await page.FillAsync("#count", "4");
+        await page.ClickAsync("#generate");
+
+        await page.Locator("#results img").Nth(3).WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
+        Assert.Equal(4, await page.Locator("#results img").CountAsync());
+        Assert.Equal("Done.", await page.TextContentAsync("#status"));
+        Assert.True(await page.EvalOnSelectorAsync<bool>("#results img", "img => img.complete && img.naturalWidth > 0"), "the image did not decode");
+        Assert.True(await page.IsVisibleAsync("#download"));
+        Assert.Matches("^/v1/jobs/job_[0-9a-f]{32}/result$", await page.GetAttributeAsync("#download", "href"));
+        Assert.Equal(12.0, await page.EvalOnSelectorAsync<double>("#progress", "p => p.max"));
+        Assert.Equal(12.0, await page.EvalOnSelectorAsync<double>("#progress", "p => p.value"));
+        Assert.Empty(consoleErrors);
+
+        // Every run leaves artifacts/playground.png; docs/playground.png (committed, shown in the docs) is refreshed
+        // only when asked (DIT_UPDATE_SCREENSHOT=1) or missing, so test runs do not dirty the work tree.
+        var root = RepositoryPaths.Root;
+        var shot = Path.Combine(root, "artifacts", "playground.png");
+        Directory.CreateDirectory(Path.GetDirectoryName(shot)!);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
+        var docs = Path.Combine(root, "docs", "playground.png");
+        if (Environment.GetEnvironmentVariable("DIT_UPDATE_SCREENSHOT") == "1" || !File.Exists(docs)) File.Copy(shot, docs, overwrite: true);
+    }
+}
