@@ -1,5 +1,6 @@
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -15,7 +16,11 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
     {
         builder.UseSetting("DiT:Model", TestPaths.TinyModel);
         foreach (var (key, value) in settings) builder.UseSetting(key, value);
+        if (ConfigureServices is { } configure) builder.ConfigureTestServices(configure);
     }
+
+    /// <summary>Replaces or adds services after the app's own registration (e.g. an <see cref="IRunnerFaultInjector"/>).</summary>
+    public Action<IServiceCollection>? ConfigureServices { get; init; }
 
     public GenerationEngine Engine => Services.GetRequiredService<GenerationEngine>();
 

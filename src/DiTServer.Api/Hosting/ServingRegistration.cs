@@ -28,7 +28,7 @@ public static class ServingRegistration
         services.AddSingleton(sp => new GenerationQueue(sp.GetRequiredService<IOptions<ServingOptions>>().Value.QueueCapacity));
         services.AddSingleton<ServingMetrics>();
         services.AddSingleton(sp => new GenerationEngine(
-            new ModelRunner(sp.GetRequiredService<LoadedModel>()),
+            new ModelRunner(sp.GetRequiredService<LoadedModel>(), sp.GetService<IRunnerFaultInjector>()),
             sp.GetRequiredService<GenerationQueue>(),
             sp.GetRequiredService<IOptions<ServingOptions>>().Value,
             sp.GetRequiredService<ServingMetrics>(),

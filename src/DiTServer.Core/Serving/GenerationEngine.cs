@@ -25,7 +25,7 @@ public sealed class GenerationEngine
     private Thread? thread;
     private volatile bool ready;
     private int activeCount, activeRows, maxRequestsInForward;
-    private long forwards;
+    private long forwards, liveTensors;
 
     public GenerationEngine(ModelRunner runner, GenerationQueue queue, ServingOptions options, IServingObserver observer, ILogger logger)
     {
@@ -40,7 +40,8 @@ public sealed class GenerationEngine
     public bool Ready => ready;
 
     public EngineSnapshot Snapshot() => new(ready, queue.Count, Volatile.Read(ref activeCount), Volatile.Read(ref activeRows),
-        Interlocked.Read(ref forwards), Volatile.Read(ref maxRequestsInForward));
+        Interlocked.Read(ref forwards), Volatile.Read(ref maxRequestsInForward),
+        Interlocked.Read(ref liveTensors));
 
     /// <summary>Starts the loop on a dedicated thread; the task completes when the loop has ended.</summary>
     public Task Start()
@@ -303,6 +304,10 @@ public sealed class GenerationEngine
         Volatile.Write(ref activeCount, active.Count);
         Volatile.Write(ref activeRows, active.Sum(a => a.Rows));
         observer.Occupancy(queue.Count, active.Count);
+        // Only ever called on the worker thread: the statistics are per thread.
+        long live = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Interlocked.Exchange(ref liveTensors, live);
+        observer.WorkerTensors(live);
     }
 
     private static Dictionary<string, object> Tags(GenerationRequest r) => new() { ["RequestId"] = r.Id };
