@@ -28,7 +28,28 @@ public static class ImageRequestParser
             errors["body"] = [body.Length == 0 ? "the body is empty; send a JSON object such as {\"class_label\": 3}" : $"malformed JSON: {e.Message}"];
             return null;
         }
-        using (doc)
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
+        {
+            doc.Dispose();
+            errors["body"] = ["the body is not valid UTF-8; send JSON encoded as UTF-8"];
+            return null;
+        }
+        try
+        {
+            return ParseObject(doc, limits, errors);
+        }
+        catch (InvalidOperationException e)
+        {
+            // GetString on an escaped lone surrogate ("\ud800"): valid JSON syntax, but not text.
+            errors.Clear();
+            errors["body"] = [$"the body holds a string that is not valid Unicode text: {e.Message}"];
+            return null;
+        }
+        finally { doc.Dispose(); }
+    }
+
+    private static GenerationParameters? ParseObject(JsonDocument doc, Limits limits, Dictionary<string, string[]> errors)
+    {
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
