@@ -31,14 +31,17 @@ public static class EvidenceCommands
             await using var server = await ChildServer.StartAsync(parse.GetValue(model)!, new Dictionary<string, string>(), TimeSpan.FromMinutes(2));
             var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed));
             stdout.WriteLine($"# bench fuzz: {generated.Count} cases (seed {parse.GetValue(seed)}) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
-            var report = await BadInputFuzzer.RunAsync(server.Client, generated, parse.GetValue(parallel), TimeSpan.FromSeconds(60));
+            // Raw UTF-8 header bytes (an emoji Accept) go on the wire as a hostile client would send them.
+            using var raw = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 })
+            { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
+            var report = await BadInputFuzzer.RunAsync(raw, generated, parse.GetValue(parallel), TimeSpan.FromSeconds(60), protocolRejects: true);
             var ready = (int)(await server.Client.GetAsync("/health/ready", ct)).StatusCode;
             var after = await server.Client.PostAsync("/v1/images", new StringContent("""{"class_label": 1, "steps": 2}""", System.Text.Encoding.UTF8, "application/json"), ct);
             var kinds = generated.GroupBy(c => c.Kind).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}");
             stdout.WriteLine($"kinds\t{string.Join(", ", kinds)}");
             stdout.WriteLine($"status\t{string.Join(", ", report.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"result\t{report.Cases} cases in {report.Elapsed.TotalSeconds:F1} s: 2xx {report.Status2xx}, 4xx {report.Status4xx}, 5xx {report.Status5xx}, violations {report.Violations}; after: /health/ready {ready}, a valid request {(int)after.StatusCode}"));
+                $"result\t{report.Cases} cases in {report.Elapsed.TotalSeconds:F1} s: 2xx {report.Status2xx}, 4xx {report.Status4xx}, 5xx {report.Status5xx}, violations {report.Violations}; empty 400 from Kestrel before the app (protocol errors) {report.ProtocolRejects}; after: /health/ready {ready}, a valid request {(int)after.StatusCode}"));
             foreach (var f in report.Failures) stdout.WriteLine($"violation\t{f}");
             return report.Violations == 0 && ready == 200 && after.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
         }));
