@@ -54,8 +54,9 @@ public static class EvidenceCommands
         var requests = new Option<int>("--requests") { DefaultValueFactory = _ => 10_000 };
         var concurrency = new Option<int>("--concurrency") { DefaultValueFactory = _ => 8 };
         var maxSteps = new Option<int>("--max-steps") { Description = "Requests use 1..max-steps steps", DefaultValueFactory = _ => 4 };
+        var warmUp = new Option<double>("--warmup-fraction") { Description = "Share of the requests before the baseline sample (allocator pools grow until every batch shape was seen)", DefaultValueFactory = _ => 0.1 };
         var command = new Command("soak", "N requests (valid, invalid, abandoned) against a real server on 127.0.0.1; RSS and live tensors after warm-up vs at the end, zero 5xx")
-        { model, requests, concurrency, maxSteps };
+        { model, requests, concurrency, maxSteps, warmUp };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             await using var server = await ChildServer.StartAsync(parse.GetValue(model)!,
@@ -64,7 +65,8 @@ public static class EvidenceCommands
             stdout.WriteLine($"# bench soak: {n} requests, concurrency {parse.GetValue(concurrency)}, steps 1..{parse.GetValue(maxSteps)}, against pid {server.Pid}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
             async Task<MemorySample> Sample() => new(server.Rss(), (long)await server.Metric("dit_worker_live_tensors"),
                 await server.Metric("dit_active_requests") + await server.Metric("dit_queue_depth") > 0);
-            var r = await Soak.RunAsync(server.Client, n, parse.GetValue(concurrency), parse.GetValue(maxSteps), Sample, line => stdout.WriteLine($"progress\t{line}"));
+            var r = await Soak.RunAsync(server.Client, n, parse.GetValue(concurrency), parse.GetValue(maxSteps), Sample, line => stdout.WriteLine($"progress\t{line}"),
+                parse.GetValue(warmUp));
             stdout.WriteLine($"status\t{string.Join(", ", r.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}, abandoned by the client: {r.Abandoned}");
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"result\t{r.Requests} requests in {r.Elapsed.TotalSeconds:F0} s ({r.Requests / r.Elapsed.TotalSeconds:F1}/s); 5xx {r.Status5xx}; RSS after warm-up {r.Baseline.Rss / 1e6:F1} MB, at the end {r.Final.Rss / 1e6:F1} MB ({100 * r.RssGrowth:+0.0;-0.0}%), max {r.MaxRss / 1e6:F1} MB; worker live tensors {r.Baseline.LiveTensors} → {r.Final.LiveTensors}; load {Load()}"));

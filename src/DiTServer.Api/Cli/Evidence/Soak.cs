@@ -19,13 +19,13 @@ public static class Soak
     }
 
     public static async Task<Report> RunAsync(HttpClient client, int requests, int concurrency, int maxSteps, Func<Task<MemorySample>> sample,
-        Action<string>? progress = null)
+        Action<string>? progress = null, double warmUpFraction = 0.1)
     {
         var byStatus = new Dictionary<int, int>();
         int abandoned = 0, next = 0;
         long maxRss = 0;
         var sw = Stopwatch.StartNew();
-        int warm = Math.Max(concurrency, requests / 10);
+        int warm = Math.Max(concurrency, (int)(requests * warmUpFraction));
         await Phase(0, warm);
         var baseline = await Idle(sample);
         progress?.Invoke($"warm-up {warm} requests: RSS {baseline.Rss / 1e6:F1} MB, live tensors {baseline.LiveTensors}");
