@@ -22,18 +22,20 @@ public static class PeakBenchmark
         var demoBatch = new Option<string>("--demo-batch") { DefaultValueFactory = _ => "1,2,8,16,64" };
         var iters = new Option<int>("--iters") { Description = "Timed forwards per batch (median); one warm-up per model", DefaultValueFactory = _ => 2 };
         var threads = new Option<int?>("--threads");
-        var command = new Command("peak", "sgemm peak vs DiT forward GFLOP/s (XL/2 at 256 and the demo size), ratios from one run") { xlBatch, demoBatch, iters, threads };
+        var profile = new Option<int>("--profile-batch") { Description = "Also time each op of one XL/2 block at this batch (0: skip)", DefaultValueFactory = _ => 8 };
+        var command = new Command("peak", "sgemm peak vs DiT forward GFLOP/s (XL/2 at 256 and the demo size), ratios from one run") { xlBatch, demoBatch, iters, threads, profile };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             int n = Math.Max(1, parse.GetValue(iters));
             var xl = Batches(parse.GetValue(xlBatch)!);
             var demo = Batches(parse.GetValue(demoBatch)!);
+            int profileBatch = parse.GetValue(profile);
             // A fresh thread, like the server's worker: the main thread's OpenMP team spin-waits on a busy machine (docs/server.md).
             Exception? error = null;
             var thread = new Thread(() =>
             {
-                try { Run(stdout, n, xl, demo); }
+                try { Run(stdout, n, xl, demo, profileBatch); }
                 catch (Exception e) { error = e; }
             }) { Name = "bench-peak" };
             thread.Start();
@@ -47,7 +49,7 @@ public static class PeakBenchmark
     private static int[] Batches(string text) => text.Length == 0 ? [] :
         text.Split(',').Select(s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'")).ToArray();
 
-    private static void Run(TextWriter stdout, int iters, int[] xl, int[] demo)
+    private static void Run(TextWriter stdout, int iters, int[] xl, int[] demo, int profileBatch)
     {
         using var mode = inference_mode();
         stdout.WriteLine($"# bench peak: torch threads {get_num_threads()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
@@ -56,6 +58,7 @@ public static class PeakBenchmark
         stdout.WriteLine("model\tbatch\tforward_ms\tGFLOP/image\tforward_GFLOP/s\tsgemm_same_shape_GFLOP/s\tforward/sgemm_same\tforward/peak");
         if (xl.Length > 0) Model(stdout, "DiT-XL/2@256", DiTConfig.FromPreset("DiT-XL/2") with { InputSize = 32 }, xl, iters, peak);
         if (demo.Length > 0) Model(stdout, "demo", Demo, demo, iters, peak);
+        if (profileBatch > 0) Profile(stdout, DiTConfig.FromPreset("DiT-XL/2") with { InputSize = 32 }, profileBatch, Math.Max(3, iters));
         stdout.WriteLine($"# done, load {EvidenceCommands.Load()}");
     }
 
@@ -90,6 +93,67 @@ public static class PeakBenchmark
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{name}\t{batch}\t{ms:F1}\t{gflop:F3}\t{rate:F1}\t{same:F1}\t{rate / same:F2}\t{rate / peak:F2}"));
         }
+    }
+
+    /// <summary>Where one DiT block's time goes: each op of <c>DiTBlock.forward</c> (adaLN-Zero) timed alone on tensors of
+    /// the block's shapes, median of <paramref name="iters"/>, with its share of the block and its GFLOP/s.</summary>
+    private static void Profile(TextWriter stdout, DiTConfig c, int batch, int iters)
+    {
+        long n = batch, t = c.NumPatches, d = c.HiddenSize, h = c.NumHeads, hidden = (long)(d * c.MlpRatio);
+        using var scope = NewDisposeScope();
+        var x = randn(n, t, d);
+        var cond = randn(n, d);
+        Tensor W(long o, long i) => randn(o, i) * 0.02;
+        var (wAda, bAda) = (W(6 * d, d), zeros(6 * d));
+        var (wQkv, bQkv) = (W(3 * d, d), zeros(3 * d));
+        var (wProj, bProj) = (W(d, d), zeros(d));
+        var (wFc1, bFc1) = (W(hidden, d), zeros(hidden));
+        var (wFc2, bFc2) = (W(d, hidden), zeros(d));
+        var m = nn.functional.linear(nn.functional.silu(cond), wAda, bAda).chunk(6, 1);
+        var normed = nn.functional.layer_norm(x, [d], eps: 1e-6);
+        var modulated = DiTBlock.Modulate(normed, m[0], m[1]);
+        var qkv = nn.functional.linear(modulated, wQkv, bQkv).reshape(n, t, 3, h, d / h).permute(2, 0, 3, 1, 4);
+        var attn = nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]);
+        var merged = attn.transpose(1, 2).reshape(n, t, d);
+        var fc1 = nn.functional.linear(modulated, wFc1, bFc1);
+        using var gelu = nn.GELU(TorchSharp.Modules.GELU.Approximate.tanh);
+        var act = gelu.forward(fc1);
+        var ops = new (string Name, double Flops, Func<Tensor> Op)[]
+        {
+            ("adaLN (SiLU + linear 6D)", 2.0 * n * d * 6 * d, () => nn.functional.linear(nn.functional.silu(cond), wAda, bAda)),
+            ("layer_norm", 0, () => nn.functional.layer_norm(x, [d], eps: 1e-6)),
+            ("modulate x(1+scale)+shift", 0, () => DiTBlock.Modulate(normed, m[0], m[1])),
+            ("qkv linear", 2.0 * n * t * d * 3 * d, () => nn.functional.linear(modulated, wQkv, bQkv)),
+            ("qkv reshape/permute", 0, () => nn.functional.linear(modulated, wQkv, bQkv).reshape(n, t, 3, h, d / h).permute(2, 0, 3, 1, 4).contiguous()),
+            ("scaled_dot_product_attention", 4.0 * n * t * t * d, () => nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])),
+            ("attn transpose+reshape", 0, () => attn.transpose(1, 2).reshape(n, t, d)),
+            ("proj linear", 2.0 * n * t * d * d, () => nn.functional.linear(merged, wProj, bProj)),
+            ("fc1 linear", 2.0 * n * t * d * hidden, () => nn.functional.linear(modulated, wFc1, bFc1)),
+            ("GELU (tanh)", 0, () => gelu.forward(fc1)),
+            ("fc2 linear", 2.0 * n * t * hidden * d, () => nn.functional.linear(act, wFc2, bFc2)),
+            ("gate + residual (x2)", 0, () => x + m[2].unsqueeze(1) * x),
+        };
+        var results = new List<(string, double, double)>();
+        foreach (var (name, flops, op) in ops)
+        {
+            var times = new List<double>();
+            for (int i = -1; i < iters; i++)
+            {
+                using var inner = NewDisposeScope();
+                var sw = Stopwatch.StartNew();
+                _ = op();
+                if (i >= 0) times.Add(sw.Elapsed.TotalMilliseconds);
+            }
+            times.Sort();
+            double ms = times[times.Count / 2] * (name.EndsWith("(x2)", StringComparison.Ordinal) ? 2 : 1);
+            if (name == "qkv reshape/permute") ms -= results.First(r => r.Item1 == "qkv linear").Item2; // the copy alone
+            results.Add((name, ms, flops));
+        }
+        double total = results.Sum(r => r.Item2);
+        stdout.WriteLine($"# profile: one DiT-XL/2 block at batch {batch} ({t} tokens), ops timed alone, median of {iters}; block total {total:F0} ms × {c.Depth} blocks");
+        stdout.WriteLine("op	ms	share	GFLOP/s");
+        foreach (var (name, ms, flops) in results)
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}	{ms:F1}	{100 * ms / total:F0}%	{(flops > 0 ? (flops / 1e9 / (ms / 1000)).ToString("F1", CultureInfo.InvariantCulture) : "-")}"));
     }
 
     /// <summary>Median GFLOP/s of (m×k)·(k×n) after two warm-ups.</summary>
