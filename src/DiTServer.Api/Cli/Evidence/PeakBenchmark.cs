@@ -23,19 +23,24 @@ public static class PeakBenchmark
         var iters = new Option<int>("--iters") { Description = "Timed forwards per batch (median); one warm-up per model", DefaultValueFactory = _ => 2 };
         var threads = new Option<int?>("--threads");
         var profile = new Option<int>("--profile-batch") { Description = "Also time each op of one XL/2 block at this batch (0: skip)", DefaultValueFactory = _ => 8 };
-        var command = new Command("peak", "sgemm peak vs DiT forward GFLOP/s (XL/2 at 256 and the demo size), ratios from one run") { xlBatch, demoBatch, iters, threads, profile };
+        var compare = new Option<int>("--compare-block-scopes") { Description = "Only time XL/2 forwards at this batch with and without a dispose scope per block, alternating (0: off)", DefaultValueFactory = _ => 0 };
+        var command = new Command("peak", "sgemm peak vs DiT forward GFLOP/s (XL/2 at 256 and the demo size), ratios from one run") { xlBatch, demoBatch, iters, threads, profile, compare };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             int n = Math.Max(1, parse.GetValue(iters));
             var xl = Batches(parse.GetValue(xlBatch)!);
             var demo = Batches(parse.GetValue(demoBatch)!);
-            int profileBatch = parse.GetValue(profile);
+            int profileBatch = parse.GetValue(profile), compareBatch = parse.GetValue(compare);
             // A fresh thread, like the server's worker: the main thread's OpenMP team spin-waits on a busy machine (docs/server.md).
             Exception? error = null;
             var thread = new Thread(() =>
             {
-                try { Run(stdout, n, xl, demo, profileBatch); }
+                try
+                {
+                    if (compareBatch > 0) CompareBlockScopes(stdout, compareBatch, n);
+                    else Run(stdout, n, xl, demo, profileBatch);
+                }
                 catch (Exception e) { error = e; }
             }) { Name = "bench-peak" };
             thread.Start();
@@ -154,6 +159,39 @@ public static class PeakBenchmark
         stdout.WriteLine("op	ms	share	GFLOP/s");
         foreach (var (name, ms, flops) in results)
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}	{ms:F1}	{100 * ms / total:F0}%	{(flops > 0 ? (flops / 1e9 / (ms / 1000)).ToString("F1", CultureInfo.InvariantCulture) : "-")}"));
+    }
+
+    /// <summary>XL/2 forwards at <paramref name="batch"/> alternating with and without <see cref="DiT.ScopePerBlock"/>
+    /// (after one batch-1 warm-up), with the process's peak RSS growth in each.</summary>
+    private static void CompareBlockScopes(TextWriter stdout, int batch, int rounds)
+    {
+        using var mode = inference_mode();
+        var config = DiTConfig.FromPreset("DiT-XL/2") with { InputSize = 32 };
+        using var model = new DiT(config);
+        using (no_grad())
+            foreach (var (n, p) in model.named_parameters())
+                if (n != "pos_embed") p.normal_(0, 0.02);
+        model.eval();
+        double gflop = ForwardFlops(config) / 1e9 * batch;
+        stdout.WriteLine($"# bench peak --compare-block-scopes {batch}: torch threads {get_num_threads()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
+        double Forward(int b)
+        {
+            using var scope = NewDisposeScope();
+            var x = randn(b, config.InChannels, config.InputSize, config.InputSize);
+            var sw = Stopwatch.StartNew();
+            _ = model.forward(x, randint(0, 1000, [b]), randint(0, 1000, [b])).sum().item<float>();
+            return sw.Elapsed.TotalMilliseconds;
+        }
+        Forward(1);
+        stdout.WriteLine("scope_per_block	forward_ms	GFLOP/s	load");
+        for (int r = 0; r < rounds; r++)
+            foreach (var on in new[] { true, false })
+            {
+                DiT.ScopePerBlock = on;
+                double ms = Forward(batch);
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{on}	{ms:F0}	{gflop / (ms / 1000):F1}	{EvidenceCommands.Load()}"));
+            }
+        DiT.ScopePerBlock = true;
     }
 
     /// <summary>Median GFLOP/s of (m×k)·(k×n) after two warm-ups.</summary>
