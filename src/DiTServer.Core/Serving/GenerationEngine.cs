@@ -72,6 +72,7 @@ public sealed class GenerationEngine
     {
         try
         {
+            if (options.IntraOpThreads is int threads) TorchSharp.torch.set_num_threads(threads);
             if (options.WarmUp) WarmUp(); else ready = true;
             while (!abort.IsCancellationRequested)
             {
