@@ -12,6 +12,7 @@ public static class EvidenceCommands
     {
         yield return Fuzz(stdout, stderr);
         yield return SoakCommand(stdout, stderr);
+        yield return Faults(stdout, stderr);
         yield return LoadBenchmark.Create(stdout, stderr);
         yield return PeakBenchmark.Create(stdout, stderr);
     }
@@ -73,6 +74,70 @@ public static class EvidenceCommands
             var (exit, took) = await server.TerminateAsync(TimeSpan.FromSeconds(40));
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"sigterm\texit code {exit} after {took.TotalSeconds:F1} s"));
             return r.Status5xx == 0 && r.RssGrowth < 0.05 && r.TensorGrowth <= 0 ? CommandLine.ExitOk : CommandLine.ExitFailure;
+        }));
+        return command;
+    }
+
+    private static Command Faults(TextWriter stdout, TextWriter stderr)
+    {
+        var model = ModelOption();
+        var clients = new Option<int>("--clients") { Description = "Clients that disconnect mid-generation", DefaultValueFactory = _ => 100 };
+        var underLoad = new Option<int>("--sigterm-requests") { Description = "Requests in flight when SIGTERM arrives", DefaultValueFactory = _ => 24 };
+        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM under load (every request 200 or 503, exit within the shutdown timeout)")
+        { model, clients, underLoad };
+        command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
+        {
+            int n = parse.GetValue(clients), m = parse.GetValue(underLoad);
+            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!,
+                new Dictionary<string, string> { ["Serving__QueueCapacity"] = (n + m + 8).ToString(CultureInfo.InvariantCulture) }, TimeSpan.FromMinutes(2));
+            stdout.WriteLine($"# bench faults: {n} disconnecting clients, then SIGTERM with {m} requests in flight; pid {server.Pid}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
+            static StringContent Body(int i, int steps) =>
+                new($"{{\"class_label\": {i % 10}, \"steps\": {steps}, \"cfg_scale\": 4, \"seed\": {i}}}", System.Text.Encoding.UTF8, "application/json");
+            async Task<double> Busy() => await server.Metric("dit_active_requests") + await server.Metric("dit_queue_depth");
+
+            // 1. Disconnects: one first (builds the 1000-step tables), then n at once, cancelled once the worker runs them.
+            long rss0 = 0, tensors0 = 0;
+            foreach (var wave in new[] { 1, n })
+            {
+                var ctss = Enumerable.Range(0, wave).Select(_ => new CancellationTokenSource()).ToList();
+                var posts = ctss.Select(async (cts, i) =>
+                {
+                    try { return (int)(await server.Client.PostAsync("/v1/images", Body(i, 1000), cts.Token)).StatusCode; }
+                    catch (OperationCanceledException) { return 0; }
+                }).ToList();
+                var until = DateTime.UtcNow.AddSeconds(30);
+                while (await Busy() < wave && DateTime.UtcNow < until) await Task.Delay(20, ct);
+                await Task.Delay(300, ct);
+                long inFlight = (long)await server.Metric("dit_worker_live_tensors");
+                double active = await server.Metric("dit_active_requests"), queued = await server.Metric("dit_queue_depth");
+                foreach (var cts in ctss) cts.Cancel();
+                var codes = await Task.WhenAll(posts);
+                var deadline = DateTime.UtcNow.AddSeconds(60);
+                while (await Busy() > 0 && DateTime.UtcNow < deadline) await Task.Delay(50, ct);
+                long rss = server.Rss(), tensors = (long)await server.Metric("dit_worker_live_tensors");
+                foreach (var cts in ctss) cts.Dispose();
+                if (wave == 1) { rss0 = rss; tensors0 = tensors; continue; }
+                double busyAfter = await Busy();
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"disconnect\t{wave} clients ({active} running, {queued} queued when cancelled; {codes.Count(c => c == 0)} cancelled, other answers: {codes.Count(c => c != 0)}); active+queued after: {busyAfter}; worker live tensors {tensors0} before, {inFlight} in flight, {tensors} after; RSS {rss0 / 1e6:F1} → {rss / 1e6:F1} MB"));
+            }
+            var ok = await server.Client.PostAsync("/v1/images", Body(7, 2), ct);
+            stdout.WriteLine($"after\ta 2-step request: {(int)ok.StatusCode}");
+
+            // 2. SIGTERM under load: m requests of 20..200 steps; each must be answered 200 (finished) or 503 (not started), then the process exits.
+            var load = Enumerable.Range(0, m).Select(async i =>
+            {
+                try { return (int)(await server.Client.PostAsync("/v1/images", Body(100 + i, 20 + 10 * (i % 19)))).StatusCode; }
+                catch (HttpRequestException) { return -1; }
+            }).ToList();
+            var until2 = DateTime.UtcNow.AddSeconds(30);
+            while (await server.Metric("dit_active_requests") < 2 && DateTime.UtcNow < until2) await Task.Delay(20, ct);
+            var (exit, took) = await server.TerminateAsync(TimeSpan.FromSeconds(60));
+            var answers = await Task.WhenAll(load);
+            var byCode = answers.GroupBy(c => c).OrderBy(g => g.Key).Select(g => $"{(g.Key == -1 ? "no answer" : g.Key.ToString(CultureInfo.InvariantCulture))}: {g.Count()}");
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"sigterm\t{m} requests in flight: {string.Join(", ", byCode)}; exit code {exit} after {took.TotalSeconds:F1} s (host shutdown timeout 30 s); load {Load()}"));
+            return answers.All(c => c is 200 or 503) && exit == 0 && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
         }));
         return command;
     }
