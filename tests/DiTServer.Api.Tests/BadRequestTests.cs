@@ -35,6 +35,8 @@ public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixtu
         { """{"class_label": {}}""", "not an object" },
         { """{"class_label": "zebra"}""", "unknown class 'zebra'" },
         { """{"class_label": "  "}""", "class_label is empty" },
+        { """{"class_label": "\ud800"}""", "not valid Unicode text" },
+        { """{"class_label": 1, "guidance": "\uDFFF\uD800"}""", "not valid Unicode text" },
         { """{"class_label": 1, "num_images": 0}""", "num_images must be in 1..8" },
         { """{"class_label": 1, "num_images": 9}""", "num_images must be in 1..8" },
         { """{"class_label": 1, "num_images": "2"}""", "num_images must be an integer" },

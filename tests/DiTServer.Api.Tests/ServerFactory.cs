@@ -1,12 +1,9 @@
 using DiTServer.Core.Serving;
 using DiTServer.Api.Observability;
-using DiTServer.Core.Checkpoints;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 
 // The servers under test share two cores with each other; one at a time keeps timing-based tests honest.
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
@@ -21,13 +18,13 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
         builder.UseSetting("DiT:Model", TestPaths.TinyModel);
         foreach (var (key, value) in settings) builder.UseSetting(key, value);
         if (StepDelay > TimeSpan.Zero)
-            builder.ConfigureTestServices(services => services.AddSingleton(sp => new GenerationEngine(
-                new ModelRunner(sp.GetRequiredService<LoadedModel>()),
-                sp.GetRequiredService<GenerationQueue>(),
-                sp.GetRequiredService<IOptions<ServingOptions>>().Value,
-                new SlowObserver(sp.GetRequiredService<ServingMetrics>(), StepDelay),
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger<GenerationEngine>())));
+            builder.ConfigureTestServices(services => services.AddSingleton<IServingObserver>(
+                sp => new SlowObserver(sp.GetRequiredService<ServingMetrics>(), StepDelay)));
+        if (ConfigureServices is { } configure) builder.ConfigureTestServices(configure);
     }
+
+    /// <summary>Replaces or adds services after the app's own registration (e.g. an <see cref="IRunnerFaultInjector"/>).</summary>
+    public Action<IServiceCollection>? ConfigureServices { get; init; }
 
     /// <summary>Sleeps this long after every forward on the worker thread, so "long" requests stay long on any machine.</summary>
     public TimeSpan StepDelay { get; init; }

@@ -63,7 +63,9 @@ public static class BenchCommand
             }
             return CommandLine.ExitOk;
         }));
-        return new Command("bench", "Benchmarks (programs, not tests)") { forward, CreateSgemm(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
+        var bench = new Command("bench", "Benchmarks and reliability runs (programs, not tests)") { forward, CreateSgemm(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
+        foreach (var c in Evidence.EvidenceCommands.Create(stdout, stderr)) bench.Subcommands.Add(c);
+        return bench;
     }
 
     /// <summary><c>bench sgemm</c>: the float32 matmul rate libtorch reaches here, the ceiling for a DiT forward.</summary>

@@ -28,41 +28,60 @@ public static class ImageRequestParser
             errors["body"] = [body.Length == 0 ? "the body is empty; send a JSON object such as {\"class_label\": 3}" : $"malformed JSON: {e.Message}"];
             return null;
         }
-        using (doc)
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                errors["body"] = [$"the body must be a JSON object, not {Describe(root.ValueKind)}"];
-                return null;
-            }
-            var fields = new Dictionary<string, JsonElement>();
-            foreach (var p in root.EnumerateObject())
-            {
-                if (!Known.Contains(p.Name))
-                    Add(errors, p.Name, $"unknown field '{p.Name}'; the fields are {string.Join(", ", Known)}");
-                else if (!fields.TryAdd(p.Name, p.Value))
-                    Add(errors, p.Name, $"field '{p.Name}' appears more than once");
-            }
-
-            int label = ClassLabel(fields, limits, errors);
-            int numImages = Integer(fields, "num_images", 1, 1, limits.MaxImagesPerRequest, errors);
-            int steps = Integer(fields, "steps", 50, 1, MaxSteps, errors);
-            double cfg = Number(fields, "cfg_scale", 4.0, 1, MaxCfgScale, errors);
-            long seed = Seed(fields, errors);
-            var sampler = Choice(fields, "sampler", SamplerKind.Ddpm, new() { ["ddpm"] = SamplerKind.Ddpm, ["ddim"] = SamplerKind.Ddim }, errors);
-            var guidance = Choice(fields, "guidance", GuidanceMode.Official, new() { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All }, errors);
-            double eta = Number(fields, "eta", 0, 0, 1, errors);
-            if (fields.ContainsKey("eta") && sampler != SamplerKind.Ddim && !errors.ContainsKey("sampler"))
-                Add(errors, "eta", "eta applies to the ddim sampler only");
-            if (cfg != 1 && !limits.HasNullClass && !errors.ContainsKey("cfg_scale"))
-                Add(errors, "cfg_scale", "this model was trained without a null class, so cfg_scale must be 1");
-            if (errors.Count > 0) return null;
-
-            var options = new SamplingOptions { Sampler = sampler, Steps = steps, CfgScale = cfg, Guidance = guidance, Eta = eta, Seed = seed };
-            options.Validate(); // the sampler's own rules; the checks above are stricter, so this never fires for parsed input
-            return new GenerationParameters(label, numImages, options);
+            doc.Dispose();
+            errors["body"] = ["the body is not valid UTF-8; send JSON encoded as UTF-8"];
+            return null;
         }
+        try
+        {
+            return ParseObject(doc, limits, errors);
+        }
+        catch (InvalidOperationException e)
+        {
+            // GetString on an escaped lone surrogate ("\ud800"): valid JSON syntax, but not text.
+            errors.Clear();
+            errors["body"] = [$"the body holds a string that is not valid Unicode text: {e.Message}"];
+            return null;
+        }
+        finally { doc.Dispose(); }
+    }
+
+    private static GenerationParameters? ParseObject(JsonDocument doc, Limits limits, Dictionary<string, string[]> errors)
+    {
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            errors["body"] = [$"the body must be a JSON object, not {Describe(root.ValueKind)}"];
+            return null;
+        }
+        var fields = new Dictionary<string, JsonElement>();
+        foreach (var p in root.EnumerateObject())
+        {
+            if (!Known.Contains(p.Name))
+                Add(errors, p.Name, $"unknown field '{p.Name}'; the fields are {string.Join(", ", Known)}");
+            else if (!fields.TryAdd(p.Name, p.Value))
+                Add(errors, p.Name, $"field '{p.Name}' appears more than once");
+        }
+
+        int label = ClassLabel(fields, limits, errors);
+        int numImages = Integer(fields, "num_images", 1, 1, limits.MaxImagesPerRequest, errors);
+        int steps = Integer(fields, "steps", 50, 1, MaxSteps, errors);
+        double cfg = Number(fields, "cfg_scale", 4.0, 1, MaxCfgScale, errors);
+        long seed = Seed(fields, errors);
+        var sampler = Choice(fields, "sampler", SamplerKind.Ddpm, new() { ["ddpm"] = SamplerKind.Ddpm, ["ddim"] = SamplerKind.Ddim }, errors);
+        var guidance = Choice(fields, "guidance", GuidanceMode.Official, new() { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All }, errors);
+        double eta = Number(fields, "eta", 0, 0, 1, errors);
+        if (fields.ContainsKey("eta") && sampler != SamplerKind.Ddim && !errors.ContainsKey("sampler"))
+            Add(errors, "eta", "eta applies to the ddim sampler only");
+        if (cfg != 1 && !limits.HasNullClass && !errors.ContainsKey("cfg_scale"))
+            Add(errors, "cfg_scale", "this model was trained without a null class, so cfg_scale must be 1");
+        if (errors.Count > 0) return null;
+
+        var options = new SamplingOptions { Sampler = sampler, Steps = steps, CfgScale = cfg, Guidance = guidance, Eta = eta, Seed = seed };
+        options.Validate(); // the sampler's own rules; the checks above are stricter, so this never fires for parsed input
+        return new GenerationParameters(label, numImages, options);
     }
 
     private static int ClassLabel(Dictionary<string, JsonElement> fields, Limits limits, Dictionary<string, string[]> errors)

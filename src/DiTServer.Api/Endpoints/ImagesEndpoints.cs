@@ -48,6 +48,9 @@ public static class ImagesEndpoints
         var body = await ImageResults.ReadBody(http.Request, o.MaxBodyBytes);
         if (body is null)
         {
+            // The rest of the body stays unread and Kestrel drops the connection after this answer; saying so lets a
+            // keep-alive client retire the connection instead of sending its next request into a closing socket.
+            http.Response.Headers.Connection = "close";
             metrics.Outcome("bad_request");
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["body"] = [$"the body is larger than {o.MaxBodyBytes} bytes"] },
                 detail: $"the body is larger than {o.MaxBodyBytes} bytes", title: "Invalid request");

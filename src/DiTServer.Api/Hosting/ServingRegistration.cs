@@ -27,11 +27,12 @@ public static class ServingRegistration
         });
         services.AddSingleton(sp => new GenerationQueue(sp.GetRequiredService<IOptions<ServingOptions>>().Value.QueueCapacity));
         services.AddSingleton<ServingMetrics>();
+        services.AddSingleton<IServingObserver>(sp => sp.GetRequiredService<ServingMetrics>());
         services.AddSingleton(sp => new GenerationEngine(
-            new ModelRunner(sp.GetRequiredService<LoadedModel>()),
+            new ModelRunner(sp.GetRequiredService<LoadedModel>(), sp.GetService<IRunnerFaultInjector>()),
             sp.GetRequiredService<GenerationQueue>(),
             sp.GetRequiredService<IOptions<ServingOptions>>().Value,
-            sp.GetRequiredService<ServingMetrics>(),
+            sp.GetRequiredService<IServingObserver>(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger<GenerationEngine>()));
         services.AddHostedService<GenerationWorker>();
         return builder;

@@ -21,6 +21,7 @@ public sealed class ServingMetrics : IServingObserver
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.005, 2, 18) });
     private static readonly Histogram StepDuration = Metrics.CreateHistogram("dit_step_duration_seconds", "One batched denoising step (forward + sampler updates)",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 18) });
+    private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors", "Tensors alive on the worker thread (flat after warm-up unless something leaks)");
     private static readonly Counter Images = Metrics.CreateCounter("dit_images_generated_total", "Images generated");
     private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total", "Failures inside the worker (a request's step, decode or encode)");
 
@@ -38,6 +39,7 @@ public sealed class ServingMetrics : IServingObserver
 
     public void ImagesGenerated(int count) => Images.Inc(count);
     public void WorkerError() => WorkerErrors.Inc();
+    public void WorkerTensors(long live) => LiveTensors.Set(live);
 
     public void Occupancy(int queued, int active)
     {

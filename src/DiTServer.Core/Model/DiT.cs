@@ -305,19 +305,32 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         {
             case Conditioning.CrossAttention:
                 var cond = stack(new[] { tEmb, yEmb }, 1);                  // (N, 2, D)
-                foreach (var block in blocks) x = block.forward(x, cond);   // (N, T, D)
+                foreach (var block in blocks) x = Block(block, x, cond);   // (N, T, D)
                 break;
             case Conditioning.InContext:
                 x = cat(new[] { tEmb.unsqueeze(1), yEmb.unsqueeze(1), x }, 1); // (N, 2 + T, D)
-                foreach (var block in blocks) x = block.forward(x, c);
+                foreach (var block in blocks) x = Block(block, x, c);
                 x = x[.., 2..];                                              // (N, T, D): drop the condition tokens
                 break;
             default:
-                foreach (var block in blocks) x = block.forward(x, c);   // (N, T, D)
+                foreach (var block in blocks) x = Block(block, x, c);   // (N, T, D)
                 break;
         }
         x = final_layer.forward(x, c);              // (N, T, p·p·C_out)
         return Unpatchify(x);                       // (N, C_out, H, W)
+    }
+
+    /// <summary>On by default; <c>bench peak --compare-block-scopes</c> switches it off to measure what it saves.</summary>
+    public static bool ScopePerBlock { get; set; } = true;
+
+    /// <summary>One block in its own dispose scope: its intermediates (the MLP's 4·D-wide activations the largest) are
+    /// freed when it returns instead of every block's piling up until the caller's scope ends (GBs at XL/2, batch 8, all
+    /// fresh pages on every forward). Autograd keeps what it saved for backward on the native side, so training is unaffected.</summary>
+    private static Tensor Block(Module<Tensor, Tensor, Tensor> block, Tensor x, Tensor c)
+    {
+        if (!ScopePerBlock) return block.forward(x, c);
+        using var scope = NewDisposeScope();
+        return block.forward(x, c).MoveToOuterDisposeScope();
     }
 
     /// <summary>(N, T, p·p·C) → (N, C, H, W), the einsum 'nhwpqc->nchpwq' of the original.</summary>

@@ -27,7 +27,7 @@ public sealed class GenerationEngine
     private readonly object swapLock = new();
     private WeightSwap? pendingSwap;
     private int activeCount, activeRows, maxRequestsInForward;
-    private long forwards;
+    private long forwards, liveTensors;
 
     public GenerationEngine(ModelRunner runner, GenerationQueue queue, ServingOptions options, IServingObserver observer, ILogger logger)
     {
@@ -42,7 +42,8 @@ public sealed class GenerationEngine
     public bool Ready => ready;
 
     public EngineSnapshot Snapshot() => new(ready, queue.Count, Volatile.Read(ref activeCount), Volatile.Read(ref activeRows),
-        Interlocked.Read(ref forwards), Volatile.Read(ref maxRequestsInForward));
+        Interlocked.Read(ref forwards), Volatile.Read(ref maxRequestsInForward),
+        Interlocked.Read(ref liveTensors));
 
     /// <summary>Starts the loop on a dedicated thread; the task completes when the loop has ended.</summary>
     public Task Start()
@@ -117,6 +118,7 @@ public sealed class GenerationEngine
     {
         try
         {
+            if (options.IntraOpThreads is int threads) TorchSharp.torch.set_num_threads(threads);
             if (options.WarmUp) WarmUp(); else ready = true;
             while (!abort.IsCancellationRequested)
             {
@@ -369,6 +371,10 @@ public sealed class GenerationEngine
         Volatile.Write(ref activeCount, active.Count);
         Volatile.Write(ref activeRows, active.Sum(a => a.Rows));
         observer.Occupancy(queue.Count, active.Count);
+        // Only ever called on the worker thread: the statistics are per thread.
+        long live = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Interlocked.Exchange(ref liveTensors, live);
+        observer.WorkerTensors(live);
     }
 
     private static Dictionary<string, object> Tags(GenerationRequest r) => new() { ["RequestId"] = r.Id };

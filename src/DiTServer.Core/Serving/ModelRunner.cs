@@ -9,7 +9,7 @@ namespace DiTServer.Core.Serving;
 
 /// <summary>The only serving code that touches tensors. Called from the worker thread only: dispose scopes and
 /// inference mode are thread-local, so each call opens its own and never awaits inside them.</summary>
-public sealed class ModelRunner(LoadedModel model)
+public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults = null)
 {
     // Respaced tables per step count; built once, shared by every run with that many steps.
     private readonly Dictionary<int, GaussianDiffusion> diffusions = new();
@@ -59,7 +59,15 @@ public sealed class ModelRunner(LoadedModel model)
             {
                 using var scope = NewDisposeScope();
                 using var mode = inference_mode();
-                try { members[i].Advance(outputs[i]); }
+                try
+                {
+                    faults?.OnForward(members[i], outputs[i]);
+                    // A non-finite output fails this request now (500), not after all its steps, and never its batch mates:
+                    // rows are independent in a DiT forward, so one request's NaN cannot reach another's rows.
+                    if (!isfinite(outputs[i]).all().item<bool>())
+                        throw new InvalidOperationException($"the model output contains NaN or infinity at step {members[i].StepsDone + 1} of {members[i].TotalSteps}");
+                    members[i].Advance(outputs[i]);
+                }
                 catch (Exception e) { failed.Add((members[i], e)); }
                 finally { outputs[i].Dispose(); }
             }

@@ -1,0 +1,250 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace DiTServer.Api.Cli.Evidence;
+
+/// <summary>One generated request: method, path with query, optional body and headers.</summary>
+public sealed record FuzzCase(string Kind, HttpMethod Method, string Path, byte[]? Body, string? ContentType, string? Accept)
+{
+    public HttpRequestMessage ToRequest()
+    {
+        var request = new HttpRequestMessage(Method, Path);
+        if (Body is not null)
+        {
+            request.Content = new ByteArrayContent(Body);
+            // As a well-behaved client sends a large body: the server can refuse it before it is on the wire. Without this,
+            // a server that answers early and closes leaves the client with a broken pipe instead of the 400.
+            // The server then closes the connection (the body was never read): Connection: close keeps the client from
+            // reusing it for the next case, which would fail with "response ended prematurely" through no fault of the server.
+            if (Body.Length > 1 << 20) { request.Headers.ExpectContinue = true; request.Headers.ConnectionClose = true; }
+            // Arbitrary strings go in unvalidated, as a raw client would send them.
+            if (ContentType is not null) request.Content.Headers.TryAddWithoutValidation("Content-Type", ContentType);
+        }
+        if (Accept is not null) request.Headers.TryAddWithoutValidation("Accept", Accept);
+        return request;
+    }
+
+    public override string ToString()
+    {
+        var body = Body is null ? "" : Body.Length > 120 ? $" body[{Body.Length} bytes]" : " " + Encoding.UTF8.GetString(Body);
+        return $"{Kind}: {Method} {(Path.Length > 120 ? Path[..120] + "…" : Path)} ct={ContentType ?? "-"} accept={Accept ?? "-"}{body}";
+    }
+}
+
+/// <summary>Seeded generator of malformed requests across every endpoint, and a runner that holds the server to its
+/// contract: every answer is 4xx problem+json (or 2xx when a case is valid by chance), never 5xx, never a hang.</summary>
+public static class BadInputFuzzer
+{
+    private static readonly string[] Endpoints = ["/v1/images", "/v1/models", "/v1/classes", "/health/live", "/health/ready",
+        "/v2/health/live", "/v2/health/ready", "/metrics", "/swagger/v1/swagger.json", "/v1/jobs", "/v1/images/generations", "/v1/images/1"];
+
+    private static readonly string[] Fields = ["class_label", "num_images", "steps", "cfg_scale", "seed", "sampler", "guidance", "eta"];
+
+    // Values that are invalid (or valid but cheap: steps stays ≤ 2 whenever a case is valid by chance) for some field.
+    private static readonly string[] Values =
+    [
+        "null", "true", "false", "-1", "0", "1", "-0", "1.5", "-1.5", "1e308", "-1e308", "1e400", "-1e400", "1e-400", "4.9e-324",
+        "9223372036854775807", "9223372036854775808", "-9223372036854775809", "18446744073709551616", "99999999999999999999999999999",
+        "1001", "100000", "2147483648", "-2147483648", "21", "20.000001", "0.999999", "00", "007", "0x10", "+1", ".5", "5.", "1_000",
+        "NaN", "Infinity", "-Infinity", "nan", "inf", "\"NaN\"", "\"Infinity\"", "\"1\"", "\"\"", "\" \"", "\"\\u0000\"", "\"ddim\\u0000\"",
+        "\"😀\"", "\"👕 T-shirt\"", "\"تي شيرت\"", "\"\\u202etrohs\"", "\"שמלה\"", "\"Ｔシャツ\"", "\"t-shirt\"", "\"T-SHIRT/TOP\"",
+        "\"\\ud800\"", "\"\\uDFFF\\uD800\"", "\"a\\\"b\"", "\"<script>alert(1)</script>\"", "\"' OR 1=1 --\"", "\"../../etc/passwd\"",
+        "\"%s%s%n\"", "\"{{7*7}}\"", "[]", "[1]", "[1,2]", "{}", "{\"a\":1}", "[[[]]]", "\"ddpm\"", "\"DDIM\"", "\"euler\"", "\"all\"",
+        "\"official \"", "\"" + new string('x', 5000) + "\"",
+    ];
+
+    private static readonly string?[] ContentTypes =
+    [
+        "application/json", "application/json; charset=utf-8", "application/json; charset=utf-16", "application/problem+json",
+        "application/vnd.api+json", "text/plain", "text/json", "application/xml", "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x", "application/octet-stream", "image/png", "garbage", ";;;", "application/", "*/*",
+        "application/json; charset=nonsense", "APPLICATION/JSON", null,
+    ];
+
+    private static readonly string?[] Accepts =
+    [
+        null, "*/*", "image/png", "application/json", "image/*", "text/html", "application/xml", "image/jpeg", "image/png;q=0",
+        "application/json;q=0, image/png;q=0", "application/json;q=0.9, image/png;q=0.1", "garbage", ";;;", "image/png;q=abc",
+        "*/*;q=0", "application/problem+json", "text/*", "💥/💥", "application/json, image/png", "",
+    ];
+
+    private static readonly HttpMethod[] Methods =
+        [HttpMethod.Get, HttpMethod.Post, HttpMethod.Put, HttpMethod.Delete, HttpMethod.Patch, HttpMethod.Options, new("PROPFIND"), new("FOO")];
+
+    private static readonly string[] Queries =
+    [
+        "", "?steps=5", "?class_label=%F0%9F%98%80", "?a=1&a=2", "?%00=%00", "?format=json", "?x=" + new string('y', 4000), "?;&=&;",
+        "?seed=-1&cfg_scale=NaN", "?%zz", "?utf8=%E2%80%AE",
+    ];
+
+    public static IReadOnlyList<FuzzCase> Generate(int count, int seed)
+    {
+        var rng = new Random(seed);
+        var cases = new List<FuzzCase>(count);
+        // Two 10 MB bodies are always in (one per shape), whatever the count; more would only cost time.
+        cases.Add(Images("10 MB body", Encoding.UTF8.GetBytes("{\"class_label\": \"" + new string('a', 10 << 20) + "\"}")));
+        cases.Add(Images("10 MB nested", Encoding.UTF8.GetBytes(new string('[', 5 << 20) + new string(']', 5 << 20))));
+        while (cases.Count < count)
+        {
+            cases.Add((rng.Next(16)) switch
+            {
+                <= 5 => Images("field value", Encoding.UTF8.GetBytes(MutatedBody(rng))),
+                6 => Images("structure", Encoding.UTF8.GetBytes(Structural(rng))),
+                7 => Images("deep JSON", Encoding.UTF8.GetBytes(Deep(rng))),
+                8 => Images("bytes", RandomBytes(rng)),
+                9 => Images("content type", Encoding.UTF8.GetBytes(MutatedBody(rng)), Pick(rng, ContentTypes)),
+                10 => Images("accept", Encoding.UTF8.GetBytes(Valid()), "application/json", Pick(rng, Accepts)),
+                11 => Images("encoding", Encoded(rng)),
+                12 => new FuzzCase("method", Pick(rng, Methods), Pick(rng, Endpoints), rng.Next(2) == 0 ? null : Encoding.UTF8.GetBytes(MutatedBody(rng)),
+                    "application/json", Pick(rng, Accepts)),
+                13 => new FuzzCase("query", rng.Next(3) == 0 ? HttpMethod.Post : HttpMethod.Get, Pick(rng, Endpoints) + Pick(rng, Queries),
+                    rng.Next(2) == 0 ? null : Encoding.UTF8.GetBytes(MutatedBody(rng)), "application/json", Pick(rng, Accepts)),
+                14 => new FuzzCase("path", HttpMethod.Get, Pick(rng, ["/v1/images/../models", "/v1/%2e%2e/models", "/v1/models/", "/V1/MODELS",
+                    "/v1/models%00", "/v1/classes/😀", "/v1//classes", "/health/live/x", "/metrics?name[]=x", "/v1/classes/" + new string('a', 2000),
+                    "/%", "/v1/images%2f", "/swagger/../../etc/passwd"]), null, null, Pick(rng, Accepts)),
+                _ => Images("mixed", Encoding.UTF8.GetBytes(MutatedBody(rng)), Pick(rng, ContentTypes), Pick(rng, Accepts)),
+            });
+        }
+        return cases;
+    }
+
+    private static FuzzCase Images(string kind, byte[] body, string? contentType = "application/json", string? accept = null) =>
+        new(kind, HttpMethod.Post, "/v1/images", body, contentType, accept);
+
+    private static T Pick<T>(Random rng, IReadOnlyList<T> items) => items[rng.Next(items.Count)];
+
+    private static string Valid() => """{"class_label": 1, "steps": 2, "cfg_scale": 4, "seed": 7}""";
+
+    /// <summary>A valid cheap body with one to three fields set to a value from the pool (or removed).</summary>
+    private static string MutatedBody(Random rng)
+    {
+        var fields = new Dictionary<string, string> { ["class_label"] = "1", ["steps"] = "2", ["cfg_scale"] = "4", ["seed"] = "7" };
+        for (int i = rng.Next(1, 4); i > 0; i--)
+        {
+            var field = Pick(rng, Fields);
+            if (rng.Next(8) == 0) fields.Remove(field);
+            else fields[field] = Pick(rng, Values);
+        }
+        // A big step count would make a valid-by-chance case slow: keep steps cheap or invalid.
+        if (fields.TryGetValue("steps", out var s) && int.TryParse(s, out var n) && n > 2 && n <= 1000) fields["steps"] = "2";
+        return "{" + string.Join(", ", fields.Select(kv => $"\"{kv.Key}\": {kv.Value}")) + "}";
+    }
+
+    private static string Structural(Random rng) => rng.Next(14) switch
+    {
+        0 => Valid()[..rng.Next(1, Valid().Length)],                                   // truncated
+        1 => Valid() + Valid(),                                                         // two documents
+        2 => Valid().Replace("\"class_label\"", "\"class_label\", \"class_label\""),   // broken key list
+        3 => "{\"class_label\": 1, \"class_label\": 2, \"steps\": 2}",
+        4 => "{\"" + Pick(rng, ["😀", "\u202e", "\u0000", "", " ", "CLASS_LABEL", "class-label", "steps "]) + "\": 1, \"steps\": 2}",
+        5 => "{" + string.Join(",", Enumerable.Range(0, 2000).Select(i => $"\"k{i}\":{i}")) + "}",
+        6 => "[" + Valid() + "]",
+        7 => Pick(rng, ["", " ", "\n", "null", "true", "0", "\"x\"", "[]", "{}", "{,}", "{:}", "{\"a\"}", "}{", "\u0000"]),
+        8 => Valid().Replace(" ", "\t\r\n  \u00a0"),
+        9 => "{'class_label': 1, 'steps': 2}",
+        10 => "{class_label: 1, steps: 2}",
+        11 => Valid().TrimEnd('}') + ", // comment\n}",
+        12 => Valid().Replace("}", ",}"),
+        _ => Valid().Replace("1,", "1\u0000,"),
+    };
+
+    private static string Deep(Random rng)
+    {
+        int depth = Pick(rng, [32, 64, 65, 100, 1000, 100_000]);
+        string open = rng.Next(2) == 0 ? "[" : "{\"a\":", close = open == "[" ? "]" : "}";
+        string inner = string.Concat(Enumerable.Repeat(open, depth)) + "1" + string.Concat(Enumerable.Repeat(close, depth));
+        return rng.Next(2) == 0 ? inner : "{\"class_label\": " + inner + ", \"steps\": 2}";
+    }
+
+    private static byte[] RandomBytes(Random rng)
+    {
+        var bytes = new byte[rng.Next(1, 9000)];
+        rng.NextBytes(bytes);
+        return bytes;
+    }
+
+    /// <summary>The valid body in another encoding, with a BOM, or with invalid UTF-8 inside a string.</summary>
+    private static byte[] Encoded(Random rng) => rng.Next(5) switch
+    {
+        0 => Encoding.Unicode.GetBytes(Valid()),
+        1 => [.. Encoding.UTF8.GetPreamble(), .. Encoding.UTF8.GetBytes(Valid())],
+        2 => Encoding.UTF32.GetBytes(Valid()),
+        3 => [.. "{\"class_label\": \""u8.ToArray(), 0xC3, 0x28, 0xFF, 0xFE, .. "\", \"steps\": 2}"u8.ToArray()],
+        _ => [.. "{\"class_label\": \""u8.ToArray(), 0xED, 0xA0, 0x80, .. "\", \"steps\": 2}"u8.ToArray()], // an encoded surrogate
+    };
+
+    /// <summary>What the server answered to the cases.</summary>
+    public sealed record Report(int Cases, int Status2xx, int Status4xx, int Status5xx, int Violations, IReadOnlyDictionary<int, int> ByStatus,
+        IReadOnlyList<string> Failures, TimeSpan Elapsed, int ProtocolRejects);
+
+    /// <summary>Sends every case (<paramref name="parallelism"/> at a time) and checks each answer; a violation is a 5xx,
+    /// a 4xx that is not problem+json, another status class, or no answer within <paramref name="timeout"/>.</summary>
+    /// <param name="protocolRejects">Over a real socket: accept Kestrel's own empty 400 for requests it rejects before the
+    /// app runs (a NUL in the path, non-ASCII header bytes); counted in <see cref="Report.ProtocolRejects"/>.</param>
+    public static async Task<Report> RunAsync(HttpClient client, IReadOnlyList<FuzzCase> cases, int parallelism, TimeSpan timeout,
+        bool protocolRejects = false)
+    {
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var byStatus = new Dictionary<int, int>();
+        var failures = new List<string>();
+        int ok = 0, client4 = 0, server5 = 0, violations = 0, protocol = 0;
+        using var gate = new SemaphoreSlim(parallelism);
+        await Task.WhenAll(cases.Select(async c =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                string? problem = null;
+                int status;
+                try
+                {
+                    using var cts = new CancellationTokenSource(timeout);
+                    using var request = c.ToRequest();
+                    using var response = await client.SendAsync(request, cts.Token);
+                    status = (int)response.StatusCode;
+                    var body = await response.Content.ReadAsByteArrayAsync(cts.Token);
+                    var type = response.Content.Headers.ContentType?.MediaType;
+                    bool kestrel = protocolRejects && status == 400 && body.Length == 0 && type is null;
+                    if (kestrel) Interlocked.Increment(ref protocol);
+                    if (status >= 500) problem = $"{status}";
+                    else if (kestrel) { }
+                    else if (status is >= 400 and < 500 && c.Method != HttpMethod.Head)
+                    {
+                        if (type != "application/problem+json") problem = $"{status} with content type {type ?? "none"}";
+                        else if (!IsProblem(body, status)) problem = $"{status} with a body that is not a problem object";
+                    }
+                    else if (status is < 200 or >= 300 and < 400) problem = $"{status}";
+                }
+                catch (OperationCanceledException) { status = 0; problem = $"no answer within {timeout.TotalSeconds:F0} s"; }
+                catch (HttpRequestException e) { status = 0; problem = $"connection failed: {e.Message} {e.InnerException?.Message}"; }
+                lock (failures)
+                {
+                    byStatus[status] = byStatus.GetValueOrDefault(status) + 1;
+                    if (status is >= 200 and < 300) ok++;
+                    else if (status is >= 400 and < 500) client4++;
+                    else if (status >= 500) server5++;
+                    if (problem is not null)
+                    {
+                        violations++;
+                        if (failures.Count < 20) failures.Add($"{problem} ← {c}");
+                    }
+                }
+            }
+            finally { gate.Release(); }
+        }));
+        return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
+    }
+
+    private static bool IsProblem(byte[] body, int status)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            return doc.RootElement.ValueKind == JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("status", out var s) && s.TryGetInt32(out var n) && n == status;
+        }
+        catch (JsonException) { return false; }
+    }
+}

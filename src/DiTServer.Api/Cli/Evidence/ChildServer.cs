@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace DiTServer.Api.Cli.Evidence;
+
+/// <summary>This same program started as the HTTP server in a child process on 127.0.0.1 (a free port), for the
+/// evidence benchmarks: its RSS is read from /proc, its worker's live tensors from <c>/metrics</c>.</summary>
+public sealed class ChildServer : IAsyncDisposable
+{
+    private readonly Process process;
+
+    private ChildServer(Process process, Uri address, string log)
+    {
+        this.process = process;
+        Address = address;
+        LogPath = log;
+        Client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(10) };
+    }
+
+    public Uri Address { get; }
+    public HttpClient Client { get; }
+    public string LogPath { get; }
+    public int Pid => process.Id;
+
+    /// <summary>Starts the server on <paramref name="model"/> with extra configuration (environment keys such as
+    /// <c>Serving__QueueCapacity</c>) and waits until <c>/health/ready</c> answers 200.</summary>
+    public static async Task<ChildServer> StartAsync(string model, IReadOnlyDictionary<string, string> settings, TimeSpan startTimeout)
+    {
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
+        var exe = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
+        var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(exe) == "dotnet") info.ArgumentList.Add(typeof(ChildServer).Assembly.Location);
+        info.Environment["DiT__Model"] = Path.GetFullPath(model);
+        info.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+        info.Environment["Serilog__MinimumLevel__Default"] = "Warning"; // the per-request lines would cost more than the tiny model
+        foreach (var (k, v) in settings) info.Environment[k] = v;
+        var log = Path.Combine(Path.GetTempPath(), $"ditserver-child-{port}.log");
+        var process = Process.Start(info) ?? throw new InvalidOperationException($"could not start {exe}");
+        var writer = new StreamWriter(log) { AutoFlush = true };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var server = new ChildServer(process, new Uri($"http://127.0.0.1:{port}"), log);
+        var deadline = DateTime.UtcNow + startTimeout;
+        while (true)
+        {
+            if (process.HasExited) throw new InvalidOperationException($"the server exited with {process.ExitCode} at start; see {log}");
+            try { if ((await server.Client.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK) return server; }
+            catch (HttpRequestException) { }
+            if (DateTime.UtcNow > deadline) { await server.DisposeAsync(); throw new TimeoutException($"the server was not ready within {startTimeout}; see {log}"); }
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>Resident set size of the server process in bytes (VmRSS).</summary>
+    public long Rss()
+    {
+        foreach (var line in File.ReadLines($"/proc/{process.Id}/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        return 0;
+    }
+
+    /// <summary>A gauge or counter without labels from <c>/metrics</c>.</summary>
+    public async Task<double> Metric(string name)
+    {
+        var text = await Client.GetStringAsync("/metrics");
+        foreach (var line in text.Split('\n'))
+            if (line.StartsWith(name + " ", StringComparison.Ordinal))
+                return double.Parse(line[(name.Length + 1)..], CultureInfo.InvariantCulture);
+        return double.NaN;
+    }
+
+    /// <summary>SIGTERM, then waits up to <paramref name="timeout"/> for the exit; returns the exit code and the time it took.</summary>
+    public async Task<(int ExitCode, TimeSpan Took)> TerminateAsync(TimeSpan timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try { await process.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { process.Kill(true); await process.WaitForExitAsync(); return (-1, sw.Elapsed); }
+        return (process.ExitCode, sw.Elapsed);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        if (!process.HasExited) await TerminateAsync(TimeSpan.FromSeconds(30));
+        process.Dispose();
+    }
+}

@@ -1,0 +1,151 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+
+namespace DiTServer.Api.Cli.Evidence;
+
+/// <summary><c>bench fuzz</c> and <c>bench soak</c>: the full reliability runs against this program started as a real
+/// HTTP server on 127.0.0.1 in a child process (the CI versions run in <c>dotnet test</c> on WebApplicationFactory).</summary>
+public static class EvidenceCommands
+{
+    public static IEnumerable<Command> Create(TextWriter stdout, TextWriter stderr)
+    {
+        yield return Fuzz(stdout, stderr);
+        yield return SoakCommand(stdout, stderr);
+        yield return Faults(stdout, stderr);
+        yield return LoadBenchmark.Create(stdout, stderr);
+        yield return PeakBenchmark.Create(stdout, stderr);
+    }
+
+    private static Option<string> ModelOption() => new("--model") { Description = "Model folder with model.json", Required = true };
+
+    private static Command Fuzz(TextWriter stdout, TextWriter stderr)
+    {
+        var model = ModelOption();
+        var cases = new Option<int>("--cases") { DefaultValueFactory = _ => 1200 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 8 };
+        var command = new Command("fuzz", "Send generated malformed requests to every endpoint; expect only 4xx problem+json (or 2xx), no 5xx, a healthy server after")
+        { model, cases, seed, parallel };
+        command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
+        {
+            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!, new Dictionary<string, string>(), TimeSpan.FromMinutes(2));
+            var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed));
+            stdout.WriteLine($"# bench fuzz: {generated.Count} cases (seed {parse.GetValue(seed)}) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
+            // Raw UTF-8 header bytes (an emoji Accept) go on the wire as a hostile client would send them.
+            using var raw = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 })
+            { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
+            var report = await BadInputFuzzer.RunAsync(raw, generated, parse.GetValue(parallel), TimeSpan.FromSeconds(60), protocolRejects: true);
+            var ready = (int)(await server.Client.GetAsync("/health/ready", ct)).StatusCode;
+            var after = await server.Client.PostAsync("/v1/images", new StringContent("""{"class_label": 1, "steps": 2}""", System.Text.Encoding.UTF8, "application/json"), ct);
+            var kinds = generated.GroupBy(c => c.Kind).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}");
+            stdout.WriteLine($"kinds\t{string.Join(", ", kinds)}");
+            stdout.WriteLine($"status\t{string.Join(", ", report.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"result\t{report.Cases} cases in {report.Elapsed.TotalSeconds:F1} s: 2xx {report.Status2xx}, 4xx {report.Status4xx}, 5xx {report.Status5xx}, violations {report.Violations}; empty 400 from Kestrel before the app (protocol errors) {report.ProtocolRejects}; after: /health/ready {ready}, a valid request {(int)after.StatusCode}"));
+            foreach (var f in report.Failures) stdout.WriteLine($"violation\t{f}");
+            return report.Violations == 0 && ready == 200 && after.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
+        }));
+        return command;
+    }
+
+    private static Command SoakCommand(TextWriter stdout, TextWriter stderr)
+    {
+        var model = ModelOption();
+        var requests = new Option<int>("--requests") { DefaultValueFactory = _ => 10_000 };
+        var concurrency = new Option<int>("--concurrency") { DefaultValueFactory = _ => 8 };
+        var maxSteps = new Option<int>("--max-steps") { Description = "Requests use 1..max-steps steps", DefaultValueFactory = _ => 4 };
+        var warmUp = new Option<double>("--warmup-fraction") { Description = "Share of the requests before the baseline sample (allocator pools grow until every batch shape was seen)", DefaultValueFactory = _ => 0.1 };
+        var command = new Command("soak", "N requests (valid, invalid, abandoned) against a real server on 127.0.0.1; RSS and live tensors after warm-up vs at the end, zero 5xx")
+        { model, requests, concurrency, maxSteps, warmUp };
+        command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
+        {
+            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!,
+                new Dictionary<string, string> { ["Serving__QueueCapacity"] = "256" }, TimeSpan.FromMinutes(2));
+            int n = parse.GetValue(requests);
+            stdout.WriteLine($"# bench soak: {n} requests, concurrency {parse.GetValue(concurrency)}, steps 1..{parse.GetValue(maxSteps)}, against pid {server.Pid}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
+            async Task<MemorySample> Sample() => new(server.Rss(), (long)await server.Metric("dit_worker_live_tensors"),
+                await server.Metric("dit_active_requests") + await server.Metric("dit_queue_depth") > 0);
+            var r = await Soak.RunAsync(server.Client, n, parse.GetValue(concurrency), parse.GetValue(maxSteps), Sample, line => stdout.WriteLine($"progress\t{line}"),
+                parse.GetValue(warmUp));
+            stdout.WriteLine($"status\t{string.Join(", ", r.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}, abandoned by the client: {r.Abandoned}");
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"result\t{r.Requests} requests in {r.Elapsed.TotalSeconds:F0} s ({r.Requests / r.Elapsed.TotalSeconds:F1}/s); 5xx {r.Status5xx}; RSS after warm-up {r.Baseline.Rss / 1e6:F1} MB, at the end {r.Final.Rss / 1e6:F1} MB ({100 * r.RssGrowth:+0.0;-0.0}%), max {r.MaxRss / 1e6:F1} MB; worker live tensors {r.Baseline.LiveTensors} → {r.Final.LiveTensors}; load {Load()}"));
+            var (exit, took) = await server.TerminateAsync(TimeSpan.FromSeconds(40));
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"sigterm\texit code {exit} after {took.TotalSeconds:F1} s"));
+            return r.Status5xx == 0 && r.RssGrowth < 0.05 && r.TensorGrowth <= 0 ? CommandLine.ExitOk : CommandLine.ExitFailure;
+        }));
+        return command;
+    }
+
+    private static Command Faults(TextWriter stdout, TextWriter stderr)
+    {
+        var model = ModelOption();
+        var clients = new Option<int>("--clients") { Description = "Clients that disconnect mid-generation", DefaultValueFactory = _ => 100 };
+        var underLoad = new Option<int>("--sigterm-requests") { Description = "Requests in flight when SIGTERM arrives", DefaultValueFactory = _ => 24 };
+        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM under load (every request 200 or 503, exit within the shutdown timeout)")
+        { model, clients, underLoad };
+        command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
+        {
+            int n = parse.GetValue(clients), m = parse.GetValue(underLoad);
+            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!,
+                new Dictionary<string, string> { ["Serving__QueueCapacity"] = (n + m + 8).ToString(CultureInfo.InvariantCulture) }, TimeSpan.FromMinutes(2));
+            stdout.WriteLine($"# bench faults: {n} disconnecting clients, then SIGTERM with {m} requests in flight; pid {server.Pid}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
+            static StringContent Body(int i, int steps) =>
+                new($"{{\"class_label\": {i % 10}, \"steps\": {steps}, \"cfg_scale\": 4, \"seed\": {i}}}", System.Text.Encoding.UTF8, "application/json");
+            async Task<double> Busy() => await server.Metric("dit_active_requests") + await server.Metric("dit_queue_depth");
+
+            // 1. Disconnects: one first (builds the 1000-step tables), then n at once, cancelled once the worker runs them.
+            long rss0 = 0, tensors0 = 0;
+            foreach (var wave in new[] { 1, n })
+            {
+                var ctss = Enumerable.Range(0, wave).Select(_ => new CancellationTokenSource()).ToList();
+                var posts = ctss.Select(async (cts, i) =>
+                {
+                    try { return (int)(await server.Client.PostAsync("/v1/images", Body(i, 1000), cts.Token)).StatusCode; }
+                    catch (OperationCanceledException) { return 0; }
+                }).ToList();
+                var until = DateTime.UtcNow.AddSeconds(30);
+                while (await Busy() < wave && DateTime.UtcNow < until) await Task.Delay(20, ct);
+                await Task.Delay(300, ct);
+                long inFlight = (long)await server.Metric("dit_worker_live_tensors");
+                double active = await server.Metric("dit_active_requests"), queued = await server.Metric("dit_queue_depth");
+                foreach (var cts in ctss) cts.Cancel();
+                var codes = await Task.WhenAll(posts);
+                var deadline = DateTime.UtcNow.AddSeconds(60);
+                while (await Busy() > 0 && DateTime.UtcNow < deadline) await Task.Delay(50, ct);
+                long rss = server.Rss(), tensors = (long)await server.Metric("dit_worker_live_tensors");
+                foreach (var cts in ctss) cts.Dispose();
+                if (wave == 1) { rss0 = rss; tensors0 = tensors; continue; }
+                double busyAfter = await Busy();
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"disconnect\t{wave} clients ({active} running, {queued} queued when cancelled; {codes.Count(c => c == 0)} cancelled, other answers: {codes.Count(c => c != 0)}); active+queued after: {busyAfter}; worker live tensors {tensors0} before, {inFlight} in flight, {tensors} after; RSS {rss0 / 1e6:F1} → {rss / 1e6:F1} MB"));
+            }
+            var ok = await server.Client.PostAsync("/v1/images", Body(7, 2), ct);
+            stdout.WriteLine($"after\ta 2-step request: {(int)ok.StatusCode}");
+
+            // 2. SIGTERM under load: m requests of 20..200 steps; each must be answered 200 (finished) or 503 (not started), then the process exits.
+            var load = Enumerable.Range(0, m).Select(async i =>
+            {
+                try { return (int)(await server.Client.PostAsync("/v1/images", Body(100 + i, 20 + 10 * (i % 19)))).StatusCode; }
+                catch (HttpRequestException) { return -1; }
+            }).ToList();
+            var until2 = DateTime.UtcNow.AddSeconds(30);
+            while (await server.Metric("dit_active_requests") < 2 && DateTime.UtcNow < until2) await Task.Delay(20, ct);
+            var (exit, took) = await server.TerminateAsync(TimeSpan.FromSeconds(60));
+            var answers = await Task.WhenAll(load);
+            var byCode = answers.GroupBy(c => c).OrderBy(g => g.Key).Select(g => $"{(g.Key == -1 ? "no answer" : g.Key.ToString(CultureInfo.InvariantCulture))}: {g.Count()}");
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"sigterm\t{m} requests in flight: {string.Join(", ", byCode)}; exit code {exit} after {took.TotalSeconds:F1} s (host shutdown timeout 30 s); load {Load()}"));
+            return answers.All(c => c is 200 or 503) && exit == 0 && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
+        }));
+        return command;
+    }
+
+    /// <summary>The 1-minute load average, to print beside every measurement.</summary>
+    public static string Load()
+    {
+        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
+        catch (IOException) { return "?"; }
+    }
+}

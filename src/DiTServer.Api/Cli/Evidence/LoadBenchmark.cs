@@ -1,0 +1,111 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Serving;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace DiTServer.Api.Cli.Evidence;
+
+/// <summary><c>bench load</c>: open-loop load on the engine in-process (no HTTP): Poisson arrivals at several rates, a
+/// mix of step counts and guidance scales, the same arrival sequence under <c>step</c> and <c>request</c> batching;
+/// p50/p95/p99 latency (enqueue → PNGs) and throughput per rate, as a table and a CSV (plot it with tools/DiTServer.Plot).</summary>
+public static class LoadBenchmark
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Option<string>("--model") { Description = "Model folder with model.json", Required = true };
+        var rates = new Option<string>("--rates") { Description = "Offered loads in requests/s", DefaultValueFactory = _ => "2,4,8" };
+        var requests = new Option<int>("--requests") { Description = "Requests per rate and batching mode", DefaultValueFactory = _ => 60 };
+        var steps = new Option<string>("--steps") { Description = "Step counts, drawn uniformly", DefaultValueFactory = _ => "4,20,100" };
+        var cfgs = new Option<string>("--cfg") { Description = "Guidance scales, drawn uniformly", DefaultValueFactory = _ => "1,4" };
+        var maxRows = new Option<int>("--max-batch-rows") { DefaultValueFactory = _ => 32 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var csv = new Option<string?>("--csv") { Description = "Write the results here as CSV" };
+        var threads = new Option<int?>("--threads");
+        var command = new Command("load", "Open-loop Poisson load: latency percentiles and throughput per offered rate, step vs request batching")
+        { model, rates, requests, steps, cfgs, maxRows, seed, csv, threads };
+        command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
+        {
+            DeviceOption.ApplyThreads(parse.GetValue(threads));
+            using var loaded = LoadedModel.Load(parse.GetValue(model)!, TorchSharp.torch.CPU);
+            var rateList = parse.GetValue(rates)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+            var stepList = parse.GetValue(steps)!.Split(',').Select(int.Parse).ToArray();
+            var cfgList = parse.GetValue(cfgs)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+            int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
+            stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px), {n} requests per point, steps {string.Join('/', stepList)}, " +
+                $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
+            var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load";
+            stdout.WriteLine(header.Replace(',', '\t'));
+            var lines = new List<string> { header };
+            foreach (var rate in rateList)
+            {
+                // The same arrivals and requests for both modes.
+                var rng = new Random(parse.GetValue(seed) + (int)(rate * 1000));
+                double at = 0;
+                var work = Enumerable.Range(0, n).Select(i =>
+                {
+                    at += -Math.Log(1 - rng.NextDouble()) / rate;
+                    var options = new SamplingOptions { Steps = stepList[rng.Next(stepList.Length)], CfgScale = cfgList[rng.Next(cfgList.Length)], Seed = i };
+                    return (At: at, Parameters: new GenerationParameters(i % loaded.Config.NumClasses, 1, options));
+                }).ToList();
+                var per = new Dictionary<BatchingMode, double>();
+                foreach (var mode in new[] { BatchingMode.Step, BatchingMode.Request })
+                {
+                    var (latencies, wall) = await Run(loaded, mode, rows, work, ct);
+                    var all = latencies.Select(l => l.TotalMilliseconds).ToList();
+                    var shorts = latencies.Where((_, i) => work[i].Parameters.Sampling.Steps == stepList.Min()).Select(l => l.TotalMilliseconds).ToList();
+                    var line = string.Create(CultureInfo.InvariantCulture,
+                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()}");
+                    per[mode] = P(all, 50);
+                    lines.Add(line);
+                    stdout.WriteLine(line.Replace(',', '\t'));
+                }
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# rate {rate}: step p50 / request p50 = {per[BatchingMode.Step] / per[BatchingMode.Request]:F2}"));
+            }
+            if (parse.GetValue(csv) is { } path) await File.WriteAllLinesAsync(path, lines, ct);
+            return CommandLine.ExitOk;
+        }));
+        return command;
+    }
+
+    /// <summary>Submits each request at its arrival time to a fresh engine; returns each latency and the wall time from the
+    /// first arrival to the last completion.</summary>
+    private static async Task<(TimeSpan[] Latencies, TimeSpan Wall)> Run(LoadedModel model, BatchingMode mode, int maxRows,
+        IReadOnlyList<(double At, GenerationParameters Parameters)> work, CancellationToken ct)
+    {
+        var options = new ServingOptions
+        {
+            Batching = mode, MaxBatchRows = maxRows, MaxImagesPerRequest = Math.Max(1, maxRows / 2),
+            QueueCapacity = work.Count, RequestTimeout = TimeSpan.FromHours(1),
+        };
+        var queue = new GenerationQueue(options.QueueCapacity);
+        var engine = new GenerationEngine(new ModelRunner(model), queue, options, NullServingObserver.Instance, NullLogger.Instance);
+        var loop = engine.Start();
+        while (!engine.Ready) await Task.Delay(5, ct);
+        var sw = Stopwatch.StartNew();
+        var requests = new List<GenerationRequest>(work.Count);
+        for (int i = 0; i < work.Count; i++)
+        {
+            var wait = TimeSpan.FromSeconds(work[i].At) - sw.Elapsed;
+            if (wait > TimeSpan.Zero) await Task.Delay(wait, ct);
+            var r = new GenerationRequest($"load-{i}", work[i].Parameters, options.RequestTimeout, ct);
+            if (queue.TryEnqueue(r) != EnqueueResult.Accepted) throw new InvalidOperationException("queue refused a request");
+            requests.Add(r);
+        }
+        var results = await Task.WhenAll(requests.Select(r => r.Completion));
+        var wall = sw.Elapsed;
+        engine.BeginShutdown();
+        await loop;
+        return (results.Select(r => r.Total).ToArray(), wall);
+    }
+
+    /// <summary>Nearest-rank percentile.</summary>
+    private static double P(List<double> values, int percentile)
+    {
+        if (values.Count == 0) return double.NaN;
+        var sorted = values.Order().ToList();
+        return sorted[Math.Clamp((int)Math.Ceiling(percentile / 100.0 * sorted.Count) - 1, 0, sorted.Count - 1)];
+    }
+}
