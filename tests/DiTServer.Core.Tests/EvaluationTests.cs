@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace DiTServer.Core.Tests;
 
 /// <summary>The evaluation pieces: FID against closed forms, the classifier's shapes and learning.</summary>
+[Collection(GlobalRngCollection.Name)]
 public sealed class EvaluationTests
 {
     [Fact]

@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 namespace DiTServer.Core.Tests;
 
 /// <summary>The trainer: official loss, learning, exact resume, crash-safe checkpoints, export to a served model.</summary>
+[Collection(GlobalRngCollection.Name)]
 public sealed class TrainingTests : IDisposable
 {
     private readonly string dir = Directory.CreateTempSubdirectory("dit-train-tests-").FullName;
@@ -262,5 +263,6 @@ public sealed class TrainingTests : IDisposable
         public int Channels => (int)images.shape[1];
         public int NumClasses => (int)labels.max().item<long>() + 1;
         public (Tensor Images, Tensor Labels) Batch(Tensor indices) => (images.index_select(0, indices), labels.index_select(0, indices));
+        public void Dispose() { }
     }
 }

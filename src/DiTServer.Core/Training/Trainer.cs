@@ -41,7 +41,8 @@ public sealed class Trainer : IDisposable
         Options = options;
         Device = device ?? CPU;
         this.data = data;
-        // train.py seeds the global RNG before building the model, so the initial weights follow the seed.
+        // train.py seeds the global RNG before building the model, so the initial weights follow the seed. (Another
+        // thread drawing from the global RNG meanwhile changes them; resume stays exact since checkpoints carry weights.)
         manual_seed(options.Seed);
         Model = new DiT(config);
         Model.to(Device);
@@ -61,6 +62,11 @@ public sealed class Trainer : IDisposable
         Model.train();
         var idx = randint(0, data.Count, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
         var (x, y) = data.Batch(idx);                                                     // (B, C, S, S), (B,)
+        if (data.HorizontalFlip)
+        {
+            var flip = rand(new long[] { Options.BatchSize, 1, 1, 1 }, generator: Generator) < 0.5;
+            x = where(flip, x.flip(3), x);
+        }
         var t = randint(0, Diffusion.NumTimesteps, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
         var noise = randn(x.shape, generator: Generator);
         x = x.to(Device); y = y.to(Device); t = t.to(Device); noise = noise.to(Device);
