@@ -91,3 +91,47 @@ public class TrainCommandTests : IDisposable
         Assert.Contains("checkpoint not found", err);
     }
 }
+
+/// <summary>The `eval` verb end to end: classifier trained on the spot, accuracy table, FID, grid.</summary>
+public class EvalCommandTests : IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("dit-eval-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+
+    [Fact]
+    public async Task Evaluates_a_28px_model_and_writes_classifier_and_grid()
+    {
+        string data = Path.Combine(root, "data"), run = Path.Combine(root, "run");
+        SyntheticIdx.Write(data, count: 64, side: 28, classes: 2);
+        SyntheticIdx.Write(data, count: 32, side: 28, classes: 2, prefix: "t10k", seed: 2);
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = await CommandLine.RunAsync(["train", "--data", data, "--out", run, "--hidden", "32", "--depth", "1", "--heads", "2",
+            "--patch", "4", "--steps", "2", "--batch", "4", "--threads", "1"], stdout, stderr);
+        Assert.True(code == 0, stderr.ToString());
+
+        string classifier = Path.Combine(root, "cnn.safetensors"), grid = Path.Combine(root, "grid.png");
+        stdout = new StringWriter();
+        code = await CommandLine.RunAsync(["eval", "--model", run, "--data", data, "--classifier", classifier, "--epochs", "1",
+            "--per-class", "3", "--steps", "2", "--grid", grid, "--grid-per-class", "2", "--threads", "1"], stdout, stderr);
+        Assert.True(code == 0, stderr.ToString());
+        string report = stdout.ToString();
+        Assert.Contains("| classifier accuracy, real test set (32 images) |", report);
+        Assert.Contains("| classifier accuracy, generated (6 samples) |", report);
+        Assert.Contains("FID (CNN features), generated vs test", report);
+        Assert.True(File.Exists(classifier));
+        using var png = SixLabors.ImageSharp.Image.Load(grid);
+        Assert.Equal((2 * 30 + 2, 2 * 30 + 2), (png.Width, png.Height)); // 2 classes × 2 samples, 2 px padding
+    }
+
+    [Fact]
+    public async Task Rejects_an_rgb_or_small_model()
+    {
+        var stderr = new StringWriter();
+        int code = await CommandLine.RunAsync(["eval", "--model", TestPaths.TinyModel, "--data", root, "--classifier", Path.Combine(root, "c.safetensors")],
+            new StringWriter(), stderr);
+        Assert.Equal(CommandLine.ExitUsage, code);
+        Assert.Contains("grayscale model of at least 28×28", stderr.ToString());
+    }
+}

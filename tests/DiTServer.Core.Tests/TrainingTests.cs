@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 namespace DiTServer.Core.Tests;
 
 /// <summary>The trainer: official loss, learning, exact resume, crash-safe checkpoints, export to a served model.</summary>
+[Collection(GlobalRngCollection.Name)]
 public sealed class TrainingTests : IDisposable
 {
     private readonly string dir = Directory.CreateTempSubdirectory("dit-train-tests-").FullName;
@@ -121,6 +122,34 @@ public sealed class TrainingTests : IDisposable
         TrainingCheckpoint.Save(ckpt, trainer, info);
         Assert.Equal(3, TrainingCheckpoint.ReadInfo(ckpt).Step);
         Assert.False(File.Exists(ckpt + ".tmp"));
+    }
+
+    [Fact]
+    public void Cancelling_a_session_checkpoints_and_a_resumed_session_continues_the_loss_curve()
+    {
+        using var data = Synthetic();
+        var options = Fast with { Steps = 8, LogEvery = 2, CheckpointEvery = 0 };
+        var info = new TrainingRunInfo { Config = Tiny, Options = options, Name = "cancel-test" };
+        string run = Path.Combine(dir, "run");
+        using (var trainer = new Trainer(Tiny, options, data))
+        using (var cts = new CancellationTokenSource())
+        {
+            var session = new TrainingSession(trainer, info, run);
+            bool finished = session.Run(cts.Token, p => { if (p.Step == 5) cts.Cancel(); }); // as Ctrl+C after step 5
+            Assert.False(finished);
+            Assert.Equal(5, TrainingCheckpoint.ReadInfo(session.CheckpointPath).Step);
+            // A row for step 6 written by a session that died before its checkpoint must not survive the resume.
+            File.AppendAllText(session.LossPath, "6,0.5,0.4,0.1,1.0\n");
+        }
+        using (var resumed = new Trainer(Tiny, options, data))
+        {
+            var read = TrainingCheckpoint.Restore(Path.Combine(run, TrainingSession.CheckpointFile), resumed);
+            Assert.True(new TrainingSession(resumed, read, run).Run(CancellationToken.None));
+        }
+        var steps = File.ReadAllLines(Path.Combine(run, TrainingSession.LossFile)).Skip(1).Select(l => l.Split(',')[0]);
+        Assert.Equal(["2", "4", "6", "8"], steps);
+        Assert.StartsWith("<svg", File.ReadAllText(Path.Combine(run, TrainingSession.LossPlotFile)));
+        Assert.Equal(8, TrainingCheckpoint.ReadInfo(Path.Combine(run, TrainingSession.CheckpointFile)).Step);
     }
 
     [Fact]
@@ -262,5 +291,6 @@ public sealed class TrainingTests : IDisposable
         public int Channels => (int)images.shape[1];
         public int NumClasses => (int)labels.max().item<long>() + 1;
         public (Tensor Images, Tensor Labels) Batch(Tensor indices) => (images.index_select(0, indices), labels.index_select(0, indices));
+        public void Dispose() { }
     }
 }

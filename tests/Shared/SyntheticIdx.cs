@@ -7,8 +7,8 @@ namespace DiTServer.Tests.Shared;
 /// so a tiny model can learn the classes quickly.</summary>
 public static class SyntheticIdx
 {
-    /// <summary>Writes train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] into <paramref name="folder"/>.</summary>
-    public static (byte[] Images, byte[] Labels) Write(string folder, int count = 64, int side = 8, int classes = 2, bool gzip = true, int seed = 1)
+    /// <summary>Writes {prefix}-images-idx3-ubyte[.gz] and {prefix}-labels-idx1-ubyte[.gz] into <paramref name="folder"/>.</summary>
+    public static (byte[] Images, byte[] Labels) Write(string folder, int count = 64, int side = 8, int classes = 2, bool gzip = true, int seed = 1, string prefix = "train")
     {
         Directory.CreateDirectory(folder);
         var rng = new Random(seed);
@@ -24,8 +24,8 @@ public static class SyntheticIdx
                     pixels[(n * side + r) * side + c] = (byte)(r >= band && r < band + Math.Max(1, side / classes) ? 200 + rng.Next(56) : rng.Next(40));
         }
         string ext = gzip ? ".gz" : "";
-        WriteIdx(Path.Combine(folder, "train-images-idx3-ubyte" + ext), pixels, [count, side, side], gzip);
-        WriteIdx(Path.Combine(folder, "train-labels-idx1-ubyte" + ext), labels, [count], gzip);
+        WriteIdx(Path.Combine(folder, $"{prefix}-images-idx3-ubyte" + ext), pixels, [count, side, side], gzip);
+        WriteIdx(Path.Combine(folder, $"{prefix}-labels-idx1-ubyte" + ext), labels, [count], gzip);
         return (pixels, labels);
     }
 

@@ -2,30 +2,37 @@ using System.CommandLine;
 using System.Globalization;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Evaluation;
+using DiTServer.Core.Imaging;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Training;
+using TorchSharp.PyBridge;
 
 namespace DiTServer.Api.Cli;
 
-/// <summary><c>eval</c>: scores a Fashion-MNIST model with the project's classifier (accuracy on generated
-/// samples per class, FID on its features); <c>eval train-classifier</c> trains that classifier.</summary>
+/// <summary><c>eval</c>: judges a 28×28 grayscale class-conditional model (Fashion-MNIST / MNIST) with a small CNN:
+/// accuracy on real test images vs on generated samples, and FID on the CNN's features.</summary>
 public static class EvalCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json", Required = true };
-        var data = new Option<string>("--data") { Description = "IDX dataset folder (train-* and t10k-* files)", DefaultValueFactory = _ => "/usr/share/datasets/fashion-mnist" };
-        var classifier = new Option<string>("--classifier") { Description = "Classifier folder (from `eval train-classifier`)", DefaultValueFactory = _ => "models/fashion-classifier" };
-        var perClass = new Option<int>("--per-class") { Description = "Generated images per class", DefaultValueFactory = _ => 100 };
-        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 50 };
-        var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 4.0 };
-        var sampler = new Option<string>("--sampler") { DefaultValueFactory = _ => "ddpm" };
-        var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0 };
-        var threads = new Option<int?>("--threads");
+        var data = new Option<string>("--data") { Description = "IDX dataset folder (train-* to train the classifier, t10k-* to test)", Required = true };
+        var classifier = new Option<string>("--classifier") { Description = "Classifier weights (.safetensors); trained and written there when missing", Required = true };
+        var retrain = new Option<bool>("--train-classifier") { Description = "Train the classifier even if the file exists (overwrites it)" };
+        var epochs = new Option<int>("--epochs") { Description = "Classifier training epochs", DefaultValueFactory = _ => 2 };
+        var perClass = new Option<int>("--per-class") { Description = "Generated samples per class", DefaultValueFactory = _ => 50 };
+        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => 50 };
+        var cfg = new Option<double>("--cfg") { Description = "Guidance scale", DefaultValueFactory = _ => 4.0 };
+        var sampler = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddpm" };
+        var seed = new Option<long>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
+        var chunk = new Option<int>("--chunk") { Description = "Images per sampling call", DefaultValueFactory = _ => 100 };
+        var grid = new Option<string?>("--grid") { Description = "Also write a PNG grid: one row per class" };
+        var gridPerClass = new Option<int>("--grid-per-class") { Description = "Samples per class in the grid", DefaultValueFactory = _ => 4 };
+        var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
 
-        var command = new Command("eval", "Score a Fashion-MNIST model: classifier accuracy on its samples and FID on classifier features")
+        var command = new Command("eval", "Evaluate a grayscale 28×28 class-conditional model with a CNN classifier (accuracy on generated samples, FID)")
         {
-            model, data, classifier, perClass, steps, cfg, sampler, seed, threads,
+            model, data, classifier, retrain, epochs, perClass, steps, cfg, sampler, seed, chunk, grid, gridPerClass, threads,
         };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
@@ -37,48 +44,59 @@ public static class EvalCommand
             };
             SampleCommand.ValidateOptions(options);
             int n = parse.GetValue(perClass);
-            if (n < 2) throw new UsageException("--per-class must be at least 2");
-            using var loaded = LoadedModel.Load(parse.GetValue(model)!);
-            using var judge = ClassifierFile.Load(parse.GetValue(classifier)!);
-            using var test = IdxDataset.FromFolder(parse.GetValue(data)!, test: true);
-            using var train = IdxDataset.FromFolder(parse.GetValue(data)!);
-            var report = SampleEvaluation.Run(loaded, judge, test, train, n, options, log: stdout.WriteLine);
-            var inv = CultureInfo.InvariantCulture;
-            stdout.WriteLine();
-            stdout.WriteLine($"| model | sampler | steps | cfg | per class | real-test acc | generated acc | ratio | FID gen↔test | FID train↔test |");
-            stdout.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
-            stdout.WriteLine(string.Create(inv, $"| {loaded.Name} | {options.Sampler.ToString().ToLowerInvariant()} | {options.Steps} | {options.CfgScale} | {n} | {report.RealTestAccuracy:F4} | {report.GeneratedAccuracy:F4} | {report.AccuracyRatio:F3} | {report.FidGeneratedVsTest:F2} | {report.FidTrainVsTest:F2} |"));
-            stdout.WriteLine(string.Create(inv, $"per class: {string.Join(", ", report.GeneratedAccuracyPerClass.Select((a, i) => $"{loaded.Classes[i]} {a:F2}"))}; generation {report.GenerationTime.TotalSeconds:F0} s"));
-            return CommandLine.ExitOk;
-        }));
+            if (n < 2) throw new UsageException("--per-class must be at least 2 (FID needs a covariance)");
+            if (parse.GetValue(chunk) < 1) throw new UsageException("--chunk must be positive");
 
-        var trainData = new Option<string>("--data") { DefaultValueFactory = _ => "/usr/share/datasets/fashion-mnist" };
-        var output = new Option<string>("--out") { DefaultValueFactory = _ => "models/fashion-classifier" };
-        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 3 };
-        var trainSeed = new Option<long>("--seed") { DefaultValueFactory = _ => 0 };
-        var trainThreads = new Option<int?>("--threads");
-        var trainClassifier = new Command("train-classifier", "Train the evaluation CNN on the IDX training set and report its test accuracy")
-        {
-            trainData, output, epochs, trainSeed, trainThreads,
-        };
-        trainClassifier.SetAction(parse => CommandLine.Guard(stderr, () =>
-        {
-            DeviceOption.ApplyThreads(parse.GetValue(trainThreads));
-            using var train = IdxDataset.FromFolder(parse.GetValue(trainData)!);
-            using var test = IdxDataset.FromFolder(parse.GetValue(trainData)!, test: true);
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            using var net = ClassifierTraining.Train(train, parse.GetValue(epochs), seed: parse.GetValue(trainSeed),
-                progress: (step, loss) => { if (step % 200 == 0) stdout.WriteLine($"step {step} loss {loss:F4}"); });
-            var (images, labels) = ClassifierTraining.All(test);
-            using var owned = images;
-            var (pred, features) = ClassifierTraining.Classify(net, images);
-            features.Dispose();
-            double accuracy = pred.Zip(labels, (p, l) => p == l ? 1.0 : 0.0).Average();
-            ClassifierFile.Save(parse.GetValue(output)!, net, accuracy);
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"test accuracy {accuracy:F4} after {parse.GetValue(epochs)} epochs, {clock.Elapsed.TotalSeconds:F0} s; saved to {parse.GetValue(output)}"));
+            using var loaded = LoadedModel.Load(parse.GetValue(model)!);
+            if (loaded.ImageChannels != 1 || loaded.ImageSize < ImageClassifier.ImageSize)
+                throw new UsageException($"eval needs a grayscale model of at least 28×28 pixels; {loaded.Name} makes {loaded.ImageChannels}×{loaded.ImageSize}²");
+            string dataDir = parse.GetValue(data)!;
+            using var train = IdxDataset.FromFolder(dataDir);
+            using var test = IdxDataset.FromFolder(dataDir, test: true);
+
+            string weights = parse.GetValue(classifier)!;
+            using var judge = new ImageClassifier(Math.Max(10, train.NumClasses));
+            if (File.Exists(weights) && !parse.GetValue(retrain))
+                judge.load_safetensors(weights, strict: true);
+            else
+            {
+                int e = parse.GetValue(epochs);
+                if (e < 1) throw new UsageException("--epochs must be at least 1");
+                using var trained = ClassifierTraining.Train(train, e, progress: (s, total, loss) =>
+                {
+                    if (s % 100 == 0 || s == total) stderr.WriteLine($"classifier step {s}/{total} loss {loss:F4}");
+                });
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(weights))!);
+                CheckpointFile.SaveSafetensors(weights, trained.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value));
+                judge.load_safetensors(weights, strict: true);
+                stdout.WriteLine($"classifier trained ({e} epochs) and written to {weights}");
+            }
+            judge.eval();
+
+            var (r, gridImages) = GeneratedSampleEvaluation.Run(loaded, judge, test, train, n, options, parse.GetValue(chunk),
+                keepForGrid: parse.GetValue(grid) is null ? 0 : parse.GetValue(gridPerClass), log: stderr.WriteLine);
+            var inv = CultureInfo.InvariantCulture;
+            stdout.WriteLine($"model {loaded.Name}: {options.Sampler.ToString().ToUpperInvariant()} {options.Steps} steps, cfg {options.CfgScale.ToString(inv)}, seed {options.Seed}, {n} samples per class ({r.GenerationSeconds:F0} s to generate)");
+            stdout.WriteLine("| metric | value |");
+            stdout.WriteLine("|---|---|");
+            stdout.WriteLine(string.Create(inv, $"| classifier accuracy, real test set ({r.TestImages} images) | {r.RealTestAccuracy:F4} |"));
+            stdout.WriteLine(string.Create(inv, $"| classifier accuracy, generated ({n * loaded.Config.NumClasses} samples) | {r.GeneratedAccuracy:F4} |"));
+            stdout.WriteLine(string.Create(inv, $"| generated / real | {r.Ratio:F3} |"));
+            stdout.WriteLine(string.Create(inv, $"| FID (CNN features), generated vs test | {r.Fid:F2} |"));
+            stdout.WriteLine(string.Create(inv, $"| FID (CNN features), {n * loaded.Config.NumClasses} real train images vs test | {r.RealFid:F2} |"));
+            for (int c = 0; c < r.PerClassAccuracy.Count; c++)
+                stdout.WriteLine(string.Create(inv, $"| generated accuracy, {loaded.Classes[c]} | {r.PerClassAccuracy[c]:F2} |"));
+
+            if (parse.GetValue(grid) is { } gridPath && gridImages.Count > 0)
+            {
+                int side = loaded.ImageSize;
+                var (hwc, w, h) = ImageGrid.Tile(gridImages, side, side, 1, nrow: Math.Min(parse.GetValue(gridPerClass), n));
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(gridPath))!);
+                File.WriteAllBytes(gridPath, PngWriter.Encode(hwc, w, h, 1));
+                stdout.WriteLine($"grid ({loaded.Config.NumClasses} classes × {Math.Min(parse.GetValue(gridPerClass), n)}) written to {gridPath}");
+            }
             return CommandLine.ExitOk;
         }));
-        command.Subcommands.Add(trainClassifier);
         return command;
     }
 }

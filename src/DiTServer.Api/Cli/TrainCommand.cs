@@ -15,7 +15,9 @@ public static class TrainCommand
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var data = new Option<string?>("--data") { Description = "Folder with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] (MNIST / Fashion-MNIST layout)" };
+        var data = new Option<string?>("--data") { Description = "Folder with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] (MNIST / Fashion-MNIST layout), or one subfolder of images per class" };
+        var imageSize = new Option<int?>("--image-size") { Description = "Image side for a class-subfolder dataset (center crop + resize, as train.py)" };
+        var channels = new Option<int>("--channels") { Description = "1 or 3 channels for a class-subfolder dataset", DefaultValueFactory = _ => 3 };
         var output = new Option<string>("--out") { Description = "Run folder: checkpoint.ckpt, loss.csv, and the exported model at the end", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue from <out>/checkpoint.ckpt (its model and options; --steps may raise the total)" };
         var name = new Option<string?>("--name") { Description = "Model name in model.json (default: the out folder's name)" };
@@ -42,7 +44,7 @@ public static class TrainCommand
 
         var command = new Command("train", "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) dataset")
         {
-            data, output, resume, name, arch, hidden, depth, heads, patch, conditioning, padTo, classDropout, learnSigma, classNames,
+            data, imageSize, channels, output, resume, name, arch, hidden, depth, heads, patch, conditioning, padTo, classDropout, learnSigma, classNames,
             steps, batch, lr, ema, emaWarmup, seed, threads, logEvery, ckptEvery, device,
         };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
@@ -71,10 +73,17 @@ public static class TrainCommand
                     EmaDecay = parse.GetValue(ema), EmaWarmup = parse.GetValue(emaWarmup), Seed = parse.GetValue(seed),
                     LogEvery = parse.GetValue(logEvery), CheckpointEvery = parse.GetValue(ckptEvery),
                 };
+                if (!Directory.Exists(dataDir)) throw new DirectoryNotFoundException($"dataset folder not found: {dataDir}");
+                bool idx = IsIdxFolder(dataDir);
+                if (!idx && parse.GetValue(imageSize) is null)
+                    throw new UsageException($"{dataDir} holds no train-*-ubyte files; for a class-subfolder dataset give --image-size");
                 info = new TrainingRunInfo
                 {
                     Name = parse.GetValue(name) ?? new DirectoryInfo(outDir).Name,
                     Dataset = Path.GetFullPath(dataDir),
+                    DatasetKind = idx ? "idx" : "image-folder",
+                    ImageSize = idx ? null : parse.GetValue(imageSize),
+                    Channels = idx ? null : parse.GetValue(channels),
                     PadTo = parse.GetValue(padTo),
                     ClassNames = parse.GetValue(classNames)?.Split(',', StringSplitOptions.TrimEntries),
                     Options = options,
@@ -89,7 +98,8 @@ public static class TrainCommand
             try { info.Options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
 
-            using var dataset = IdxDataset.FromFolder(info.Dataset!, padTo: info.PadTo);
+            using var dataset = OpenDataset(info);
+            if (dataset is ImageFolderDataset folder && info.ClassNames is null) info = info with { ClassNames = folder.ClassNames };
             info = info with
             {
                 Config = info.Config with { InputSize = dataset.ImageSize, InChannels = dataset.Channels, NumClasses = Math.Max(dataset.NumClasses, info.ClassNames?.Count ?? 0) },
@@ -129,6 +139,17 @@ public static class TrainCommand
         try { return ConditioningNames.Parse(name); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
     }
+
+    private static bool IsIdxFolder(string dir) =>
+        Directory.Exists(dir) && Directory.EnumerateFiles(dir, "train-images-idx3-ubyte*").Any();
+
+    /// <summary>The run's dataset; disposed by the caller.</summary>
+    private static ITrainingDataset OpenDataset(TrainingRunInfo info) => info.DatasetKind switch
+    {
+        "idx" => IdxDataset.FromFolder(info.Dataset!, padTo: info.PadTo),
+        "image-folder" => ImageFolderDataset.Load(info.Dataset!, info.ImageSize!.Value, info.Channels ?? 3),
+        _ => throw new InvalidDataException($"unknown dataset kind '{info.DatasetKind}' in the checkpoint"),
+    };
 
     internal static DiTConfig ArchitectureFrom(string? preset, int hidden, int depth, int heads, int patch)
     {

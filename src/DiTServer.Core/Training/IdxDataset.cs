@@ -8,7 +8,7 @@ namespace DiTServer.Core.Training;
 /// <remarks>Format: big-endian magic 0x00000803 (ubyte, 3 dims) for images, 0x00000801 for labels, then dim sizes,
 /// then the bytes (http://yann.lecun.com/exdb/mnist/). Images stay uint8 in memory; a batch is scaled to [−1, 1]
 /// as train.py's Normalize(mean 0.5, std 0.5) does.</remarks>
-public sealed class IdxDataset : ITrainingDataset, IDisposable
+public sealed class IdxDataset : ITrainingDataset
 {
     private readonly Tensor images; // (N, 1, S, S) uint8, already padded
     private readonly Tensor labels; // (N,) int64

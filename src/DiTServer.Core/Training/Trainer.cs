@@ -62,6 +62,11 @@ public sealed class Trainer : IDisposable
         Model.train();
         var idx = randint(0, data.Count, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
         var (x, y) = data.Batch(idx);                                                     // (B, C, S, S), (B,)
+        if (data.HorizontalFlip)
+        {
+            var flip = rand(new long[] { Options.BatchSize, 1, 1, 1 }, generator: Generator) < 0.5;
+            x = where(flip, x.flip(3), x);
+        }
         var t = randint(0, Diffusion.NumTimesteps, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
         var noise = randn(x.shape, generator: Generator);
         x = x.to(Device); y = y.to(Device); t = t.to(Device); noise = noise.to(Device);

@@ -18,6 +18,12 @@ public sealed record TrainingRunInfo
     public string? Dataset { get; init; }
     /// <summary>Side the dataset images were zero-padded to, if any.</summary>
     public int? PadTo { get; init; }
+    /// <summary>"idx" (MNIST layout) or "image-folder" (one subfolder per class).</summary>
+    public string DatasetKind { get; init; } = "idx";
+    /// <summary>Image side for an image-folder dataset (center crop + resize to it).</summary>
+    public int? ImageSize { get; init; }
+    /// <summary>Channels for an image-folder dataset (1 or 3).</summary>
+    public int? Channels { get; init; }
     public IReadOnlyList<string>? ClassNames { get; init; }
     /// <summary>Training wall time summed over all sessions of the run.</summary>
     public double ElapsedSeconds { get; init; }
