@@ -31,7 +31,13 @@ public sealed class PlaygroundBrowserTests
     [ChromiumFact]
     public async Task Page_submits_a_job_follows_its_progress_and_shows_the_images()
     {
-        using var factory = new ServerFactory(("Serving:MaxBatchRows", "16"));
+        // DIT_SCREENSHOT_MODEL (e.g. models/dit-fashion-mnist) runs the same test on another model, with 50 steps, to
+        // refresh the documentation screenshot; by default it runs on the fixture model with 12 steps.
+        var screenshotModel = Environment.GetEnvironmentVariable("DIT_SCREENSHOT_MODEL");
+        int steps = screenshotModel is null ? 12 : 50;
+        using var factory = screenshotModel is null
+            ? new ServerFactory(("Serving:MaxBatchRows", "16"))
+            : new ServerFactory(("Serving:MaxBatchRows", "16"), ("DiT:Model", Path.GetFullPath(screenshotModel)));
         factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
         factory.StartServer();
         var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
@@ -56,7 +62,7 @@ public sealed class PlaygroundBrowserTests
         var option = page.Locator("#class option").First;
         Assert.StartsWith("3 · ", await option.TextContentAsync());
         await page.SelectOptionAsync("#class", "3");
-        await page.EvalOnSelectorAsync("#steps", "e => { e.value = 12; e.dispatchEvent(new Event('input')); }");
+        await page.EvalOnSelectorAsync("#steps", $"e => {{ e.value = {steps}; e.dispatchEvent(new Event('input')); }}");
         await page.UncheckAsync("#random-seed");
         await page.FillAsync("#seed", "42");
         await page.FillAsync("#count", "4");
@@ -68,8 +74,8 @@ public sealed class PlaygroundBrowserTests
         Assert.True(await page.EvalOnSelectorAsync<bool>("#results img", "img => img.complete && img.naturalWidth > 0"), "the image did not decode");
         Assert.True(await page.IsVisibleAsync("#download"));
         Assert.Matches("^/v1/jobs/job_[0-9a-f]{32}/result$", await page.GetAttributeAsync("#download", "href"));
-        Assert.Equal(12.0, await page.EvalOnSelectorAsync<double>("#progress", "p => p.max"));
-        Assert.Equal(12.0, await page.EvalOnSelectorAsync<double>("#progress", "p => p.value"));
+        Assert.Equal(steps, await page.EvalOnSelectorAsync<double>("#progress", "p => p.max"));
+        Assert.Equal(steps, await page.EvalOnSelectorAsync<double>("#progress", "p => p.value"));
         Assert.Empty(consoleErrors);
 
         // Every run leaves artifacts/playground.png; docs/playground.png (committed, shown in the docs) is refreshed
