@@ -169,18 +169,8 @@ public class AdminTrainingTests : IDisposable
     {
         // A served 1-channel 8×8 pixel model, so a job on the synthetic bands can fine-tune it (same architecture).
         string modelDir = Path.Combine(root, "served");
-        Directory.CreateDirectory(modelDir);
-        var config = new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 };
-        using (var model = new DiT(config))
-        using (var scope = NewDisposeScope())
-        {
-            using (no_grad()) foreach (var (name, p) in model.named_parameters()) if (name != "pos_embed") p.normal_(0, 0.05);
-            CheckpointFile.SaveSafetensors(Path.Combine(modelDir, "model.safetensors"), model.state_dict());
-        }
-        File.WriteAllText(Path.Combine(modelDir, "model.json"), """
-            { "architecture": { "depth": 1, "hidden_size": 32, "num_heads": 2, "patch_size": 4 }, "input_size": 8, "in_channels": 1,
-              "num_classes": 2, "learn_sigma": true, "weights": "model.safetensors", "vae": null, "class_names": ["top", "bottom"] }
-            """);
+        RandomModel.Write(modelDir, new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 },
+            ["top", "bottom"]);
         using var server = Server(modelDir);
         var client = Admin(server);
         const string body = """{ "class_label": 1, "steps": 150, "seed": 5, "cfg_scale": 2 }""";

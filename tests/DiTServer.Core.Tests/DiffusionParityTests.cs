@@ -117,14 +117,7 @@ public class DiffusionParityTests
         using var model = DiTParityTests.LoadTiny("dit-tiny/model.pt");
         using var scope = NewDisposeScope();
         var f = Fixtures.Load($"dit-tiny/sample-{k}.safetensors");
-        var meta = SafetensorsMetadata.Read(Fixtures.PathOf($"dit-tiny/sample-{k}.safetensors"));
-        var options = new SamplingOptions
-        {
-            Sampler = meta["sampler"] == "ddim" ? SamplerKind.Ddim : SamplerKind.Ddpm,
-            Steps = int.Parse(meta["steps"]),
-            CfgScale = double.Parse(meta["cfg_scale"], System.Globalization.CultureInfo.InvariantCulture),
-            Seed = long.Parse(meta["seed"]),
-        };
+        var options = Fixtures.SampleOptions(k);
         var labels = f["labels"].data<long>().ToArray();
         var samples = LatentSampler.Sample(model, labels, options, CPU);
         double maxRef = f["samples"].abs().max().item<float>();

@@ -13,6 +13,19 @@ public static class Fixtures
 
     public static string PathOf(string relative) => FixturePaths.Of(relative);
 
+    /// <summary>The sampling settings of <c>dit-tiny/sample-K.safetensors</c>, from its header's metadata.</summary>
+    public static Sampling.SamplingOptions SampleOptions(int k)
+    {
+        var meta = SafetensorsMetadata.Read(PathOf($"dit-tiny/sample-{k}.safetensors"));
+        return new Sampling.SamplingOptions
+        {
+            Sampler = meta["sampler"] == "ddim" ? Sampling.SamplerKind.Ddim : Sampling.SamplerKind.Ddpm,
+            Steps = int.Parse(meta["steps"]),
+            CfgScale = double.Parse(meta["cfg_scale"], System.Globalization.CultureInfo.InvariantCulture),
+            Seed = long.Parse(meta["seed"]),
+        };
+    }
+
     /// <summary>All tensors of a safetensors file.</summary>
     public static Dictionary<string, Tensor> Load(string relative) => Safetensors.LoadStateDict(PathOf(relative));
 

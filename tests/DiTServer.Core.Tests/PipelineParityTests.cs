@@ -4,6 +4,7 @@ using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Vae;
+using DiTServer.Tests.Shared;
 using SixLabors.ImageSharp;
 using static TorchSharp.torch;
 
@@ -20,14 +21,7 @@ public class PipelineParityTests
     {
         using var model = LoadedModel.Load(Fixtures.PathOf("dit-tiny"));
         using var scope = NewDisposeScope();
-        var meta = SafetensorsMetadata.Read(Fixtures.PathOf($"dit-tiny/sample-{k}.safetensors"));
-        var options = new SamplingOptions
-        {
-            Sampler = meta["sampler"] == "ddim" ? SamplerKind.Ddim : SamplerKind.Ddpm,
-            Steps = int.Parse(meta["steps"]),
-            CfgScale = double.Parse(meta["cfg_scale"], System.Globalization.CultureInfo.InvariantCulture),
-            Seed = long.Parse(meta["seed"]),
-        };
+        var options = Fixtures.SampleOptions(k);
         var labels = Fixtures.Load($"dit-tiny/sample-{k}.safetensors")["labels"].data<long>().Select(l => (int)l).ToArray();
         var images = ImagePipeline.Generate(model, labels, options);
         var expected = Fixtures.Load($"dit-tiny/pixels-{k}.safetensors")["pixels"];
@@ -99,18 +93,8 @@ public class PipelineParityTests
         var dir = Directory.CreateTempSubdirectory("dit-pixel-").FullName;
         try
         {
-            var config = new DiTConfig { InputSize = 12, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 3 };
-            using (var model = new DiT(config))
-            using (var scope = NewDisposeScope())
-            {
-                using (no_grad()) foreach (var (name, p) in model.named_parameters()) if (name != "pos_embed") p.normal_(0, 0.05);
-                CheckpointFile.SaveSafetensors(Path.Combine(dir, "model.safetensors"), model.state_dict());
-            }
-            File.WriteAllText(Path.Combine(dir, "model.json"), """
-                { "architecture": { "depth": 1, "hidden_size": 32, "num_heads": 2, "patch_size": 4 },
-                  "input_size": 12, "in_channels": 1, "num_classes": 3, "learn_sigma": true,
-                  "weights": "model.safetensors", "vae": null, "class_names": ["circle", "square", "triangle"] }
-                """);
+            RandomModel.Write(dir, new DiTConfig { InputSize = 12, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 3 },
+                ["circle", "square", "triangle"]);
             using var loaded = LoadedModel.Load(dir);
             Assert.Equal((12, 1), (loaded.ImageSize, loaded.ImageChannels));
             Assert.Equal(2, loaded.Classes.TryResolve("Triangle", 3, out var id, out _) ? id : -1);
