@@ -7,7 +7,7 @@ public static class CommandLine
 {
     public const int ExitOk = 0, ExitFailure = 1, ExitUsage = 2;
 
-    private static readonly string[] Verbs = ["sample", "bench", "train", "export", "eval"];
+    private static readonly string[] Verbs = ["sample", "bench", "train", "export", "eval", "models"];
 
     public static bool IsVerb(string[] args) =>
         args.Length > 0 && (Verbs.Contains(args[0]) || args[0] is "--help" or "-h" or "-?" or "--version");
@@ -23,6 +23,7 @@ public static class CommandLine
             TrainCommand.Create(stdout, stderr),
             ExportCommand.Create(stdout, stderr),
             EvalCommand.Create(stdout, stderr),
+            ModelsCommand.Create(stdout, stderr),
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
