@@ -9,7 +9,13 @@ using DiTServer.Api.Observability;
 if (CommandLine.IsVerb(args))
     return await CommandLine.RunAsync(args);
 
-var builder = WebApplication.CreateBuilder(args);
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+{
+    Args = args,
+    // The playground ships beside the binaries (build and publish output), so it is found whatever folder the
+    // process starts in (`dotnet run` keeps the caller's folder so that relative model paths mean what was typed).
+    WebRootPath = Path.Combine(AppContext.BaseDirectory, "wwwroot"),
+});
 builder.AddServerLogging();
 builder.AddServerObservability();
 builder.AddDiTServing();
