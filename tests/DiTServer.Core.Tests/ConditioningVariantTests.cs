@@ -19,7 +19,7 @@ public class ConditioningVariantTests
     {
         using var model = new DiT(Config(c));
         using var scope = NewDisposeScope();
-        using (no_grad()) foreach (var (name, p) in model.named_parameters()) if (name != "pos_embed") p.normal_(0, 0.1);
+        model.RandomizeWeights(0.1);
         model.eval();
         using var _ = no_grad();
         var x = randn(1, 4, 8, 8);

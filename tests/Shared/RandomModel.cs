@@ -1,6 +1,5 @@
 using DiTServer.Core.Model;
 using DiTServer.Core.Training;
-using static TorchSharp.torch;
 
 namespace DiTServer.Tests.Shared;
 
@@ -11,9 +10,7 @@ public static class RandomModel
     public static void Write(string folder, DiTConfig config, IReadOnlyList<string> classNames, double std = 0.05)
     {
         using var model = new DiT(config);
-        using (no_grad())
-            foreach (var (name, p) in model.named_parameters())
-                if (name != "pos_embed") p.normal_(0, std); // the official init zeroes the output; random weights make it non-trivial
+        model.RandomizeWeights(std);
         ModelExport.Write(folder, new DirectoryInfo(folder).Name, config, model, model: null, classNames);
     }
 }

@@ -286,6 +286,15 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         init.zeros_(projection.bias!);
     }
 
+    /// <summary>Replaces every weight but the fixed position embedding with N(0, std²) draws: for benchmarks and tests,
+    /// where the official init (zeroed adaLN and output) would make the forward trivial.</summary>
+    public void RandomizeWeights(double std, Generator? generator = null)
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in named_parameters())
+            if (name != "pos_embed") p.normal_(0, std, generator);
+    }
+
     /// <summary>U(−a, a) with a = √(6 / (fan_in + fan_out)): torch's xavier_uniform_, which draws exactly this.</summary>
     private static void XavierUniform(Tensor weight, Generator? generator)
     {

@@ -70,9 +70,7 @@ public static class PeakBenchmark
     private static void Model(TextWriter stdout, string name, DiTConfig config, int[] batches, int iters, double peak)
     {
         using var model = new DiT(config);
-        using (no_grad())
-            foreach (var (n, p) in model.named_parameters())
-                if (n != "pos_embed") p.normal_(0, 0.02); // the official init zeroes adaLN; random weights make the forward real
+        model.RandomizeWeights(0.02); // the official init zeroes adaLN; random weights make the forward real
         model.eval();
         double gflop = ForwardFlops(config) / 1e9;
         bool warm = false;
@@ -168,9 +166,7 @@ public static class PeakBenchmark
         using var mode = inference_mode();
         var config = DiTConfig.FromPreset("DiT-XL/2") with { InputSize = 32 };
         using var model = new DiT(config);
-        using (no_grad())
-            foreach (var (n, p) in model.named_parameters())
-                if (n != "pos_embed") p.normal_(0, 0.02);
+        model.RandomizeWeights(0.02);
         model.eval();
         double gflop = ForwardFlops(config) / 1e9 * batch;
         stdout.WriteLine($"# bench peak --compare-block-scopes {batch}: torch threads {get_num_threads()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
