@@ -41,6 +41,20 @@ public class SampleCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Bf16_sample_runs_and_its_png_says_so()
+    {
+        string fp32 = Path.Combine(outDir, "fp32"), bf16 = Path.Combine(outDir, "bf16");
+        foreach (var (dir, precision) in new[] { (fp32, "fp32"), (bf16, "bf16") })
+        {
+            var (code, _, err) = await Run("sample", "--model", TestPaths.TinyModel, "--labels", "3", "--steps", "4", "--seed", "5", "--precision", precision, "--out", dir);
+            Assert.True(code == 0, err);
+        }
+        var text = System.Text.Encoding.Latin1.GetString(File.ReadAllBytes(Path.Combine(bf16, "0.png")));
+        Assert.Contains("precision\0bf16", text); // a tEXt chunk: keyword, NUL, value
+        Assert.DoesNotContain("precision\0", System.Text.Encoding.Latin1.GetString(File.ReadAllBytes(Path.Combine(fp32, "0.png"))));
+    }
+
+    [Fact]
     public async Task Same_seed_gives_identical_png_bytes()
     {
         string a = Path.Combine(outDir, "a"), b = Path.Combine(outDir, "b");
@@ -61,6 +75,8 @@ public class SampleCommandTests : IDisposable
     [InlineData("unknown sampler", "--sampler", "euler")]
     [InlineData("unknown guidance", "--guidance", "some")]
     [InlineData("CUDA", "--device", "cuda")]
+    [InlineData("tf32 needs a CUDA device", "--precision", "tf32")]
+    [InlineData("unknown precision", "--precision", "fp8")]
     public async Task Bad_options_exit_2_with_one_line(string expected, string option, string value)
     {
         var args = new List<string> { "sample", "--model", TestPaths.TinyModel, "--labels", "1", "--steps", "2", "--out", outDir };

@@ -20,15 +20,17 @@ public static class BenchCommand
         var gflops = new Option<double>("--gflops-per-image") { Description = "Forward cost per image in the paper's Gflops (118.6 for DiT-XL/2 at 256); fvcore counts a multiply-add as one, so real FLOPs are twice that", DefaultValueFactory = _ => 118.6 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads");
+        var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16", DefaultValueFactory = _ => "fp32" };
 
         var forward = new Command("forward", "Time DiT forward passes (random weights, inference mode)")
         {
-            arch, imageSize, batches, warmup, iters, gflops, device, threads,
+            arch, imageSize, batches, warmup, iters, gflops, device, threads, precision,
         };
         forward.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             var dev = DeviceOption.Parse(parse.GetValue(device)!);
+            var mode = DeviceOption.ParsePrecision(parse.GetValue(precision)!, dev);
             int size = parse.GetValue(imageSize);
             if (size <= 0 || size % 8 != 0) throw new UsageException("--image-size must be a positive multiple of 8");
             var config = DiTConfig.FromPreset(parse.GetValue(arch)!) with { InputSize = size / 8 };
@@ -39,7 +41,8 @@ public static class BenchCommand
             using var model = new DiT(config);
             model.RandomizeWeights(0.02); // official init zeroes adaLN and the output; timing is the same, but random weights make it a real forward
             model.to(dev).eval();
-            stdout.WriteLine($"# {parse.GetValue(arch)} at {size}px (latent {config.InputSize}, {config.NumPatches} tokens), device {dev}, torch threads {get_num_threads()}, {DateTime.UtcNow:yyyy-MM-dd}");
+            mode.Apply(model);
+            stdout.WriteLine($"# {parse.GetValue(arch)} at {size}px (latent {config.InputSize}, {config.NumPatches} tokens), {mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd}");
             stdout.WriteLine("batch\tmedian_ms\tms_per_image\tpaper_Gflops/s\tGFLOP/s(2x)");
             foreach (var batch in sizes)
             {
@@ -47,7 +50,7 @@ public static class BenchCommand
                 for (int i = 0; i < nWarm + nIter; i++)
                 {
                     using var scope = NewDisposeScope();
-                    using var mode = inference_mode();
+                    using var inference = inference_mode();
                     var x = randn(batch, config.InChannels, config.InputSize, config.InputSize, device: dev);
                     var t = randint(0, 1000, new long[] { batch }, device: dev);
                     var y = randint(0, config.NumClasses, new long[] { batch }, device: dev);
@@ -63,7 +66,7 @@ public static class BenchCommand
             }
             return CommandLine.ExitOk;
         }));
-        var bench = new Command("bench", "Benchmarks and reliability runs (programs, not tests)") { forward, CreateSgemm(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
+        var bench = new Command("bench", "Benchmarks and reliability runs (programs, not tests)") { forward, CreateSgemm(stdout, stderr), GenerateBenchmark.Create(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
         foreach (var c in Evidence.EvidenceCommands.Create(stdout, stderr)) bench.Subcommands.Add(c);
         return bench;
     }
@@ -76,25 +79,31 @@ public static class BenchCommand
         var n = new Option<int>("--n") { DefaultValueFactory = _ => 1152 };
         var iters = new Option<int>("--iters") { DefaultValueFactory = _ => 10 };
         var threads = new Option<int?>("--threads");
-        var command = new Command("sgemm", "Time (m×k)·(k×n) float32 matmuls (median of --iters after 2 warm-ups)") { m, k, n, iters, threads };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
+        var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16 operands", DefaultValueFactory = _ => "fp32" };
+        var command = new Command("sgemm", "Time (m×k)·(k×n) matmuls (median of --iters after 2 warm-ups)") { m, k, n, iters, threads, device, precision };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
+            var dev = DeviceOption.Parse(parse.GetValue(device)!);
+            var mode = DeviceOption.ParsePrecision(parse.GetValue(precision)!, dev);
+            torch.backends.cuda.matmul.allow_tf32 = mode == Core.Model.Precision.TF32;
+            var type = mode == Core.Model.Precision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
             long rows = parse.GetValue(m), inner = parse.GetValue(k), cols = parse.GetValue(n);
             if (rows < 1 || inner < 1 || cols < 1) throw new UsageException("--m, --k and --n must be positive");
-            using var a = randn(rows, inner);
-            using var b = randn(inner, cols);
+            using var a = randn(rows, inner, dtype: type, device: dev);
+            using var b = randn(inner, cols, dtype: type, device: dev);
             var times = new List<double>();
             for (int i = 0; i < 2 + Math.Max(1, parse.GetValue(iters)); i++)
             {
                 var sw = Stopwatch.StartNew();
-                using (var c = a.matmul(b)) { }
+                using (var c = a.matmul(b)) { if (dev.type == DeviceType.CUDA) cuda.synchronize(); }
                 if (i >= 2) times.Add(sw.Elapsed.TotalMilliseconds);
             }
             times.Sort();
             double median = times[times.Count / 2], gflop = 2.0 * rows * inner * cols / 1e9;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"sgemm ({rows}x{inner})·({inner}x{cols}): {gflop:F1} GFLOP, median {median:F1} ms, {gflop / (median / 1000):F1} GFLOP/s, torch threads {get_num_threads()}"));
+                $"sgemm ({rows}x{inner})·({inner}x{cols}): {gflop:F1} GFLOP, median {median:F1} ms, {gflop / (median / 1000):F1} GFLOP/s, {mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}"));
             return CommandLine.ExitOk;
         }));
         return command;

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using DiTServer.Core.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -17,6 +18,14 @@ public static partial class DeviceOption
         int index = m.Groups[2].Success ? int.Parse(m.Groups[2].Value) : 0;
         if (index >= cuda.device_count()) throw new UsageException($"device '{value}': only {cuda.device_count()} CUDA device(s)");
         return new Device(DeviceType.CUDA, index);
+    }
+
+    /// <summary>fp32 | tf32 | bf16, checked against the device (tf32 is CUDA only).</summary>
+    public static Precision ParsePrecision(string value, Device device)
+    {
+        if (!PrecisionExtensions.TryParse(value, out var precision)) throw new UsageException($"unknown precision '{value}'; use fp32, tf32 or bf16");
+        if (precision.Unsupported(device) is { } why) throw new UsageException(why);
+        return precision;
     }
 
     public static void ApplyThreads(int? threads)

@@ -22,10 +22,11 @@ public static class SampleCommand
         var output = new Option<string>("--out") { Description = "Output folder for 0.png, 1.png, …", Required = true };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
+        var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16: how the DiT computes", DefaultValueFactory = _ => "fp32" };
 
         var command = new Command("sample", "Generate images with a DiT model and write them as PNG files")
         {
-            model, labels, steps, cfg, seed, sampler, eta, guidance, output, device, threads,
+            model, labels, steps, cfg, seed, sampler, eta, guidance, output, device, threads, precision,
         };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
@@ -41,9 +42,10 @@ public static class SampleCommand
             ValidateOptions(options);
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             var torchDevice = DeviceOption.Parse(parse.GetValue(device)!);
+            var computePrecision = DeviceOption.ParsePrecision(parse.GetValue(precision)!, torchDevice);
             string outDir = parse.GetValue(output)!;
 
-            using var loaded = LoadedModel.Load(parse.GetValue(model)!, torchDevice);
+            using var loaded = LoadedModel.Load(parse.GetValue(model)!, torchDevice, computePrecision);
             var labelIds = ResolveLabels(parse.GetValue(labels)!, loaded.Classes, loaded.Config.NumClasses);
             if (options.CfgScale != 1 && loaded.Config.ClassDropoutProb <= 0)
                 throw new UsageException("this model has no null class, so --cfg must be 1");

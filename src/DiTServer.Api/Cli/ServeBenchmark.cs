@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -14,7 +15,10 @@ public static class ServeBenchmark
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file", Required = true };
+        var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file (or use --arch)" };
+        var arch = new Option<string>("--arch") { Description = "Instead of --model: a preset with random weights (and a random SD VAE), e.g. DiT-XL/2" };
+        var imageSize = new Option<int>("--image-size") { Description = "With --arch: image size in pixels", DefaultValueFactory = _ => 256 };
+        var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16", DefaultValueFactory = _ => "fp32" };
         var requests = new Option<int>("--requests") { Description = "Throughput: one-image requests submitted at once", DefaultValueFactory = _ => 32 };
         var steps = new Option<int>("--steps") { Description = "Throughput: steps per request", DefaultValueFactory = _ => 50 };
         var cfg = new Option<double>("--cfg") { Description = "Guidance scale of every request", DefaultValueFactory = _ => 4.0 };
@@ -27,19 +31,26 @@ public static class ServeBenchmark
 
         var command = new Command("serve", "Server throughput vs the raw sampler loop, and mixed-workload latency under step vs request batching")
         {
-            model, requests, steps, cfg, maxRows, mixed, shortSteps, longSteps, device, threads,
+            model, arch, imageSize, precision, requests, steps, cfg, maxRows, mixed, shortSteps, longSteps, device, threads,
         };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
-            using var loaded = LoadedModel.Load(parse.GetValue(model)!, DeviceOption.Parse(parse.GetValue(device)!));
+            var dev = DeviceOption.Parse(parse.GetValue(device)!);
+            var mode = DeviceOption.ParsePrecision(parse.GetValue(precision)!, dev);
+            using var loaded = (parse.GetValue(model), parse.GetValue(arch)) switch
+            {
+                ({ } folder, null) => LoadedModel.Load(folder, dev, mode),
+                (null, { } preset) => GenerateBenchmark.RandomModel(preset, parse.GetValue(imageSize), dev, mode),
+                _ => throw new UsageException("give either --model or --arch"),
+            };
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows), m = parse.GetValue(mixed);
             double scale = parse.GetValue(cfg);
             if (n < 1 || m < 2 || rows < 2) throw new UsageException("--requests ≥ 1, --mixed ≥ 2 and --max-batch-rows ≥ 2");
             int classes = loaded.Config.NumClasses;
             SamplingOptions Options(int s, long seed) => new() { Steps = s, CfgScale = scale, Seed = seed };
 
-            stdout.WriteLine($"# bench serve: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, " +
+            stdout.WriteLine($"# bench serve: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, " +
                 $"torch threads {TorchSharp.torch.get_num_threads()}, cfg {scale.ToString(CultureInfo.InvariantCulture)}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd}");
 
             // 1. Throughput: the same n one-image requests, one after another through the sample verb's pipeline, then all at once through the engine.
@@ -55,30 +66,31 @@ public static class ServeBenchmark
             });
             double raw = n / rawWall.TotalSeconds;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"throughput\traw sampler loop\t{n} requests x {parse.GetValue(steps)} steps\t{raw:F2} images/s"));
-            foreach (var mode in new[] { BatchingMode.Step, BatchingMode.Request })
+            foreach (var batching in new[] { BatchingMode.Step, BatchingMode.Request })
             {
-                var (wall, _) = await RunEngine(loaded, mode, rows, throughput, ct);
+                var (wall, _) = await RunEngine(loaded, batching, rows, throughput, ct);
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"throughput\tserver, {mode.ToString().ToLowerInvariant()} batching\t{n} requests x {parse.GetValue(steps)} steps\t{n / wall.TotalSeconds:F2} images/s ({n / wall.TotalSeconds / raw:F2}x raw)"));
+                    $"throughput\tserver, {batching.ToString().ToLowerInvariant()} batching\t{n} requests x {parse.GetValue(steps)} steps\t{n / wall.TotalSeconds:F2} images/s ({n / wall.TotalSeconds / raw:F2}x raw)"));
             }
 
             // 2. Mixed: short and long requests arriving together; latency per request from submission to PNG.
             int s1 = parse.GetValue(shortSteps), s2 = parse.GetValue(longSteps);
             var mix = Enumerable.Range(0, m).Select(i => new GenerationParameters(i % classes, 1, Options(i % 2 == 0 ? s2 : s1, 1000 + i))).ToList();
             stdout.WriteLine("mixed\tbatching\trequests\tp50_ms\tp95_ms\tshort_p50_ms\tshort_p95_ms\tlong_p50_ms\tlong_p95_ms\twall_s");
-            foreach (var mode in new[] { BatchingMode.Step, BatchingMode.Request })
+            foreach (var batching in new[] { BatchingMode.Step, BatchingMode.Request })
             {
-                var (wall, latencies) = await RunEngine(loaded, mode, rows, mix, ct);
+                var (wall, latencies) = await RunEngine(loaded, batching, rows, mix, ct);
                 var all = latencies.Select(l => l.TotalMilliseconds).ToList();
                 var shorts = latencies.Where((_, i) => mix[i].Sampling.Steps == s1).Select(l => l.TotalMilliseconds).ToList();
                 var longs = latencies.Where((_, i) => mix[i].Sampling.Steps == s2).Select(l => l.TotalMilliseconds).ToList();
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"mixed\t{mode.ToString().ToLowerInvariant()}\t{m} ({s1}/{s2} steps)\t{P(all, 50):F0}\t{P(all, 95):F0}\t{P(shorts, 50):F0}\t{P(shorts, 95):F0}\t{P(longs, 50):F0}\t{P(longs, 95):F0}\t{wall.TotalSeconds:F2}"));
+                    $"mixed\t{batching.ToString().ToLowerInvariant()}\t{m} ({s1}/{s2} steps)\t{P(all, 50):F0}\t{P(all, 95):F0}\t{P(shorts, 50):F0}\t{P(shorts, 95):F0}\t{P(longs, 50):F0}\t{P(longs, 95):F0}\t{wall.TotalSeconds:F2}"));
             }
             return CommandLine.ExitOk;
         }));
         return command;
     }
+
 
     /// <summary>Submits every request at once to a fresh engine and waits for all; returns the wall time and each request's latency.</summary>
     private static async Task<(TimeSpan Wall, TimeSpan[] Latencies)> RunEngine(LoadedModel model, BatchingMode mode, int maxRows,

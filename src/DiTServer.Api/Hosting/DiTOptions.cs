@@ -17,4 +17,8 @@ public sealed class DiTOptions
     /// <summary><c>cpu</c> or <c>cuda[:index]</c>.</summary>
     [Required, RegularExpression(@"^(cpu|cuda(:\d+)?)$", ErrorMessage = "DiT:Device must be cpu or cuda[:index]")]
     public string Device { get; set; } = "cpu";
+
+    /// <summary><c>fp32</c> (the parity reference), <c>tf32</c> (CUDA only) or <c>bf16</c>: how the DiT computes.</summary>
+    [Required, RegularExpression(@"^(fp32|tf32|bf16)$", ErrorMessage = "DiT:Precision must be fp32, tf32 or bf16")]
+    public string Precision { get; set; } = "fp32";
 }

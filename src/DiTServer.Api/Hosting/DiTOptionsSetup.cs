@@ -15,6 +15,8 @@ public sealed class DiTOptionsSetup(IHostEnvironment environment) : IPostConfigu
 
     public ValidateOptionsResult Validate(string? name, DiTOptions options)
     {
+        if (options.Precision == "tf32" && !options.Device.StartsWith("cuda", StringComparison.Ordinal))
+            return ValidateOptionsResult.Fail("DiT:Precision tf32 needs DiT:Device cuda (TF32 is a GPU tensor-core format)");
         if (string.IsNullOrWhiteSpace(options.Model)) return ValidateOptionsResult.Skip; // [Required] reports it
         var path = Path.GetFullPath(options.Model, environment.ContentRootPath);
         if (!File.Exists(path) && !Directory.Exists(path))

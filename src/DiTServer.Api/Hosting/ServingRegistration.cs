@@ -1,6 +1,7 @@
 using DiTServer.Api.Cli;
 using DiTServer.Api.Observability;
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Model;
 using DiTServer.Core.Serving;
 using Microsoft.Extensions.Options;
 
@@ -23,7 +24,8 @@ public static class ServingRegistration
         {
             var o = sp.GetRequiredService<IOptions<DiTOptions>>().Value;
             var path = Path.GetFullPath(o.Model!, sp.GetRequiredService<IHostEnvironment>().ContentRootPath);
-            return LoadedModel.Load(path, DeviceOption.Parse(o.Device));
+            PrecisionExtensions.TryParse(o.Precision, out var precision); // the options validator has checked the spelling
+            return LoadedModel.Load(path, DeviceOption.Parse(o.Device), precision);
         });
         services.AddSingleton(sp => new GenerationQueue(sp.GetRequiredService<IOptions<ServingOptions>>().Value.QueueCapacity));
         services.AddSingleton<ServingMetrics>();
@@ -54,8 +56,8 @@ public static class ServingRegistration
                 return $"bad configuration: {e.Message}"; // a value that does not convert, e.g. Jobs:ResultTtl=banana
             }
             var model = app.Services.GetRequiredService<LoadedModel>();
-            app.Logger.LogInformation("Serving {Model} ({Architecture}, {Size}px, {Classes} classes) on {Device}",
-                model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.Config.NumClasses, model.Device);
+            app.Logger.LogInformation("Serving {Model} ({Architecture}, {Size}px, {Classes} classes) on {Device}, {Precision}",
+                model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.Config.NumClasses, model.Device, model.Precision.ToOptionValue());
             return null;
         }
         catch (OptionsValidationException e) { return string.Join("; ", e.Failures); }

@@ -14,6 +14,7 @@ public sealed class LoadedModel : IDisposable
     public AutoencoderKL? Vae { get; init; }
     public required ClassNames Classes { get; init; }
     public required Device Device { get; init; }
+    public Precision Precision { get; init; } = Precision.Float32;
 
     public string Name => Manifest.Name;
     public DiTConfig Config => Model.Config;
@@ -26,9 +27,11 @@ public sealed class LoadedModel : IDisposable
 
     /// <summary>Loads a model folder (with model.json) or manifest file strictly: weights on the CPU, then moved.</summary>
     /// <exception cref="InvalidDataException">Bad manifest, unreadable file, or weights that do not fit (named key and shapes).</exception>
-    public static LoadedModel Load(string folderOrManifest, Device? device = null)
+    /// <param name="precision">How the DiT computes (the VAE stays float32; TF32 reaches it too, being process-wide).</param>
+    public static LoadedModel Load(string folderOrManifest, Device? device = null, Precision precision = Precision.Float32)
     {
         device ??= CPU;
+        if (precision.Unsupported(device) is { } why) throw new ArgumentException(why);
         var manifest = ModelManifest.Load(folderOrManifest);
         var classes = LoadClassNames(manifest);
         var model = new DiT(manifest.Config);
@@ -53,6 +56,7 @@ public sealed class LoadedModel : IDisposable
                 model.to(device);
                 vae?.to(device);
             }
+            precision.Apply(model);
         }
         catch (StateDictMismatchException e)
         {
@@ -66,7 +70,31 @@ public sealed class LoadedModel : IDisposable
             vae?.Dispose();
             throw;
         }
-        return new LoadedModel { Manifest = manifest, Model = model, Vae = vae, Classes = classes, Device = device };
+        return new LoadedModel { Manifest = manifest, Model = model, Vae = vae, Classes = classes, Device = device, Precision = precision };
+    }
+
+    /// <summary>A model with random weights (N(0, 0.02), and a random Stable Diffusion VAE when the DiT takes 4-channel
+    /// latents) for benchmarks: the same arithmetic as released weights, with nothing to download.</summary>
+    public static LoadedModel Random(string preset, int imageSize, Device device, Precision precision = Precision.Float32)
+    {
+        if (precision.Unsupported(device) is { } why) throw new ArgumentException(why);
+        var latent = DiTConfig.FromPreset(preset);
+        bool useVae = latent.InChannels == VaeConfig.StableDiffusion.LatentChannels;
+        int factor = useVae ? VaeConfig.StableDiffusion.DownsamplingFactor : 1;
+        if (imageSize <= 0 || imageSize % (factor * latent.PatchSize) != 0)
+            throw new ArgumentException($"image size must be a positive multiple of {factor * latent.PatchSize} for {preset}");
+        var config = latent with { InputSize = imageSize / factor };
+        var model = new DiT(config);
+        model.RandomizeWeights(0.02);
+        model.to(device).eval();
+        var vae = useVae ? new AutoencoderKL(VaeConfig.StableDiffusion) : null;
+        vae?.to(device).eval();
+        precision.Apply(model);
+        var manifest = new ModelManifest
+        {
+            ManifestPath = "(random weights)", Name = $"random {preset}", ArchitectureName = preset, Config = config, WeightsPath = "(random)",
+        };
+        return new LoadedModel { Manifest = manifest, Model = model, Vae = vae, Classes = LoadClassNames(manifest), Device = device, Precision = precision };
     }
 
     private static ClassNames LoadClassNames(ModelManifest manifest)

@@ -1,5 +1,6 @@
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
+using DiTServer.Core.Model;
 using static TorchSharp.torch;
 
 namespace DiTServer.Core.Sampling;
@@ -45,6 +46,8 @@ public static class ImagePipeline
         yield return new("guidance", o.Guidance.ToString().ToLowerInvariant());
         if (o.Sampler == SamplerKind.Ddim) yield return new("eta", o.Eta.ToString("R", inv));
         yield return new("seed", o.Seed.ToString(inv));
+        // tf32/bf16 change the low bits, so the seed alone no longer reproduces such an image under fp32.
+        if (model.Precision != Model.Precision.Float32) yield return new("precision", model.Precision.ToOptionValue());
         // One generator per request draws all rows, so an image is reproduced by its seed and its place in the batch.
         yield return new("batch_labels", string.Join(",", labels));
         yield return new("batch_index", index.ToString(inv));

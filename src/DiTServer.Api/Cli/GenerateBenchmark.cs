@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Imaging;
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Vae;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiTServer.Api.Cli;
+
+/// <summary><c>bench generate</c>: images/s of whole generations (sampler loop + VAE decode + pixels on the host)
+/// by batch size and precision, with random weights (a random SD VAE for latent models).</summary>
+/// <remarks>Each point is one generation of <c>batch</c> images (2·batch rows with guidance) after a short warm-up at
+/// that shape, so cuBLAS/cuDNN have picked their kernels; the clock stops when the uint8 pixels reach the host,
+/// which also waits for the device.</remarks>
+public static class GenerateBenchmark
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var arch = new Option<string>("--arch") { Description = "DiT preset", DefaultValueFactory = _ => "DiT-XL/2" };
+        var imageSize = new Option<int>("--image-size") { Description = "Image size in pixels (latent = size/8 with the VAE)", DefaultValueFactory = _ => 256 };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 50 };
+        var sampler = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddim" };
+        var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 4.0 };
+        var batches = new Option<string>("--batch") { Description = "Comma-separated images per generation", DefaultValueFactory = _ => "1,2,4,8,16,32,64" };
+        var precisions = new Option<string>("--precision") { Description = "Comma-separated: fp32, tf32, bf16", DefaultValueFactory = _ => "fp32" };
+        var iters = new Option<int>("--iters") { Description = "Timed generations per point (median reported)", DefaultValueFactory = _ => 1 };
+        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
+        var threads = new Option<int?>("--threads");
+
+        var command = new Command("generate", "Images/s of full generations (DiT sampling + VAE decode) by batch size and precision, random weights")
+        {
+            arch, imageSize, steps, sampler, cfg, batches, precisions, iters, device, threads,
+        };
+        command.SetAction(parse => CommandLine.Guard(stderr, () =>
+        {
+            DeviceOption.ApplyThreads(parse.GetValue(threads));
+            var dev = DeviceOption.Parse(parse.GetValue(device)!);
+            int size = parse.GetValue(imageSize);
+            string preset = parse.GetValue(arch)!;
+            var options = new SamplingOptions
+            {
+                Steps = parse.GetValue(steps),
+                CfgScale = parse.GetValue(cfg),
+                Sampler = SampleCommand.ParseSampler(parse.GetValue(sampler)!),
+                Seed = 0,
+            };
+            SampleCommand.ValidateOptions(options);
+            var sizes = ParseList(parse.GetValue(batches)!, s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'"));
+            var modes = ParseList(parse.GetValue(precisions)!, s => DeviceOption.ParsePrecision(s, dev));
+            int nIter = Math.Max(1, parse.GetValue(iters));
+
+            bool header = false;
+            foreach (var precision in modes)
+            {
+                // A fresh model per precision: bf16 casts the weights in place, and the TF32 switches are process-wide.
+                using var loaded = RandomModel(preset, size, dev, precision);
+                var (model, decoder, config) = (loaded.Model, loaded.Vae, loaded.Config);
+                if (!header)
+                {
+                    stdout.WriteLine($"# bench generate: {preset} at {size}px ({config.NumPatches} tokens), {options.Steps} {options.Sampler.ToString().ToLowerInvariant()} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, VAE decode {(decoder is null ? "none (pixel space)" : "sd (random weights)")}, device {DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+                    stdout.WriteLine("precision\tbatch\tseconds\timages_per_s\tms_per_step\tdecode_ms");
+                    header = true;
+                }
+                foreach (var batch in sizes)
+                {
+                    var labels = Enumerable.Range(0, batch).Select(i => (long)(i % config.NumClasses)).ToArray();
+                    Generate(model, decoder, labels, options with { Steps = Math.Min(2, options.Steps) }, dev); // warm-up at this shape
+                    var runs = Enumerable.Range(0, nIter).Select(_ => Generate(model, decoder, labels, options, dev)).OrderBy(r => r.Total).ToList();
+                    var (total, decode) = runs[runs.Count / 2];
+                    stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{precision.ToOptionValue()}\t{batch}\t{total:F2}\t{batch / total:F2}\t{(total - decode) * 1000 / options.Steps:F1}\t{decode * 1000:F0}"));
+                    stdout.Flush();
+                }
+            }
+            return CommandLine.ExitOk;
+        }));
+        return command;
+    }
+
+    /// <returns>seconds for the whole generation and for its decode part.</returns>
+    private static (double Total, double Decode) Generate(DiT model, AutoencoderKL? vae, long[] labels, SamplingOptions options, Device device)
+    {
+        using var scope = NewDisposeScope();
+        using var mode = inference_mode();
+        var clock = Stopwatch.StartNew();
+        var latents = LatentSampler.Sample(model, labels, options, device);
+        if (device.type == DeviceType.CUDA) cuda.synchronize();
+        double sampled = clock.Elapsed.TotalSeconds;
+        var images = vae is null ? latents : vae.Decode(latents / vae.Config.ScalingFactor);
+        using var pixels = Pixels.ToUInt8(images); // on the host: waits for the device
+        double total = clock.Elapsed.TotalSeconds;
+        return (total, total - sampled);
+    }
+
+    internal static LoadedModel RandomModel(string preset, int imageSize, Device device, Precision precision)
+    {
+        try { return LoadedModel.Random(preset, imageSize, device, precision); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+    }
+
+    private static T[] ParseList<T>(string value, Func<string, T> parse) => value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(parse).ToArray();
+
+    internal static string DeviceName(Device device) =>
+        device.type == DeviceType.CUDA ? $"{device} ({cuda.device_count()} CUDA device(s))" : $"cpu, {get_num_threads()} torch threads";
+}
