@@ -1,9 +1,13 @@
 using System.Net;
 using System.Text.Json;
+using DiTServer.Api.Jobs;
 using DiTServer.Core.Model;
 using DiTServer.Tests.Shared;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats.Png;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using static DiTServer.Api.Tests.JobsTestClient;
 
 namespace DiTServer.Api.Tests;
@@ -174,5 +178,32 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
             Assert.Equal((16, 16), (final.Width, final.Height)); // the result keeps its full size
         }
         finally { Directory.Delete(dir, true); }
+    }
+}
+
+/// <summary><c>Jobs:PreviewMaxSize</c> is validated with the other job options (the server's start resolves them
+/// first and stops with the message), not at the first preview.</summary>
+public sealed class PreviewOptionsTests
+{
+    [Theory]
+    [InlineData("4")]
+    [InlineData("2048")]
+    public void Out_of_range_preview_max_size_is_refused_with_the_key_named(string value)
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration["Jobs:PreviewMaxSize"] = value;
+        builder.AddJobs();
+        using var app = builder.Build();
+        var error = Assert.Throws<OptionsValidationException>(() => app.Services.GetRequiredService<IOptions<JobOptions>>().Value);
+        Assert.Contains("Jobs:PreviewMaxSize must be between 8 and 1024", error.Message);
+    }
+
+    [Fact]
+    public void Default_preview_max_size_is_64()
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.AddJobs();
+        using var app = builder.Build();
+        Assert.Equal(64, app.Services.GetRequiredService<IOptions<JobOptions>>().Value.PreviewMaxSize);
     }
 }
