@@ -90,8 +90,13 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
     {
         const string plain = """{"class_label": 5, "num_images": 2, "steps": 8, "cfg_scale": 4, "seed": 7}""";
         const string previewed = """{"class_label": 5, "num_images": 2, "steps": 8, "cfg_scale": 4, "seed": 7, "preview_every": 1}""";
+        await server.Factory.WaitFor(s => s.Ready && s.ActiveRequests == 0 && s.QueueDepth == 0, "an idle engine");
+        long tensorsBefore = server.Factory.Engine.Snapshot().WorkerLiveTensors;
         var (plainEvents, plainResult) = await RunWatched(server.Factory, client, plain);
         var (previewEvents, previewResult) = await RunWatched(server.Factory, client, previewed);
+        await server.Factory.WaitFor(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "an idle engine");
+        // The kept x̂₀ and the preview tensors are all freed on the worker.
+        Assert.Equal(tensorsBefore, server.Factory.Engine.Snapshot().WorkerLiveTensors);
 
         Assert.Empty(PreviewSteps(plainEvents));
         Assert.Equal([1, 2, 3, 4, 5, 6, 7], PreviewSteps(previewEvents));
@@ -106,6 +111,21 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
 
         static List<string> Pngs(JsonElement result) =>
             result.GetProperty("images").EnumerateArray().Select(i => i.GetProperty("png_base64").GetString()!).ToList();
+    }
+
+    [Fact]
+    public async Task Cancelling_a_previewed_job_ends_its_stream_and_frees_its_tensors()
+    {
+        await server.Factory.WaitFor(s => s.Ready && s.ActiveRequests == 0 && s.QueueDepth == 0, "an idle engine");
+        long tensorsBefore = server.Factory.Engine.Snapshot().WorkerLiveTensors;
+        var (id, _, _) = await client.CreateJob("""{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1, "preview_every": 1}""");
+        using var events = await client.OpenEvents(id);
+        while (await events.Next() is { } e && e.Type != "preview") { }
+        Assert.Equal(HttpStatusCode.Accepted, (await client.DeleteAsync($"/v1/jobs/{id}")).StatusCode);
+        var rest = await events.ReadToEnd(10);
+        Assert.Equal("cancelled", rest[^1].Type); // nothing, not even a late preview, follows the final event
+        await server.Factory.WaitFor(s => s.ActiveRequests == 0 && s.ActiveRows == 0, "the cancelled job's rows to leave", 10);
+        Assert.Equal(tensorsBefore, server.Factory.Engine.Snapshot().WorkerLiveTensors);
     }
 
     [Fact]
