@@ -243,7 +243,7 @@ public sealed class GenerationEngine
     private void StepOnce()
     {
         var batch = scheduler.Pick(active);
-        // Runs whose step now is a preview step keep their x̂₀ (the sampler computes it anyway).
+        // Runs for which this step is a preview step keep its x̂₀ (the sampler computes it anyway).
         var previewing = batch.Where(a => a.Request.Preview is { } p && p.Wants(a.Run.StepsDone + 1, a.Run.TotalSteps)).ToList();
         var sw = Stopwatch.StartNew();
         var failures = runner.Step(batch.Select(a => a.Run).ToList(), previewing.Select(a => a.Run).ToHashSet());
