@@ -19,7 +19,7 @@ public sealed class ChromiumFactAttribute : FactAttribute
 }
 
 /// <summary>The playground page in headless Chromium against a real Kestrel server on the tiny model: load, pick a
-/// class, submit, watch the job finish, see the images; saves a screenshot (artifacts/playground.png, docs/playground.png).</summary>
+/// class, submit, watch the job's previews and then its images; saves a screenshot (artifacts/playground.png, docs/playground.png).</summary>
 public sealed class PlaygroundBrowserTests
 {
     private static readonly string[] ChromiumArgs =
@@ -35,9 +35,12 @@ public sealed class PlaygroundBrowserTests
         // refresh the documentation screenshot; by default it runs on the fixture model with 12 steps.
         var screenshotModel = Environment.GetEnvironmentVariable("DIT_SCREENSHOT_MODEL");
         int steps = screenshotModel is null ? 12 : 50;
+        // 40 ms per step: the page asks for a preview every ceil(steps / 10) steps, and each must stay on screen
+        // long enough to be seen before the next one (or the images) replaces it.
+        var delay = TimeSpan.FromMilliseconds(40);
         using var factory = screenshotModel is null
-            ? new ServerFactory(("Serving:MaxBatchRows", "16"))
-            : new ServerFactory(("Serving:MaxBatchRows", "16"), ("DiT:Model", Path.GetFullPath(screenshotModel)));
+            ? new ServerFactory(("Serving:MaxBatchRows", "16")) { StepDelay = delay }
+            : new ServerFactory(("Serving:MaxBatchRows", "16"), ("DiT:Model", Path.GetFullPath(screenshotModel))) { StepDelay = delay };
         factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
         factory.StartServer();
         var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
@@ -66,9 +69,19 @@ public sealed class PlaygroundBrowserTests
         await page.UncheckAsync("#random-seed");
         await page.FillAsync("#seed", "42");
         await page.FillAsync("#count", "4");
+        // Records every preview shown while the job runs (the images replace them at the end).
+        await page.EvaluateAsync("""
+            () => {
+              window.previewsSeen = [];
+              new MutationObserver(() => {
+                const shown = document.querySelectorAll('#results img.preview');
+                if (shown.length > 0) window.previewsSeen.push({ count: shown.length, caption: document.querySelector('#results figcaption').textContent });
+              }).observe(document.getElementById('results'), { childList: true });
+            }
+            """);
         await page.ClickAsync("#generate");
 
-        await page.Locator("#results img").Nth(3).WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
+        await page.Locator("#results img:not(.preview)").Nth(3).WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         Assert.Equal(4, await page.Locator("#results img").CountAsync());
         Assert.Equal("Done.", await page.TextContentAsync("#status"));
         Assert.True(await page.EvalOnSelectorAsync<bool>("#results img", "img => img.complete && img.naturalWidth > 0"), "the image did not decode");
@@ -77,6 +90,10 @@ public sealed class PlaygroundBrowserTests
         Assert.Equal(steps, await page.EvalOnSelectorAsync<double>("#progress", "p => p.max"));
         Assert.Equal(steps, await page.EvalOnSelectorAsync<double>("#progress", "p => p.value"));
         Assert.Empty(consoleErrors);
+        Assert.Equal(0, await page.Locator("#results img.preview").CountAsync()); // the previews gave way to the images
+        var previews = await page.EvaluateAsync<string[]>("() => window.previewsSeen.map(p => `${p.count} images, ${p.caption}`)");
+        Assert.NotEmpty(previews);
+        Assert.All(previews, p => Assert.Matches($"^4 images, #0 · step \\d+/{steps}$", p));
 
         // Every run leaves artifacts/playground.png; docs/playground.png (committed, shown in the docs) is refreshed
         // only when asked (DIT_UPDATE_SCREENSHOT=1) or missing, so test runs do not dirty the work tree.

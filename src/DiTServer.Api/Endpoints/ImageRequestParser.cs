@@ -17,8 +17,11 @@ public static class ImageRequestParser
     /// <summary>The model facts validation needs.</summary>
     public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest);
 
+    /// <param name="otherFields">Fields an endpoint reads itself before forwarding the rest here (e.g. the jobs'
+    /// <c>preview_every</c>); only named in the message about an unknown field.</param>
     /// <returns>The parameters, or null with <paramref name="errors"/> keyed by field ("body" for the whole body).</returns>
-    public static GenerationParameters? Parse(ReadOnlyMemory<byte> body, Limits limits, out Dictionary<string, string[]> errors)
+    public static GenerationParameters? Parse(ReadOnlyMemory<byte> body, Limits limits, out Dictionary<string, string[]> errors,
+        IReadOnlyList<string>? otherFields = null)
     {
         errors = new Dictionary<string, string[]>();
         JsonDocument doc;
@@ -36,7 +39,7 @@ public static class ImageRequestParser
         }
         try
         {
-            return ParseObject(doc, limits, errors);
+            return ParseObject(doc, limits, errors, otherFields ?? []);
         }
         catch (InvalidOperationException e)
         {
@@ -48,7 +51,7 @@ public static class ImageRequestParser
         finally { doc.Dispose(); }
     }
 
-    private static GenerationParameters? ParseObject(JsonDocument doc, Limits limits, Dictionary<string, string[]> errors)
+    private static GenerationParameters? ParseObject(JsonDocument doc, Limits limits, Dictionary<string, string[]> errors, IReadOnlyList<string> otherFields)
     {
         var root = doc.RootElement;
         if (root.ValueKind != JsonValueKind.Object)
@@ -60,7 +63,7 @@ public static class ImageRequestParser
         foreach (var p in root.EnumerateObject())
         {
             if (!Known.Contains(p.Name))
-                Add(errors, p.Name, $"unknown field '{p.Name}'; the fields are {string.Join(", ", Known)}");
+                Add(errors, p.Name, $"unknown field '{p.Name}'; the fields are {string.Join(", ", [.. Known, .. otherFields])}");
             else if (!fields.TryAdd(p.Name, p.Value))
                 Add(errors, p.Name, $"field '{p.Name}' appears more than once");
         }

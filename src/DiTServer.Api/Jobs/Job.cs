@@ -7,8 +7,9 @@ namespace DiTServer.Api.Jobs;
 /// event streams (<c>GET /v1/jobs/{id}/events</c>) that follow it.</summary>
 /// <remarks>The worker thread reports progress through <see cref="IProgress{T}"/>: that call takes this job's lock
 /// for a few field writes and posts to each subscriber's bounded channel with <c>TryWrite</c> (never waits: a slow
-/// reader loses its oldest progress events, never the final one). Nothing here does I/O under the lock.</remarks>
-public sealed class Job : IProgress<GenerationProgress>
+/// reader loses its oldest progress and preview events, never the final one). Previews arrive the same way from the
+/// thread pool, where the engine encodes them. Nothing here does I/O under the lock.</remarks>
+public sealed class Job : IProgress<GenerationProgress>, IProgress<GenerationPreview>
 {
     /// <summary>Events buffered per subscriber; past this a slow reader drops its oldest (progress) events.</summary>
     public const int SubscriberBuffer = 64;
@@ -23,18 +24,28 @@ public sealed class Job : IProgress<GenerationProgress>
     private string? error;
     private DateTimeOffset? startedAt, finishedAt;
 
-    public Job(string id, GenerationParameters parameters, TimeSpan timeout, TimeProvider time)
+    /// <param name="previewEvery">0: no previews; k: a <c>preview</c> event after every k-th step but the last.</param>
+    /// <param name="previewMaxSide">Longest side of a preview in pixels (<see cref="JobOptions.PreviewMaxSize"/>).</param>
+    public Job(string id, GenerationParameters parameters, TimeSpan timeout, TimeProvider time, int previewEvery = 0, int previewMaxSide = 64)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(previewEvery);
         this.time = time;
         Id = id;
         Parameters = parameters;
+        PreviewEvery = previewEvery;
         CreatedAt = time.GetUtcNow();
         totalSteps = parameters.Sampling.Steps;
-        Request = new GenerationRequest(id, parameters, timeout, cancel.Token) { Progress = this };
+        Request = new GenerationRequest(id, parameters, timeout, cancel.Token)
+        {
+            Progress = this,
+            Preview = previewEvery > 0 ? new PreviewRequest(previewEvery, previewMaxSide, this) : null,
+        };
     }
 
     public string Id { get; }
     public GenerationParameters Parameters { get; }
+    /// <summary>Steps between previews; 0 when the job asked for none.</summary>
+    public int PreviewEvery { get; }
     public DateTimeOffset CreatedAt { get; }
     /// <summary>What the engine runs; its cancellation token is this job's (DELETE), never an HTTP request's.</summary>
     public GenerationRequest Request { get; }
@@ -66,6 +77,17 @@ public sealed class Job : IProgress<GenerationProgress>
             step = value.Step;
             totalSteps = value.TotalSteps;
             Broadcast(JobEvent.For(SnapshotLocked()));
+        }
+    }
+
+    /// <summary>Called from the thread pool with the PNGs of a preview step; dropped once the job is final (the
+    /// engine delivers every preview before the result, so that only happens after a cancel or a failure).</summary>
+    void IProgress<GenerationPreview>.Report(GenerationPreview value)
+    {
+        lock (gate)
+        {
+            if (state.IsFinal()) return;
+            Broadcast(new JobEvent(JobEvent.PreviewType, SnapshotLocked(), value));
         }
     }
 

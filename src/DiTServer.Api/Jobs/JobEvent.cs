@@ -1,9 +1,13 @@
+using DiTServer.Core.Serving;
+
 namespace DiTServer.Api.Jobs;
 
-/// <summary>One Server-Sent Event of a job: its type (<c>queued</c>, <c>progress</c>, <c>done</c>, <c>failed</c>,
-/// <c>cancelled</c>) and the job's status at that moment.</summary>
-public sealed record JobEvent(string Type, JobSnapshot Status)
+/// <summary>One Server-Sent Event of a job: its type (<c>queued</c>, <c>progress</c>, <c>preview</c>, <c>done</c>,
+/// <c>failed</c>, <c>cancelled</c>) and the job's status at that moment; a <c>preview</c> also carries its images.</summary>
+public sealed record JobEvent(string Type, JobSnapshot Status, GenerationPreview? Preview = null)
 {
+    public const string PreviewType = "preview";
+
     public bool IsFinal => Status.State.IsFinal();
 
     /// <summary>The event a state change produces.</summary>

@@ -21,4 +21,9 @@ public sealed class JobOptions
     /// The newest result is kept even when it alone is larger.</summary>
     [Range(typeof(long), "1024", "1099511627776", ErrorMessage = "Jobs:MaxResultBytes must be between 1024 and 1099511627776")]
     public long MaxResultBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Longest side, in pixels, of the step previews a job asks for with <c>preview_every</c>; smaller images
+    /// keep their own size. Bounds what the worker renders and what every event stream carries per preview.</summary>
+    [Range(8, 1024, ErrorMessage = "Jobs:PreviewMaxSize must be between 8 and 1024")]
+    public int PreviewMaxSize { get; set; } = 64;
 }

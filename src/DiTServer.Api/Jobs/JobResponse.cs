@@ -33,13 +33,15 @@ public sealed record JobParameters(
     [property: JsonPropertyName("seed")] long Seed,
     [property: JsonPropertyName("sampler")] string Sampler,
     [property: JsonPropertyName("guidance")] string Guidance,
-    [property: JsonPropertyName("eta")] double Eta)
+    [property: JsonPropertyName("eta")] double Eta,
+    [property: JsonPropertyName("preview_every"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? PreviewEvery)
 {
     public static JobParameters From(Job job, LoadedModel model)
     {
         var p = job.Parameters;
         var s = p.Sampling;
         return new(p.ClassLabel, model.Classes[p.ClassLabel], p.NumImages, s.Steps, s.CfgScale, s.Seed,
-            s.Sampler.ToString().ToLowerInvariant(), s.Guidance.ToString().ToLowerInvariant(), s.Eta);
+            s.Sampler.ToString().ToLowerInvariant(), s.Guidance.ToString().ToLowerInvariant(), s.Eta,
+            job.PreviewEvery > 0 ? job.PreviewEvery : null);
     }
 }

@@ -20,10 +20,11 @@ public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOpti
     public long RetainedBytes => jobs.Values.Sum(j => j.ResultBytes);
 
     /// <summary>Queues a new job; null with the queue's answer when it was refused (full, or shutting down).</summary>
-    public (Job? Job, EnqueueResult Outcome) Create(GenerationParameters parameters)
+    /// <param name="previewEvery">0 for no previews, else a preview event every that many steps (validated by the caller).</param>
+    public (Job? Job, EnqueueResult Outcome) Create(GenerationParameters parameters, int previewEvery = 0)
     {
         Sweep();
-        var job = new Job(NewId(), parameters, servingOptions.Value.RequestTimeout, time);
+        var job = new Job(NewId(), parameters, servingOptions.Value.RequestTimeout, time, previewEvery, options.PreviewMaxSize);
         var outcome = queue.TryEnqueue(job.Request);
         if (outcome != EnqueueResult.Accepted) return (null, outcome);
         jobs[job.Id] = job;

@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using DiTServer.Api.Endpoints;
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Imaging;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
@@ -26,7 +27,7 @@ public static class JobsEndpoints
         var group = app.MapGroup("/v1/jobs").WithTags("Jobs");
         group.MapPost("/", Create).WithName("CreateJob")
             .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
-            .WithDescription("The body is the body of POST /v1/images. Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
+            .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with small PNGs of the predicted images after every k-th step but the last). Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
@@ -35,7 +36,7 @@ public static class JobsEndpoints
             .WithSummary("A job's state: queued (with queue_position), running (step of total_steps), succeeded, failed (error) or cancelled")
             .ProducesProblem(StatusCodes.Status404NotFound);
         group.MapGet("/{id}/events", Events).WithName("GetJobEvents")
-            .WithSummary("Server-Sent Events: the current state first, then queued, progress (every step), and one final done, failed or cancelled; then the stream ends")
+            .WithSummary("Server-Sent Events: the current state first, then queued, progress (every step), preview (every preview_every steps, if asked), and one final done, failed or cancelled; then the stream ends")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
             .ProducesProblem(StatusCodes.Status404NotFound);
         group.MapGet("/{id}/result", Result).WithName("GetJobResult")
@@ -56,10 +57,16 @@ public static class JobsEndpoints
         HttpContext http, LoadedModel model, JobStore store, IOptions<ServingOptions> serving)
     {
         var o = serving.Value;
-        var parsed = await ImageBody.ReadAsync(http.Request, model, o);
+        int previewEvery = 0;
+        var parsed = await ImageBody.ReadAsync(http.Request, model, o, (body, limits) =>
+        {
+            var request = JobRequestParser.Parse(body, limits, PreviewRenderer.Unsupported(model), out var errors);
+            previewEvery = request?.PreviewEvery ?? 0;
+            return (request?.Parameters, errors);
+        });
         if (parsed.Unsupported is { } unsupported) return unsupported;
         if (parsed.Invalid is { } invalid) return invalid;
-        var (job, outcome) = store.Create(parsed.Parameters!);
+        var (job, outcome) = store.Create(parsed.Parameters!, previewEvery);
         if (job is null) return Refused(http, o, outcome);
         return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
     }
@@ -90,6 +97,11 @@ public static class JobsEndpoints
                 var position = store.PositionOf(job);
                 if (snapshot.State != JobState.Queued || position == lastPosition) continue;
                 next = JobEvent.For(snapshot);
+            }
+            if (next.Preview is { } preview)
+            {
+                yield return new SseItem<string>(JsonSerializer.Serialize(JobPreviewResponse.From(job, preview)), next.Type);
+                continue;
             }
             var data = JobResponse.From(job, next.Status, store.PositionOf(job), null);
             if (next.Type == "queued") lastPosition = data.QueuePosition;

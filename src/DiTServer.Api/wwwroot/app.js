@@ -72,6 +72,8 @@ async function generate(event) {
     cfg_scale: Number($("cfg").value),
   };
   if (!$("random-seed").checked) body.seed = Number($("seed").value);
+  // About ten previews per job (every 5 steps at 50); the server never sends one for the last step.
+  body.preview_every = Math.max(1, Math.ceil(body.steps / 10));
   $("results").replaceChildren();
   $("downloads").hidden = true;
   setBusy(true);
@@ -110,6 +112,10 @@ function follow(job) {
     progress.value = s.step;
     $("status").textContent = `Denoising: step ${s.step} of ${s.total_steps}.`;
   });
+  events.addEventListener("preview", (e) => {
+    if (current?.events !== events) return; // a late preview of a job that has already ended
+    showPreview(JSON.parse(e.data));
+  });
   events.addEventListener("done", async (e) => {
     const s = JSON.parse(e.data);
     end();
@@ -120,11 +126,13 @@ function follow(job) {
   events.addEventListener("failed", (e) => {
     end();
     $("status").textContent = "Failed.";
+    $("results").replaceChildren(); // a preview is not a result
     showError(JSON.parse(e.data).error || "the job failed");
   });
   events.addEventListener("cancelled", () => {
     end();
     progress.hidden = true;
+    $("results").replaceChildren(); // a preview is not a result
     $("status").textContent = "Cancelled.";
   });
   events.onerror = () => {
@@ -132,6 +140,23 @@ function follow(job) {
     end();
     showError("Lost the connection to the server's event stream.");
   };
+}
+
+// The latest preview stands in the result area until the images arrive: small PNGs of the predicted final images.
+function showPreview(preview) {
+  const figures = preview.images.map((image) => {
+    const figure = document.createElement("figure");
+    figure.className = "preview";
+    const img = document.createElement("img");
+    img.className = "preview";
+    img.src = `data:image/png;base64,${image.png_base64}`;
+    img.alt = `preview of image ${image.index} after step ${preview.step}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = `#${image.index} · step ${preview.step}/${preview.total_steps}`;
+    figure.append(img, caption);
+    return figure;
+  });
+  $("results").replaceChildren(...figures);
 }
 
 async function showResult(job) {

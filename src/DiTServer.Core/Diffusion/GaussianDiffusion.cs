@@ -16,6 +16,10 @@ public enum VarianceType
 /// <summary>Output of one reverse-process evaluation p(x_{t−1} | x_t).</summary>
 public readonly record struct PosteriorPrediction(Tensor Mean, Tensor LogVariance, Tensor PredXStart, Tensor Eps);
 
+/// <summary>One reverse step's result, as the official <c>p_sample</c> and <c>ddim_sample</c> return it:
+/// <c>{"sample": x_{t−1}, "pred_xstart": x̂₀}</c>. x̂₀ is computed by the update anyway, so keeping it is free.</summary>
+public readonly record struct SamplerStep(Tensor Sample, Tensor PredXStart);
+
 /// <summary>Per-sample training loss terms (official <c>training_losses</c>): loss = mse (+ vb when sigma is learned).</summary>
 public readonly record struct LossTerms(Tensor Loss, Tensor Mse, Tensor? Vb);
 
@@ -168,15 +172,23 @@ public sealed class GaussianDiffusion
     }
 
     /// <summary>One ancestral DDPM step: x_{t−1} = μ + 1[t≠0]·exp(½ log σ²)·noise.</summary>
-    public Tensor DdpmStep(Tensor modelOutput, Tensor x, Tensor t, Tensor noise, bool clipDenoised = false)
+    public Tensor DdpmStep(Tensor modelOutput, Tensor x, Tensor t, Tensor noise, bool clipDenoised = false) =>
+        PSample(modelOutput, x, t, noise, clipDenoised).Sample;
+
+    /// <summary>The official <c>p_sample</c>: <see cref="DdpmStep"/>'s sample and the x̂₀ its mean was computed from.</summary>
+    public SamplerStep PSample(Tensor modelOutput, Tensor x, Tensor t, Tensor noise, bool clipDenoised = false)
     {
         var p = PMeanVariance(modelOutput, x, t, clipDenoised);
         var nonzero = NonzeroMask(t, x.dim());
-        return p.Mean + nonzero * exp(0.5 * p.LogVariance) * noise;
+        return new SamplerStep(p.Mean + nonzero * exp(0.5 * p.LogVariance) * noise, p.PredXStart);
     }
 
     /// <summary>One DDIM step (Song et al., eq. 12). With eta = 0 it is deterministic and <paramref name="noise"/> may be null.</summary>
-    public Tensor DdimStep(Tensor modelOutput, Tensor x, Tensor t, double eta, Tensor? noise, bool clipDenoised = false)
+    public Tensor DdimStep(Tensor modelOutput, Tensor x, Tensor t, double eta, Tensor? noise, bool clipDenoised = false) =>
+        DdimSample(modelOutput, x, t, eta, noise, clipDenoised).Sample;
+
+    /// <summary>The official <c>ddim_sample</c>: <see cref="DdimStep"/>'s sample and the x̂₀ it was computed from.</summary>
+    public SamplerStep DdimSample(Tensor modelOutput, Tensor x, Tensor t, double eta, Tensor? noise, bool clipDenoised = false)
     {
         var p = PMeanVariance(modelOutput, x, t, clipDenoised);
         long d = x.dim();
@@ -186,11 +198,11 @@ public sealed class GaussianDiffusion
         var alphaBarPrev = Extract(AlphasCumprodPrev, t, d);
         var meanPred = p.PredXStart * sqrt(alphaBarPrev);
         if (eta == 0)
-            return meanPred + sqrt(1 - alphaBarPrev) * eps;
+            return new SamplerStep(meanPred + sqrt(1 - alphaBarPrev) * eps, p.PredXStart);
         if (noise is null) throw new ArgumentNullException(nameof(noise), "DDIM with eta > 0 needs noise");
         var sigma = eta * sqrt((1 - alphaBarPrev) / (1 - alphaBar)) * sqrt(1 - alphaBar / alphaBarPrev);
         meanPred = meanPred + sqrt(1 - alphaBarPrev - sigma * sigma) * eps;
-        return meanPred + NonzeroMask(t, d) * sigma * noise;
+        return new SamplerStep(meanPred + NonzeroMask(t, d) * sigma * noise, p.PredXStart);
     }
 
     private static Tensor NonzeroMask(Tensor t, long ndim)

@@ -15,6 +15,7 @@ public sealed class SamplingRun : IDisposable
     private readonly long[] shape;
     private readonly Device device;
     private Tensor x;
+    private Tensor? predXStart;
 
     public SamplingOptions Options { get; }
     public IReadOnlyList<long> Labels { get; }
@@ -24,6 +25,9 @@ public sealed class SamplingRun : IDisposable
     public int TotalSteps => diffusion.NumTimesteps;
     public bool Done => Index < 0;
     public Tensor X => x;
+    /// <summary>(n, C, H, W) the model's prediction of x₀ made by the last <see cref="Advance"/>, when that call was
+    /// asked to keep it (for a preview); null otherwise. Owned by the run; the next <see cref="Advance"/> frees it.</summary>
+    public Tensor? PredictedXStart => predXStart;
     public int Rows => Labels.Count;
 
     public SamplingRun(GaussianDiffusion diffusion, DiTConfig config, IReadOnlyList<long> labels, SamplingOptions options, Device device)
@@ -46,20 +50,24 @@ public sealed class SamplingRun : IDisposable
     public Tensor LabelTensor() => tensor(Labels.ToArray(), device: x.device);
 
     /// <summary>Takes the model output for this run's rows at the current step and moves x one step toward x₀.</summary>
-    public void Advance(Tensor modelOutput)
+    /// <param name="keepPredictedXStart">Keep this step's x̂₀ in <see cref="PredictedXStart"/>. The update computes it
+    /// either way, so keeping it costs no compute and changes neither the sample nor the generator's draws.</param>
+    public void Advance(Tensor modelOutput, bool keepPredictedXStart = false)
     {
         if (Done) throw new InvalidOperationException("sampling already finished");
         using var scope = NewDisposeScope();
         var t = full(Rows, (long)Index, dtype: int64, device: x.device);
-        Tensor next = Options.Sampler switch
+        var step = Options.Sampler switch
         {
-            SamplerKind.Ddpm => diffusion.DdpmStep(modelOutput, x, t, Draw()),
-            SamplerKind.Ddim => diffusion.DdimStep(modelOutput, x, t, Options.Eta, Options.Eta > 0 ? Draw() : null),
+            SamplerKind.Ddpm => diffusion.PSample(modelOutput, x, t, Draw()),
+            SamplerKind.Ddim => diffusion.DdimSample(modelOutput, x, t, Options.Eta, Options.Eta > 0 ? Draw() : null),
             _ => throw new ArgumentOutOfRangeException(nameof(Options.Sampler)),
         };
         var old = x;
-        x = next.DetachFromDisposeScope();
+        x = step.Sample.DetachFromDisposeScope();
         old.Dispose();
+        predXStart?.Dispose();
+        predXStart = keepPredictedXStart ? step.PredXStart.DetachFromDisposeScope() : null;
         Index--;
     }
 
@@ -74,6 +82,7 @@ public sealed class SamplingRun : IDisposable
     public void Dispose()
     {
         x.Dispose();
+        predXStart?.Dispose();
         generator.Dispose();
     }
 }

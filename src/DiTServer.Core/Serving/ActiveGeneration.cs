@@ -10,6 +10,9 @@ internal sealed class ActiveGeneration(GenerationRequest request, SamplingRun ru
     public SamplingRun Run { get; } = run;
     public long AdmittedAt { get; } = Stopwatch.GetTimestamp();
     public int Rows => Request.Parameters.RowsPerStep;
+    /// <summary>Completes when every preview handed to the thread pool so far has been encoded and delivered; the
+    /// finished images are encoded after it, so no preview reaches the request's sink after its result.</summary>
+    public Task PreviewsDelivered { get; set; } = Task.CompletedTask;
 
     public void Dispose() => Run.Dispose();
 }

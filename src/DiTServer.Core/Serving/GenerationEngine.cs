@@ -243,14 +243,18 @@ public sealed class GenerationEngine
     private void StepOnce()
     {
         var batch = scheduler.Pick(active);
+        // Runs for which this step is a preview step keep its x̂₀ (the sampler computes it anyway).
+        var previewing = batch.Where(a => a.Request.Preview is { } p && p.Wants(a.Run.StepsDone + 1, a.Run.TotalSteps)).ToList();
         var sw = Stopwatch.StartNew();
-        var failures = runner.Step(batch.Select(a => a.Run).ToList());
+        var failures = runner.Step(batch.Select(a => a.Run).ToList(), previewing.Select(a => a.Run).ToHashSet());
         int rows = batch.Sum(a => a.Rows);
         observer.Forward(rows, batch.Count, sw.Elapsed);
         Interlocked.Increment(ref forwards);
         if (batch.Count > maxRequestsInForward) Volatile.Write(ref maxRequestsInForward, batch.Count);
         foreach (var a in batch)
             if (!failures.Any(f => ReferenceEquals(f.Run, a.Run))) Report(a.Request, a.Run);
+        foreach (var a in previewing)
+            if (!failures.Any(f => ReferenceEquals(f.Run, a.Run))) Preview(a);
         foreach (var (run, error) in failures)
         {
             var a = active.First(x => ReferenceEquals(x.Run, run));
@@ -295,7 +299,8 @@ public sealed class GenerationEngine
             var queueWait = Stopwatch.GetElapsedTime(request.EnqueuedAt, a.AdmittedAt);
             active.Remove(a);
             a.Dispose();
-            _ = Task.Run(() => Encode(request, images, queueWait));
+            // After the previews handed out earlier, so the request's last preview never follows its result.
+            _ = a.PreviewsDelivered.ContinueWith(_ => Encode(request, images, queueWait), TaskScheduler.Default);
         }
         Publish();
     }
@@ -352,6 +357,37 @@ public sealed class GenerationEngine
             return true;
         }
         return request.IsCompleted;
+    }
+
+    /// <summary>Renders the previews of a run that kept this step's x̂₀ (small tensor work, here on the worker), then
+    /// PNG-encodes and delivers them on the thread pool, after the run's earlier previews. A preview that fails is
+    /// logged and skipped: it never fails the request.</summary>
+    private void Preview(ActiveGeneration a)
+    {
+        var request = a.Request;
+        var preview = request.Preview!;
+        (byte[][] Hwc, int Side, int Channels) pixels;
+        try { pixels = runner.Preview(a.Run, preview.MaxSide); }
+        catch (Exception e)
+        {
+            using (logger.BeginScope(Tags(request)))
+                logger.LogWarning("Preview at step {Step} failed: {Error}", a.Run.StepsDone, e.Message);
+            return;
+        }
+        int step = a.Run.StepsDone, total = a.Run.TotalSteps;
+        a.PreviewsDelivered = a.PreviewsDelivered.ContinueWith(_ =>
+        {
+            try
+            {
+                var pngs = pixels.Hwc.Select(hwc => PngWriter.Encode(hwc, pixels.Side, pixels.Side, pixels.Channels)).ToArray();
+                preview.Sink.Report(new GenerationPreview(step, total, pixels.Side, pixels.Side, pngs));
+            }
+            catch (Exception e)
+            {
+                using (logger.BeginScope(Tags(request)))
+                    logger.LogWarning("Preview at step {Step} could not be delivered: {Error}", step, e.Message);
+            }
+        }, TaskScheduler.Default);
     }
 
     /// <summary>Tells the request's progress sink (if any) where it stands; a sink that throws is logged, never fatal.</summary>

@@ -29,6 +29,9 @@ public sealed class GenerationRequest
     /// return at once (post to a channel, set a field); it must never block or throw. Null for plain requests.</summary>
     public IProgress<GenerationProgress>? Progress { get; init; }
 
+    /// <summary>Optional: low-resolution previews every k steps (see <see cref="PreviewRequest"/>). Null for none.</summary>
+    public PreviewRequest? Preview { get; init; }
+
     /// <summary>FIFO ticket given by <see cref="GenerationQueue.TryEnqueue"/>; with the queue's read count it gives
     /// the request's place in the queue.</summary>
     public long Ticket { get; internal set; } = -1;

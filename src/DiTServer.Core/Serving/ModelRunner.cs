@@ -31,8 +31,9 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
 
     /// <summary>One denoising step for every run: one forward over all their rows (each at its own timestep and
     /// guidance scale), then each run's own sampler update with its slice of the output.</summary>
+    /// <param name="keepPredictedXStart">Runs that keep this step's x̂₀ for a preview (<see cref="SamplingRun.PredictedXStart"/>).</param>
     /// <returns>Runs that failed, with the reason; the others advanced one step.</returns>
-    public IReadOnlyList<(SamplingRun Run, Exception Error)> Step(IReadOnlyList<SamplingRun> runs)
+    public IReadOnlyList<(SamplingRun Run, Exception Error)> Step(IReadOnlyList<SamplingRun> runs, IReadOnlySet<SamplingRun>? keepPredictedXStart = null)
     {
         var failed = new List<(SamplingRun, Exception)>();
         // Guidance mode decides how outputs are mixed, so each mode gets its own forward (usually there is one).
@@ -47,7 +48,7 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
             catch (Exception) when (members.Count > 1)
             {
                 // Find the culprit: run each alone, so one bad request cannot fail the others.
-                foreach (var run in members) failed.AddRange(Step([run]));
+                foreach (var run in members) failed.AddRange(Step([run], keepPredictedXStart));
                 continue;
             }
             catch (Exception e)
@@ -66,7 +67,7 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
                     // rows are independent in a DiT forward, so one request's NaN cannot reach another's rows.
                     if (!isfinite(outputs[i]).all().item<bool>())
                         throw new InvalidOperationException($"the model output contains NaN or infinity at step {members[i].StepsDone + 1} of {members[i].TotalSteps}");
-                    members[i].Advance(outputs[i]);
+                    members[i].Advance(outputs[i], keepPredictedXStart?.Contains(members[i]) == true);
                 }
                 catch (Exception e) { failed.Add((members[i], e)); }
                 finally { outputs[i].Dispose(); }
@@ -117,6 +118,19 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
             result.Add(images);
         }
         return result;
+    }
+
+    /// <summary>Previews of one run's images from the x̂₀ its last step kept: HWC bytes per image, at most
+    /// <paramref name="maxSide"/> pixels on a side (see <see cref="PreviewRenderer"/>). Cheap: no VAE decode.</summary>
+    /// <exception cref="InvalidOperationException">The last step did not keep x̂₀, or the model cannot make previews.</exception>
+    public (byte[][] Hwc, int Side, int Channels) Preview(SamplingRun run, int maxSide)
+    {
+        if (run.PredictedXStart is not { } x0) throw new InvalidOperationException("the last step did not keep the predicted x0");
+        using var scope = NewDisposeScope();
+        var pixels = PreviewRenderer.Render(model, x0, maxSide);                                   // (n, C, s, s) uint8, CPU
+        var images = new byte[run.Rows][];
+        for (int i = 0; i < run.Rows; i++) images[i] = Pixels.ToHwcBytes(pixels[i]);
+        return (images, (int)pixels.shape[3], (int)pixels.shape[1]);
     }
 
     /// <summary>A two-step guided generation of one image; true when it produced finite output.</summary>
