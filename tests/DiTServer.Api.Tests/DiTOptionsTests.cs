@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using DiTServer.Api.Hosting;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Hosting;
@@ -26,5 +27,22 @@ public class DiTOptionsTests
         var result = new DiTOptionsSetup(new Environment()).Validate(null, options);
         Assert.Equal(ok, result.Succeeded);
         if (!ok) Assert.Contains("tf32 needs DiT:Device cuda", result.FailureMessage);
+    }
+}
+
+/// <summary>A server started with DiT:Precision=bf16 serves bf16 images and says so in the PNG.</summary>
+public class PrecisionServingTests
+{
+    [Fact]
+    public async Task Bf16_server_answers_and_marks_its_pngs()
+    {
+        await using var factory = new ServerFactory(("DiT:Precision", "bf16"));
+        using var client = factory.CreateClient();
+        using var response = await client.PostAsync("/v1/images", new StringContent(
+            """{"class_label": 3, "steps": 4, "seed": 1}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        var png = await response.Content.ReadAsByteArrayAsync();
+        Assert.Contains("precision\0bf16", System.Text.Encoding.Latin1.GetString(png));
+        Assert.Equal(DiTServer.Core.Model.Precision.BFloat16, factory.Services.GetRequiredService<DiTServer.Core.Checkpoints.LoadedModel>().Precision);
     }
 }

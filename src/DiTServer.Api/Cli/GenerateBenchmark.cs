@@ -57,7 +57,7 @@ public static class GenerateBenchmark
             foreach (var precision in modes)
             {
                 // A fresh model per precision: bf16 casts the weights in place, and the TF32 switches are process-wide.
-                using var loaded = RandomModel(preset, size, dev, precision);
+                using var loaded = BenchModelOptions.Random(preset, size, dev, precision);
                 var (model, decoder, config) = (loaded.Model, loaded.Vae, loaded.Config);
                 if (!header)
                 {
@@ -96,11 +96,6 @@ public static class GenerateBenchmark
         return (total, total - sampled);
     }
 
-    internal static LoadedModel RandomModel(string preset, int imageSize, Device device, Precision precision)
-    {
-        try { return LoadedModel.Random(preset, imageSize, device, precision); }
-        catch (ArgumentException e) { throw new UsageException(e.Message); }
-    }
 
     private static T[] ParseList<T>(string value, Func<string, T> parse) => value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(parse).ToArray();
 

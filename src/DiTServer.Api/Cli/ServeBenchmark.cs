@@ -15,10 +15,7 @@ public static class ServeBenchmark
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file (or use --arch)" };
-        var arch = new Option<string>("--arch") { Description = "Instead of --model: a preset with random weights (and a random SD VAE), e.g. DiT-XL/2" };
-        var imageSize = new Option<int>("--image-size") { Description = "With --arch: image size in pixels", DefaultValueFactory = _ => 256 };
-        var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16", DefaultValueFactory = _ => "fp32" };
+        var source = new BenchModelOptions();
         var requests = new Option<int>("--requests") { Description = "Throughput: one-image requests submitted at once", DefaultValueFactory = _ => 32 };
         var steps = new Option<int>("--steps") { Description = "Throughput: steps per request", DefaultValueFactory = _ => 50 };
         var cfg = new Option<double>("--cfg") { Description = "Guidance scale of every request", DefaultValueFactory = _ => 4.0 };
@@ -26,24 +23,17 @@ public static class ServeBenchmark
         var mixed = new Option<int>("--mixed") { Description = "Mixed workload: requests, alternating short and long, submitted at once", DefaultValueFactory = _ => 24 };
         var shortSteps = new Option<int>("--short-steps") { DefaultValueFactory = _ => 10 };
         var longSteps = new Option<int>("--long-steps") { DefaultValueFactory = _ => 100 };
-        var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads");
 
         var command = new Command("serve", "Server throughput vs the raw sampler loop, and mixed-workload latency under step vs request batching")
         {
-            model, arch, imageSize, precision, requests, steps, cfg, maxRows, mixed, shortSteps, longSteps, device, threads,
+            requests, steps, cfg, maxRows, mixed, shortSteps, longSteps, threads,
         };
+        source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
-            var dev = DeviceOption.Parse(parse.GetValue(device)!);
-            var mode = DeviceOption.ParsePrecision(parse.GetValue(precision)!, dev);
-            using var loaded = (parse.GetValue(model), parse.GetValue(arch)) switch
-            {
-                ({ } folder, null) => LoadedModel.Load(folder, dev, mode),
-                (null, { } preset) => GenerateBenchmark.RandomModel(preset, parse.GetValue(imageSize), dev, mode),
-                _ => throw new UsageException("give either --model or --arch"),
-            };
+            using var loaded = source.Load(parse);
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows), m = parse.GetValue(mixed);
             double scale = parse.GetValue(cfg);
             if (n < 1 || m < 2 || rows < 2) throw new UsageException("--requests ≥ 1, --mixed ≥ 2 and --max-batch-rows ≥ 2");

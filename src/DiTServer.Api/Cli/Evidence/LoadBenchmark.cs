@@ -6,6 +6,8 @@ using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.Extensions.Logging.Abstractions;
 
+using DiTServer.Core.Model;
+
 namespace DiTServer.Api.Cli.Evidence;
 
 /// <summary><c>bench load</c>: open-loop load on the engine in-process (no HTTP): Poisson arrivals at several rates, a
@@ -15,7 +17,7 @@ public static class LoadBenchmark
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var model = new Option<string>("--model") { Description = "Model folder with model.json", Required = true };
+        var source = new BenchModelOptions();
         var rates = new Option<string>("--rates") { Description = "Offered loads in requests/s", DefaultValueFactory = _ => "2,4,8" };
         var requests = new Option<int>("--requests") { Description = "Requests per rate and batching mode", DefaultValueFactory = _ => 60 };
         var steps = new Option<string>("--steps") { Description = "Step counts, drawn uniformly", DefaultValueFactory = _ => "4,20,100" };
@@ -25,16 +27,17 @@ public static class LoadBenchmark
         var csv = new Option<string?>("--csv") { Description = "Write the results here as CSV" };
         var threads = new Option<int?>("--threads");
         var command = new Command("load", "Open-loop Poisson load: latency percentiles and throughput per offered rate, step vs request batching")
-        { model, rates, requests, steps, cfgs, maxRows, seed, csv, threads };
+        { rates, requests, steps, cfgs, maxRows, seed, csv, threads };
+        source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
-            using var loaded = LoadedModel.Load(parse.GetValue(model)!, TorchSharp.torch.CPU);
+            using var loaded = source.Load(parse);
             var rateList = parse.GetValue(rates)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             var stepList = parse.GetValue(steps)!.Split(',').Select(int.Parse).ToArray();
             var cfgList = parse.GetValue(cfgs)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
-            stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px), {n} requests per point, steps {string.Join('/', stepList)}, " +
+            stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {n} requests per point, steps {string.Join('/', stepList)}, " +
                 $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
             var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load";
             stdout.WriteLine(header.Replace(',', '\t'));
