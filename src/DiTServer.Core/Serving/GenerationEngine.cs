@@ -146,8 +146,9 @@ public sealed class GenerationEngine
             var reason = abort.IsCancellationRequested
                 ? "the server shut down before this request finished"
                 : "the generation worker stopped";
-            foreach (var a in active) Complete(a, new GenerationException(GenerationFailure.ShuttingDown, reason));
-            active.Clear();
+            // Complete removes from the list: iterate over a copy (enumerating the list itself threw here, on the worker
+            // thread, which ended the process and left every running request without an answer).
+            foreach (var a in active.ToList()) Complete(a, new GenerationException(GenerationFailure.ShuttingDown, reason));
             Publish();
             FailQueued();
             lock (swapLock)
