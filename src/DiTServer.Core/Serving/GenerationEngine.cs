@@ -183,14 +183,14 @@ public sealed class GenerationEngine
         int rows = active.Sum(a => a.Rows);
         while (queue.TryPeek(out var next))
         {
+            // TryRemove, not "take the head": a request that left since the peek is no longer the head.
             if (next.Cancellation.IsCancellationRequested || next.IsExpired || next.IsCompleted)
             {
-                queue.TryRead(out _);
-                EndUnstarted(next);
+                if (queue.TryRemove(next)) EndUnstarted(next);
                 continue;
             }
             if (!scheduler.Fits(rows, next.Parameters.RowsPerStep)) break;
-            queue.TryRead(out _);
+            if (!queue.TryRemove(next)) continue;
             using (logger.BeginScope(Tags(next)))
             {
                 try
