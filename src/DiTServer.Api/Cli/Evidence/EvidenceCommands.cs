@@ -133,6 +133,7 @@ public static class EvidenceCommands
             int running = Math.Min(m, 16);
             var drained = await ShutdownUnderLoad.RunAsync(server, m, parse.GetValue(sigtermSteps), running, parse.GetValue(late), TimeSpan.FromSeconds(60));
             stdout.WriteLine($"sigterm\t{drained.Summary()} (drain time 25 s, host shutdown timeout 30 s); load {Load()}");
+            foreach (var a in drained.Answers.Where(a => a.Late)) stdout.WriteLine($"late\t{a.Kind}: {a.What}");
             foreach (var v in drained.Violations) stdout.WriteLine($"violation\t{v.What}");
             bool drainedOk = !drained.Violations.Any() && drained.ExitCode == 0 && drained.Count(ShutdownUnderLoad.Kind.Finished) == running
                 && drained.Count(ShutdownUnderLoad.Kind.NotStarted) == m - running;
@@ -148,6 +149,7 @@ public static class EvidenceCommands
             var cut = await ShutdownUnderLoad.RunAsync(expiring, m, 1000, running, parse.GetValue(late), timeout + TimeSpan.FromSeconds(30));
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"expiry\t{cut.Summary()} (drain time {parse.GetValue(drain)} s, host shutdown timeout {timeout.TotalSeconds:F0} s); load {Load()}"));
+            foreach (var a in cut.Answers.Where(a => a.Late)) stdout.WriteLine($"late\t{a.Kind}: {a.What}");
             foreach (var v in cut.Violations) stdout.WriteLine($"violation\t{v.What}");
             bool cutOk = !cut.Violations.Any() && cut.ExitCode == 0 && cut.ExitAfter < timeout && cut.Count(ShutdownUnderLoad.Kind.CutOff) == running
                 && cut.Count(ShutdownUnderLoad.Kind.NotStarted) == m - running;

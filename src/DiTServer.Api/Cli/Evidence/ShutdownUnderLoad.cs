@@ -23,7 +23,7 @@ public static class ShutdownUnderLoad
         CutOff,
         /// <summary>Any other 503 problem+json with <c>Retry-After</c> (e.g. a late request refused by the closed queue).</summary>
         Refused,
-        /// <summary>A late request whose connection was refused or reset before any answer: the listener had closed or was
+        /// <summary>A late request whose connection was refused, reset or closed before any answer: the listener had closed or was
         /// closing. Never allowed for a request sent before the signal.</summary>
         NotAccepted,
         /// <summary>Anything else: a 500, a 503 without Retry-After or problem+json, a dropped connection, no answer.</summary>
@@ -106,9 +106,12 @@ public static class ShutdownUnderLoad
         {
             return new(late, Kind.NotAccepted, $"connection refused: {e.Message}");
         }
-        catch (HttpRequestException e) when (late && e.InnerException is IOException { InnerException: SocketException { SocketErrorCode: SocketError.ConnectionReset } })
+        catch (HttpRequestException e) when (late && (e.HttpRequestError == HttpRequestError.ResponseEnded
+            || e.InnerException is IOException { InnerException: SocketException { SocketErrorCode: SocketError.ConnectionReset } }))
         {
-            return new(late, Kind.NotAccepted, $"connection reset before any answer: {e.InnerException.Message}");
+            // The connection closed before any byte of an answer: accepted by the kernel just as Kestrel closed its listener
+            // (or its idle connections), so the request never reached the app; a request the app accepted is always answered.
+            return new(late, Kind.NotAccepted, $"connection closed before any answer ({e.HttpRequestError}): {e.InnerException?.Message ?? e.Message}");
         }
         catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException or JsonException)
         {
