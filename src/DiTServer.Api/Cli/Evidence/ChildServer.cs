@@ -36,13 +36,16 @@ public sealed class ChildServer : IAsyncDisposable
     {
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        // `dotnet DiTServer.Api.dll` from this assembly's folder: the same whether this program runs from its apphost, as
-        // `dotnet DiTServer.Api.dll`, or inside a test host that references it (the tests start servers this way too).
-        var exe = Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet"
-            ? self
+        // This program's apphost when it runs from it; otherwise `dotnet DiTServer.Api.dll`: when it runs as
+        // `dotnet DiTServer.Api.dll`, and inside a test host that references it (the tests start servers this way too).
+        var dll = typeof(ChildServer).Assembly.Location;
+        var self = Environment.ProcessPath;
+        var name = self is null ? null : Path.GetFileNameWithoutExtension(self);
+        var exe = name == Path.GetFileNameWithoutExtension(dll) || name == "dotnet"
+            ? self!
             : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
         var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(typeof(ChildServer).Assembly.Location);
+        if (name != Path.GetFileNameWithoutExtension(dll)) info.ArgumentList.Add(dll);
         info.Environment["DiT__Model"] = Path.GetFullPath(model);
         info.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
         info.Environment["Serilog__MinimumLevel__Default"] = "Warning"; // the per-request lines would cost more than the tiny model
