@@ -42,6 +42,19 @@ public class DeploymentFilesTests
     }
 
     [Fact]
+    public void Both_server_services_give_the_graceful_shutdown_more_time_than_the_hosts_shutdown_timeout()
+    {
+        var services = Map(Compose(), "services");
+        foreach (var name in new[] { "ditserver", "ditserver-cpu" })
+        {
+            var grace = (string)((Dictionary<object, object>)services[name])["stop_grace_period"];
+            Assert.EndsWith("s", grace);
+            // The server needs up to the host's 30 s (appsettings: DrainTimeout 25 s before it); docker's default is 10 s.
+            Assert.True(int.Parse(grace.TrimEnd('s'), System.Globalization.CultureInfo.InvariantCulture) > 30, $"{name}: stop_grace_period {grace}");
+        }
+    }
+
+    [Fact]
     public void Cpu_and_prometheus_services_sit_behind_profiles()
     {
         var services = Map(Compose(), "services");

@@ -191,4 +191,22 @@ public sealed class JobsEndpointTests(JobsEndpointTests.Server server) : IClassF
         await Cancel(blocker);
         await server.Factory.WaitFor(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled", 10);
     }
+
+    [Fact]
+    public async Task A_queued_job_deleted_frees_its_place_at_once_and_the_jobs_behind_move_up()
+    {
+        var blocker = await StartBlocker();
+        var queued = new List<string>();
+        for (int i = 0; i < 2; i++) queued.Add((await client.CreateJob(Body)).Id);
+        await Cancel(queued[0]);
+        // The blocker still runs: the deleted job's place is free now, not when the worker would have reached it.
+        Assert.Equal(1, (await client.GetJob(queued[1])).GetProperty("queue_position").GetInt64());
+        queued.Add((await client.CreateJob(Body)).Id);
+        Assert.Equal(2, (await client.GetJob(queued[2])).GetProperty("queue_position").GetInt64());
+        Assert.Equal(1, server.Factory.Engine.Snapshot().ActiveRequests);
+
+        foreach (var id in queued.Skip(1)) await Cancel(id);
+        await Cancel(blocker);
+        await server.Factory.WaitFor(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled", 10);
+    }
 }

@@ -56,6 +56,43 @@ public sealed class QueueTests
     }
 
     [Fact]
+    public async Task A_queued_client_that_disconnects_frees_its_place_at_once_not_when_the_worker_reaches_it()
+    {
+        // Two queue places; A fills the batch, B waits at the head (it cannot be admitted while A runs), C waits behind B.
+        // 5 ms per step: A's 1000 steps outlast the test on any machine.
+        using var factory = new ServerFactory(("Serving:QueueCapacity", "2"), ("Serving:MaxBatchRows", "2"), ("Serving:MaxImagesPerRequest", "1"))
+        {
+            StepDelay = TimeSpan.FromMilliseconds(5),
+        };
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        var ctss = Enumerable.Range(0, 4).Select(_ => new CancellationTokenSource()).ToList();
+        var a = Post(client, Long, ctss[0].Token);
+        await factory.WaitFor(s => s.ActiveRequests == 1, "A running");
+        var b = Post(client, Long, ctss[1].Token);
+        await factory.WaitFor(s => s.QueueDepth == 1, "B queued");
+        var c = Post(client, Long, ctss[2].Token);
+        await factory.WaitFor(s => s.QueueDepth == 2, "C queued");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await Post(client, """{"class_label": 2, "steps": 2}""")).StatusCode);
+
+        // C's client leaves while B still waits in front of it: C's place must be free now, not once B is admitted.
+        long forwards = factory.Engine.Snapshot().Forwards;
+        ctss[2].Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => c);
+        await factory.WaitFor(s => s.QueueDepth == 1, "C's place freed", 5);
+        var d = Post(client, Long, ctss[3].Token);
+        await factory.WaitFor(s => s.QueueDepth == 2, "D accepted into C's place", 5);
+        Assert.False(d.IsCompleted, "D was refused or answered although C's place was free");
+        var s = factory.Engine.Snapshot();
+        Assert.True(s.ActiveRequests == 1 && s.Forwards < forwards + 900, $"A was no longer running, so B did not block C's place: {s}");
+
+        foreach (var cts in ctss) cts.Cancel();
+        foreach (var post in new[] { a, b, d }) await Assert.ThrowsAnyAsync<OperationCanceledException>(() => post);
+        await factory.WaitFor(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled", 10);
+        foreach (var cts in ctss) cts.Dispose();
+    }
+
+    [Fact]
     public async Task Cancelled_request_leaves_the_batch_before_finishing()
     {
         using var factory = Tight();

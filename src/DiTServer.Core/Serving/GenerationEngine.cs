@@ -146,8 +146,9 @@ public sealed class GenerationEngine
             var reason = abort.IsCancellationRequested
                 ? "the server shut down before this request finished"
                 : "the generation worker stopped";
-            foreach (var a in active) Complete(a, new GenerationException(GenerationFailure.ShuttingDown, reason));
-            active.Clear();
+            // Complete removes from the list: iterate over a copy (enumerating the list itself threw here, on the worker
+            // thread, which ended the process and left every running request without an answer).
+            foreach (var a in active.ToList()) Complete(a, new GenerationException(GenerationFailure.ShuttingDown, reason));
             Publish();
             FailQueued();
             lock (swapLock)
@@ -182,14 +183,14 @@ public sealed class GenerationEngine
         int rows = active.Sum(a => a.Rows);
         while (queue.TryPeek(out var next))
         {
+            // TryRemove, not "take the head": a request that left since the peek is no longer the head.
             if (next.Cancellation.IsCancellationRequested || next.IsExpired || next.IsCompleted)
             {
-                queue.TryRead(out _);
-                EndUnstarted(next);
+                if (queue.TryRemove(next)) EndUnstarted(next);
                 continue;
             }
             if (!scheduler.Fits(rows, next.Parameters.RowsPerStep)) break;
-            queue.TryRead(out _);
+            if (!queue.TryRemove(next)) continue;
             using (logger.BeginScope(Tags(next)))
             {
                 try

@@ -1,81 +1,105 @@
-using System.Threading.Channels;
-
 namespace DiTServer.Core.Serving;
 
 /// <summary>The bounded queue between the HTTP layer and the worker. Writers never wait: a full queue is an
-/// immediate refusal (the endpoint answers 503), so no request thread blocks and nothing is dropped silently.</summary>
+/// immediate refusal (the endpoint answers 503), so no request thread blocks and nothing is dropped silently.
+/// A request whose client leaves (or whose job is deleted) while it waits is taken out at once: its place is free
+/// for the next request and its task ends as cancelled, without waiting for the worker to reach it.</summary>
+/// <remarks>A linked list under a lock rather than a bounded channel: a channel counts a cancelled item against its
+/// capacity until a reader takes it out, and only the head can be taken out.</remarks>
 public sealed class GenerationQueue
 {
-    private readonly Channel<GenerationRequest> channel;
+    private readonly LinkedList<GenerationRequest> waiting = new();
+    private readonly Lock gate = new();
     // Wakes the worker's dedicated thread, which blocks here instead of awaiting (its torch state is thread-local).
     private readonly ManualResetEventSlim signal = new(false);
-    // Tickets are handed out in channel order (the lock keeps "take a ticket, write" atomic among writers);
-    // the reader counts what it took out, so a queued request's place is ticket − read + 1.
-    private readonly Lock writeLock = new();
-    private long issued, read;
+    private volatile bool closed;
 
-    public GenerationQueue(int capacity)
-    {
-        Capacity = capacity;
-        channel = Channel.CreateBounded<GenerationRequest>(new BoundedChannelOptions(capacity)
-        {
-            SingleReader = true,
-            SingleWriter = false,
-            FullMode = BoundedChannelFullMode.Wait, // with TryWrite this means "refuse when full", never drop
-        });
-    }
+    public GenerationQueue(int capacity) => Capacity = capacity;
 
     public int Capacity { get; }
-    public int Count => channel.Reader.Count;
-    public bool IsClosed { get; private set; }
+    public int Count { get { lock (gate) return waiting.Count; } }
+    public bool IsClosed => closed;
 
     public EnqueueResult TryEnqueue(GenerationRequest request)
     {
-        lock (writeLock)
+        lock (gate)
         {
-            request.Ticket = issued;
-            if (channel.Writer.TryWrite(request))
-            {
-                issued++;
-                signal.Set();
-                return EnqueueResult.Accepted;
-            }
-            request.Ticket = -1;
+            if (closed) return EnqueueResult.Closed;
+            if (waiting.Count >= Capacity) return EnqueueResult.Full;
+            request.QueueNode = waiting.AddLast(request);
+            // For a token that has already fired the callback runs right here (Lock is reentrant). Once the worker has
+            // taken the request the callback finds it gone and does nothing: a running request is the worker's to drop.
+            request.QueueExit = request.Cancellation.Register(() => Leave(request));
         }
-        return IsClosed ? EnqueueResult.Closed : EnqueueResult.Full;
+        signal.Set();
+        return EnqueueResult.Accepted;
     }
 
     /// <summary>Stops admitting: every later <see cref="TryEnqueue"/> returns <see cref="EnqueueResult.Closed"/>.</summary>
     public void Close()
     {
-        IsClosed = true;
-        channel.Writer.TryComplete();
+        closed = true;
         signal.Set();
     }
 
-    internal bool TryPeek(out GenerationRequest request) => channel.Reader.TryPeek(out request!);
-    internal bool TryRead(out GenerationRequest request)
+    /// <summary>Takes a cancelled request out of the queue and ends its task; nothing if the worker already took it.</summary>
+    private void Leave(GenerationRequest request)
     {
-        if (!channel.Reader.TryRead(out request!)) return false;
-        Interlocked.Increment(ref read);
+        if (TryRemove(request)) request.Cancel();
+    }
+
+    internal bool TryPeek(out GenerationRequest request)
+    {
+        lock (gate)
+        {
+            request = waiting.First?.Value!;
+            return request is not null;
+        }
+    }
+
+    /// <summary>Takes <paramref name="request"/> out if it is still queued; false when its client left meanwhile.</summary>
+    internal bool TryRemove(GenerationRequest request)
+    {
+        CancellationTokenRegistration exit;
+        lock (gate)
+        {
+            if (request.QueueNode is not { } node || node.List != waiting) return false;
+            waiting.Remove(node);
+            request.QueueNode = null;
+            exit = request.QueueExit;
+        }
+        // Unregister, not Dispose: Dispose would wait for a callback running on another thread, which takes this lock.
+        exit.Unregister();
         return true;
     }
 
+    /// <summary>Takes the head out (shutdown: every queued request is answered).</summary>
+    internal bool TryRead(out GenerationRequest request)
+    {
+        while (TryPeek(out request))
+            if (TryRemove(request)) return true;
+        return false;
+    }
+
     /// <summary>1-based place of a request still in the queue (1 = next to be admitted), or null once the worker
-    /// has taken it out (or it was never accepted). Requests cancelled while queued still count until the worker
-    /// reaches and discards them.</summary>
+    /// has taken it out, it left, or it was never accepted.</summary>
+    /// <remarks>Walks the list: at most <see cref="Capacity"/> steps, called once per job status or event.</remarks>
     public long? PositionOf(GenerationRequest request)
     {
-        if (request.Ticket < 0) return null;
-        long place = request.Ticket - Interlocked.Read(ref read) + 1;
-        return place >= 1 ? place : null;
+        lock (gate)
+        {
+            if (request.QueueNode is not { } node || node.List != waiting) return null;
+            long place = 1;
+            for (var n = waiting.First; n is not null && n != node; n = n.Next) place++;
+            return place;
+        }
     }
 
     /// <summary>Blocks the calling (worker) thread until a request may be waiting, the queue closes, or <paramref name="wake"/> fires.</summary>
     internal void WaitForWork(CancellationToken wake)
     {
         signal.Reset();
-        if (channel.Reader.TryPeek(out _) || IsClosed) return; // re-check after Reset: a write between the two is not lost
+        if (Count > 0 || closed) return; // re-check after Reset: a write between the two is not lost
         try { signal.Wait(wake); }
         catch (OperationCanceledException) { }
     }

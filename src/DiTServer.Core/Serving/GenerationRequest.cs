@@ -32,9 +32,10 @@ public sealed class GenerationRequest
     /// <summary>Optional: low-resolution previews every k steps (see <see cref="PreviewRequest"/>). Null for none.</summary>
     public PreviewRequest? Preview { get; init; }
 
-    /// <summary>FIFO ticket given by <see cref="GenerationQueue.TryEnqueue"/>; with the queue's read count it gives
-    /// the request's place in the queue.</summary>
-    public long Ticket { get; internal set; } = -1;
+    /// <summary>Its place in <see cref="GenerationQueue"/> while it waits (guarded by the queue's lock).</summary>
+    internal LinkedListNode<GenerationRequest>? QueueNode { get; set; }
+    /// <summary>Takes it out of the queue when <see cref="Cancellation"/> fires while it waits.</summary>
+    internal CancellationTokenRegistration QueueExit { get; set; }
 
     public Task<GenerationResult> Completion => completion.Task;
     public bool IsCompleted => completion.Task.IsCompleted;

@@ -24,6 +24,12 @@ public sealed class ServingOptions
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>After SIGTERM, the time running requests get to finish; then they are answered 503 at the next step
+    /// boundary. It must be shorter than the host's shutdown timeout (after which Kestrel aborts the connections that are
+    /// still open), leaving time for one step and the answers.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(25);
+
     /// <summary>Largest accepted request body of <c>POST /v1/images</c>; the body is a handful of fields.</summary>
     [Range(256, 1_048_576)]
     public int MaxBodyBytes { get; set; } = 8192;

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace DiTServer.Api.Cli.Evidence;
 
@@ -10,6 +11,11 @@ namespace DiTServer.Api.Cli.Evidence;
 public sealed class ChildServer : IAsyncDisposable
 {
     private readonly Process process;
+    private readonly Stopwatch sinceSignal = new();
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+    private const int SIGTERM = 15;
 
     private ChildServer(Process process, Uri address, string log)
     {
@@ -30,9 +36,16 @@ public sealed class ChildServer : IAsyncDisposable
     {
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        var exe = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
+        // This program's apphost when it runs from it; otherwise `dotnet DiTServer.Api.dll`: when it runs as
+        // `dotnet DiTServer.Api.dll`, and inside a test host that references it (the tests start servers this way too).
+        var dll = typeof(ChildServer).Assembly.Location;
+        var self = Environment.ProcessPath;
+        var name = self is null ? null : Path.GetFileNameWithoutExtension(self);
+        var exe = name == Path.GetFileNameWithoutExtension(dll) || name == "dotnet"
+            ? self!
+            : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
         var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(exe) == "dotnet") info.ArgumentList.Add(typeof(ChildServer).Assembly.Location);
+        if (name != Path.GetFileNameWithoutExtension(dll)) info.ArgumentList.Add(dll);
         info.Environment["DiT__Model"] = Path.GetFullPath(model);
         info.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
         info.Environment["Serilog__MinimumLevel__Default"] = "Warning"; // the per-request lines would cost more than the tiny model
@@ -75,15 +88,28 @@ public sealed class ChildServer : IAsyncDisposable
         return double.NaN;
     }
 
-    /// <summary>SIGTERM, then waits up to <paramref name="timeout"/> for the exit; returns the exit code and the time it took.</summary>
-    public async Task<(int ExitCode, TimeSpan Took)> TerminateAsync(TimeSpan timeout)
+    /// <summary>Sends SIGTERM (what a container runtime sends on stop) and returns at once.</summary>
+    public void SendSigterm()
     {
-        var sw = Stopwatch.StartNew();
-        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync();
+        sinceSignal.Restart();
+        if (kill(process.Id, SIGTERM) != 0) throw new InvalidOperationException($"kill({process.Id}, SIGTERM) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    /// <summary>Waits up to <paramref name="timeout"/> for the exit (killing the process after that); returns the exit code
+    /// (-1 when it had to be killed) and the time since <see cref="SendSigterm"/>.</summary>
+    public async Task<(int ExitCode, TimeSpan Took)> WaitForExitAsync(TimeSpan timeout)
+    {
         using var cts = new CancellationTokenSource(timeout);
         try { await process.WaitForExitAsync(cts.Token); }
-        catch (OperationCanceledException) { process.Kill(true); await process.WaitForExitAsync(); return (-1, sw.Elapsed); }
-        return (process.ExitCode, sw.Elapsed);
+        catch (OperationCanceledException) { process.Kill(true); await process.WaitForExitAsync(); return (-1, sinceSignal.Elapsed); }
+        return (process.ExitCode, sinceSignal.Elapsed);
+    }
+
+    /// <summary>SIGTERM, then waits up to <paramref name="timeout"/> for the exit; returns the exit code and the time it took.</summary>
+    public Task<(int ExitCode, TimeSpan Took)> TerminateAsync(TimeSpan timeout)
+    {
+        SendSigterm();
+        return WaitForExitAsync(timeout);
     }
 
     public async ValueTask DisposeAsync()

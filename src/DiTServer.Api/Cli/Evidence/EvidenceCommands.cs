@@ -82,15 +82,19 @@ public static class EvidenceCommands
     {
         var model = ModelOption();
         var clients = new Option<int>("--clients") { Description = "Clients that disconnect mid-generation", DefaultValueFactory = _ => 100 };
-        var underLoad = new Option<int>("--sigterm-requests") { Description = "Requests in flight when SIGTERM arrives", DefaultValueFactory = _ => 24 };
-        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM under load (every request 200 or 503, exit within the shutdown timeout)")
-        { model, clients, underLoad };
+        var underLoad = new Option<int>("--sigterm-requests") { Description = "Requests sent before SIGTERM (the batch's 16 guided images run, the rest wait in the queue)", DefaultValueFactory = _ => 24 };
+        var sigtermSteps = new Option<int>("--sigterm-steps") { Description = "Steps of each of those requests (enough to be still running when the signal arrives)", DefaultValueFactory = _ => 200 };
+        var late = new Option<int>("--late-requests") { Description = "Requests sent after the signal, each on a new connection", DefaultValueFactory = _ => 4 };
+        var shutdownTimeout = new Option<int>("--expiry-shutdown-seconds") { Description = "Host shutdown timeout of the drain-expiry run", DefaultValueFactory = _ => 10 };
+        var drain = new Option<int>("--expiry-drain-seconds") { Description = "Serving:DrainTimeout of the drain-expiry run (1000-step requests outlive it)", DefaultValueFactory = _ => 3 };
+        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM with requests running and queued (200 or 503 + Retry-After each, exit 0), then the same past the drain time (running ones cut off with 503, exit within the shutdown timeout)")
+        { model, clients, underLoad, sigtermSteps, late, shutdownTimeout, drain };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             int n = parse.GetValue(clients), m = parse.GetValue(underLoad);
-            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!,
-                new Dictionary<string, string> { ["Serving__QueueCapacity"] = (n + m + 8).ToString(CultureInfo.InvariantCulture) }, TimeSpan.FromMinutes(2));
-            stdout.WriteLine($"# bench faults: {n} disconnecting clients, then SIGTERM with {m} requests in flight; pid {server.Pid}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
+            var settings = new Dictionary<string, string> { ["Serving__QueueCapacity"] = (n + m + 8).ToString(CultureInfo.InvariantCulture) };
+            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!, settings, TimeSpan.FromMinutes(2));
+            stdout.WriteLine($"# bench faults: {n} disconnecting clients, then SIGTERM with {m} requests running or queued; pid {server.Pid}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
             static StringContent Body(int i, int steps) =>
                 new($"{{\"class_label\": {i % 10}, \"steps\": {steps}, \"cfg_scale\": 4, \"seed\": {i}}}", System.Text.Encoding.UTF8, "application/json");
             async Task<double> Busy() => await server.Metric("dit_active_requests") + await server.Metric("dit_queue_depth");
@@ -124,20 +128,32 @@ public static class EvidenceCommands
             var ok = await server.Client.PostAsync("/v1/images", Body(7, 2), ct);
             stdout.WriteLine($"after\ta 2-step request: {(int)ok.StatusCode}");
 
-            // 2. SIGTERM under load: m requests of 20..200 steps; each must be answered 200 (finished) or 503 (not started), then the process exits.
-            var load = Enumerable.Range(0, m).Select(async i =>
+            // 2. SIGTERM with m requests in, 16 running (32 rows) and the rest queued, then late ones: running ones finish
+            // within the drain time (200), queued and late ones get 503, the process exits with 0.
+            int running = Math.Min(m, 16);
+            var drained = await ShutdownUnderLoad.RunAsync(server, m, parse.GetValue(sigtermSteps), running, parse.GetValue(late), TimeSpan.FromSeconds(60));
+            stdout.WriteLine($"sigterm\t{drained.Summary()} (drain time 25 s, host shutdown timeout 30 s); load {Load()}");
+            foreach (var a in drained.Answers.Where(a => a.Late)) stdout.WriteLine($"late\t{a.Kind}: {a.What}");
+            foreach (var v in drained.Violations) stdout.WriteLine($"violation\t{v.What}");
+            bool drainedOk = !drained.Violations.Any() && drained.ExitCode == 0 && drained.Count(ShutdownUnderLoad.Kind.Finished) == running
+                && drained.Count(ShutdownUnderLoad.Kind.NotStarted) == m - running;
+
+            // 3. The same with 1000-step requests on a server whose drain time runs out first: the running ones are cut off
+            // with 503 at the next step and the process still exits within the host's shutdown timeout.
+            var timeout = TimeSpan.FromSeconds(parse.GetValue(shutdownTimeout));
+            await using var expiring = await ChildServer.StartAsync(parse.GetValue(model)!, new Dictionary<string, string>(settings)
             {
-                try { return (int)(await server.Client.PostAsync("/v1/images", Body(100 + i, 20 + 10 * (i % 19)))).StatusCode; }
-                catch (HttpRequestException) { return -1; }
-            }).ToList();
-            var until2 = DateTime.UtcNow.AddSeconds(30);
-            while (await server.Metric("dit_active_requests") < 2 && DateTime.UtcNow < until2) await Task.Delay(20, ct);
-            var (exit, took) = await server.TerminateAsync(TimeSpan.FromSeconds(60));
-            var answers = await Task.WhenAll(load);
-            var byCode = answers.GroupBy(c => c).OrderBy(g => g.Key).Select(g => $"{(g.Key == -1 ? "no answer" : g.Key.ToString(CultureInfo.InvariantCulture))}: {g.Count()}");
+                ["shutdownTimeoutSeconds"] = parse.GetValue(shutdownTimeout).ToString(CultureInfo.InvariantCulture),
+                ["Serving__DrainTimeout"] = TimeSpan.FromSeconds(parse.GetValue(drain)).ToString("c", CultureInfo.InvariantCulture),
+            }, TimeSpan.FromMinutes(2));
+            var cut = await ShutdownUnderLoad.RunAsync(expiring, m, 1000, running, parse.GetValue(late), timeout + TimeSpan.FromSeconds(30));
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"sigterm\t{m} requests in flight: {string.Join(", ", byCode)}; exit code {exit} after {took.TotalSeconds:F1} s (host shutdown timeout 30 s); load {Load()}"));
-            return answers.All(c => c is 200 or 503) && exit == 0 && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
+                $"expiry\t{cut.Summary()} (drain time {parse.GetValue(drain)} s, host shutdown timeout {timeout.TotalSeconds:F0} s); load {Load()}"));
+            foreach (var a in cut.Answers.Where(a => a.Late)) stdout.WriteLine($"late\t{a.Kind}: {a.What}");
+            foreach (var v in cut.Violations) stdout.WriteLine($"violation\t{v.What}");
+            bool cutOk = !cut.Violations.Any() && cut.ExitCode == 0 && cut.ExitAfter < timeout && cut.Count(ShutdownUnderLoad.Kind.CutOff) == running
+                && cut.Count(ShutdownUnderLoad.Kind.NotStarted) == m - running;
+            return drainedOk && cutOk && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
         }));
         return command;
     }
