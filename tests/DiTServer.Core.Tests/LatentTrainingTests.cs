@@ -201,7 +201,10 @@ public sealed class LatentTrainingTests : IDisposable
             File.Copy(Path.Combine(VaeFolder, f), Path.Combine(copy, f));
         var (settings, config) = LatentSettings.ForFolder(copy);
         settings.VerifyUnchanged();
-        File.WriteAllText(Path.Combine(copy, "config.json"), File.ReadAllText(Path.Combine(copy, "config.json")).Replace("0.18215", "0.5"));
+        // Replaced, not edited in place: the fixture files (and so their copies) are read-only.
+        string configPath = Path.Combine(copy, "config.json"), changed = File.ReadAllText(configPath).Replace("0.18215", "0.5");
+        File.Delete(configPath);
+        File.WriteAllText(configPath, changed);
         var e = Assert.Throws<InvalidDataException>(settings.VerifyUnchanged);
         Assert.Contains("not the one this run was trained with", e.Message);
 
