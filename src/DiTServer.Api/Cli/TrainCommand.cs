@@ -63,7 +63,7 @@ public static class TrainCommand
                 // Only the step count may change on resume; every other option is the run's own.
                 if (parse.GetResult(steps) is { Implicit: false })
                     info = info with { Options = info.Options with { Steps = parse.GetValue(steps) } };
-                if (parse.GetValue(vae) is { } vaeDir && Path.GetFullPath(vaeDir) != info.Latent?.Vae)
+                if (parse.GetValue(vae) is { } vaeDir && Path.TrimEndingDirectorySeparator(Path.GetFullPath(vaeDir)) != info.Latent?.Vae)
                     throw new UsageException(info.Latent is null
                         ? $"{ckpt} is a pixel-space run; --vae cannot be added on resume"
                         : $"{ckpt} was trained with the VAE at {info.Latent.Vae}; resuming with a different VAE ({Path.GetFullPath(vaeDir)}) is not possible");

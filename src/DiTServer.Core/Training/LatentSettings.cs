@@ -19,7 +19,7 @@ public sealed record LatentSettings
     /// <exception cref="InvalidDataException">The config is not an SD-style AutoencoderKL.</exception>
     public static (LatentSettings Settings, VaeConfig Config) ForFolder(string folder)
     {
-        folder = Path.GetFullPath(folder);
+        folder = Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"VAE folder '{folder}' does not exist");
         var config = VaeConfig.FromFolder(folder);
         var settings = new LatentSettings { Vae = folder, VaeSha256 = VaeFingerprint.Of(folder), ScalingFactor = config.ScalingFactor };
