@@ -12,6 +12,9 @@ public sealed record TrainingJobRequest
     [JsonPropertyName("output")] public string? Output { get; init; }
     /// <summary>"served" fine-tunes the served model's weights file; otherwise a new model of <see cref="Model"/>.</summary>
     [JsonPropertyName("init_from")] public string? InitFrom { get; init; }
+    /// <summary>Diffusers AutoencoderKL folder, relative to <c>Training:DataRoot</c>: train in its latent space.
+    /// With <c>init_from: "served"</c> the served model's own VAE is used and this must be absent.</summary>
+    [JsonPropertyName("vae")] public string? Vae { get; init; }
     [JsonPropertyName("model")] public TrainingModelSpec? Model { get; init; }
     [JsonPropertyName("name")] public string? Name { get; init; }
     [JsonPropertyName("class_names")] public IReadOnlyList<string>? ClassNames { get; init; }

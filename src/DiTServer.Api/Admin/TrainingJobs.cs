@@ -51,11 +51,13 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
             }
             try
             {
-                var (config, initial) = Architecture(request, dataset);
+                var (latent, input) = LatentInput(request, dataset);
+                var (config, initial) = Architecture(request, dataset, input);
                 var info = new TrainingRunInfo
                 {
                     Name = request.Name ?? new DirectoryInfo(output).Name,
                     Dataset = datasetFolder,
+                    Latent = latent,
                     ClassNames = request.ClassNames ?? (request.InitFrom == "served" ? Enumerable.Range(0, served.Classes.Count).Select(i => served.Classes[i]).ToList() : null),
                     Options = trainingOptions,
                     Config = config,
@@ -77,11 +79,16 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         }
     }
 
-    private void Run(TrainingJob job, TrainingRunInfo info, IdxDataset dataset, Dictionary<string, Tensor>? initial)
+    private void Run(TrainingJob job, TrainingRunInfo info, IdxDataset images, Dictionary<string, Tensor>? initial)
     {
+        LatentDataset? latents = null;
         try
         {
-            using var trainer = new Trainer(info.Config, info.Options, dataset);
+            // Encoding runs here, on the job's thread: it can take minutes, and the request has already been answered.
+            if (info.Latent is { } latent)
+                latents = LatentCache.LoadOrEncode(Path.Combine(job.OutputFolder, LatentCache.FileName), images, latent,
+                    line => logger.LogInformation("Training job {Job}: {Line}", job.Id, line));
+            using var trainer = new Trainer(info.Config, info.Options, (ITrainingDataset?)latents ?? images);
             if (initial is not null)
             {
                 StateDict.LoadStrict(trainer.Model, initial, "init_from");
@@ -100,7 +107,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                 logger.LogInformation("Training job {Job} cancelled at step {Step}; checkpoint kept", job.Id, trainer.Step);
                 return;
             }
-            ModelExport.Write(job.OutputFolder, info.Name!, info.Config, trainer.Ema.Model, trainer.Model, info.ClassNames);
+            ModelExport.Write(job.OutputFolder, info.Name!, info.Config, trainer.Ema.Model, trainer.Model, info.ClassNames, vae: info.Latent?.Vae);
             job.Update(s => s with
             {
                 State = TrainingJobState.Succeeded, Step = trainer.Step, LastCheckpoint = session.CheckpointPath,
@@ -115,20 +122,51 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         }
         finally
         {
-            dataset.Dispose();
+            latents?.Dispose();
+            images.Dispose();
             if (initial is not null) foreach (var t in initial.Values) t.Dispose();
         }
     }
 
+    /// <summary>The job's latent settings (null in pixel space) and the model input they make of the dataset's images.</summary>
+    /// <remarks>A request's <c>vae</c> is confined to the data root like the dataset; the served model's own VAE was
+    /// chosen by the operator and needs no confinement.</remarks>
+    private (LatentSettings? Latent, (int Side, int Channels) Input) LatentInput(TrainingJobRequest request, IdxDataset dataset)
+    {
+        string? folder;
+        if (request.InitFrom == "served")
+        {
+            if (request.Vae is not null)
+                throw new ArgumentException("with init_from \"served\" the served model's own VAE is used; leave out 'vae'");
+            folder = served.Manifest.VaePath;
+        }
+        else if (request.Vae is { } vae)
+        {
+            folder = ConfinedPath.Resolve(DataRoot, vae, "vae");
+            if (!Directory.Exists(folder)) throw new ArgumentException($"vae '{vae}' does not exist under the data root");
+        }
+        else folder = null;
+        if (folder is null) return (null, (dataset.ImageSize, dataset.Channels));
+        try
+        {
+            var (settings, config) = LatentSettings.ForFolder(folder);
+            return (settings, LatentShape.For(config, dataset.ImageSize, dataset.Channels));
+        }
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new ArgumentException($"vae '{request.Vae ?? folder}' cannot be used: {e.Message}");
+        }
+    }
+
     /// <summary>The job's architecture: the served model's for "served" (its weights as the start), else the spec's.</summary>
-    private (DiTConfig Config, Dictionary<string, Tensor>? Initial) Architecture(TrainingJobRequest request, IdxDataset dataset)
+    private (DiTConfig Config, Dictionary<string, Tensor>? Initial) Architecture(TrainingJobRequest request, IdxDataset dataset, (int Side, int Channels) input)
     {
         if (request.InitFrom is { } from)
         {
             if (from != "served") throw new ArgumentException("init_from must be \"served\" (fine-tune the served model) or absent");
             var config = served.Config;
-            if (dataset.ImageSize != config.InputSize || dataset.Channels != config.InChannels)
-                throw new ArgumentException($"the dataset's {dataset.Channels}×{dataset.ImageSize}² images do not fit the served model's {config.InChannels}×{config.InputSize}² input");
+            if (input.Side != config.InputSize || input.Channels != config.InChannels)
+                throw new ArgumentException($"the dataset's {dataset.Channels}×{dataset.ImageSize}² images make {input.Channels}×{input.Side}² model inputs, which do not fit the served model's {config.InChannels}×{config.InputSize}² input");
             return (config, CheckpointFile.LoadStateDict(served.Manifest.WeightsPath));
         }
         var spec = request.Model ?? new TrainingModelSpec();
@@ -136,7 +174,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         {
             HiddenSize = spec.HiddenSize, Depth = spec.Depth, NumHeads = spec.NumHeads, PatchSize = spec.PatchSize,
             Conditioning = ConditioningNames.Parse(spec.Conditioning ?? "adaLN-Zero"), LearnSigma = spec.LearnSigma,
-            ClassDropoutProb = request.ClassDropoutProb, InputSize = dataset.ImageSize, InChannels = dataset.Channels,
+            ClassDropoutProb = request.ClassDropoutProb, InputSize = input.Side, InChannels = input.Channels,
             NumClasses = Math.Max(dataset.NumClasses, request.ClassNames?.Count ?? 0),
         };
         fresh.Validate();
@@ -156,6 +194,9 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
             if (info.Config != served.Config)
                 throw new InvalidOperationException(
                     $"job {job.Id} trains a different architecture than the served model; serve its export by restarting with DiT__Model={job.OutputFolder}");
+            if (info.Latent?.Vae != served.Manifest.VaePath)
+                throw new InvalidOperationException(
+                    $"job {job.Id} trains in the space of {(info.Latent is null ? "pixels" : $"the VAE at {info.Latent.Vae}")} but the served model decodes with {served.Manifest.VaePath ?? "no VAE"}; serve its export by restarting with DiT__Model={job.OutputFolder}");
             var weights = ema.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
             var swap = engine.ReplaceWeightsAsync(weights, $"the EMA of training job {job.Id} at step {info.Step}");
             await swap.WaitAsync(options.Value.ActivationTimeout, cancel);

@@ -23,7 +23,7 @@ public static class ExportCommand
             {
                 string modelName = parse.GetValue(name) ?? info.Name ?? "dit";
                 var files = ModelExport.Write(parse.GetValue(output)!, modelName, info.Config, ema, model, info.ClassNames,
-                    parse.GetValue(pt) ? $"{modelName}.pt" : null);
+                    parse.GetValue(pt) ? $"{modelName}.pt" : null, info.Latent?.Vae);
                 stdout.WriteLine($"exported step {info.Step} of {modelName}: {string.Join(", ", files)}");
             }
             return CommandLine.ExitOk;

@@ -7,7 +7,8 @@ using Spectre.Console;
 
 namespace DiTServer.Api.Cli;
 
-/// <summary><c>train</c>: trains a class-conditional DiT on an IDX dataset folder, checkpointing atomically;
+/// <summary><c>train</c>: trains a class-conditional DiT on an IDX or class-subfolder dataset (in pixel space, or with
+/// <c>--vae</c> in that VAE's latent space), checkpointing atomically;
 /// Ctrl+C (or SIGTERM) saves a checkpoint and exits; <c>--resume</c> continues exactly where it stopped.</summary>
 public static class TrainCommand
 {
@@ -41,11 +42,12 @@ public static class TrainCommand
         var logEvery = new Option<int>("--log-every") { Description = "Steps per loss-curve row", DefaultValueFactory = _ => 50 };
         var ckptEvery = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints (0: only at the end / on interrupt)", DefaultValueFactory = _ => 500 };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
+        var vae = new Option<string?>("--vae") { Description = "Train in the latent space of this diffusers AutoencoderKL folder (images encoded once into <out>/latents.cache; the export decodes with it)" };
 
-        var command = new Command("train", "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) dataset")
+        var command = new Command("train", "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) or class-subfolder dataset, in pixel space or in a VAE's latent space")
         {
             data, imageSize, channels, output, resume, name, arch, hidden, depth, heads, patch, conditioning, padTo, classDropout, learnSigma, classNames,
-            steps, batch, lr, ema, emaWarmup, seed, threads, logEvery, ckptEvery, device,
+            steps, batch, lr, ema, emaWarmup, seed, threads, logEvery, ckptEvery, device, vae,
         };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
@@ -61,6 +63,12 @@ public static class TrainCommand
                 // Only the step count may change on resume; every other option is the run's own.
                 if (parse.GetResult(steps) is { Implicit: false })
                     info = info with { Options = info.Options with { Steps = parse.GetValue(steps) } };
+                if (parse.GetValue(vae) is { } vaeDir && Path.TrimEndingDirectorySeparator(Path.GetFullPath(vaeDir)) != info.Latent?.Vae)
+                    throw new UsageException(info.Latent is null
+                        ? $"{ckpt} is a pixel-space run; --vae cannot be added on resume"
+                        : $"{ckpt} was trained with the VAE at {info.Latent.Vae}; resuming with a different VAE ({Path.GetFullPath(vaeDir)}) is not possible");
+                // The recorded folder must still hold the same VAE, or the resumed steps would train on other latents.
+                info.Latent?.VerifyUnchanged();
             }
             else
             {
@@ -85,6 +93,7 @@ public static class TrainCommand
                     ImageSize = idx ? null : parse.GetValue(imageSize),
                     Channels = idx ? null : parse.GetValue(channels),
                     PadTo = parse.GetValue(padTo),
+                    Latent = parse.GetValue(vae) is { } vaeDir ? LatentSettings.ForFolder(vaeDir).Settings : null,
                     ClassNames = parse.GetValue(classNames)?.Split(',', StringSplitOptions.TrimEntries),
                     Options = options,
                     Config = ArchitectureFrom(parse.GetValue(arch), parse.GetValue(hidden), parse.GetValue(depth), parse.GetValue(heads), parse.GetValue(patch)) with
@@ -98,8 +107,13 @@ public static class TrainCommand
             try { info.Options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
 
-            using var dataset = OpenDataset(info);
-            if (dataset is ImageFolderDataset folder && info.ClassNames is null) info = info with { ClassNames = folder.ClassNames };
+            using var images = OpenDataset(info);
+            if (images is ImageFolderDataset folder && info.ClassNames is null) info = info with { ClassNames = folder.ClassNames };
+            // A latent run trains on the VAE posterior of each image, encoded once and cached beside the checkpoint.
+            using var latents = info.Latent is { } latent
+                ? LatentCache.LoadOrEncode(Path.Combine(outDir, LatentCache.FileName), images, latent, stdout.WriteLine)
+                : null;
+            ITrainingDataset dataset = latents ?? images;
             info = info with
             {
                 Config = info.Config with { InputSize = dataset.ImageSize, InChannels = dataset.Channels, NumClasses = Math.Max(dataset.NumClasses, info.ClassNames?.Count ?? 0) },
@@ -112,7 +126,7 @@ public static class TrainCommand
             var session = new TrainingSession(trainer, info, outDir);
             long parameters = trainer.Model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
             stdout.WriteLine($"training {info.Name}: hidden {info.Config.HiddenSize}, depth {info.Config.Depth}, heads {info.Config.NumHeads}, patch {info.Config.PatchSize}, " +
-                             $"{info.Config.InChannels}×{info.Config.InputSize}² input, {info.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
+                             $"{info.Config.InChannels}×{info.Config.InputSize}² {(info.Latent is null ? "pixel" : "latent")} input, {info.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
                              $"{dataset.Count} images; from step {trainer.Step} to {info.Options.Steps}, batch {info.Options.BatchSize}, lr {info.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
 
             using var cts = new CancellationTokenSource();
@@ -127,7 +141,7 @@ public static class TrainCommand
                 stdout.WriteLine($"interrupted at step {trainer.Step}; checkpoint {session.CheckpointPath}; continue with: train --out {outDir} --resume");
                 return ExitInterrupted;
             }
-            var files = ModelExport.Write(outDir, info.Name!, trainer.Config, trainer.Ema.Model, trainer.Model, info.ClassNames, $"{info.Name}.pt");
+            var files = ModelExport.Write(outDir, info.Name!, trainer.Config, trainer.Ema.Model, trainer.Model, info.ClassNames, $"{info.Name}.pt", info.Latent?.Vae);
             stdout.WriteLine($"done: {trainer.Step} steps; exported {string.Join(", ", files.Select(Path.GetFileName))} to {outDir}");
             return CommandLine.ExitOk;
         }));

@@ -7,7 +7,7 @@ namespace DiTServer.Core.Training;
 
 /// <summary>Labelled images from one subfolder per class (torchvision's ImageFolder: classes are the subfolder names,
 /// sorted ordinally), preprocessed once with the official <c>center_crop_arr</c> and held in memory as uint8.</summary>
-/// <remarks>Pixel-space only: latent models would encode these with the VAE first, which this class does not do.
+/// <remarks>For latent training <see cref="LatentCache"/> encodes these once, both orientations, since they flip.
 /// The random horizontal flip of train.py is applied per batch by the trainer with its own generator
 /// (<see cref="ITrainingDataset.HorizontalFlip"/>), so resumed runs flip the same images.</remarks>
 public sealed class ImageFolderDataset : ITrainingDataset

@@ -12,9 +12,11 @@ public static class ModelExport
 {
     public const string ManifestFile = "model.json", WeightsFile = "model.safetensors";
 
+    /// <param name="vae">The VAE folder of a latent model (written as an absolute path, so the export can move
+    /// without the VAE); null for a pixel-space model.</param>
     /// <returns>The paths written.</returns>
     public static IReadOnlyList<string> Write(string folder, string name, DiTConfig config, DiT ema, DiT? model,
-        IReadOnlyList<string>? classNames, string? ptFile = null)
+        IReadOnlyList<string>? classNames, string? ptFile = null, string? vae = null)
     {
         Directory.CreateDirectory(folder);
         var written = new List<string>();
@@ -33,13 +35,14 @@ public static class ModelExport
             }
         }
         string manifest = Path.Combine(folder, ManifestFile);
-        Atomic(manifest, tmp => File.WriteAllText(tmp, Manifest(name, config, classNames).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
+        Atomic(manifest, tmp => File.WriteAllText(tmp, Manifest(name, config, classNames, vae).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
         written.Add(manifest);
         return written;
     }
 
-    /// <summary>The model.json of a pixel-space model (<c>vae: null</c>) in the fixtures README's format.</summary>
-    public static JsonObject Manifest(string name, DiTConfig config, IReadOnlyList<string>? classNames)
+    /// <summary>The model.json in the fixtures README's format: <c>vae</c> is the VAE folder of a latent model, or null
+    /// for a pixel-space one.</summary>
+    public static JsonObject Manifest(string name, DiTConfig config, IReadOnlyList<string>? classNames, string? vae = null)
     {
         var root = new JsonObject
         {
@@ -58,7 +61,7 @@ public static class ModelExport
             ["learn_sigma"] = config.LearnSigma,
             ["class_dropout_prob"] = config.ClassDropoutProb,
             ["weights"] = WeightsFile,
-            ["vae"] = null,
+            ["vae"] = vae is null ? null : Path.GetFullPath(vae),
         };
         if (config.Conditioning != Conditioning.AdaLNZero) root["conditioning"] = ConditioningNames.ToName(config.Conditioning);
         if (classNames is not null) root["class_names"] = new JsonArray(classNames.Select(n => (JsonNode)n).ToArray());

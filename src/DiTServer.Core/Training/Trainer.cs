@@ -9,7 +9,7 @@ namespace DiTServer.Core.Training;
 public readonly record struct StepLoss(long Step, double Loss, double Mse, double Vb);
 
 /// <summary>The DiT training loop of train.py: AdamW on the official diffusion loss, EMA of the weights.</summary>
-/// <remarks>All randomness (batch indices, timesteps, noise, label dropout) comes from one seeded generator whose
+/// <remarks>All randomness (batch indices, flips, latent posterior draws, timesteps, noise, label dropout) comes from one seeded generator whose
 /// state goes into the checkpoint, so a resumed run takes exactly the steps the uninterrupted one would.</remarks>
 public sealed class Trainer : IDisposable
 {
@@ -61,12 +61,7 @@ public sealed class Trainer : IDisposable
         using var scope = NewDisposeScope();
         Model.train();
         var idx = randint(0, data.Count, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
-        var (x, y) = data.Batch(idx);                                                     // (B, C, S, S), (B,)
-        if (data.HorizontalFlip)
-        {
-            var flip = rand(new long[] { Options.BatchSize, 1, 1, 1 }, generator: Generator) < 0.5;
-            x = where(flip, x.flip(3), x);
-        }
+        var (x, y) = data.Draw(idx, Generator);                                           // (B, C, S, S), (B,)
         var t = randint(0, Diffusion.NumTimesteps, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
         var noise = randn(x.shape, generator: Generator);
         x = x.to(Device); y = y.to(Device); t = t.to(Device); noise = noise.to(Device);

@@ -25,6 +25,8 @@ public sealed record TrainingRunInfo
     /// <summary>Channels for an image-folder dataset (1 or 3).</summary>
     public int? Channels { get; init; }
     public IReadOnlyList<string>? ClassNames { get; init; }
+    /// <summary>The VAE and scaling of a latent run; null for a pixel-space run (and in checkpoints from before latent training).</summary>
+    public LatentSettings? Latent { get; init; }
     /// <summary>Training wall time summed over all sessions of the run.</summary>
     public double ElapsedSeconds { get; init; }
 }
