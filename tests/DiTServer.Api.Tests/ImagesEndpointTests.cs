@@ -160,6 +160,9 @@ public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Serv
         Assert.Equal(["ddpm", "ddim"], model.GetProperty("samplers").EnumerateArray().Select(s => s.GetString()));
         Assert.Equal(8, model.GetProperty("limits").GetProperty("max_images_per_request").GetInt32());
         Assert.Equal("step", model.GetProperty("batching").GetProperty("mode").GetString());
+        Assert.Equal("cpu", model.GetProperty("device").GetString());
+        Assert.Equal("fp32", model.GetProperty("precision").GetString());
+        Assert.Equal(64, model.GetProperty("previews").GetProperty("max_size").GetInt32()); // vae-tiny has 4 latent channels
     }
 
     [Fact]

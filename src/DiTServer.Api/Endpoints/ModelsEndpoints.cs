@@ -1,3 +1,5 @@
+using DiTServer.Core.Model;
+using DiTServer.Core.Imaging;
 using System.Text.Json.Serialization;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
@@ -17,11 +19,12 @@ public static class ModelsEndpoints
         return app;
     }
 
-    private static Ok<ModelsResponse> GetModels(LoadedModel model, IOptions<ServingOptions> serving)
+    private static Ok<ModelsResponse> GetModels(LoadedModel model, IOptions<ServingOptions> serving, IOptions<Jobs.JobOptions> jobs)
     {
         var o = serving.Value;
+        var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
-            model.Config.ClassDropoutProb > 0, model.Device.ToString(), ["ddpm", "ddim"], ["official", "all"],
+            model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews, ["ddpm", "ddim"], ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity));
         return TypedResults.Ok(new ModelsResponse([info]));
@@ -42,6 +45,8 @@ public sealed record ModelInfo(
     [property: JsonPropertyName("num_classes")] int NumClasses,
     [property: JsonPropertyName("supports_guidance")] bool SupportsGuidance,
     [property: JsonPropertyName("device")] string Device,
+    [property: JsonPropertyName("precision")] string Precision,
+    [property: JsonPropertyName("previews"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] PreviewInfo? Previews,
     [property: JsonPropertyName("samplers")] IReadOnlyList<string> Samplers,
     [property: JsonPropertyName("guidance_modes")] IReadOnlyList<string> GuidanceModes,
     [property: JsonPropertyName("limits")] RequestLimits Limits,
@@ -53,6 +58,9 @@ public sealed record RequestLimits(
     [property: JsonPropertyName("min_cfg_scale")] double MinCfgScale,
     [property: JsonPropertyName("max_cfg_scale")] double MaxCfgScale,
     [property: JsonPropertyName("max_body_bytes")] int MaxBodyBytes);
+
+/// <summary>Present when jobs may ask for step previews (<c>preview_every</c>); absent for models that cannot make them.</summary>
+public sealed record PreviewInfo([property: JsonPropertyName("max_size")] int MaxSize);
 
 public sealed record BatchingInfo(
     [property: JsonPropertyName("mode")] string Mode,
