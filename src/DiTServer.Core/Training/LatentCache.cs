@@ -109,25 +109,18 @@ public static class LatentCache
 
     private static void Write(string path, LatentCacheKey key, Tensor mean, Tensor std, Tensor? fMean, Tensor? fStd)
     {
-        path = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        string tmp = path + ".tmp";
-        using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        AtomicFile.Write(path, stream =>
         {
-            using (var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
-            {
-                w.Write(Magic);
-                w.Write(FormatVersion);
-                w.Write(JsonSerializer.Serialize(key));
-                w.Write(fMean is null ? 1 : 2);
-                foreach (long d in mean.shape) w.Write(d);
-                foreach (var t in fMean is null ? new[] { mean, std } : new[] { mean, std, fMean, fStd! })
-                    w.Write(t.contiguous().bytes);
-                w.Write(EndMarker);
-            }
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
+            using var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
+            w.Write(Magic);
+            w.Write(FormatVersion);
+            w.Write(JsonSerializer.Serialize(key));
+            w.Write(fMean is null ? 1 : 2);
+            foreach (long d in mean.shape) w.Write(d);
+            foreach (var t in fMean is null ? new[] { mean, std } : new[] { mean, std, fMean, fStd! })
+                w.Write(t.contiguous().bytes);
+            w.Write(EndMarker);
+        });
     }
 
     /// <summary>The cached posterior when the file exists and was made for <paramref name="key"/>; null otherwise

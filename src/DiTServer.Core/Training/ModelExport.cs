@@ -24,18 +24,18 @@ public static class ModelExport
         {
             var emaSd = StateOf(ema);
             string weights = Path.Combine(folder, WeightsFile);
-            Atomic(weights, tmp => CheckpointFile.SaveSafetensors(tmp, emaSd));
+            AtomicFile.WriteVia(weights, tmp => CheckpointFile.SaveSafetensors(tmp, emaSd));
             written.Add(weights);
             if (ptFile is not null && model is not null)
             {
                 string pt = Path.Combine(folder, ptFile);
                 var nested = new Dictionary<string, IReadOnlyDictionary<string, Tensor>> { ["model"] = StateOf(model), ["ema"] = emaSd };
-                Atomic(pt, tmp => CheckpointFile.SavePickle(tmp, nested));
+                AtomicFile.WriteVia(pt, tmp => CheckpointFile.SavePickle(tmp, nested));
                 written.Add(pt);
             }
         }
         string manifest = Path.Combine(folder, ManifestFile);
-        Atomic(manifest, tmp => File.WriteAllText(tmp, Manifest(name, config, classNames, vae).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
+        AtomicFile.WriteVia(manifest, tmp => File.WriteAllText(tmp, Manifest(name, config, classNames, vae).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
         written.Add(manifest);
         return written;
     }
@@ -70,11 +70,4 @@ public static class ModelExport
 
     private static Dictionary<string, Tensor> StateOf(DiT model) =>
         model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
-
-    private static void Atomic(string path, Action<string> write)
-    {
-        string tmp = path + ".tmp";
-        write(tmp);
-        File.Move(tmp, path, overwrite: true);
-    }
 }

@@ -50,28 +50,21 @@ public static class TrainingCheckpoint
 
     public static void Save(string path, Trainer trainer, TrainingRunInfo info)
     {
-        path = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        string tmp = path + ".tmp";
-        using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        AtomicFile.Write(path, stream =>
         {
-            using (var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
-            {
-                w.Write(Magic);
-                w.Write(FormatVersion);
-                w.Write(JsonSerializer.Serialize(info with { Step = trainer.Step }, Json));
-                trainer.Model.save(w);
-                trainer.Ema.Model.save(w);
-                trainer.Optimizer.save_state_dict(w);
-                using var state = trainer.Generator.get_state();
-                var bytes = state.data<byte>().ToArray();
-                w.Write(bytes.Length);
-                w.Write(bytes);
-                w.Write(EndMarker);
-            }
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
+            using var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
+            w.Write(Magic);
+            w.Write(FormatVersion);
+            w.Write(JsonSerializer.Serialize(info with { Step = trainer.Step }, Json));
+            trainer.Model.save(w);
+            trainer.Ema.Model.save(w);
+            trainer.Optimizer.save_state_dict(w);
+            using var state = trainer.Generator.get_state();
+            var bytes = state.data<byte>().ToArray();
+            w.Write(bytes.Length);
+            w.Write(bytes);
+            w.Write(EndMarker);
+        });
     }
 
     /// <summary>The run info alone (to rebuild a trainer of the right shape before <see cref="Restore"/>).</summary>
