@@ -34,7 +34,7 @@ public static class BenchCommand
             int size = parse.GetValue(imageSize);
             if (size <= 0 || size % 8 != 0) throw new UsageException("--image-size must be a positive multiple of 8");
             var config = DiTConfig.FromPreset(parse.GetValue(arch)!) with { InputSize = size / 8 };
-            var sizes = parse.GetValue(batches)!.Split(',').Select(s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'")).ToArray();
+            var sizes = ParseBatchSizes(parse.GetValue(batches)!);
             int nWarm = parse.GetValue(warmup), nIter = Math.Max(1, parse.GetValue(iters));
             double perImage = parse.GetValue(gflops);
 
@@ -71,6 +71,13 @@ public static class BenchCommand
         return bench;
     }
 
+    /// <summary>"1,2,8" → batch sizes, each positive.</summary>
+    internal static int[] ParseBatchSizes(string value) =>
+        ParseList(value, s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'"));
+
+    internal static T[] ParseList<T>(string value, Func<string, T> parse) =>
+        value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(parse).ToArray();
+
     /// <summary><c>bench sgemm</c>: the float32 matmul rate libtorch reaches here, the ceiling for a DiT forward.</summary>
     private static Command CreateSgemm(TextWriter stdout, TextWriter stderr)
     {
@@ -87,7 +94,7 @@ public static class BenchCommand
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             var dev = DeviceOption.Parse(parse.GetValue(device)!);
             var mode = DeviceOption.ParsePrecision(parse.GetValue(precision)!, dev);
-            torch.backends.cuda.matmul.allow_tf32 = mode == Core.Model.Precision.TF32;
+            mode.SetTensorCoreSwitches(); // bf16 operands do not use the TF32 switch, so this times the same matmul
             var type = mode == Core.Model.Precision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
             long rows = parse.GetValue(m), inner = parse.GetValue(k), cols = parse.GetValue(n);
             if (rows < 1 || inner < 1 || cols < 1) throw new UsageException("--m, --k and --n must be positive");

@@ -5,7 +5,6 @@ using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Vae;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -49,8 +48,8 @@ public static class GenerateBenchmark
                 Seed = 0,
             };
             SampleCommand.ValidateOptions(options);
-            var sizes = ParseList(parse.GetValue(batches)!, s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'"));
-            var modes = ParseList(parse.GetValue(precisions)!, s => DeviceOption.ParsePrecision(s, dev));
+            var sizes = BenchCommand.ParseBatchSizes(parse.GetValue(batches)!);
+            var modes = BenchCommand.ParseList(parse.GetValue(precisions)!, s => DeviceOption.ParsePrecision(s, dev));
             int nIter = Math.Max(1, parse.GetValue(iters));
 
             bool header = false;
@@ -58,18 +57,18 @@ public static class GenerateBenchmark
             {
                 // A fresh model per precision: bf16 casts the weights in place, and the TF32 switches are process-wide.
                 using var loaded = BenchModelOptions.Random(preset, size, dev, precision);
-                var (model, decoder, config) = (loaded.Model, loaded.Vae, loaded.Config);
+                var config = loaded.Config;
                 if (!header)
                 {
-                    stdout.WriteLine($"# bench generate: {preset} at {size}px ({config.NumPatches} tokens), {options.Steps} {options.Sampler.ToString().ToLowerInvariant()} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, VAE decode {(decoder is null ? "none (pixel space)" : "sd (random weights)")}, device {DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+                    stdout.WriteLine($"# bench generate: {preset} at {size}px ({config.NumPatches} tokens), {options.Steps} {options.Sampler.ToString().ToLowerInvariant()} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, VAE decode {(loaded.Vae is null ? "none (pixel space)" : "sd (random weights)")}, device {DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
                     stdout.WriteLine("precision\tbatch\tseconds\timages_per_s\tms_per_step\tdecode_ms");
                     header = true;
                 }
                 foreach (var batch in sizes)
                 {
                     var labels = Enumerable.Range(0, batch).Select(i => (long)(i % config.NumClasses)).ToArray();
-                    Generate(model, decoder, labels, options with { Steps = Math.Min(2, options.Steps) }, dev); // warm-up at this shape
-                    var runs = Enumerable.Range(0, nIter).Select(_ => Generate(model, decoder, labels, options, dev)).OrderBy(r => r.Total).ToList();
+                    Generate(loaded, labels, options with { Steps = Math.Min(2, options.Steps) }); // warm-up at this shape
+                    var runs = Enumerable.Range(0, nIter).Select(_ => Generate(loaded, labels, options)).OrderBy(r => r.Total).ToList();
                     var (total, decode) = runs[runs.Count / 2];
                     stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"{precision.ToOptionValue()}\t{batch}\t{total:F2}\t{batch / total:F2}\t{(total - decode) * 1000 / options.Steps:F1}\t{decode * 1000:F0}"));
@@ -82,22 +81,18 @@ public static class GenerateBenchmark
     }
 
     /// <returns>seconds for the whole generation and for its decode part.</returns>
-    private static (double Total, double Decode) Generate(DiT model, AutoencoderKL? vae, long[] labels, SamplingOptions options, Device device)
+    private static (double Total, double Decode) Generate(LoadedModel model, long[] labels, SamplingOptions options)
     {
         using var scope = NewDisposeScope();
         using var mode = inference_mode();
         var clock = Stopwatch.StartNew();
-        var latents = LatentSampler.Sample(model, labels, options, device);
-        if (device.type == DeviceType.CUDA) cuda.synchronize();
+        var latents = LatentSampler.Sample(model.Model, labels, options, model.Device);
+        if (model.Device.type == DeviceType.CUDA) cuda.synchronize();
         double sampled = clock.Elapsed.TotalSeconds;
-        var images = vae is null ? latents : vae.Decode(latents / vae.Config.ScalingFactor);
-        using var pixels = Pixels.ToUInt8(images); // on the host: waits for the device
+        using var pixels = ImageDecoder.DecodeToPixels(model, latents); // on the host: waits for the device
         double total = clock.Elapsed.TotalSeconds;
         return (total, total - sampled);
     }
-
-
-    private static T[] ParseList<T>(string value, Func<string, T> parse) => value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(parse).ToArray();
 
     internal static string DeviceName(Device device) =>
         device.type == DeviceType.CUDA ? $"{device} ({cuda.device_count()} CUDA device(s))" : $"cpu, {get_num_threads()} torch threads";

@@ -48,9 +48,16 @@ public static class PrecisionExtensions
     /// (cuBLAS and cuDNN flags), so one process serves one precision; the VAE shares the TF32 setting.</summary>
     public static void Apply(this Precision precision, DiT model)
     {
+        precision.SetTensorCoreSwitches();
+        if (precision == Precision.BFloat16) model.to(bfloat16);
+    }
+
+    /// <summary>The process-wide cuBLAS/cuDNN TF32 switches alone: on for tf32 and bf16 (whose float32 parts, the VAE,
+    /// then use TF32 too), off for fp32.</summary>
+    public static void SetTensorCoreSwitches(this Precision precision)
+    {
         bool tf32 = precision != Precision.Float32;
         torch.backends.cuda.matmul.allow_tf32 = tf32;
         torch.backends.cudnn.allow_tf32 = tf32;
-        if (precision == Precision.BFloat16) model.to(bfloat16);
     }
 }
