@@ -133,7 +133,27 @@ public class DiffusionParityTests
     [InlineData("ddim_250_cfg4", 4.0)]
     [InlineData("ddpm_10_cfg1.5_x3", 1.5)]
     [InlineData("ddpm_10_nocfg", 1.0)]
-    public void Replaying_recorded_noise_reproduces_every_official_step(string name, double cfg)
+    public void Replaying_recorded_noise_reproduces_every_official_step(string name, double cfg) =>
+        ReplayRecorded(name, cfg, step =>
+        {
+            var (f, d, s, x) = (step.Fixture, step.Diffusion, step.Index, step.X);
+            Assert.Equal(f["model_t"][s].item<long>(), d.TimestepMap[step.I]);
+            var next = step.Ddim ? d.DdimStep(step.Output, x, step.T, 0, null) : d.DdpmStep(step.Output, x, step.T, step.Noise!);
+            double maxRef = f["trajectory"][s].abs().max().item<float>();
+            double maxDiff = (next - f["trajectory"][s]).abs().max().item<float>();
+            Assert.True(maxDiff <= 1e-4 * maxRef, $"step {s}: max |Δ| {maxDiff:E3} > 1e-4·max|ref| ({maxRef:E3})");
+            return next;
+        });
+
+    /// <summary>One step of a recorded official sampling run (extra/dit_tiny_sampling): <see cref="Output"/> is our
+    /// model's guided output for <see cref="X"/> at respaced index <see cref="I"/> (<see cref="T"/> as a tensor);
+    /// <see cref="Noise"/> is the step's recorded DDPM noise (null for DDIM).</summary>
+    internal sealed record ReplayedStep(int Index, int I, Tensor T, Tensor Output, Tensor X, Tensor? Noise, GaussianDiffusion Diffusion, bool Ddim,
+        Dictionary<string, Tensor> Fixture);
+
+    /// <summary>Replays a recorded run step by step on the fixture model: <paramref name="advance"/> checks a step and
+    /// returns the next x_t. Everything lives in one dispose scope under inference mode.</summary>
+    internal static void ReplayRecorded(string name, double cfg, Func<ReplayedStep, Tensor> advance)
     {
         using var model = DiTParityTests.LoadTiny("extra/dit_tiny/model.pt");
         using var scope = NewDisposeScope();
@@ -149,14 +169,11 @@ public class DiffusionParityTests
         for (int s = 0; s < steps; s++)
         {
             int i = steps - 1 - s;
-            Assert.Equal(f["model_t"][s].item<long>(), d.TimestepMap[i]);
             var t = full(n, (long)i, dtype: int64);
             var output = Denoiser.Forward(model, x, full(n, (long)d.TimestepMap[i], dtype: int64), labels, scales, GuidanceMode.Official);
             // sample.py keeps the first half of the doubled batch, so its first n noise rows are ours.
-            x = ddim ? d.DdimStep(output, x, t, 0, null) : d.DdpmStep(output, x, t, f["step_noise"][s][..n]);
-            double maxRef = f["trajectory"][s].abs().max().item<float>();
-            double maxDiff = (x - f["trajectory"][s]).abs().max().item<float>();
-            Assert.True(maxDiff <= 1e-4 * maxRef, $"step {s}: max |Δ| {maxDiff:E3} > 1e-4·max|ref| ({maxRef:E3})");
+            var noise = ddim ? null : f["step_noise"][s][..n];
+            x = advance(new ReplayedStep(s, i, t, output, x, noise, d, ddim, f));
         }
     }
 

@@ -14,26 +14,11 @@ public class PredictedXStartTests
     [InlineData("ddim_10_cfg4", 4.0)]
     [InlineData("ddpm_10_cfg1.5_x3", 1.5)]
     [InlineData("ddpm_10_nocfg", 1.0)]
-    public void Pred_xstart_of_every_step_matches_official(string name, double cfg)
-    {
-        using var model = DiTParityTests.LoadTiny("extra/dit_tiny/model.pt");
-        using var scope = NewDisposeScope();
-        using var _ = inference_mode();
-        var f = Fixtures.Load($"extra/dit_tiny_sampling/{name}.safetensors");
-        var labels = f["labels"];
-        int n = (int)labels.shape[0];
-        bool ddim = name.StartsWith("ddim");
-        var steps = (int)f["model_t"].shape[0];
-        var d = GaussianDiffusion.Create(steps.ToString());
-        var x = f["initial_noise"];
-        var scales = Enumerable.Repeat(cfg, n).ToArray();
-        for (int s = 0; s < steps; s++)
+    public void Pred_xstart_of_every_step_matches_official(string name, double cfg) =>
+        DiffusionParityTests.ReplayRecorded(name, cfg, replayed =>
         {
-            int i = steps - 1 - s;
-            var t = full(n, (long)i, dtype: int64);
-            var output = Denoiser.Forward(model, x, full(n, (long)d.TimestepMap[i], dtype: int64), labels, scales, GuidanceMode.Official);
-            var noise = ddim ? null : f["step_noise"][s][..n];
-            var step = ddim ? d.DdimSample(output, x, t, 0, null) : d.PSample(output, x, t, noise!);
+            var (f, d, s, i, x, output) = (replayed.Fixture, replayed.Diffusion, replayed.Index, replayed.I, replayed.X, replayed.Output);
+            var step = replayed.Ddim ? d.DdimSample(output, x, replayed.T, 0, null) : d.PSample(output, x, replayed.T, replayed.Noise!);
             double maxRef = f["pred_xstart"][s].abs().max().item<float>();
             double maxDiff = (step.PredXStart - f["pred_xstart"][s]).abs().max().item<float>();
             Assert.True(maxDiff <= 1e-4 * maxRef, $"step {s}: pred_xstart max |Δ| {maxDiff:E3} > 1e-4·max|ref| ({maxRef:E3})");
@@ -42,11 +27,10 @@ public class PredictedXStartTests
             var byHand = (float)Math.Sqrt(1 / d.AlphasCumprod[i]) * x - (float)Math.Sqrt(1 / d.AlphasCumprod[i] - 1) * eps;
             Assert.True(allclose(step.PredXStart, byHand, rtol: 1e-5, atol: 1e-5), $"step {s}: pred_xstart differs from the formula");
             // The sample is exactly what the plain step returns.
-            var plain = ddim ? d.DdimStep(output, x, t, 0, null) : d.DdpmStep(output, x, t, noise!);
+            var plain = replayed.Ddim ? d.DdimStep(output, x, replayed.T, 0, null) : d.DdpmStep(output, x, replayed.T, replayed.Noise!);
             Assert.True(step.Sample.equal(plain).all().item<bool>(), $"step {s}: the sample changed");
-            x = step.Sample;
-        }
-    }
+            return step.Sample;
+        });
 
     [Theory]
     [InlineData(SamplerKind.Ddpm, 0.0)]
