@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
+using DiTServer.Api.OpenApi;
 using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Admin;
@@ -42,8 +43,10 @@ public static class AdminTrainingEndpoints
                 return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
                     detail: "this route needs 'Authorization: Bearer <admin key>'");
             })
-            .ProducesProblem(StatusCodes.Status401Unauthorized);
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .WithMetadata(new AdminBearer());
         group.MapPost("/", Create).WithName("CreateTrainingJob").WithSummary("Start a training or fine-tuning job (one per device)")
+            .WithJsonBody<TrainingJobRequest>(TrainingJobRequest.Example, "The dataset and run folders (relative to Training:DataRoot and OutputRoot), the model and the schedule.")
             .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict);
         group.MapGet("/", (TrainingJobs all) => TypedResults.Ok(all.List())).WithName("ListTrainingJobs").WithSummary("All training jobs of this process");
         group.MapGet("/{id}", Get).WithName("GetTrainingJob").WithSummary("State, step, loss, it/s, ETA and last checkpoint of a job");

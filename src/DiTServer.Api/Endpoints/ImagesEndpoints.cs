@@ -1,5 +1,6 @@
 using System.Globalization;
 using DiTServer.Api.Observability;
+using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -22,6 +23,7 @@ public static class ImagesEndpoints
             .WithSummary("Generate images of one class")
             .WithDescription("Queued and batched per denoising step with other requests; the same seed and parameters give the same pixels alone or batched.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
+            .WithJsonBody<ImageRequest>(ImageRequest.Example, "What to generate. Only class_label is required.")
             .Produces<ImagesResponse>(StatusCodes.Status200OK, "application/json")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status406NotAcceptable)

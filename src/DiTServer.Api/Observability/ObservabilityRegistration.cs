@@ -9,6 +9,8 @@ public static class ObservabilityRegistration
 {
     public static WebApplicationBuilder AddServerObservability(this WebApplicationBuilder builder)
     {
+        // Before AddProblemDetails, so it is asked first: on the OpenAI-style routes errors are OpenAI's error object.
+        builder.Services.AddSingleton<IProblemDetailsWriter, DiTServer.Api.Endpoints.OpenAIErrors.Writer>();
         builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
             ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier);
         builder.Services.AddSingleton<IProblemDetailsWriter, ProblemJsonFallbackWriter>();
@@ -22,7 +24,9 @@ public static class ObservabilityRegistration
                 Version = "v1",
                 Description = "Class-conditional image generation with a Diffusion Transformer, batched per denoising step.",
             });
-            c.OperationFilter<ImagesOperationFilter>();
+            c.OperationFilter<DiTServer.Api.OpenApi.RequestBodyFilter>();
+            c.AddSecurityDefinition(DiTServer.Api.OpenApi.AdminBearer.Scheme, DiTServer.Api.OpenApi.AdminBearer.Definition());
+            c.OperationFilter<DiTServer.Api.OpenApi.AdminBearerFilter>();
         });
         return builder;
     }
