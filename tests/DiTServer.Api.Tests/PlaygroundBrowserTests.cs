@@ -22,7 +22,7 @@ public sealed class ChromiumFactAttribute : FactAttribute
 /// class, submit, watch the job's previews and then its images; saves a screenshot (artifacts/playground.png, docs/playground.png).</summary>
 public sealed class PlaygroundBrowserTests
 {
-    private static readonly string[] ChromiumArgs =
+    internal static readonly string[] ChromiumArgs =
     [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",

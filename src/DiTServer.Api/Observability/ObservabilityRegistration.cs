@@ -38,7 +38,7 @@ public static class ObservabilityRegistration
         app.UseStatusCodePages();
         app.UseServerRequestLogging();
         app.UseSwagger();
-        app.UseSwaggerUI(); // /swagger
+        app.UseSwaggerUI(o => o.UseRequestInterceptor(DiTServer.Api.OpenApi.SwaggerAccept.Interceptor)); // /swagger
         return app;
     }
 
