@@ -20,6 +20,7 @@ public static class ImagesEndpoints
         app.MapGroup("/v1/images").WithTags("Images")
             .MapPost("/", Generate)
             .WithName(GenerateName)
+            .WithGenerationMetrics("/v1/images")
             .WithSummary("Generate images of one class")
             .WithDescription("Queued and batched per denoising step with other requests; the same seed and parameters give the same pixels alone or batched.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
@@ -35,16 +36,16 @@ public static class ImagesEndpoints
     }
 
     private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, GenerationEngine engine, IOptions<ServingOptions> serving, ServingMetrics metrics)
+        HttpContext http, LoadedModel model, GenerationQueue queue, GenerationEngine engine, IOptions<ServingOptions> serving, ServingMetrics metrics, GenerationMetrics outcomes)
     {
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
 
         if (!ImageResults.Negotiate(http.Request, out bool json))
-            return Reject(metrics, "not_acceptable", StatusCodes.Status406NotAcceptable, "Not acceptable",
+            return Reject(StatusCodes.Status406NotAcceptable, "Not acceptable",
                 "this endpoint answers image/png (the default) or application/json; set Accept to one of them");
         if (http.Request.ContentType is { } contentType && !ImageResults.IsJson(contentType))
-            return Reject(metrics, "bad_request", StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
+            return Reject(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
                 $"send the body as application/json, not {contentType}");
 
         var body = await ImageResults.ReadBody(http.Request, o.MaxBodyBytes);
@@ -53,7 +54,6 @@ public static class ImagesEndpoints
             // The rest of the body stays unread and Kestrel drops the connection after this answer; saying so lets a
             // keep-alive client retire the connection instead of sending its next request into a closing socket.
             http.Response.Headers.Connection = "close";
-            metrics.Outcome("bad_request");
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["body"] = [$"the body is larger than {o.MaxBodyBytes} bytes"] },
                 detail: $"the body is larger than {o.MaxBodyBytes} bytes", title: "Invalid request");
         }
@@ -61,7 +61,6 @@ public static class ImagesEndpoints
         var parameters = ImageRequestParser.Parse(body.Value, limits, out var errors);
         if (parameters is null)
         {
-            metrics.Outcome("bad_request");
             return TypedResults.ValidationProblem(errors, detail: string.Join("; ", errors.Values.SelectMany(v => v)), title: "Invalid request");
         }
 
@@ -70,12 +69,13 @@ public static class ImagesEndpoints
         {
             case EnqueueResult.Full:
                 http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                return Reject(metrics, "queue_full", StatusCodes.Status503ServiceUnavailable, "Queue full",
+                return Reject(StatusCodes.Status503ServiceUnavailable, GenerationMetrics.QueueFullTitle,
                     $"all {queue.Capacity} queue places are taken; retry in {o.RetryAfterSeconds} s");
             case EnqueueResult.Closed:
                 http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                return Reject(metrics, "shutting_down", StatusCodes.Status503ServiceUnavailable, "Shutting down", "the server is shutting down and accepts no new requests");
+                return Reject(StatusCodes.Status503ServiceUnavailable, "Shutting down", "the server is shutting down and accepts no new requests");
         }
+        outcomes.Track(http, request);
         var s = engine.Snapshot();
         metrics.Occupancy(s.QueueDepth, s.ActiveRequests);
 
@@ -87,7 +87,7 @@ public static class ImagesEndpoints
         catch (OperationCanceledException)
         {
             // The client has gone; nobody reads this answer. 499 is nginx's "client closed request".
-            return Reject(metrics, "cancelled", 499, "Client closed request", "the client disconnected; the request was removed from the batch");
+            return Reject(499, "Client closed request", "the client disconnected; the request was removed from the batch");
         }
         catch (GenerationException e)
         {
@@ -95,14 +95,12 @@ public static class ImagesEndpoints
                 http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
             return e.Failure switch
             {
-                GenerationFailure.Timeout => Reject(metrics, "timeout", StatusCodes.Status504GatewayTimeout, "Generation timed out", e.Message),
-                GenerationFailure.ShuttingDown => Reject(metrics, "shutting_down", StatusCodes.Status503ServiceUnavailable, "Shutting down", e.Message),
-                _ => Reject(metrics, "error", StatusCodes.Status500InternalServerError, "Generation failed", e.Message),
+                GenerationFailure.Timeout => Reject(StatusCodes.Status504GatewayTimeout, "Generation timed out", e.Message),
+                GenerationFailure.ShuttingDown => Reject(StatusCodes.Status503ServiceUnavailable, "Shutting down", e.Message),
+                _ => Reject(StatusCodes.Status500InternalServerError, "Generation failed", e.Message),
             };
         }
 
-        metrics.Outcome("ok");
-        metrics.Completed(result.Total);
         var images = result.Images;
         http.Response.Headers["X-Seed"] = parameters.Sampling.Seed.ToString(CultureInfo.InvariantCulture);
         http.Response.Headers["X-Class-Label"] = parameters.ClassLabel.ToString(CultureInfo.InvariantCulture);
@@ -110,9 +108,6 @@ public static class ImagesEndpoints
         return await ImageResults.Png(model, parameters, images);
     }
 
-    private static ProblemHttpResult Reject(ServingMetrics metrics, string outcome, int status, string title, string detail)
-    {
-        metrics.Outcome(outcome);
-        return TypedResults.Problem(detail: detail, statusCode: status, title: title);
-    }
+    private static ProblemHttpResult Reject(int status, string title, string detail) =>
+        TypedResults.Problem(detail: detail, statusCode: status, title: title);
 }

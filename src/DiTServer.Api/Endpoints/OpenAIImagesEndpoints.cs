@@ -1,4 +1,5 @@
 using DiTServer.Api.Jobs;
+using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
@@ -28,12 +29,14 @@ public static class OpenAIImagesEndpoints
             .WithJsonBody<OpenAIImageRequest>("""{"prompt": "3", "n": 1, "response_format": "b64_json", "seed": 42}""",
                 "OpenAI's image request; prompt is a class name or index. size, when sent, must be the model's resolution.")
             .Produces<OpenAIImagesResponse>(StatusCodes.Status200OK, "application/json")
-            .WithOpenAIErrors();
+            .WithOpenAIErrors()
+            .WithGenerationMetrics("/v1/images/generations"); // inside the error translation: it reads the problem
         return app;
     }
 
     private static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time)
+        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time,
+        GenerationMetrics outcomes)
     {
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
@@ -60,6 +63,7 @@ public static class OpenAIImagesEndpoints
         {
             var (job, outcome) = store.Create(parameters);
             if (job is null) return JobsEndpoints.Refused(http, o, outcome);
+            outcomes.Track(http, job.Request);
             try { await job.Finished.WaitAsync(http.RequestAborted); }
             catch (OperationCanceledException)
             {
@@ -75,6 +79,7 @@ public static class OpenAIImagesEndpoints
         var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted);
         var queued = queue.TryEnqueue(generation);
         if (queued != EnqueueResult.Accepted) return JobsEndpoints.Refused(http, o, queued);
+        outcomes.Track(http, generation);
         GenerationResult result;
         try { result = await generation.Completion; }
         catch (OperationCanceledException) { return Problem(499, "Client closed request", "the client disconnected; the request was removed from the batch"); }

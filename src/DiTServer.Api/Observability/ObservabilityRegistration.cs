@@ -14,6 +14,8 @@ public static class ObservabilityRegistration
         builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
             ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier);
         builder.Services.AddSingleton<IProblemDetailsWriter, ProblemJsonFallbackWriter>();
+        builder.Services.AddSingleton<GenerationMetrics>();
+        ConfigureExportedMeters();
         builder.Services.AddHealthChecks().AddCheck<ReadinessCheck>("model", tags: ["ready"]);
         builder.Services.AddEndpointsApiExplorer();
         builder.Services.AddSwaggerGen(c =>
@@ -30,6 +32,31 @@ public static class ObservabilityRegistration
         });
         return builder;
     }
+
+    private static readonly Lock MetersGate = new();
+    private static bool metersConfigured;
+
+    /// <summary>Keeps /metrics to families that pass <c>promtool check metrics</c> (CI runs it). Process-wide, once:
+    /// prometheus-net's default registry is static.</summary>
+    private static void ConfigureExportedMeters()
+    {
+        lock (MetersGate)
+        {
+            if (metersConfigured) return;
+            metersConfigured = true;
+            // The event-counter adapter re-exports the runtime's counters as gauges named *_total / *_count, which
+            // promtool rejects; prometheus-net's own dotnet_* and process_* families report the same facts.
+            Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressEventCounters = true });
+            Metrics.ConfigureMeterAdapter(o => o.InstrumentFilterPredicate = instrument => IsExportedMeter(instrument.Meter.Name));
+        }
+    }
+
+    /// <summary>.NET's private diagnostic meters ("Private.InternalDiagnostics.System.Net.Quic" and the like) are runtime
+    /// internals (~30 private_internaldiagnostics_* families once Kestrel loads msquic); System.Runtime's gauges are
+    /// named *_count against Prometheus' conventions and duplicate dotnet_*. Everything else (ASP.NET Core, Kestrel,
+    /// HttpClient) is exported.</summary>
+    public static bool IsExportedMeter(string meterName) =>
+        !meterName.StartsWith("Private.", StringComparison.OrdinalIgnoreCase) && meterName != "System.Runtime";
 
     /// <summary>Errors as problem+json, request logging, Swagger UI at /swagger.</summary>
     public static WebApplication UseServerPipeline(this WebApplication app)

@@ -3,12 +3,10 @@ using Prometheus;
 
 namespace DiTServer.Api.Observability;
 
-/// <summary>The server's Prometheus metrics (scraped at <c>/metrics</c>); the worker reports through <see cref="IServingObserver"/>.</summary>
+/// <summary>The engine's Prometheus metrics (scraped at <c>/metrics</c>); the worker reports through <see cref="IServingObserver"/>.
+/// Request counts and latencies are <see cref="GenerationMetrics"/>'s.</summary>
 public sealed class ServingMetrics : IServingObserver
 {
-    private static readonly Counter Requests = Metrics.CreateCounter("dit_requests_total",
-        "POST /v1/images requests by outcome (ok, bad_request, queue_full, shutting_down, timeout, cancelled, error, not_acceptable)",
-        new CounterConfiguration { LabelNames = ["outcome"] });
     private static readonly Gauge QueueDepth = Metrics.CreateGauge("dit_queue_depth", "Requests waiting in the queue");
     private static readonly Gauge ActiveRequests = Metrics.CreateGauge("dit_active_requests", "Requests being denoised");
     private static readonly Histogram ForwardRows = Metrics.CreateHistogram("dit_forward_rows", "Rows in one DiT forward (two per guided image)",
@@ -17,16 +15,11 @@ public sealed class ServingMetrics : IServingObserver
         new HistogramConfiguration { Buckets = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64] });
     private static readonly Histogram QueueWait = Metrics.CreateHistogram("dit_queue_wait_seconds", "Time from enqueue to admission",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 18) });
-    private static readonly Histogram Latency = Metrics.CreateHistogram("dit_request_duration_seconds", "Time from enqueue to PNGs ready, successful requests",
-        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.005, 2, 18) });
     private static readonly Histogram StepDuration = Metrics.CreateHistogram("dit_step_duration_seconds", "One batched denoising step (forward + sampler updates)",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 18) });
     private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors", "Tensors alive on the worker thread (flat after warm-up unless something leaks)");
     private static readonly Counter Images = Metrics.CreateCounter("dit_images_generated_total", "Images generated");
     private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total", "Failures inside the worker (a request's step, decode or encode)");
-
-    public void Outcome(string outcome) => Requests.WithLabels(outcome).Inc();
-    public void Completed(TimeSpan total) => Latency.Observe(total.TotalSeconds);
 
     public void Admitted(TimeSpan queueWait) => QueueWait.Observe(queueWait.TotalSeconds);
 
