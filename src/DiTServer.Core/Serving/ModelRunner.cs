@@ -113,6 +113,22 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     /// <summary>Tensors created on the calling thread and not yet disposed (TorchSharp's per-thread dispose statistics).</summary>
     public static long LiveTensorsOnThisThread => TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
 
+    /// <summary>Decodes finished runs in one VAE batch; if that fails, each alone, so that only a run that cannot be
+    /// decoded fails. Each entry has the run's images (HWC bytes) or the reason.</summary>
+    public IReadOnlyList<(byte[][]? Pixels, Exception? Error)> DecodeEach(IReadOnlyList<SamplingRun> finished)
+    {
+        try { return Decode(finished).Select(p => ((byte[][]?)p, (Exception?)null)).ToList(); }
+        catch (Exception) when (finished.Count > 1)
+        {
+            return finished.Select(run =>
+            {
+                try { return ((byte[][]?)Decode([run])[0], (Exception?)null); }
+                catch (Exception e) { return (null, e); }
+            }).ToList();
+        }
+        catch (Exception e) { return [(null, e)]; }
+    }
+
     /// <summary>Decodes finished runs in one VAE batch and returns each run's images as HWC bytes.</summary>
     /// <exception cref="InvalidOperationException">The latents hold NaN or infinity (the model is broken for this input).</exception>
     public IReadOnlyList<byte[][]> Decode(IReadOnlyList<SamplingRun> finished)
