@@ -1,3 +1,4 @@
+using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Diffusion;
 using DiTServer.Core.Imaging;
@@ -138,7 +139,7 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         var latents = finished.Count == 1 ? finished[0].X : cat(finished.Select(r => r.X).ToArray(), 0);
         if (!isfinite(latents).all().item<bool>())
             throw new InvalidOperationException("the sampled latents contain NaN or infinity");
-        var pixels = ImageDecoder.DecodeToPixels(model, latents);                                 // (N, C, H, W) uint8, CPU
+        var pixels = LatentDecoder.DecodeToPixels(model, latents);                                 // (N, C, H, W) uint8, CPU
         var result = new List<byte[][]>(finished.Count);
         int row = 0;
         foreach (var run in finished)
