@@ -65,18 +65,28 @@ public static class OpenAIErrors
         StatusCodes.Status404NotFound => "not_found",
         StatusCodes.Status413PayloadTooLarge => "request_too_large",
         StatusCodes.Status415UnsupportedMediaType => "unsupported_media_type",
+        StatusCodes.Status429TooManyRequests => "rate_limit_exceeded",
         StatusCodes.Status503ServiceUnavailable => "server_busy",
         StatusCodes.Status504GatewayTimeout => "timeout",
         499 => "client_closed_request",
         _ => null,
     };
 
+    /// <summary>The OpenAI-style paths. Routing's own answers there (405 for another method) come from an endpoint without
+    /// <see cref="Dialect"/>, so the path decides too.</summary>
+    public static bool IsOpenAIPath(PathString path)
+    {
+        var p = path.Value?.TrimEnd('/') ?? "";
+        return p.Equals("/v1/images/generations", StringComparison.OrdinalIgnoreCase)
+            || (p.StartsWith("/v1/models/", StringComparison.OrdinalIgnoreCase) && p.Length > "/v1/models/".Length);
+    }
+
     /// <summary>Writes framework-made problems (exception handler, status code pages) in OpenAI's dialect on the
     /// routes marked with <see cref="Dialect"/>; registered before the default writer, it declines everywhere else.</summary>
     public sealed class Writer : IProblemDetailsWriter
     {
         public bool CanWrite(ProblemDetailsContext context) =>
-            context.HttpContext.GetEndpoint()?.Metadata.GetMetadata<Dialect>() is not null;
+            context.HttpContext.GetEndpoint()?.Metadata.GetMetadata<Dialect>() is not null || IsOpenAIPath(context.HttpContext.Request.Path);
 
         public ValueTask WriteAsync(ProblemDetailsContext context)
         {

@@ -13,7 +13,7 @@ namespace DiTServer.Api.Observability;
 public sealed class GenerationMetrics(LoadedModel model)
 {
     private static readonly Counter Requests = Metrics.CreateCounter("dit_requests_total",
-        "Generation requests by route, model and outcome (ok, bad_request, not_acceptable, queue_full, shutting_down, timeout, cancelled, error)",
+        "Generation requests by route, model and outcome (ok, bad_request, not_acceptable, client_limit, queue_full, shutting_down, timeout, cancelled, error)",
         new CounterConfiguration { LabelNames = ["route", "model", "outcome"] });
     private static readonly Histogram Latency = Metrics.CreateHistogram("dit_request_duration_seconds",
         "Time from enqueue to PNGs ready, successful generation requests, by route and model",
@@ -55,6 +55,7 @@ public sealed class GenerationMetrics(LoadedModel model)
         {
             < 400 => "ok", // not reached: a success is always a queued request
             StatusCodes.Status406NotAcceptable => "not_acceptable",
+            StatusCodes.Status429TooManyRequests => "client_limit",
             StatusCodes.Status503ServiceUnavailable when title == QueueFullTitle => "queue_full",
             StatusCodes.Status503ServiceUnavailable => "shutting_down",
             < 500 => "bad_request",
