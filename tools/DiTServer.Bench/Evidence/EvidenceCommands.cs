@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary><c>bench fuzz</c> and <c>bench soak</c>: the full reliability runs against this program started as a real
 /// HTTP server on 127.0.0.1 in a child process (the CI versions run in <c>dotnet test</c> on WebApplicationFactory).</summary>
