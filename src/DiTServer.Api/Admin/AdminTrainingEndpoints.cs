@@ -16,6 +16,8 @@ public static class AdminTrainingEndpoints
             .Validate(o => o.ActivationTimeout > TimeSpan.Zero, "Training:ActivationTimeout must be positive")
             .ValidateOnStart();
         builder.Services.AddSingleton<TrainingJobs>();
+        // Stopped by the host like the generation worker: shutdown cancels a running job and awaits its thread.
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TrainingJobs>());
         return builder;
     }
 

@@ -21,6 +21,10 @@ public sealed class TrainingJob
     public string Id { get; }
     public string OutputFolder { get; }
     public CancellationTokenSource Cancel { get; } = new();
+    /// <summary>Completes when the job's thread has ended and has disposed every tensor it owned; shutdown awaits it.</summary>
+    public Task Finished => finished.Task;
+    private readonly TaskCompletionSource finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    internal void MarkFinished() => finished.TrySetResult();
     public TrainingJobStatus Status { get { lock (gate) return status; } }
 
     public void Update(Func<TrainingJobStatus, TrainingJobStatus> change)

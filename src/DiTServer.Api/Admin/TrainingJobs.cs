@@ -9,7 +9,12 @@ using static TorchSharp.torch;
 namespace DiTServer.Api.Admin;
 
 /// <summary>Runs admin training jobs, one at a time per device, each on its own thread; serving goes on meanwhile.</summary>
-public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IOptions<TrainingApiOptions> options, ILogger<TrainingJobs> logger) : IDisposable
+/// <remarks>On shutdown (SIGTERM, <c>docker stop</c>) a running job is cancelled as soon as the host starts stopping; its
+/// thread finishes the current step, writes the checkpoint atomically and disposes its tensors, and the host awaits that
+/// within its shutdown timeout. The thread is a foreground thread as well: even past the timeout the runtime does not
+/// unload libtorch under it (that was the SIGSEGV, exit 139, with no checkpoint written).</remarks>
+public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IOptions<TrainingApiOptions> options, ILogger<TrainingJobs> logger)
+    : IHostedLifecycleService, IDisposable
 {
     private readonly ConcurrentDictionary<string, TrainingJob> jobs = new();
     private readonly object startGate = new();
@@ -65,7 +70,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                 if (info.ClassNames is { } names && names.Count != config.NumClasses)
                     throw new ArgumentException($"class_names has {names.Count} names but the model has {config.NumClasses} classes");
                 var job = new TrainingJob(Guid.NewGuid().ToString("n")[..12], output, request.Steps);
-                var thread = new Thread(() => Run(job, info, dataset, initial)) { IsBackground = true, Name = $"dit-train-{job.Id}" };
+                var thread = new Thread(() => Run(job, info, dataset, initial)) { IsBackground = false, Name = $"dit-train-{job.Id}" };
                 jobs[job.Id] = job;
                 running = job;
                 thread.Start();
@@ -125,6 +130,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
             latents?.Dispose();
             images.Dispose();
             if (initial is not null) foreach (var t in initial.Values) t.Dispose();
+            job.MarkFinished(); // only now: every tensor of the job is gone, so the host may dispose the rest and exit
         }
     }
 
@@ -203,6 +209,38 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
             return info.Step;
         }
     }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Runs before Kestrel drains its connections: the job starts writing its checkpoint at once instead of
+    /// training on while the host waits for open requests.</summary>
+    public Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        foreach (var job in jobs.Values.Where(j => !j.Finished.IsCompleted))
+        {
+            logger.LogInformation("Shutting down: training job {Job} stops after its current step and writes its checkpoint", job.Id);
+            job.Cancel.Cancel();
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Awaits every job's thread within the host's shutdown timeout (<paramref name="cancellationToken"/>).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        foreach (var job in jobs.Values) job.Cancel.Cancel();
+        var threads = Task.WhenAll(jobs.Values.Select(j => j.Finished));
+        try { await threads.WaitAsync(cancellationToken); }
+        catch (OperationCanceledException)
+        {
+            // The thread is a foreground thread: the process still waits for it before it exits.
+            logger.LogError("Training job(s) {Jobs} did not stop within the host's shutdown timeout; the process exits when their step and checkpoint are done",
+                string.Join(", ", jobs.Values.Where(j => !j.Finished.IsCompleted).Select(j => j.Id)));
+        }
+    }
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public void Dispose()
     {
