@@ -19,6 +19,9 @@ public sealed class TrainingApiOptions
     /// <summary>Training runs write here; nothing outside it can be written.</summary>
     public string OutputRoot { get; set; } = "runs";
 
+    /// <summary>Largest admin request body (a job with a long class_names list fits); one byte more is 413.</summary>
+    public int MaxBodyBytes { get; set; } = 65536;
+
     /// <summary>Longest wait of an activation for running requests to finish before it gives up.</summary>
     public TimeSpan ActivationTimeout { get; set; } = TimeSpan.FromMinutes(10);
 }

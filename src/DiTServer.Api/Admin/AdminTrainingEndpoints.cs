@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 
@@ -46,7 +47,8 @@ public static class AdminTrainingEndpoints
             })
             .ProducesProblem(StatusCodes.Status401Unauthorized);
         group.MapPost("/", Create).WithName("CreateTrainingJob").WithSummary("Start a training or fine-tuning job (one per device)")
-            .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict);
+            .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status408RequestTimeout)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
         group.MapGet("/", (TrainingJobs all) => TypedResults.Ok(all.List())).WithName("ListTrainingJobs").WithSummary("All training jobs of this process");
         group.MapGet("/{id}", Get).WithName("GetTrainingJob").WithSummary("State, step, loss, it/s, ETA and last checkpoint of a job");
         group.MapDelete("/{id}", Cancel).WithName("CancelTrainingJob").WithSummary("Cancel a job; its last checkpoint is kept");
@@ -55,20 +57,15 @@ public static class AdminTrainingEndpoints
         return app;
     }
 
-    private static async Task<Results<Accepted<TrainingJobStatus>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest http, TrainingJobs jobs)
+    private static async Task<Results<Accepted<TrainingJobStatus>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest http, TrainingJobs jobs,
+        IOptions<TrainingApiOptions> options)
     {
-        TrainingJobRequest? request;
-        try
-        {
-            if (!(http.ContentType ?? "").StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-                return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: "send the job as application/json");
-            request = await JsonSerializer.DeserializeAsync<TrainingJobRequest>(http.Body, TrainingJobRequest.Json, http.HttpContext.RequestAborted);
-            if (request is null) return Invalid("the body must be a JSON object");
-        }
-        catch (JsonException e)
-        {
-            return Invalid($"malformed job: {e.Message}");
-        }
+        if (!(http.ContentType ?? "").StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: "send the job as application/json");
+        var body = await RequestBody.ReadAsync(http, options.Value.MaxBodyBytes);
+        if (ParseJson<TrainingJobRequest>(body, "job") is not { } parsed) return Invalid("the body must be a JSON object");
+        if (parsed.Error is { } error) return Invalid(error);
+        var request = parsed.Value!;
         try
         {
             var job = jobs.Start(request);
@@ -108,6 +105,21 @@ public static class AdminTrainingEndpoints
             return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Activation timed out",
                 detail: "running requests did not finish within Training:ActivationTimeout; the previous weights still serve");
         }
+    }
+
+    /// <summary>A JSON body as <typeparamref name="T"/>, or the reason it is not one (null for a JSON null).</summary>
+    private static (T? Value, string? Error)? ParseJson<T>(ReadOnlyMemory<byte> body, string what) where T : class
+    {
+        // System.Text.Json reads invalid UTF-8 inside a property name or string as far as it can and then fails with an
+        // InvalidOperationException; checking first makes it one clear 400.
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) return (null, "the body is not valid UTF-8; send JSON encoded as UTF-8");
+        try
+        {
+            var value = JsonSerializer.Deserialize<T>(body.Span, TrainingJobRequest.Json);
+            return value is null ? null : (value, null);
+        }
+        catch (JsonException e) { return (null, $"malformed {what}: {e.Message}"); }
+        catch (InvalidOperationException e) { return (null, $"malformed {what}: {e.Message}"); } // e.g. an escaped lone surrogate
     }
 
     private static ValidationProblem Invalid(string detail) =>

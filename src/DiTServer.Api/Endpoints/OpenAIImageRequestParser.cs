@@ -21,6 +21,23 @@ public static class OpenAIImageRequestParser
 
     public static Request? Parse(ReadOnlyMemory<byte> body, ImageRequestParser.Limits limits, int imageSize, out Dictionary<string, string[]> errors)
     {
+        // Invalid UTF-8 or an escaped lone surrogate in a field name passes JsonDocument.Parse and then throws from
+        // JsonProperty.Name (InvalidOperationException): a 500 before this check.
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
+        {
+            errors = new() { ["body"] = ["the body is not valid UTF-8; send JSON encoded as UTF-8"] };
+            return null;
+        }
+        try { return ParseText(body, limits, imageSize, out errors); }
+        catch (InvalidOperationException e)
+        {
+            errors = new() { ["body"] = [$"the body holds a string that is not valid Unicode text: {e.Message}"] };
+            return null;
+        }
+    }
+
+    private static Request? ParseText(ReadOnlyMemory<byte> body, ImageRequestParser.Limits limits, int imageSize, out Dictionary<string, string[]> errors)
+    {
         errors = new Dictionary<string, string[]>();
         string responseFormat;
         JsonDocument doc;

@@ -1,3 +1,4 @@
+using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.OpenApi;
 using Prometheus;
@@ -10,7 +11,10 @@ public static class ObservabilityRegistration
     public static WebApplicationBuilder AddServerObservability(this WebApplicationBuilder builder)
     {
         builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
-            ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier);
+        {
+            ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier;
+            DiTServer.Api.Http.ClientFaults.Cap(ctx.ProblemDetails);
+        });
         builder.Services.AddSingleton<IProblemDetailsWriter, ProblemJsonFallbackWriter>();
         builder.Services.AddHealthChecks().AddCheck<ReadinessCheck>("model", tags: ["ready"]);
         builder.Services.AddEndpointsApiExplorer();
@@ -33,6 +37,7 @@ public static class ObservabilityRegistration
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseServerRequestLogging();
+        app.UseClientFaults(); // inside the request logging: a client fault is logged as a plain 4xx line
         app.UseSwagger();
         app.UseSwaggerUI(); // /swagger
         return app;

@@ -87,7 +87,7 @@ public static class EvidenceCommands
         var late = new Option<int>("--late-requests") { Description = "Requests sent after the signal, each on a new connection", DefaultValueFactory = _ => 4 };
         var shutdownTimeout = new Option<int>("--expiry-shutdown-seconds") { Description = "Host shutdown timeout of the drain-expiry run", DefaultValueFactory = _ => 10 };
         var drain = new Option<int>("--expiry-drain-seconds") { Description = "Serving:DrainTimeout of the drain-expiry run (1000-step requests outlive it)", DefaultValueFactory = _ => 3 };
-        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM with requests running and queued (200 or 503 + Retry-After each, exit 0), then the same past the drain time (running ones cut off with 503, exit within the shutdown timeout)")
+        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM with requests running and queued (200 or 503 + Retry-After each, exit 0), then the same past the drain time (running ones cut off with 503, exit within the shutdown timeout), then SIGTERM during an admin training job (exit 0, a loadable checkpoint)")
         { model, clients, underLoad, sigtermSteps, late, shutdownTimeout, drain };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
@@ -153,7 +153,27 @@ public static class EvidenceCommands
             foreach (var v in cut.Violations) stdout.WriteLine($"violation\t{v.What}");
             bool cutOk = !cut.Violations.Any() && cut.ExitCode == 0 && cut.ExitAfter < timeout && cut.Count(ShutdownUnderLoad.Kind.CutOff) == running
                 && cut.Count(ShutdownUnderLoad.Kind.NotStarted) == m - running;
-            return drainedOk && cutOk && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
+
+            // 4. SIGTERM while an admin training job fine-tunes the served model: exit 0 within the host's shutdown timeout,
+            // with a checkpoint that loads at least at the step reached (resumable). Pixel models with one channel only:
+            // the job trains on a synthetic IDX set of the model's size.
+            bool trainingOk = true;
+            var manifest = DiTServer.Core.Checkpoints.ModelManifest.Load(parse.GetValue(model)!);
+            if (manifest.VaePath is null && manifest.Config.InChannels == 1)
+            {
+                var root = Directory.CreateTempSubdirectory("dit-faults-train-").FullName;
+                try
+                {
+                    await using var training = await ChildServer.StartAsync(parse.GetValue(model)!,
+                        TrainingShutdown.Settings(root, manifest.Config.InputSize, manifest.Config.NumClasses), TimeSpan.FromMinutes(2));
+                    var t = await TrainingShutdown.RunAsync(training, Path.Combine(root, "runs"), minSteps: 5, TimeSpan.FromSeconds(60));
+                    stdout.WriteLine($"training\tSIGTERM during an admin fine-tuning job: {t.Summary()} (host shutdown timeout 30 s); load {Load()}");
+                    trainingOk = t.Ok;
+                }
+                finally { Directory.Delete(root, recursive: true); }
+            }
+            else stdout.WriteLine("training\tskipped: the SIGTERM-during-training run fine-tunes one-channel pixel models only");
+            return drainedOk && cutOk && trainingOk && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
         }));
         return command;
     }
