@@ -9,9 +9,13 @@ namespace DiTServer.Api.Cli.Evidence;
 /// <summary>One generated request: method, path with query, optional body and headers.</summary>
 public sealed record FuzzCase(string Kind, HttpMethod Method, string Path, byte[]? Body, string? ContentType, string? Accept)
 {
+    /// <summary>A bearer key for the admin routes, so their bodies are read instead of refused with 401.</summary>
+    public string? AdminKey { get; init; }
+
     public HttpRequestMessage ToRequest()
     {
         var request = new HttpRequestMessage(Method, Path);
+        if (AdminKey is not null) request.Headers.TryAddWithoutValidation("Authorization", $"Bearer {AdminKey}");
         if (Body is not null)
         {
             request.Content = new ByteArrayContent(Body);
@@ -91,7 +95,8 @@ public static class BadInputFuzzer
         "?seed=-1&cfg_scale=NaN", "?%zz", "?utf8=%E2%80%AE",
     ];
 
-    public static IReadOnlyList<FuzzCase> Generate(int count, int seed)
+    /// <param name="adminKey">When given, most cases on admin routes carry it, so the admin bodies are parsed.</param>
+    public static IReadOnlyList<FuzzCase> Generate(int count, int seed, string? adminKey = null)
     {
         var rng = new Random(seed);
         // Which POST endpoint a body case goes to comes from its own generator, so the cases of a seed stay what they were
@@ -122,6 +127,9 @@ public static class BadInputFuzzer
                 _ => Images("mixed", Encoding.UTF8.GetBytes(MutatedBody(rng)), Pick(rng, ContentTypes), Pick(rng, Accepts)),
             });
         }
+        if (adminKey is not null)
+            for (int i = 0; i < cases.Count; i++)
+                if (cases[i].Path.StartsWith("/v1/admin", StringComparison.Ordinal) && route.Next(6) > 0) cases[i] = cases[i] with { AdminKey = adminKey };
         return cases;
     }
 

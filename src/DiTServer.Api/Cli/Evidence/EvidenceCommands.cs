@@ -22,29 +22,50 @@ public static class EvidenceCommands
     private static Command Fuzz(TextWriter stdout, TextWriter stderr)
     {
         var model = ModelOption();
-        var cases = new Option<int>("--cases") { DefaultValueFactory = _ => 1200 };
+        var cases = new Option<int>("--cases") { Description = "HttpClient cases", DefaultValueFactory = _ => 4000 };
+        var rawCases = new Option<int>("--raw-cases") { Description = "Raw-socket cases (chunked framing, cut-off and stalled bodies, invalid UTF-8)", DefaultValueFactory = _ => 1200 };
+        var bodyTimeout = new Option<int>("--body-timeout-seconds") { Description = "RequestBody:Timeout of the server; every stalled raw case waits this long", DefaultValueFactory = _ => 2 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 8 };
-        var command = new Command("fuzz", "Send generated malformed requests to every endpoint; expect only 4xx problem+json (or 2xx), no 5xx, a healthy server after")
-        { model, cases, seed, parallel };
+        var command = new Command("fuzz", "Send generated malformed requests to every endpoint, admin included, over HttpClient and raw sockets; expect only 4xx problem+json (or 2xx), no 5xx, no error or stack trace in the server's log, a healthy server after")
+        { model, cases, rawCases, bodyTimeout, seed, parallel };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
-            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!, new Dictionary<string, string>(), TimeSpan.FromMinutes(2));
-            var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed));
-            stdout.WriteLine($"# bench fuzz: {generated.Count} cases (seed {parse.GetValue(seed)}) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
-            // Raw UTF-8 header bytes (an emoji Accept) go on the wire as a hostile client would send them.
-            using var raw = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 })
-            { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
-            var report = await BadInputFuzzer.RunAsync(raw, generated, parse.GetValue(parallel), TimeSpan.FromSeconds(60), protocolRejects: true);
-            var ready = (int)(await server.Client.GetAsync("/health/ready", ct)).StatusCode;
-            var after = await server.Client.PostAsync("/v1/images", new StringContent("""{"class_label": 1, "steps": 2}""", System.Text.Encoding.UTF8, "application/json"), ct);
-            var kinds = generated.GroupBy(c => c.Kind).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}");
-            stdout.WriteLine($"kinds\t{string.Join(", ", kinds)}");
-            stdout.WriteLine($"status\t{string.Join(", ", report.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"result\t{report.Cases} cases in {report.Elapsed.TotalSeconds:F1} s: 2xx {report.Status2xx}, 4xx {report.Status4xx}, 5xx {report.Status5xx}, violations {report.Violations}; empty 400 from Kestrel before the app (protocol errors) {report.ProtocolRejects}; after: /health/ready {ready}, a valid request {(int)after.StatusCode}"));
-            foreach (var f in report.Failures) stdout.WriteLine($"violation\t{f}");
-            return report.Violations == 0 && ready == 200 && after.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
+            var root = Directory.CreateTempSubdirectory("dit-fuzz-").FullName;
+            try
+            {
+                var manifest = DiTServer.Core.Checkpoints.ModelManifest.Load(parse.GetValue(model)!);
+                var settings = TrainingShutdown.Settings(root, manifest.Config.InputSize, manifest.Config.NumClasses);
+                settings["RequestBody__Timeout"] = TimeSpan.FromSeconds(parse.GetValue(bodyTimeout)).ToString("c", CultureInfo.InvariantCulture);
+                await using var server = await ChildServer.StartAsync(parse.GetValue(model)!, settings, TimeSpan.FromMinutes(2));
+                var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue);
+                var raw = BadInputFuzzer.GenerateRaw(parse.GetValue(rawCases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue);
+                stdout.WriteLine($"# bench fuzz: {generated.Count} HttpClient + {raw.Count} raw-socket cases (seed {parse.GetValue(seed)}, body timeout {parse.GetValue(bodyTimeout)} s, admin API on) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
+                // Raw UTF-8 header bytes (an emoji Accept) go on the wire as a hostile client would send them.
+                using var client = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 })
+                { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
+                var report = await BadInputFuzzer.RunAsync(client, generated, parse.GetValue(parallel), TimeSpan.FromSeconds(60), protocolRejects: true);
+                var rawReport = await BadInputFuzzer.RunRawAsync(server.Address, raw, parse.GetValue(parallel), TimeSpan.FromSeconds(60));
+                var ready = (int)(await server.Client.GetAsync("/health/ready", ct)).StatusCode;
+                var after = await server.Client.PostAsync("/v1/images", new StringContent("""{"class_label": 1, "steps": 2}""", System.Text.Encoding.UTF8, "application/json"), ct);
+                await Task.Delay(500, ct); // the child's log comes through a pipe
+                var log = File.ReadAllLines(server.LogPath);
+                int errors = log.Count(l => l.Contains(" ERR]") || l.Contains(" FTL]")), stackLines = log.Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
+                int warnings = log.Count(l => l.Contains("Client fault"));
+                foreach (var (name, r, list) in new[] { ("http", report, generated.Select(c => c.Kind)), ("raw", rawReport, raw.Select(c => c.Kind)) })
+                {
+                    stdout.WriteLine($"kinds\t{name}: {string.Join(", ", list.GroupBy(k => k).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}"))}");
+                    stdout.WriteLine($"status\t{name}: {string.Join(", ", r.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
+                    stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"result\t{name}: {r.Cases} cases in {r.Elapsed.TotalSeconds:F1} s: 2xx {r.Status2xx}, 4xx {r.Status4xx}, 5xx {r.Status5xx}, violations {r.Violations}; empty 400 from Kestrel before the app (protocol errors) {r.ProtocolRejects}"));
+                    foreach (var f in r.Failures) stdout.WriteLine($"violation\t{f}");
+                }
+                int total5xx = report.Status5xx + rawReport.Status5xx;
+                stdout.WriteLine($"total\t{report.Cases + rawReport.Cases} cases: 5xx {total5xx}, violations {report.Violations + rawReport.Violations}; server log: {errors} error lines, {stackLines} stack-trace lines, {warnings} 'Client fault' warnings; after: /health/ready {ready}, a valid request {(int)after.StatusCode}");
+                return report.Violations + rawReport.Violations == 0 && errors == 0 && stackLines == 0 && ready == 200 && after.IsSuccessStatusCode
+                    ? CommandLine.ExitOk : CommandLine.ExitFailure;
+            }
+            finally { Directory.Delete(root, recursive: true); }
         }));
         return command;
     }
