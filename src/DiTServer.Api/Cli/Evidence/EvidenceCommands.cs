@@ -189,7 +189,11 @@ public static class EvidenceCommands
                         TrainingShutdown.Settings(root, manifest.Config.InputSize, manifest.Config.NumClasses), TimeSpan.FromMinutes(2));
                     var t = await TrainingShutdown.RunAsync(training, Path.Combine(root, "runs"), minSteps: 5, TimeSpan.FromSeconds(60));
                     stdout.WriteLine($"training\tSIGTERM during an admin fine-tuning job: {t.Summary()} (host shutdown timeout 30 s); load {Load()}");
-                    trainingOk = t.Ok;
+                    await using var restarted = await ChildServer.StartAsync(parse.GetValue(model)!,
+                        TrainingShutdown.Settings(root, manifest.Config.InputSize, manifest.Config.NumClasses), TimeSpan.FromMinutes(2));
+                    var (listed, listedStep, final, finalStep) = await TrainingShutdown.ResumeAfterRestartAsync(restarted, moreSteps: 3);
+                    stdout.WriteLine($"resume\tafter a restart the run is listed {listed} at step {listedStep}; POST .../resume with steps {listedStep + 3}: {final} at step {finalStep}");
+                    trainingOk = t.Ok && listed == "Interrupted" && listedStep == t.CheckpointStep && final == "Succeeded" && finalStep == listedStep + 3;
                 }
                 finally { Directory.Delete(root, recursive: true); }
             }

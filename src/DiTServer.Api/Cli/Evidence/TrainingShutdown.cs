@@ -81,6 +81,31 @@ public static class TrainingShutdown
         return new Report(step, exit, took, ckptStep, error, log);
     }
 
+    /// <summary>On a server restarted with the same roots: the run is listed as Interrupted at the checkpoint's step, and
+    /// resuming it through the API for <paramref name="moreSteps"/> more steps finishes it.</summary>
+    /// <returns>What the list said (state, step), then the resumed job's final state and step.</returns>
+    public static async Task<(string ListedState, long ListedStep, string FinalState, long FinalStep)> ResumeAfterRestartAsync(ChildServer server, int moreSteps)
+    {
+        using var admin = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
+        admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKeyValue);
+        var list = JsonDocument.Parse(await admin.GetStringAsync("/v1/admin/training/jobs")).RootElement;
+        var run = list.EnumerateArray().FirstOrDefault(j => j.TryGetProperty("output", out var o) && o.GetString() == "sigterm");
+        if (run.ValueKind != JsonValueKind.Object) return ("absent", 0, "absent", 0);
+        string id = run.GetProperty("id").GetString()!, listed = run.GetProperty("state").GetString()!;
+        long step = run.GetProperty("step").GetInt64();
+        var resumed = await admin.PostAsync($"/v1/admin/training/jobs/{id}/resume",
+            new StringContent($"{{\"steps\": {step + moreSteps}}}", Encoding.UTF8, "application/json"));
+        if (!resumed.IsSuccessStatusCode) return (listed, step, $"resume refused: {(int)resumed.StatusCode} {await resumed.Content.ReadAsStringAsync()}", 0);
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (true)
+        {
+            var status = JsonDocument.Parse(await admin.GetStringAsync($"/v1/admin/training/jobs/{id}")).RootElement;
+            var state = status.GetProperty("state").GetString()!;
+            if (state != "Running" || DateTime.UtcNow > deadline) return (listed, step, state, status.GetProperty("step").GetInt64());
+            await Task.Delay(100);
+        }
+    }
+
     /// <summary>A gzipped IDX pair (MNIST layout) of random pixels; enough to take training steps, nothing to learn.</summary>
     public static void WriteSyntheticIdx(string folder, int count, int side, int classes)
     {
