@@ -187,4 +187,51 @@ public class AdminRunsTests : IDisposable
         Assert.Contains(expected, text);
         Assert.False(Directory.Exists(Path.Combine(OutputRoot, "big")));
     }
+
+    [Fact]
+    public async Task A_folder_of_class_subfolders_trains_with_image_size_and_its_class_names()
+    {
+        var shapes = Path.Combine(DataRoot, "shapes");
+        foreach (var (cls, shade) in new[] { ("dark", (byte)30), ("light", (byte)220) })
+        {
+            Directory.CreateDirectory(Path.Combine(shapes, cls));
+            for (int i = 0; i < 4; i++)
+            {
+                using var image = new SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.L8>(12, 10, new SixLabors.ImageSharp.PixelFormats.L8((byte)(shade + i)));
+                SixLabors.ImageSharp.ImageExtensions.SaveAsPng(image, Path.Combine(shapes, cls, $"{i}.png"));
+            }
+        }
+        using var server = Server();
+        var client = Admin(server);
+        var missing = await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "shapes", "output": "s" }"""));
+        Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
+        Assert.Contains("image_size", await missing.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "shapes", "output": "s", "image_size": 100000 }"""))).StatusCode);
+
+        var id = await Start(client, """{ "dataset": "shapes", "output": "s", "image_size": 8, "channels": 1, "steps": 2, "batch_size": 4, "model": { "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } }""");
+        var done = await WaitForState(client, id, "Succeeded", "Failed");
+        Assert.True(done.GetProperty("state").GetString() == "Succeeded", done.ToString());
+        using var exported = DiTServer.Core.Checkpoints.LoadedModel.Load(Path.Combine(OutputRoot, "s"));
+        Assert.Equal(("dark", "light"), (exported.Classes[0], exported.Classes[1]));
+        Assert.Equal((1, 8), (exported.Config.InChannels, exported.Config.InputSize));
+    }
+
+    [Fact]
+    public async Task A_link_inside_a_dataset_folder_that_leads_outside_is_400()
+    {
+        var outside = Directory.CreateTempSubdirectory("dit-outside-").FullName;
+        try
+        {
+            SyntheticIdx.Write(outside, count: 16, side: 8, classes: 2);
+            var sneaky = Path.Combine(DataRoot, "sneaky");
+            Directory.CreateDirectory(sneaky);
+            foreach (var file in Directory.GetFiles(outside)) File.CreateSymbolicLink(Path.Combine(sneaky, Path.GetFileName(file)), file);
+            using var server = Server();
+            var response = await Admin(server).PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "sneaky", "output": "x" }"""));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, text);
+            Assert.Contains("link outside", text);
+        }
+        finally { Directory.Delete(outside, true); }
+    }
 }

@@ -39,6 +39,30 @@ public static class ConfinedPath
         return full;
     }
 
+    /// <summary>Checks that everything a dataset reader opens in <paramref name="folder"/> (its entries and the entries
+    /// of its subfolders: IDX files, class folders and their images) resolves inside <paramref name="root"/>: a link
+    /// inside a confined folder must not make the reader open a file elsewhere.</summary>
+    /// <exception cref="ArgumentException">An entry leads outside; the message names it relative to the folder.</exception>
+    public static void RequireContentsInside(string root, string folder, string what)
+    {
+        var realRoot = RealPath(Path.TrimEndingDirectorySeparator(Path.GetFullPath(root)));
+        foreach (var entry in Directory.EnumerateFileSystemEntries(folder).Order(StringComparer.Ordinal))
+        {
+            Check(entry);
+            if (Directory.Exists(entry))
+                foreach (var inner in Directory.EnumerateFileSystemEntries(entry)) Check(inner);
+        }
+
+        void Check(string entry)
+        {
+            string real;
+            try { real = RealPath(entry); }
+            catch (IOException e) { throw new ArgumentException($"{what}: '{Path.GetRelativePath(folder, entry)}' cannot be resolved: {e.Message}"); }
+            if (!IsInside(realRoot, real))
+                throw new ArgumentException($"{what}: '{Path.GetRelativePath(folder, entry)}' leads through a link outside the allowed folder");
+        }
+    }
+
     /// <summary>The path with every symbolic link resolved the way the kernel does; the part from the first component
     /// that does not exist on is appended as written.</summary>
     /// <exception cref="IOException">More than <see cref="MaxLinks"/> links (a loop).</exception>

@@ -117,12 +117,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         lock (startGate)
         {
             ThrowIfRunning();
-            IdxDataset dataset;
-            try { dataset = IdxDataset.FromFolder(datasetFolder); }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or IOException)
-            {
-                throw new ArgumentException($"dataset '{request.Dataset}' cannot be read: {e.Message}");
-            }
+            ITrainingDataset dataset = OpenDataset(request, datasetFolder);
             Dictionary<string, Tensor>? initial = null;
             try
             {
@@ -135,8 +130,12 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                 {
                     Name = request.Name ?? new DirectoryInfo(output).Name,
                     Dataset = datasetFolder,
+                    DatasetKind = dataset is ImageFolderDataset ? "image-folder" : "idx",
+                    ImageSize = dataset is ImageFolderDataset ? dataset.ImageSize : null,
+                    Channels = dataset is ImageFolderDataset ? dataset.Channels : null,
                     Latent = latent,
-                    ClassNames = request.ClassNames ?? (request.InitFrom == "served" ? Enumerable.Range(0, served.Classes.Count).Select(i => served.Classes[i]).ToList() : null),
+                    ClassNames = request.ClassNames ?? (request.InitFrom == "served" ? Enumerable.Range(0, served.Classes.Count).Select(i => served.Classes[i]).ToList()
+                        : (dataset as ImageFolderDataset)?.ClassNames),
                     Options = trainingOptions,
                     Config = config,
                 };
@@ -152,6 +151,30 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                 if (initial is not null) foreach (var t in initial.Values) t.Dispose();
                 throw;
             }
+        }
+    }
+
+    /// <summary>Largest <c>image_size</c> of a class-subfolder dataset: every image is held decoded at that size.</summary>
+    public const int MaxImageSize = 1024;
+
+    /// <summary>The request's dataset: IDX files, or one subfolder of images per class (with <c>image_size</c>).</summary>
+    private ITrainingDataset OpenDataset(TrainingJobRequest request, string folder)
+    {
+        ConfinedPath.RequireContentsInside(DataRoot, folder, "dataset");
+        bool idx = Directory.EnumerateFiles(folder, "train-images-idx3-ubyte*").Any();
+        if (!idx && request.ImageSize is null)
+            throw new ArgumentException($"dataset '{request.Dataset}' holds no train-*-ubyte files; for a folder of class subfolders give image_size");
+        if (idx && (request.ImageSize is not null || request.Channels is not null))
+            throw new ArgumentException($"dataset '{request.Dataset}' is an IDX dataset: its images have their own size; leave out image_size and channels");
+        if (request.ImageSize is < 1 or > MaxImageSize) throw new ArgumentException($"image_size must be in 1..{MaxImageSize}");
+        if (request.Channels is not (null or 1 or 3)) throw new ArgumentException("channels must be 1 or 3");
+        try
+        {
+            return idx ? IdxDataset.FromFolder(folder) : ImageFolderDataset.Load(folder, request.ImageSize!.Value, request.Channels ?? 3);
+        }
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or IOException)
+        {
+            throw new ArgumentException($"dataset '{request.Dataset}' cannot be read: {e.Message}");
         }
     }
 
@@ -179,7 +202,11 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
 
             // The recorded dataset must still be under the data root: the checkpoint is a file, not a trusted request.
             string dataset;
-            try { dataset = ConfinedPath.Resolve(DataRoot, info.Dataset ?? "", "the run's dataset"); }
+            try
+            {
+                dataset = ConfinedPath.Resolve(DataRoot, info.Dataset ?? "", "the run's dataset");
+                if (Directory.Exists(dataset)) ConfinedPath.RequireContentsInside(DataRoot, dataset, "the run's dataset");
+            }
             catch (ArgumentException e) { throw new UnusableCheckpointException($"job {stopped.Id} cannot be resumed here: {e.Message}", e); }
             ITrainingDataset images;
             try { images = TrainingRun.OpenDataset(info with { Dataset = dataset }); }
@@ -265,7 +292,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
     /// <summary>The job's latent settings (null in pixel space) and the model input they make of the dataset's images.</summary>
     /// <remarks>A request's <c>vae</c> is confined to the data root like the dataset; the served model's own VAE was
     /// chosen by the operator and needs no confinement.</remarks>
-    private (LatentSettings? Latent, (int Side, int Channels) Input) LatentInput(TrainingJobRequest request, IdxDataset dataset)
+    private (LatentSettings? Latent, (int Side, int Channels) Input) LatentInput(TrainingJobRequest request, ITrainingDataset dataset)
     {
         string? folder;
         if (request.InitFrom == "served")
@@ -293,7 +320,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
     }
 
     /// <summary>The job's architecture: the served model's for "served" (its weights are the start), else the spec's.</summary>
-    private DiTConfig Architecture(TrainingJobRequest request, IdxDataset dataset, (int Side, int Channels) input)
+    private DiTConfig Architecture(TrainingJobRequest request, ITrainingDataset dataset, (int Side, int Channels) input)
     {
         if (request.InitFrom is { } from)
         {

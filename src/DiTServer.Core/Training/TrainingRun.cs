@@ -52,7 +52,7 @@ public static class TrainingRun
         ITrainingDataset dataset = latents ?? images;
         info = FitToDataset(info, dataset);
         if (info.ClassNames is { } names && names.Count != info.Config.NumClasses)
-            throw new ArgumentException($"{names.Count} class names for {info.Config.NumClasses} classes");
+            throw new ArgumentException($"{names.Count} class names given but the dataset has {info.Config.NumClasses} classes");
         cancel.ThrowIfCancellationRequested();
 
         using var trainer = new Trainer(info.Config, info.Options, dataset, device);
