@@ -30,6 +30,8 @@ public static class JobsEndpoints
             .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with small PNGs of the predicted images after every k-th step but the last). Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
             .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status408RequestTimeout)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         group.MapGet("/{id}", Get).WithName(GetJobName)
