@@ -1,3 +1,4 @@
+using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Diffusion;
 using DiTServer.Core.Imaging;
@@ -95,6 +96,40 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         return slices;
     }
 
+    /// <summary>Runs the plan's forward: one step for every run of <paramref name="batch"/>, keeping x̂₀ for
+    /// <paramref name="previewing"/>. Returns the runs that failed, with the reason.</summary>
+    public Dictionary<ScheduledRun, Exception> Execute(IReadOnlyList<ScheduledRun> batch, IReadOnlySet<ScheduledRun> previewing)
+    {
+        var byRun = batch.ToDictionary(r => r.Sampling!);
+        var failed = Step(byRun.Keys.ToList(), previewing.Select(r => r.Sampling!).ToHashSet());
+        return failed.ToDictionary(f => byRun[f.Run], f => f.Error);
+    }
+
+    /// <summary>Torch's intra-op threads for the calling thread's work (the worker's, set once at its start).</summary>
+    public static void SetThreads(int? threads)
+    {
+        if (threads is int n) set_num_threads(n);
+    }
+
+    /// <summary>Tensors created on the calling thread and not yet disposed (TorchSharp's per-thread dispose statistics).</summary>
+    public static long LiveTensorsOnThisThread => TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+
+    /// <summary>Decodes finished runs in one VAE batch; if that fails, each alone, so that only a run that cannot be
+    /// decoded fails. Each entry has the run's images (HWC bytes) or the reason.</summary>
+    public IReadOnlyList<(byte[][]? Pixels, Exception? Error)> DecodeEach(IReadOnlyList<SamplingRun> finished)
+    {
+        try { return Decode(finished).Select(p => ((byte[][]?)p, (Exception?)null)).ToList(); }
+        catch (Exception) when (finished.Count > 1)
+        {
+            return finished.Select(run =>
+            {
+                try { return ((byte[][]?)Decode([run])[0], (Exception?)null); }
+                catch (Exception e) { return (null, e); }
+            }).ToList();
+        }
+        catch (Exception e) { return [(null, e)]; }
+    }
+
     /// <summary>Decodes finished runs in one VAE batch and returns each run's images as HWC bytes.</summary>
     /// <exception cref="InvalidOperationException">The latents hold NaN or infinity (the model is broken for this input).</exception>
     public IReadOnlyList<byte[][]> Decode(IReadOnlyList<SamplingRun> finished)
@@ -104,7 +139,7 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         var latents = finished.Count == 1 ? finished[0].X : cat(finished.Select(r => r.X).ToArray(), 0);
         if (!isfinite(latents).all().item<bool>())
             throw new InvalidOperationException("the sampled latents contain NaN or infinity");
-        var pixels = ImageDecoder.DecodeToPixels(model, latents);                                 // (N, C, H, W) uint8, CPU
+        var pixels = LatentDecoder.DecodeToPixels(model, latents);                                 // (N, C, H, W) uint8, CPU
         var result = new List<byte[][]>(finished.Count);
         int row = 0;
         foreach (var run in finished)
