@@ -49,7 +49,7 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
     {
         var objects = Manifests.Load(overlay);
         var kinds = objects.Select(o => o.Kind).ToHashSet();
-        foreach (var kind in new[] { "Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap" })
+        foreach (var kind in new[] { "Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap", "Ingress" })
             Assert.Contains(kind, kinds);
         Assert.Equal(overlay == "gpu-hpa", kinds.Contains("HorizontalPodAutoscaler"));
         Assert.Equal(overlay != "gpu-hpa", kinds.Contains("ScaledObject"));
@@ -141,6 +141,8 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
     [InlineData("nvidia.com/gpu: 1", "nvidia.com/gpu: 0", "shape")]
     [InlineData("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "shape")]
     [InlineData("targetPort: http", "targetPort: 9090", "shape")]
+    [InlineData("sessionAffinity: ClientIP", "sessionAffinity: None", "shape")]
+    [InlineData("affinity: cookie", "affinity: none", "shape")]
     [InlineData("DIT_WEIGHTS_FILE: DiT-XL-2-256x256.pt", "DIT_WEIGHTS_FILE: DiT-XL-2-512x512.pt", "models")]
     public async Task A_disagreement_with_the_server_is_reported(string from, string to, string check)
     {

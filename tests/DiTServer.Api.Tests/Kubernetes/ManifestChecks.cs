@@ -191,6 +191,15 @@ public static class ManifestChecks
         if ((string?)endpoint["path"] != "/metrics") problems.Add("the ServiceMonitor does not scrape /metrics");
         var monitorLabels = monitor["selector"]!["matchLabels"]!.AsObject().ToDictionary(kv => kv.Key, kv => (string)kv.Value!);
         if (!monitorLabels.All(kv => service.Metadata.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value)) problems.Add("the ServiceMonitor does not select the Service");
+        if (o.Any(x => x.Kind == "Ingress"))
+        {
+            var ingress = Manifests.Get<V1Ingress>(o, "Ingress");
+            var backend = ingress.Spec.Rules.Single().Http.Paths.Single().Backend.Service;
+            if (backend.Name != service.Metadata.Name || backend.Port.Name != port.Name) problems.Add($"the Ingress routes to {backend.Name}:{backend.Port.Name}, not the Service's {service.Metadata.Name}:{port.Name}");
+            if (!ingress.Metadata.Annotations.TryGetValue("nginx.ingress.kubernetes.io/affinity", out var affinity) || affinity != "cookie")
+                problems.Add("the Ingress has no cookie affinity: a client's follow-up calls could reach a pod that does not hold its job");
+        }
+        if (service.Spec.SessionAffinity != "ClientIP") problems.Add("the Service has no ClientIP affinity: a client's follow-up calls could reach a pod that does not hold its job");
         return problems;
     }
 

@@ -30,6 +30,7 @@ public static class Manifests
         ["apps/v1/Deployment"] = typeof(V1Deployment),
         ["policy/v1/PodDisruptionBudget"] = typeof(V1PodDisruptionBudget),
         ["autoscaling/v2/HorizontalPodAutoscaler"] = typeof(V2HorizontalPodAutoscaler),
+        ["networking.k8s.io/v1/Ingress"] = typeof(V1Ingress),
     };
 
     /// <summary>The CRDs kept as test resources (Kubernetes/crds, with their source in crds/SOURCES.md).</summary>
