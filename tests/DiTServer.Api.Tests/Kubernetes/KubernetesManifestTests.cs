@@ -107,6 +107,33 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
         Assert.Contains("Fashion", await client.GetStringAsync("/v1/models"), StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>The install example of deploy/kubernetes/README.md (an overlay of the user's own) renders, loads strictly
+    /// and changes what it says it changes.</summary>
+    [Fact]
+    public void The_readme_install_overlay_renders_with_the_users_image_checksums_and_host()
+    {
+        var readme = File.ReadAllLines(Path.Combine(Manifests.Folder, "README.md"));
+        int start = Array.FindIndex(readme, l => l.StartsWith("mkdir -p my-dit && cat > my-dit/kustomization.yaml <<'EOF'", StringComparison.Ordinal));
+        Assert.True(start >= 0, "the README's install example is gone");
+        var kustomization = readme.Skip(start + 1).TakeWhile(l => l != "EOF").ToList();
+        // The example sits beside deploy/ at the repository root, as in the README.
+        var folder = Path.Combine(RepositoryPaths.Root, $"my-dit-test-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            File.WriteAllLines(Path.Combine(folder, "kustomization.yaml"), kustomization);
+            var objects = Manifests.Parse(Manifests.RenderFolder(folder));
+            Assert.All(objects, o => Assert.Equal("dit", (string?)o.Json["metadata"]!["namespace"]));
+            var d = ManifestChecks.Deployment(objects);
+            Assert.All(d.Spec.Template.Spec.Containers.Concat(d.Spec.Template.Spec.InitContainers), c => Assert.Equal("registry.example.com/ditserver:cuda", c.Image));
+            var models = Manifests.Get<k8s.Models.V1ConfigMap>(objects, "ConfigMap", "ditserver-models").Data;
+            Assert.StartsWith("<sha256 of", models["DIT_WEIGHTS_SHA256"]);
+            Assert.Equal("DiT-XL/2-256", models["DIT_MODEL"]); // merged, not replaced
+            Assert.Equal("dit.mycompany.com", Manifests.Get<k8s.Models.V1Ingress>(objects, "Ingress").Spec.Rules.Single().Host);
+        }
+        finally { Directory.Delete(folder, recursive: true); }
+    }
+
     /// <summary>Drift in any one place is caught: a field the API server would refuse, a schema violation of the KEDA CRD,
     /// or a disagreement with the server.</summary>
     [Theory]

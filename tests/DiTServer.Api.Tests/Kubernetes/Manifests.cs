@@ -41,9 +41,12 @@ public static class Manifests
     }.ToDictionary(c => c.ApiVersion + "/" + c.Kind));
 
     /// <summary><c>kubectl kustomize</c> of one overlay (kubectl ships kustomize; it is on the project's machine image).</summary>
-    public static string Render(string overlay)
+    public static string Render(string overlay) => RenderFolder(Path.Combine(Folder, "overlays", overlay));
+
+    public static string RenderFolder(string folder)
     {
-        var start = new ProcessStartInfo("kubectl", ["kustomize", Path.Combine(Folder, "overlays", overlay)])
+        string overlay = Path.GetFileName(folder);
+        var start = new ProcessStartInfo("kubectl", ["kustomize", folder])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
