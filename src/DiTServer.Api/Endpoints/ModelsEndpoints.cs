@@ -19,14 +19,14 @@ public static class ModelsEndpoints
         return app;
     }
 
-    private static Ok<ModelsResponse> GetModels(LoadedModel model, IOptions<ServingOptions> serving, IOptions<Jobs.JobOptions> jobs)
+    private static Ok<ModelsResponse> GetModels(LoadedModel model, Hosting.ServedModels served, IOptions<ServingOptions> serving, IOptions<Jobs.JobOptions> jobs)
     {
         var o = serving.Value;
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
             model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews, ["ddpm", "ddim"], ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
-            new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity));
+            new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
         return TypedResults.Ok(new ModelsResponse([info]));
     }
 
@@ -50,7 +50,9 @@ public sealed record ModelInfo(
     [property: JsonPropertyName("samplers")] IReadOnlyList<string> Samplers,
     [property: JsonPropertyName("guidance_modes")] IReadOnlyList<string> GuidanceModes,
     [property: JsonPropertyName("limits")] RequestLimits Limits,
-    [property: JsonPropertyName("batching")] BatchingInfo Batching);
+    [property: JsonPropertyName("batching")] BatchingInfo Batching,
+    // One engine per entry, all sharing one queue (DiT:Devices); labels as in the metrics' device label.
+    [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
 
 public sealed record RequestLimits(
     [property: JsonPropertyName("max_images_per_request")] int MaxImagesPerRequest,

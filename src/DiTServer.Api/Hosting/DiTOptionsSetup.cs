@@ -15,7 +15,10 @@ public sealed class DiTOptionsSetup(IHostEnvironment environment) : IPostConfigu
 
     public ValidateOptionsResult Validate(string? name, DiTOptions options)
     {
-        if (options.Precision == "tf32" && !options.Device.StartsWith("cuda", StringComparison.Ordinal))
+        foreach (var device in options.Devices)
+            if (!System.Text.RegularExpressions.Regex.IsMatch(device ?? "", @"^(cpu|cuda(:\d+)?)$"))
+                return ValidateOptionsResult.Fail($"DiT:Devices holds '{device}': each must be cpu or cuda[:index]");
+        if (options.Precision == "tf32" && options.ServedDevices.Any(d => !d.StartsWith("cuda", StringComparison.Ordinal)))
             return ValidateOptionsResult.Fail("DiT:Precision tf32 needs DiT:Device cuda (TF32 is a GPU tensor-core format)");
         if (string.IsNullOrWhiteSpace(options.Model)) return ValidateOptionsResult.Skip; // [Required] reports it
         var path = Path.GetFullPath(options.Model, environment.ContentRootPath);

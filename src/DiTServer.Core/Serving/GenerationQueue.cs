@@ -10,13 +10,22 @@ public sealed class GenerationQueue
 {
     private readonly LinkedList<GenerationRequest> waiting = new();
     private readonly Lock gate = new();
-    // Wakes the worker's dedicated thread, which blocks here instead of awaiting (its torch state is thread-local).
-    private readonly ManualResetEventSlim signal = new(false);
+    // One per worker (several devices may share this queue): wakes its dedicated thread, which blocks instead of
+    // awaiting (its torch state is thread-local). Each has its own so that one worker's Reset cannot swallow another's wake-up.
+    private readonly List<ManualResetEventSlim> signals = new();
     private volatile bool closed;
 
-    public GenerationQueue(int capacity) => Capacity = capacity;
+    public GenerationQueue(int capacity, int? maxQueuedCostPerClient = null)
+    {
+        Capacity = capacity;
+        MaxQueuedCostPerClient = maxQueuedCostPerClient;
+    }
+
+    public GenerationQueue(ServingOptions options) : this(options.QueueCapacity, options.MaxQueuedCostPerClient) { }
 
     public int Capacity { get; }
+    /// <summary>Most row-steps (<see cref="GenerationParameters.Cost"/>) one client may have waiting; null = no limit.</summary>
+    public int? MaxQueuedCostPerClient { get; }
     public int Count { get { lock (gate) return waiting.Count; } }
     public bool IsClosed => closed;
 
@@ -26,12 +35,21 @@ public sealed class GenerationQueue
         {
             if (closed) return EnqueueResult.Closed;
             if (waiting.Count >= Capacity) return EnqueueResult.Full;
+            // Cost-aware and per client: one client's long, wide requests cannot take every place (a single request
+            // larger than the cap is still accepted into an otherwise empty share, or nobody could ever send it).
+            if (MaxQueuedCostPerClient is int cap)
+            {
+                long queued = 0;
+                foreach (var r in waiting)
+                    if (r.Client == request.Client) queued += r.Parameters.Cost;
+                if (queued > 0 && queued + request.Parameters.Cost > cap) return EnqueueResult.ClientLimit;
+            }
             request.QueueNode = waiting.AddLast(request);
             // For a token that has already fired the callback runs right here (Lock is reentrant). Once the worker has
             // taken the request the callback finds it gone and does nothing: a running request is the worker's to drop.
             request.QueueExit = request.Cancellation.Register(() => Leave(request));
         }
-        signal.Set();
+        Wake();
         return EnqueueResult.Accepted;
     }
 
@@ -39,13 +57,19 @@ public sealed class GenerationQueue
     public void Close()
     {
         closed = true;
-        signal.Set();
+        Wake();
     }
 
     /// <summary>Takes a cancelled request out of the queue and ends its task; nothing if the worker already took it.</summary>
     private void Leave(GenerationRequest request)
     {
         if (TryRemove(request)) request.Cancel();
+    }
+
+    /// <summary>The waiting requests, oldest first (a copy: at most <see cref="Capacity"/> items).</summary>
+    internal List<GenerationRequest> Waiting()
+    {
+        lock (gate) return waiting.ToList();
     }
 
     internal bool TryPeek(out GenerationRequest request)
@@ -95,8 +119,16 @@ public sealed class GenerationQueue
         }
     }
 
+    /// <summary>A wake-up signal for one more worker.</summary>
+    internal ManualResetEventSlim Subscribe()
+    {
+        var signal = new ManualResetEventSlim(false);
+        lock (gate) signals.Add(signal);
+        return signal;
+    }
+
     /// <summary>Blocks the calling (worker) thread until a request may be waiting, the queue closes, or <paramref name="wake"/> fires.</summary>
-    internal void WaitForWork(CancellationToken wake)
+    internal void WaitForWork(ManualResetEventSlim signal, CancellationToken wake)
     {
         signal.Reset();
         if (Count > 0 || closed) return; // re-check after Reset: a write between the two is not lost
@@ -104,8 +136,13 @@ public sealed class GenerationQueue
         catch (OperationCanceledException) { }
     }
 
-    /// <summary>Wakes a waiting worker (e.g. to begin shutdown).</summary>
-    internal void Wake() => signal.Set();
+    /// <summary>Wakes every waiting worker (work arrived, shutdown, a weight swap).</summary>
+    internal void Wake()
+    {
+        ManualResetEventSlim[] all;
+        lock (gate) all = signals.ToArray();
+        foreach (var s in all) s.Set();
+    }
 }
 
 public enum EnqueueResult
@@ -115,4 +152,6 @@ public enum EnqueueResult
     Full,
     /// <summary>The server is shutting down.</summary>
     Closed,
+    /// <summary>This client already has <see cref="GenerationQueue.MaxQueuedCostPerClient"/> row-steps waiting: retry later (429).</summary>
+    ClientLimit,
 }
