@@ -26,7 +26,10 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
             var client = Factory.CreateClient();
             await Factory.WaitFor(s => s.Ready, "warm-up");
             var metrics = await client.GetStringAsync("/metrics");
-            var exported = Regex.Matches(metrics, @"^# TYPE (\S+) ", RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
+            // Each metric's label names, from its samples (a family with no sample yet has none).
+            var exported = Regex.Matches(metrics, @"^# TYPE (\S+) ", RegexOptions.Multiline).Select(m => m.Groups[1].Value)
+                .ToDictionary(name => name, name => (IReadOnlySet<string>)Regex.Matches(metrics, "^" + Regex.Escape(name) + @"\{([^}]*)\}", RegexOptions.Multiline)
+                    .SelectMany(s => Regex.Matches(s.Groups[1].Value, @"(\w+)=""").Select(l => l.Groups[1].Value)).ToHashSet());
             var appSettings = JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.Root, "src", "DiTServer.Api", "appsettings.json")))!.AsObject();
             Facts = new ServerFacts(async path => (await client.GetAsync(path)).StatusCode, exported,
                 Factory.Services.GetRequiredService<IOptions<HostOptions>>().Value.ShutdownTimeout, ManifestChecks.DockerfilePort(), appSettings);
@@ -162,6 +165,7 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
     [InlineData("DrainTimeout\": \"00:00:25\"", "DrainTimeout\": \"00:00:40\"", "grace")]
     [InlineData("- \"5\"", "- \"20\"", "grace")]
     [InlineData("dit_queue_depth{service", "dit_queue_length{service", "autoscaling")]
+    [InlineData("sum(avg_over_time(dit_queue_depth{service=\"ditserver\"}[1m])) + sum(avg_over_time(dit_active_requests", "sum(avg_over_time(dit_queue_depth{service=\"ditserver\"}[1m]) + avg_over_time(dit_active_requests", "autoscaling")]
     [InlineData("threshold: \"6\"", "threshold: \"64\"", "autoscaling")]
     [InlineData("\"QueueCapacity\": 64", "\"QueueCapacity\": 4", "autoscaling")]
     [InlineData("\"DrainTimeout\"", "\"DrainTime\"", "settings")]

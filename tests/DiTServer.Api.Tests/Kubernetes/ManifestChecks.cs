@@ -10,11 +10,11 @@ namespace DiTServer.Api.Tests.Kubernetes;
 /// <summary>What the manifests must agree on with the server and the image: read from the server itself (a running
 /// test host), from appsettings.json and from the Dockerfile, never copied into the test.</summary>
 /// <param name="Get">Status of a GET on the running server.</param>
-/// <param name="ExportedMetrics">Metric names in the server's /metrics.</param>
+/// <param name="ExportedMetrics">Metric names in the server's /metrics, with the label names of their samples.</param>
 /// <param name="HostShutdownTimeout">The host's shutdown timeout, as the server resolves it.</param>
 /// <param name="ImagePort">The port the image listens on (Dockerfile's ASPNETCORE_URLS).</param>
 /// <param name="AppSettings">src/DiTServer.Api/appsettings.json.</param>
-public sealed record ServerFacts(Func<string, Task<HttpStatusCode>> Get, IReadOnlySet<string> ExportedMetrics, TimeSpan HostShutdownTimeout,
+public sealed record ServerFacts(Func<string, Task<HttpStatusCode>> Get, IReadOnlyDictionary<string, IReadOnlySet<string>> ExportedMetrics, TimeSpan HostShutdownTimeout,
     int ImagePort, JsonObject AppSettings);
 
 /// <summary>Cross-checks of one rendered overlay; each returns its problems (empty when all agree), so a test can show
@@ -110,8 +110,14 @@ public static class ManifestChecks
     {
         var names = Regex.Matches(query, @"\bdit_[a-z_]+\b").Select(m => m.Value).Distinct().ToList();
         if (names.Count == 0) yield return $"{where} names no dit_ metric: {query}";
-        foreach (var name in names.Where(n => !facts.ExportedMetrics.Contains(n)))
+        foreach (var name in names.Where(n => !facts.ExportedMetrics.ContainsKey(n)))
             yield return $"{where} uses {name}, which /metrics does not export";
+        // PromQL adds two vectors only where their label sets are equal: metrics with different labels (a device label on
+        // one, none on the other) must each be aggregated on their own first, or the sum is silently empty.
+        var known = names.Where(facts.ExportedMetrics.ContainsKey).ToList();
+        if (known.Select(n => string.Join(',', facts.ExportedMetrics[n].Order())).Distinct().Count() > 1)
+            foreach (var name in known.Where(n => !Regex.IsMatch(query, @"sum(\s+by\s*\([^)]*\))?\s*\(\s*(avg_over_time\s*\(\s*)?" + n + @"\b")))
+                yield return $"{where}: {name} (labels {string.Join(", ", facts.ExportedMetrics[name])}) is combined with metrics of other labels without its own sum(...)";
     }
 
     private static IEnumerable<string> Threshold(double perPod, int capacity, string where)
