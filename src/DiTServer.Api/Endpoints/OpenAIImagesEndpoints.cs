@@ -34,7 +34,7 @@ public static class OpenAIImagesEndpoints
     }
 
     private static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time, PublicUrls urls)
+        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time, PublicUrls urls, ISharedJobs shared)
     {
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
@@ -62,6 +62,7 @@ public static class OpenAIImagesEndpoints
                 return Problem(499, "Client closed request", "the client disconnected; the job was cancelled");
             }
             if (job.Result is not { } done) return Failed(http, o, job.Failure, job.Snapshot().Error ?? "the job did not finish");
+            await shared.WhenPublished(job.Id); // the URLs must work on every replica when the client gets them
             var baseUrl = urls.For(http.Request, $"/v1/jobs/{job.Id}/result"); // never an unchecked Host: see PublicUrls
             return TypedResults.Ok(new OpenAIImagesResponse(created,
                 done.Images.Select(i => new OpenAIImage(null, $"{baseUrl}?index={i.Index}", className)).ToList()));
