@@ -56,6 +56,7 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
             Assert.Contains(kind, kinds);
         Assert.Equal(overlay == "gpu-hpa", kinds.Contains("HorizontalPodAutoscaler"));
         Assert.Equal(overlay != "gpu-hpa", kinds.Contains("ScaledObject"));
+        Assert.Equal(overlay == "gpu-shared", ManifestChecks.SharesJobs(objects));
     }
 
     [Theory]

@@ -197,17 +197,28 @@ public static class ManifestChecks
         if ((string?)endpoint["path"] != "/metrics") problems.Add("the ServiceMonitor does not scrape /metrics");
         var monitorLabels = monitor["selector"]!["matchLabels"]!.AsObject().ToDictionary(kv => kv.Key, kv => (string)kv.Value!);
         if (!monitorLabels.All(kv => service.Metadata.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value)) problems.Add("the ServiceMonitor does not select the Service");
+        // Jobs live in the pod that accepted them unless they are shared through Redis: then affinity is required; with the
+        // shared store it would only unbalance the pods.
+        bool shared = SharesJobs(o);
         if (o.Any(x => x.Kind == "Ingress"))
         {
             var ingress = Manifests.Get<V1Ingress>(o, "Ingress");
             var backend = ingress.Spec.Rules.Single().Http.Paths.Single().Backend.Service;
             if (backend.Name != service.Metadata.Name || backend.Port.Name != port.Name) problems.Add($"the Ingress routes to {backend.Name}:{backend.Port.Name}, not the Service's {service.Metadata.Name}:{port.Name}");
-            if (!ingress.Metadata.Annotations.TryGetValue("nginx.ingress.kubernetes.io/affinity", out var affinity) || affinity != "cookie")
-                problems.Add("the Ingress has no cookie affinity: a client's follow-up calls could reach a pod that does not hold its job");
+            bool cookie = ingress.Metadata.Annotations.TryGetValue("nginx.ingress.kubernetes.io/affinity", out var affinity) && affinity == "cookie";
+            if (!shared && !cookie) problems.Add("the Ingress has no cookie affinity: a client's follow-up calls could reach a pod that does not hold its job");
+            if (shared && cookie) problems.Add("the Ingress keeps cookie affinity although jobs are shared");
         }
-        if (service.Spec.SessionAffinity != "ClientIP") problems.Add("the Service has no ClientIP affinity: a client's follow-up calls could reach a pod that does not hold its job");
+        if (!shared && service.Spec.SessionAffinity != "ClientIP") problems.Add("the Service has no ClientIP affinity: a client's follow-up calls could reach a pod that does not hold its job");
+        if (shared && service.Spec.SessionAffinity is not (null or "None")) problems.Add("the Service keeps its affinity although jobs are shared");
         return problems;
     }
+
+    /// <summary>True when the pods share jobs through Redis: <c>SharedStore:Redis</c> in the ConfigMap or its environment
+    /// variable (from a Secret) on the server container.</summary>
+    public static bool SharesJobs(IReadOnlyList<ManifestObject> o) =>
+        !string.IsNullOrEmpty((string?)Settings(o)["SharedStore"]?["Redis"])
+        || Server(Deployment(o)).Env?.Any(e => e.Name == "SharedStore__Redis") == true;
 
     /// <summary>The GPU variant's init container pulls a catalogue model with a SHA-256 for every one of its files.</summary>
     public static List<string> ModelsPull(IReadOnlyList<ManifestObject> o)

@@ -20,7 +20,7 @@ public static class Manifests
 {
     public static string Folder => Path.Combine(RepositoryPaths.Root, "deploy", "kubernetes");
 
-    public static readonly string[] Overlays = ["gpu", "gpu-hpa", "cpu"];
+    public static readonly string[] Overlays = ["gpu", "gpu-hpa", "gpu-shared", "cpu"];
 
     /// <summary>The built-in kinds the overlays may contain, keyed as KubernetesYaml's type map wants.</summary>
     private static readonly Dictionary<string, Type> BuiltIn = new()
