@@ -22,10 +22,8 @@ public sealed class EngineCore
     // has been disposed (WebApplicationFactory does), and shutdown must still be callable then.
     private readonly CancellationTokenSource stopAdmitting = new(), abort = new();
     private readonly TaskCompletionSource finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly EngineStats stats = new();
     private Thread? thread;
-    private volatile bool ready;
-    private int activeCount, activeRows, maxRequestsInForward;
-    private long forwards, liveTensors;
 
     /// <param name="label">The device as metrics and logs name it (<c>cpu:0</c>, <c>cuda:1</c>).</param>
     public EngineCore(ModelRunner runner, GenerationQueue queue, ServingOptions options, IServingObserver observer, ILogger logger, string label)
@@ -43,10 +41,9 @@ public sealed class EngineCore
     }
 
     public string Label { get; }
-    public bool Ready => ready;
+    public bool Ready => stats.Ready;
 
-    public EngineSnapshot Snapshot() => new(ready, queue.Count, Volatile.Read(ref activeCount), Volatile.Read(ref activeRows),
-        Interlocked.Read(ref forwards), Volatile.Read(ref maxRequestsInForward), Interlocked.Read(ref liveTensors));
+    public EngineSnapshot Snapshot() => stats.Snapshot(queue.Count);
 
     /// <summary>Starts the loop on a dedicated thread; the task completes when the loop has ended.</summary>
     public Task Start()
@@ -87,7 +84,7 @@ public sealed class EngineCore
         try
         {
             ModelRunner.SetThreads(options.IntraOpThreads);
-            if (options.WarmUp) WarmUp(); else ready = true;
+            stats.Ready = !options.WarmUp || WarmUp();
             while (!abort.IsCancellationRequested)
             {
                 bool stopping = stopAdmitting.IsCancellationRequested;
@@ -131,41 +128,41 @@ public sealed class EngineCore
         }
     }
 
-    private void WarmUp()
+    /// <summary>A small guided generation; true when it gave finite output (then <c>/health/ready</c> may turn ready).</summary>
+    private bool WarmUp()
     {
         var sw = Stopwatch.StartNew();
         try
         {
-            ready = runner.WarmUp();
-            if (ready) logger.LogInformation("Warm-up generation finished in {Elapsed:F0} ms; ready", sw.Elapsed.TotalMilliseconds);
-            else logger.LogError("Warm-up generation produced NaN or infinity; the server stays not ready");
+            bool ok = runner.WarmUp();
+            if (ok) logger.LogInformation("Warm-up generation on {Device} finished in {Elapsed:F0} ms; ready", Label, sw.Elapsed.TotalMilliseconds);
+            else logger.LogError("Warm-up generation on {Device} produced NaN or infinity; the server stays not ready", Label);
+            return ok;
         }
         catch (Exception e)
         {
             observer.WorkerError();
-            logger.LogError("Warm-up generation failed: {Error}; the server stays not ready", e.Message);
+            logger.LogError("Warm-up generation on {Device} failed: {Error}; the server stays not ready", Label, e.Message);
+            return false;
         }
     }
 
     private void StartRun(ScheduledRun run)
     {
-        var request = run.Request;
-        var p = request.Parameters;
-        using var _ = logger.BeginScope(OutputProcessor.Tags(request));
         try
         {
-            run.Sampling = runner.Start(p);
-            observer.Admitted(request.Age);
-            outputs.Progress(run);
-            logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue for {Client}: {Images} image(s) of class {Class}, {Steps} {Sampler} steps, cfg {Cfg}, seed {Seed}",
-                request.Age.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel, p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale, p.Sampling.Seed);
+            run.Sampling = runner.Start(run.Request.Parameters);
+            outputs.Admitted(run);
         }
         catch (Exception e)
         {
             scheduler.Remove(run);
-            End([new EndedRequest(request, run, new GenerationException(GenerationFailure.Error, $"generation failed: {e.Message}", e))]);
+            Fail(run, "generation failed", e);
         }
     }
+
+    private void Fail(ScheduledRun run, string what, Exception e) =>
+        End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.Error, $"{what}: {e.Message}", e))]);
 
     /// <summary>One forward over the plan's batch, then the scheduler's bookkeeping, previews, progress and decoding.</summary>
     private void Step(SchedulerOutput plan)
@@ -176,53 +173,29 @@ public sealed class EngineCore
         var sw = Stopwatch.StartNew();
         var failed = runner.Execute(batch, previewing);
         observer.Forward(plan.BatchRows, batch.Count, sw.Elapsed);
-        Interlocked.Increment(ref forwards);
-        if (batch.Count > maxRequestsInForward) Volatile.Write(ref maxRequestsInForward, batch.Count);
+        stats.Forward(batch.Count);
         var done = scheduler.Update(plan, failed);
-        foreach (var (run, error) in failed)
-            End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.Error, $"generation failed: {error.Message}", error))]);
+        foreach (var (run, error) in failed) Fail(run, "generation failed", error);
         foreach (var run in batch.Where(r => !failed.ContainsKey(r)))
         {
             outputs.Progress(run);
-            if (previewing.Contains(run)) Preview(run);
+            if (previewing.Contains(run)) outputs.Preview(run, () => runner.Preview(run.Sampling!, run.Request.Preview!.MaxSide));
         }
         Decode(done);
         Publish();
     }
 
-    /// <summary>Renders a preview from the x̂₀ the run kept (small tensor work, here); a failed preview never fails the run.</summary>
-    private void Preview(ScheduledRun run)
-    {
-        try { outputs.Preview(run, runner.Preview(run.Sampling!, run.Request.Preview!.MaxSide)); }
-        catch (Exception e)
-        {
-            using (logger.BeginScope(OutputProcessor.Tags(run.Request)))
-                logger.LogWarning("Preview at step {Step} failed: {Error}", run.StepsDone, e.Message);
-        }
-    }
-
-    /// <summary>Decodes every run that finished this step in one VAE batch (each alone if that fails, so only the run
-    /// that cannot be decoded fails), then hands the pixels to the output processor.</summary>
+    /// <summary>Decodes the runs that finished this step and hands their pixels to the output processor; a run that
+    /// cannot be decoded fails alone.</summary>
     private void Decode(IReadOnlyList<ScheduledRun> done)
     {
         if (done.Count == 0) return;
-        IReadOnlyList<byte[][]?> pixels;
-        try { pixels = runner.Decode(done.Select(r => r.Sampling!).ToList()); }
-        catch (Exception) when (done.Count > 1)
-        {
-            pixels = done.Select(r => { try { return runner.Decode([r.Sampling!])[0]; } catch (Exception e) { Fail(r, e); return null; } }).ToList();
-        }
-        catch (Exception e) { Fail(done[0], e); return; }
+        var decoded = runner.DecodeEach(done.Select(r => r.Sampling!).ToList());
         for (int i = 0; i < done.Count; i++)
         {
             done[i].Release();
-            if (pixels[i] is { } images) outputs.Succeed(done[i], images);
-        }
-
-        void Fail(ScheduledRun run, Exception e)
-        {
-            run.Release();
-            End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.Error, $"decoding failed: {e.Message}", e))]);
+            if (decoded[i].Pixels is { } images) outputs.Succeed(done[i], images);
+            else Fail(done[i], "decoding failed", decoded[i].Error!);
         }
     }
 
@@ -238,11 +211,9 @@ public sealed class EngineCore
 
     private void Publish()
     {
-        Volatile.Write(ref activeCount, scheduler.Running.Count);
-        Volatile.Write(ref activeRows, scheduler.RunningRows);
-        observer.Occupancy(queue.Count, scheduler.Running.Count);
         long live = ModelRunner.LiveTensorsOnThisThread; // worker thread only: the statistics are per thread
-        Interlocked.Exchange(ref liveTensors, live);
+        stats.Occupancy(scheduler.Running.Count, scheduler.RunningRows, live);
+        observer.Occupancy(queue.Count, scheduler.Running.Count);
         observer.WorkerTensors(live);
     }
 }
