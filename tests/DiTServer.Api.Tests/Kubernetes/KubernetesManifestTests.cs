@@ -171,6 +171,7 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
     [InlineData("\"QueueCapacity\": 64", "\"QueueCapacity\": 4", "autoscaling")]
     [InlineData("\"DrainTimeout\"", "\"DrainTime\"", "settings")]
     [InlineData("nvidia.com/gpu: 1", "nvidia.com/gpu: 0", "shape")]
+    [InlineData("\"Device\": \"cuda\"", "\"Devices\": [\"cuda:0\", \"cuda:1\"]", "shape")]
     [InlineData("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "shape")]
     [InlineData("targetPort: http", "targetPort: 9090", "shape")]
     [InlineData("sessionAffinity: ClientIP", "sessionAffinity: None", "shape")]

@@ -184,8 +184,16 @@ public static class ManifestChecks
             if (tmp is null || pod.Volumes.Single(v => v.Name == tmp.Name).EmptyDir is null || tmp.ReadOnlyProperty == true)
                 problems.Add($"{container.Name}: /tmp is not a writable emptyDir");
         }
-        bool hasGpu = c.Resources?.Limits?.TryGetValue("nvidia.com/gpu", out var n) == true && n.ToInt32() >= 1;
-        if (hasGpu != gpu) problems.Add(gpu ? "the GPU variant has no nvidia.com/gpu limit" : "the CPU variant asks for a GPU");
+        int gpus = c.Resources?.Limits?.TryGetValue("nvidia.com/gpu", out var n) == true ? n.ToInt32() : 0;
+        if ((gpus >= 1) != gpu) problems.Add(gpu ? "the GPU variant has no nvidia.com/gpu limit" : "the CPU variant asks for a GPU");
+        // The container sees its GPUs as cuda:0 … cuda:(limit-1): every engine's device (DiT:Devices, else DiT:Device) must be one.
+        var settings = Settings(o)["DiT"];
+        var devices = settings?["Devices"] is JsonArray { Count: > 0 } list ? list.Select(d => (string)d!).ToList() : [(string?)settings?["Device"] ?? "cpu"];
+        foreach (var device in devices.Where(d => d.StartsWith("cuda", StringComparison.Ordinal)))
+        {
+            int index = device == "cuda" ? 0 : int.Parse(device["cuda:".Length..], CultureInfo.InvariantCulture);
+            if (index >= gpus) problems.Add($"DiT device {device} is not among the pod's {gpus} GPU(s) (nvidia.com/gpu limit)");
+        }
         var service = Manifests.Get<V1Service>(o, "Service");
         if (!Selects(service.Spec.Selector)) problems.Add("the Service does not select the pods");
         var port = service.Spec.Ports.Single();
