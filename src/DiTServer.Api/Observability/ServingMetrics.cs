@@ -26,6 +26,8 @@ public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObser
     private static readonly Histogram StepDuration = Metrics.CreateHistogram("dit_step_duration_seconds", "One batched denoising step (forward + sampler updates)",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 18), LabelNames = DeviceLabel });
     private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors", "Tensors alive on the worker thread (flat after warm-up unless something leaks)", DeviceLabel);
+    private static readonly Counter PausedSteps = Metrics.CreateCounter("dit_run_steps_paused_total",
+        "Steps a running request sat out to share the forward with other clients (fair sharing)", DeviceLabel);
     private static readonly Counter Images = Metrics.CreateCounter("dit_images_generated_total", "Images generated", DeviceLabel);
     private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total", "Failures inside the worker (a request's step, decode or encode)", DeviceLabel);
 
@@ -46,6 +48,7 @@ public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObser
     public void ImagesGenerated(int count) => first.Value.ImagesGenerated(count);
     public void WorkerError() => first.Value.WorkerError();
     public void WorkerTensors(long live) => first.Value.WorkerTensors(live);
+    public void Paused(int runs) => first.Value.Paused(runs);
     public void Occupancy(int queued, int active) => first.Value.Occupancy(queued, active);
 
     private sealed class DeviceMetrics(string label) : IServingObserver
@@ -62,6 +65,7 @@ public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObser
         public void ImagesGenerated(int count) => Images.WithLabels(label).Inc(count);
         public void WorkerError() => WorkerErrors.WithLabels(label).Inc();
         public void WorkerTensors(long live) => LiveTensors.WithLabels(label).Set(live);
+        public void Paused(int runs) => PausedSteps.WithLabels(label).Inc(runs);
 
         public void Occupancy(int queued, int active)
         {

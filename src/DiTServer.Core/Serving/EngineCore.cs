@@ -173,6 +173,7 @@ public sealed class EngineCore
         var sw = Stopwatch.StartNew();
         var failed = runner.Execute(batch, previewing);
         observer.Forward(plan.BatchRows, batch.Count, sw.Elapsed);
+        if (scheduler.Running.Count > batch.Count) observer.Paused(scheduler.Running.Count - batch.Count);
         stats.Forward(batch.Count);
         var done = scheduler.Update(plan, failed);
         foreach (var (run, error) in failed) Fail(run, "generation failed", error);
