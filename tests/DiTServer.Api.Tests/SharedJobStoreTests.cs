@@ -162,6 +162,27 @@ public sealed class SharedJobStoreTests(RedisServer redis) : IClassFixture<Redis
     }
 
     [Fact]
+    public async Task With_redis_unreachable_the_owner_still_serves_its_jobs()
+    {
+        // A closed port and short timeouts: every store call fails fast, as when Redis is down.
+        int closed;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            closed = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        using var factory = new ServerFactory(("SharedStore:Redis", $"127.0.0.1:{closed},connectTimeout=300,syncTimeout=300,asyncTimeout=300"));
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        var (id, _, _) = await client.CreateJob("""{"class_label": 2, "num_images": 2, "steps": 2}""");
+        await client.WaitForJob(id, j => j.GetProperty("state").GetString() == "succeeded", "succeeded on its owner");
+        var png = await client.GetAsync($"/v1/jobs/{id}/result");
+        Assert.Equal(HttpStatusCode.OK, png.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/jobs/job_00000000000000000000000000000000")).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync($"/v1/jobs/{id}")).StatusCode);
+    }
+
+    [Fact]
     public async Task Without_a_shared_store_the_other_replica_does_not_know_the_job()
     {
         using var fa = new ServerFactory();
