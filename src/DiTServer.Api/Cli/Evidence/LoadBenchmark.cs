@@ -50,7 +50,9 @@ public static class LoadBenchmark
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
             stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {models.Count} engine(s) × {parse.GetValue(threads)?.ToString(CultureInfo.InvariantCulture) ?? "default"} threads, {n} requests per point, steps {string.Join('/', stepList)}, " +
                 $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
-            var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load";
+            // cpu_s: this process's CPU time over the point. On a shared machine wall-clock throughput depends on the neighbours;
+            // CPU seconds per request (the service demand) hardly does, so capacity planning (docs/scaling.md) starts from it.
+            var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load,cpu_s";
             stdout.WriteLine(header.Replace(',', '\t'));
             var lines = new List<string> { header };
             foreach (var rate in rateList)
@@ -67,11 +69,13 @@ public static class LoadBenchmark
                 var per = new Dictionary<BatchingMode, double>();
                 foreach (var mode in new[] { BatchingMode.Step, BatchingMode.Request })
                 {
+                    var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
                     var (latencies, wall) = await Run(models, mode, rows, work, parse.GetValue(threads), ct);
+                    var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
                     var all = latencies.Select(l => l.TotalMilliseconds).ToList();
                     var shorts = latencies.Where((_, i) => work[i].Parameters.Sampling.Steps == stepList.Min()).Select(l => l.TotalMilliseconds).ToList();
                     var line = string.Create(CultureInfo.InvariantCulture,
-                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()}");
+                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()},{cpu.TotalSeconds:F1}");
                     per[mode] = P(all, 50);
                     lines.Add(line);
                     stdout.WriteLine(line.Replace(',', '\t'));
