@@ -40,6 +40,7 @@ app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
 app.MapOpenAIImagesApi();
+app.MapKServeApi();
 app.MapJobsApi();
 app.MapAdminTrainingApi();
 await app.RunAsync();
