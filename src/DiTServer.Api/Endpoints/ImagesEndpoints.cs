@@ -63,9 +63,12 @@ public static class ImagesEndpoints
             return TypedResults.ValidationProblem(errors, detail: string.Join("; ", errors.Values.SelectMany(v => v)), title: "Invalid request");
         }
 
-        var request = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted);
+        var request = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
         switch (queue.TryEnqueue(request))
         {
+            case EnqueueResult.ClientLimit:
+                http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+                return Reject(metrics, "client_limit", StatusCodes.Status429TooManyRequests, "Too many queued requests", Jobs.JobsEndpoints.ClientLimitDetail(o));
             case EnqueueResult.Full:
                 http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
                 return Reject(metrics, "queue_full", StatusCodes.Status503ServiceUnavailable, "Queue full",

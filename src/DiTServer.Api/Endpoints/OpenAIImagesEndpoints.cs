@@ -51,7 +51,7 @@ public static class OpenAIImagesEndpoints
 
         if (format == OpenAIImageRequestParser.Url)
         {
-            var (job, outcome) = store.Create(parameters);
+            var (job, outcome) = store.Create(parameters, 0, ClientIdentity.Of(http));
             if (job is null) return JobsEndpoints.Refused(http, o, outcome);
             try { await job.Finished.WaitAsync(http.RequestAborted); }
             catch (OperationCanceledException)
@@ -65,7 +65,7 @@ public static class OpenAIImagesEndpoints
                 done.Images.Select(i => new OpenAIImage(null, $"{baseUrl}?index={i.Index}", className)).ToList()));
         }
 
-        var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted);
+        var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
         var queued = queue.TryEnqueue(generation);
         if (queued != EnqueueResult.Accepted) return JobsEndpoints.Refused(http, o, queued);
         GenerationResult result;

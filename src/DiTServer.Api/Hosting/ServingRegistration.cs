@@ -19,6 +19,7 @@ public static class ServingRegistration
         services.AddSingleton<IValidateOptions<DiTOptions>>(sp => sp.GetRequiredService<DiTOptionsSetup>());
         services.AddOptions<ServingOptions>().BindConfiguration(ServingOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IValidateOptions<ServingOptions>, ServingOptionsValidator>();
+        services.AddOptions<Endpoints.ClientOptions>().BindConfiguration(Endpoints.ClientOptions.Section);
 
         services.AddSingleton(sp =>
         {
@@ -27,7 +28,7 @@ public static class ServingRegistration
             PrecisionExtensions.TryParse(o.Precision, out var precision); // the options validator has checked the spelling
             return LoadedModel.Load(path, DeviceOption.Parse(o.Device), precision);
         });
-        services.AddSingleton(sp => new GenerationQueue(sp.GetRequiredService<IOptions<ServingOptions>>().Value.QueueCapacity));
+        services.AddSingleton(sp => new GenerationQueue(sp.GetRequiredService<IOptions<ServingOptions>>().Value));
         services.AddSingleton<ServingMetrics>();
         services.AddSingleton<IServingObserver>(sp => sp.GetRequiredService<ServingMetrics>());
         services.AddSingleton(sp => new GenerationEngine(

@@ -26,7 +26,9 @@ public sealed class Job : IProgress<GenerationProgress>, IProgress<GenerationPre
 
     /// <param name="previewEvery">0: no previews; k: a <c>preview</c> event after every k-th step but the last.</param>
     /// <param name="previewMaxSide">Longest side of a preview in pixels (<see cref="JobOptions.PreviewMaxSize"/>).</param>
-    public Job(string id, GenerationParameters parameters, TimeSpan timeout, TimeProvider time, int previewEvery = 0, int previewMaxSide = 64)
+    /// <param name="client">Who asked (<see cref="GenerationRequest.Client"/>).</param>
+    public Job(string id, GenerationParameters parameters, TimeSpan timeout, TimeProvider time, int previewEvery = 0, int previewMaxSide = 64,
+        string client = "anonymous")
     {
         ArgumentOutOfRangeException.ThrowIfNegative(previewEvery);
         this.time = time;
@@ -37,6 +39,7 @@ public sealed class Job : IProgress<GenerationProgress>, IProgress<GenerationPre
         totalSteps = parameters.Sampling.Steps;
         Request = new GenerationRequest(id, parameters, timeout, cancel.Token)
         {
+            Client = client,
             Progress = this,
             Preview = previewEvery > 0 ? new PreviewRequest(previewEvery, previewMaxSide, this) : null,
         };

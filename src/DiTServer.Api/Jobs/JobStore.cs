@@ -21,10 +21,11 @@ public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOpti
 
     /// <summary>Queues a new job; null with the queue's answer when it was refused (full, or shutting down).</summary>
     /// <param name="previewEvery">0 for no previews, else a preview event every that many steps (validated by the caller).</param>
-    public (Job? Job, EnqueueResult Outcome) Create(GenerationParameters parameters, int previewEvery = 0)
+    /// <param name="client">Who asked (<see cref="GenerationRequest.Client"/>), for per-client limits and fair sharing.</param>
+    public (Job? Job, EnqueueResult Outcome) Create(GenerationParameters parameters, int previewEvery = 0, string client = "anonymous")
     {
         Sweep();
-        var job = new Job(NewId(), parameters, servingOptions.Value.RequestTimeout, time, previewEvery, options.PreviewMaxSize);
+        var job = new Job(NewId(), parameters, servingOptions.Value.RequestTimeout, time, previewEvery, options.PreviewMaxSize, client);
         var outcome = queue.TryEnqueue(job.Request);
         if (outcome != EnqueueResult.Accepted) return (null, outcome);
         jobs[job.Id] = job;

@@ -37,11 +37,17 @@ public static class ImagePipeline
         for (int i = 0; i < labels.Count; i++)
         {
             using var chw = pixels[i];
-            var hwc = Pixels.ToHwcBytes(chw);
-            var png = PngWriter.Encode(hwc, w, h, c, Metadata(model, labels, i, options));
-            result.Add(new GeneratedImage(i, options.Seed, labels[i], model.Classes[labels[i]], hwc, w, h, c, png));
+            result.Add(EncodeImage(model, Pixels.ToHwcBytes(chw), w, h, c, labels, i, options));
         }
         return result;
+    }
+
+    /// <summary>One image of a batch, HWC bytes → PNG with the metadata that reproduces it (the server's path and this one).</summary>
+    public static GeneratedImage EncodeImage(LoadedModel model, byte[] hwc, int width, int height, int channels,
+        IReadOnlyList<int> labels, int index, SamplingOptions options)
+    {
+        var png = PngWriter.Encode(hwc, width, height, channels, Metadata(model, labels, index, options));
+        return new GeneratedImage(index, options.Seed, labels[index], model.Classes[labels[index]], hwc, width, height, channels, png);
     }
 
     /// <summary>PNG text chunks: enough to reproduce the image (model, class, steps, sampler, cfg, guidance, seed, batch position).</summary>

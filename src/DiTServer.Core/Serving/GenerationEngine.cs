@@ -1,31 +1,27 @@
 using System.Diagnostics;
-using DiTServer.Core.Imaging;
-using DiTServer.Core.Sampling;
 using Microsoft.Extensions.Logging;
 
 namespace DiTServer.Core.Serving;
 
-/// <summary>One device's worker loop: admit requests from the queue between steps, run one batched step over all
-/// active requests, hand finished ones to decoding, repeat. Runs on its own thread, the only one that touches the model.</summary>
-/// <remarks>Split as vLLM's engine: <see cref="BatchScheduler"/> decides, <see cref="ModelRunner"/> runs, this class
-/// moves requests between the two and completes their tasks. One request's failure completes only its own task.</remarks>
+/// <summary>One device's worker loop, vLLM's split: <see cref="Scheduler"/> plans each step, <see cref="ModelRunner"/>
+/// runs it, the scheduler takes the outcome, <see cref="OutputProcessor"/> encodes and answers. Runs on its own thread,
+/// the only one that touches the model; one request's failure completes only its own task.</summary>
 public sealed class GenerationEngine
 {
     private readonly ModelRunner runner;
-    private readonly BatchScheduler scheduler;
+    private readonly Scheduler scheduler;
+    private readonly OutputProcessor outputs;
     private readonly GenerationQueue queue;
     private readonly ServingOptions options;
     private readonly IServingObserver observer;
     private readonly ILogger logger;
-    private readonly List<ActiveGeneration> active = new();
+    private readonly WeightSwapper swapper;
     // Never disposed on purpose (no timers, nothing to free): a host may call StopAsync again after its container
     // has been disposed (WebApplicationFactory does), and shutdown must still be callable then.
     private readonly CancellationTokenSource stopAdmitting = new(), abort = new();
     private readonly TaskCompletionSource finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? thread;
     private volatile bool ready;
-    private readonly object swapLock = new();
-    private WeightSwap? pendingSwap;
     private int activeCount, activeRows, maxRequestsInForward;
     private long forwards, liveTensors;
 
@@ -36,14 +32,15 @@ public sealed class GenerationEngine
         this.options = options;
         this.observer = observer;
         this.logger = logger;
-        scheduler = new BatchScheduler(options);
+        scheduler = new Scheduler(options, queue);
+        outputs = new OutputProcessor(runner.Model, observer, logger);
+        swapper = new WeightSwapper(runner, logger);
     }
 
     public bool Ready => ready;
 
     public EngineSnapshot Snapshot() => new(ready, queue.Count, Volatile.Read(ref activeCount), Volatile.Read(ref activeRows),
-        Interlocked.Read(ref forwards), Volatile.Read(ref maxRequestsInForward),
-        Interlocked.Read(ref liveTensors));
+        Interlocked.Read(ref forwards), Volatile.Read(ref maxRequestsInForward), Interlocked.Read(ref liveTensors));
 
     /// <summary>Starts the loop on a dedicated thread; the task completes when the loop has ended.</summary>
     public Task Start()
@@ -63,50 +60,6 @@ public sealed class GenerationEngine
         queue.Wake();
     }
 
-    /// <summary>Serves new weights for the same architecture without failing anyone: admission pauses, the requests
-    /// already running finish on the old weights, then the worker copies the new ones in (strictly: same keys and
-    /// shapes) and admission resumes. Queued requests wait meanwhile. The task ends when the new weights serve.</summary>
-    /// <exception cref="InvalidOperationException">Another swap is still pending.</exception>
-    public Task ReplaceWeightsAsync(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> weights, string description)
-    {
-        var swap = new WeightSwap(weights, description);
-        lock (swapLock)
-        {
-            if (pendingSwap is not null) throw new InvalidOperationException("another model activation is still in progress");
-            if (finished.Task.IsCompleted) throw new InvalidOperationException("the generation worker is not running");
-            pendingSwap = swap;
-        }
-        queue.Wake();
-        return swap.Done.Task;
-    }
-
-    private sealed record WeightSwap(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> Weights, string Description)
-    {
-        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-
-    /// <summary>True while a swap waits for the running requests to finish (admission stays closed).</summary>
-    private bool SwapPending()
-    {
-        WeightSwap? swap;
-        lock (swapLock) swap = pendingSwap;
-        if (swap is null) return false;
-        if (active.Count > 0) return true;
-        try
-        {
-            runner.ReplaceWeights(swap.Weights, swap.Description);
-            logger.LogInformation("Now serving {Weights}", swap.Description);
-            swap.Done.TrySetResult();
-        }
-        catch (Exception e)
-        {
-            logger.LogError("Activation of {Weights} failed: {Error}; the previous weights keep serving", swap.Description, e.Message);
-            swap.Done.TrySetException(e);
-        }
-        lock (swapLock) pendingSwap = null;
-        return false;
-    }
-
     /// <summary>Fails the requests still running at the next step boundary and ends the loop.</summary>
     public void Abort()
     {
@@ -114,25 +67,41 @@ public sealed class GenerationEngine
         abort.Cancel();
     }
 
+    /// <inheritdoc cref="WeightSwapper.Request"/>
+    public Task ReplaceWeightsAsync(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> weights, string description)
+    {
+        if (finished.Task.IsCompleted) throw new InvalidOperationException("the generation worker is not running");
+        var done = swapper.Request(weights, description);
+        queue.Wake();
+        return done;
+    }
+
     private void Loop()
     {
         try
         {
-            if (options.IntraOpThreads is int threads) TorchSharp.torch.set_num_threads(threads);
+            ModelRunner.SetThreads(options.IntraOpThreads);
             if (options.WarmUp) WarmUp(); else ready = true;
             while (!abort.IsCancellationRequested)
             {
-                DropCancelled();
-                if (stopAdmitting.IsCancellationRequested) FailQueued();
-                else if (!SwapPending()) Admit();
-                if (active.Count == 0)
+                bool stopping = stopAdmitting.IsCancellationRequested;
+                if (stopping) End(scheduler.DrainQueue());
+                // A pending swap closes admission until the running requests are done, then happens here, between steps.
+                bool admit = !stopping && !swapper.TrySwap(scheduler.Running.Count);
+                var plan = scheduler.Schedule(admit);
+                End(plan.Ended);
+                foreach (var run in plan.Admitted) StartRun(run);
+                // A run the runner could not start has left the scheduler already; it leaves this forward too.
+                if (plan.Batch.Any(r => r.Sampling is null)) plan = plan with { Batch = plan.Batch.Where(r => r.Sampling is not null).ToList() };
+                Publish();
+                if (plan.Batch.Count == 0)
                 {
-                    if (stopAdmitting.IsCancellationRequested) break;
+                    if (scheduler.Running.Count > 0) continue;
+                    if (stopping) break;
                     queue.WaitForWork(stopAdmitting.Token);
                     continue;
                 }
-                StepOnce();
-                Finish();
+                Step(plan);
             }
         }
         catch (Exception e)
@@ -143,19 +112,15 @@ public sealed class GenerationEngine
         }
         finally
         {
-            var reason = abort.IsCancellationRequested
-                ? "the server shut down before this request finished"
-                : "the generation worker stopped";
-            // Complete removes from the list: iterate over a copy (enumerating the list itself threw here, on the worker
-            // thread, which ended the process and left every running request without an answer).
-            foreach (var a in active.ToList()) Complete(a, new GenerationException(GenerationFailure.ShuttingDown, reason));
-            Publish();
-            FailQueued();
-            lock (swapLock)
+            var reason = abort.IsCancellationRequested ? "the server shut down before this request finished" : "the generation worker stopped";
+            foreach (var run in scheduler.Running.ToList())
             {
-                pendingSwap?.Done.TrySetException(new InvalidOperationException("the generation worker stopped before the activation"));
-                pendingSwap = null;
+                scheduler.Remove(run);
+                End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.ShuttingDown, reason))]);
             }
+            End(scheduler.DrainQueue());
+            Publish();
+            swapper.Cancel();
             finished.TrySetResult();
         }
     }
@@ -176,243 +141,102 @@ public sealed class GenerationEngine
         }
     }
 
-    /// <summary>Moves requests from the queue into the batch while they fit (FIFO; request mode only into an empty batch).</summary>
-    private void Admit()
+    private void StartRun(ScheduledRun run)
     {
-        if (!scheduler.AdmissionOpen(active.Count)) return;
-        int rows = active.Sum(a => a.Rows);
-        while (queue.TryPeek(out var next))
+        var request = run.Request;
+        var p = request.Parameters;
+        using var _ = logger.BeginScope(OutputProcessor.Tags(request));
+        try
         {
-            // TryRemove, not "take the head": a request that left since the peek is no longer the head.
-            if (next.Cancellation.IsCancellationRequested || next.IsExpired || next.IsCompleted)
-            {
-                if (queue.TryRemove(next)) EndUnstarted(next);
-                continue;
-            }
-            if (!scheduler.Fits(rows, next.Parameters.RowsPerStep)) break;
-            if (!queue.TryRemove(next)) continue;
-            using (logger.BeginScope(Tags(next)))
-            {
-                try
-                {
-                    var run = runner.Start(next.Parameters);
-                    active.Add(new ActiveGeneration(next, run));
-                    rows += next.Parameters.RowsPerStep;
-                    Report(next, run);
-                    observer.Admitted(next.Age);
-                    logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue: {Images} image(s) of class {Class}, {Steps} {Sampler} steps, cfg {Cfg}, seed {Seed}",
-                        next.Age.TotalMilliseconds, next.Parameters.NumImages, next.Parameters.ClassLabel, next.Parameters.Sampling.Steps,
-                        next.Parameters.Sampling.Sampler, next.Parameters.Sampling.CfgScale, next.Parameters.Sampling.Seed);
-                }
-                catch (Exception e)
-                {
-                    observer.WorkerError();
-                    logger.LogError("Could not start: {Error}", e.Message);
-                    next.Fail(new GenerationException(GenerationFailure.Error, $"generation failed: {e.Message}", e));
-                }
-            }
+            run.Sampling = runner.Start(p);
+            observer.Admitted(request.Age);
+            outputs.Progress(run);
+            logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue for {Client}: {Images} image(s) of class {Class}, {Steps} {Sampler} steps, cfg {Cfg}, seed {Seed}",
+                request.Age.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel, p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale, p.Sampling.Seed);
         }
-        Publish();
+        catch (Exception e)
+        {
+            scheduler.Remove(run);
+            End([new EndedRequest(request, run, new GenerationException(GenerationFailure.Error, $"generation failed: {e.Message}", e))]);
+        }
     }
 
-    /// <summary>Removes active requests whose client left or whose time ran out; their rows leave the next forward.</summary>
-    private void DropCancelled()
+    /// <summary>One forward over the plan's batch, then the scheduler's bookkeeping, previews, progress and decoding.</summary>
+    private void Step(SchedulerOutput plan)
     {
-        for (int i = active.Count - 1; i >= 0; i--)
-        {
-            var a = active[i];
-            if (a.Request.Cancellation.IsCancellationRequested)
-            {
-                using (logger.BeginScope(Tags(a.Request)))
-                    logger.LogInformation("Cancelled (client left or job deleted) after {Done}/{Total} steps; rows removed", a.Run.StepsDone, a.Run.TotalSteps);
-                a.Request.Cancel();
-            }
-            else if (a.Request.IsExpired)
-            {
-                using (logger.BeginScope(Tags(a.Request)))
-                    logger.LogWarning("Timed out after {Done}/{Total} steps", a.Run.StepsDone, a.Run.TotalSteps);
-                a.Request.Fail(new GenerationException(GenerationFailure.Timeout,
-                    $"the request did not finish within Serving:RequestTimeout ({options.RequestTimeout}); it had done {a.Run.StepsDone} of {a.Run.TotalSteps} steps"));
-            }
-            else continue;
-            a.Dispose();
-            active.RemoveAt(i);
-        }
-        Publish();
-    }
-
-    private void StepOnce()
-    {
-        var batch = scheduler.Pick(active);
+        var batch = plan.Batch;
         // Runs for which this step is a preview step keep its x̂₀ (the sampler computes it anyway).
-        var previewing = batch.Where(a => a.Request.Preview is { } p && p.Wants(a.Run.StepsDone + 1, a.Run.TotalSteps)).ToList();
+        var previewing = batch.Where(r => r.Request.Preview is { } p && p.Wants(r.StepsDone + 1, r.TotalSteps)).ToHashSet();
         var sw = Stopwatch.StartNew();
-        var failures = runner.Step(batch.Select(a => a.Run).ToList(), previewing.Select(a => a.Run).ToHashSet());
-        int rows = batch.Sum(a => a.Rows);
-        observer.Forward(rows, batch.Count, sw.Elapsed);
+        var failed = runner.Execute(batch, previewing);
+        observer.Forward(plan.BatchRows, batch.Count, sw.Elapsed);
         Interlocked.Increment(ref forwards);
         if (batch.Count > maxRequestsInForward) Volatile.Write(ref maxRequestsInForward, batch.Count);
-        foreach (var a in batch)
-            if (!failures.Any(f => ReferenceEquals(f.Run, a.Run))) Report(a.Request, a.Run);
-        foreach (var a in previewing)
-            if (!failures.Any(f => ReferenceEquals(f.Run, a.Run))) Preview(a);
-        foreach (var (run, error) in failures)
+        var done = scheduler.Update(plan, failed);
+        foreach (var (run, error) in failed)
+            End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.Error, $"generation failed: {error.Message}", error))]);
+        foreach (var run in batch.Where(r => !failed.ContainsKey(r)))
         {
-            var a = active.First(x => ReferenceEquals(x.Run, run));
-            Complete(a, new GenerationException(GenerationFailure.Error, $"generation failed: {error.Message}", error));
-            using (logger.BeginScope(Tags(a.Request)))
-                logger.LogError(error, "Sampling step failed");
-            observer.WorkerError();
+            outputs.Progress(run);
+            if (previewing.Contains(run)) Preview(run);
         }
-    }
-
-    /// <summary>Decodes every request that finished this step (one VAE batch), then PNG-encodes off this thread.</summary>
-    private void Finish()
-    {
-        var done = active.Where(a => a.Run.Done).ToList();
-        if (done.Count == 0) return;
-        IReadOnlyList<byte[][]> pixels;
-        try
-        {
-            pixels = runner.Decode(done.Select(a => a.Run).ToList());
-        }
-        catch (Exception) when (done.Count > 1)
-        {
-            // Decode each alone so that only the request that cannot be decoded fails.
-            pixels = done.Select(a =>
-            {
-                try { return runner.Decode([a.Run])[0]; }
-                catch (Exception e) { Complete(a, new GenerationException(GenerationFailure.Error, $"decoding failed: {e.Message}", e)); observer.WorkerError(); return null!; }
-            }).ToList();
-        }
-        catch (Exception e)
-        {
-            Complete(done[0], new GenerationException(GenerationFailure.Error, $"decoding failed: {e.Message}", e));
-            observer.WorkerError();
-            return;
-        }
-        for (int i = 0; i < done.Count; i++)
-        {
-            var a = done[i];
-            if (a.Request.IsCompleted) continue; // failed above
-            var request = a.Request;
-            var images = pixels[i];
-            var queueWait = Stopwatch.GetElapsedTime(request.EnqueuedAt, a.AdmittedAt);
-            active.Remove(a);
-            a.Dispose();
-            // After the previews handed out earlier, so the request's last preview never follows its result.
-            _ = a.PreviewsDelivered.ContinueWith(_ => Encode(request, images, queueWait), TaskScheduler.Default);
-        }
+        Decode(done);
         Publish();
     }
 
-    private void Encode(GenerationRequest request, byte[][] hwc, TimeSpan queueWait)
+    /// <summary>Renders a preview from the x̂₀ the run kept (small tensor work, here); a failed preview never fails the run.</summary>
+    private void Preview(ScheduledRun run)
     {
-        try
-        {
-            var model = runner.Model;
-            var p = request.Parameters;
-            var labels = p.Labels;
-            int size = model.ImageSize, channels = model.ImageChannels;
-            var images = new GeneratedImage[hwc.Length];
-            for (int i = 0; i < hwc.Length; i++)
-            {
-                var png = PngWriter.Encode(hwc[i], size, size, channels, ImagePipeline.Metadata(model, labels, i, p.Sampling));
-                images[i] = new GeneratedImage(i, p.Sampling.Seed, p.ClassLabel, model.Classes[p.ClassLabel], hwc[i], size, size, channels, png);
-            }
-            observer.ImagesGenerated(images.Length);
-            using (logger.BeginScope(Tags(request)))
-                logger.LogInformation("Finished {Images} image(s) in {TotalMs:F0} ms", images.Length, request.Age.TotalMilliseconds);
-            request.Succeed(new GenerationResult(images, queueWait, request.Age));
-        }
+        try { outputs.Preview(run, runner.Preview(run.Sampling!, run.Request.Preview!.MaxSide)); }
         catch (Exception e)
         {
-            observer.WorkerError();
-            request.Fail(new GenerationException(GenerationFailure.Error, $"PNG encoding failed: {e.Message}", e));
+            using (logger.BeginScope(OutputProcessor.Tags(run.Request)))
+                logger.LogWarning("Preview at step {Step} failed: {Error}", run.StepsDone, e.Message);
         }
     }
 
-    private void Complete(ActiveGeneration a, GenerationException error)
+    /// <summary>Decodes every run that finished this step in one VAE batch (each alone if that fails, so only the run
+    /// that cannot be decoded fails), then hands the pixels to the output processor.</summary>
+    private void Decode(IReadOnlyList<ScheduledRun> done)
     {
-        a.Request.Fail(error);
-        if (active.Remove(a)) a.Dispose();
-    }
-
-    private void FailQueued()
-    {
-        while (queue.TryRead(out var request))
+        if (done.Count == 0) return;
+        IReadOnlyList<byte[][]?> pixels;
+        try { pixels = runner.Decode(done.Select(r => r.Sampling!).ToList()); }
+        catch (Exception) when (done.Count > 1)
         {
-            if (!EndUnstarted(request))
-                request.Fail(new GenerationException(GenerationFailure.ShuttingDown, "the server is shutting down; the request was not started"));
+            pixels = done.Select(r => { try { return runner.Decode([r.Sampling!])[0]; } catch (Exception e) { Fail(r, e); return null; } }).ToList();
+        }
+        catch (Exception e) { Fail(done[0], e); return; }
+        for (int i = 0; i < done.Count; i++)
+        {
+            done[i].Release();
+            if (pixels[i] is { } images) outputs.Succeed(done[i], images);
+        }
+
+        void Fail(ScheduledRun run, Exception e)
+        {
+            run.Release();
+            End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.Error, $"decoding failed: {e.Message}", e))]);
         }
     }
 
-    /// <summary>Completes a request that never ran if its client left or its time ran out; false if neither.</summary>
-    private bool EndUnstarted(GenerationRequest request)
+    /// <summary>Answers requests that leave without a result and frees their runner state.</summary>
+    private void End(IReadOnlyList<EndedRequest> ended)
     {
-        if (request.Cancellation.IsCancellationRequested) return request.Cancel() || true;
-        if (request.IsExpired)
+        foreach (var e in ended)
         {
-            request.Fail(new GenerationException(GenerationFailure.Timeout,
-                $"the request waited in the queue longer than Serving:RequestTimeout ({options.RequestTimeout})"));
-            return true;
-        }
-        return request.IsCompleted;
-    }
-
-    /// <summary>Renders the previews of a run that kept this step's x̂₀ (small tensor work, here on the worker), then
-    /// PNG-encodes and delivers them on the thread pool, after the run's earlier previews. A preview that fails is
-    /// logged and skipped: it never fails the request.</summary>
-    private void Preview(ActiveGeneration a)
-    {
-        var request = a.Request;
-        var preview = request.Preview!;
-        (byte[][] Hwc, int Side, int Channels) pixels;
-        try { pixels = runner.Preview(a.Run, preview.MaxSide); }
-        catch (Exception e)
-        {
-            using (logger.BeginScope(Tags(request)))
-                logger.LogWarning("Preview at step {Step} failed: {Error}", a.Run.StepsDone, e.Message);
-            return;
-        }
-        int step = a.Run.StepsDone, total = a.Run.TotalSteps;
-        a.PreviewsDelivered = a.PreviewsDelivered.ContinueWith(_ =>
-        {
-            try
-            {
-                var pngs = pixels.Hwc.Select(hwc => PngWriter.Encode(hwc, pixels.Side, pixels.Side, pixels.Channels)).ToArray();
-                preview.Sink.Report(new GenerationPreview(step, total, pixels.Side, pixels.Side, pngs));
-            }
-            catch (Exception e)
-            {
-                using (logger.BeginScope(Tags(request)))
-                    logger.LogWarning("Preview at step {Step} could not be delivered: {Error}", step, e.Message);
-            }
-        }, TaskScheduler.Default);
-    }
-
-    /// <summary>Tells the request's progress sink (if any) where it stands; a sink that throws is logged, never fatal.</summary>
-    private void Report(GenerationRequest request, SamplingRun run)
-    {
-        if (request.Progress is not { } sink) return;
-        try { sink.Report(new GenerationProgress(run.StepsDone, run.TotalSteps)); }
-        catch (Exception e)
-        {
-            using (logger.BeginScope(Tags(request)))
-                logger.LogWarning("Progress sink failed: {Error}", e.Message);
+            e.Run?.Release();
+            outputs.End(e);
         }
     }
 
     private void Publish()
     {
-        Volatile.Write(ref activeCount, active.Count);
-        Volatile.Write(ref activeRows, active.Sum(a => a.Rows));
-        observer.Occupancy(queue.Count, active.Count);
-        // Only ever called on the worker thread: the statistics are per thread.
-        long live = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Volatile.Write(ref activeCount, scheduler.Running.Count);
+        Volatile.Write(ref activeRows, scheduler.RunningRows);
+        observer.Occupancy(queue.Count, scheduler.Running.Count);
+        long live = ModelRunner.LiveTensorsOnThisThread; // worker thread only: the statistics are per thread
         Interlocked.Exchange(ref liveTensors, live);
         observer.WorkerTensors(live);
     }
-
-    private static Dictionary<string, object> Tags(GenerationRequest r) => new() { ["RequestId"] = r.Id };
 }

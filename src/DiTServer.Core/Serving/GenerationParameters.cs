@@ -10,4 +10,7 @@ public sealed record GenerationParameters(int ClassLabel, int NumImages, Samplin
 
     /// <summary>Rows this request adds to every forward: one per image, two when guided (the unconditional copy).</summary>
     public int RowsPerStep => NumImages * (Sampling.CfgScale != 1.0 ? 2 : 1);
+
+    /// <summary>Work it asks of the device, in row-steps: what per-client queue limits count, not requests.</summary>
+    public int Cost => RowsPerStep * Sampling.Steps;
 }

@@ -14,9 +14,17 @@ public sealed class GenerationQueue
     private readonly ManualResetEventSlim signal = new(false);
     private volatile bool closed;
 
-    public GenerationQueue(int capacity) => Capacity = capacity;
+    public GenerationQueue(int capacity, int? maxQueuedCostPerClient = null)
+    {
+        Capacity = capacity;
+        MaxQueuedCostPerClient = maxQueuedCostPerClient;
+    }
+
+    public GenerationQueue(ServingOptions options) : this(options.QueueCapacity, options.MaxQueuedCostPerClient) { }
 
     public int Capacity { get; }
+    /// <summary>Most row-steps (<see cref="GenerationParameters.Cost"/>) one client may have waiting; null = no limit.</summary>
+    public int? MaxQueuedCostPerClient { get; }
     public int Count { get { lock (gate) return waiting.Count; } }
     public bool IsClosed => closed;
 
@@ -26,6 +34,15 @@ public sealed class GenerationQueue
         {
             if (closed) return EnqueueResult.Closed;
             if (waiting.Count >= Capacity) return EnqueueResult.Full;
+            // Cost-aware and per client: one client's long, wide requests cannot take every place (a single request
+            // larger than the cap is still accepted into an otherwise empty share, or nobody could ever send it).
+            if (MaxQueuedCostPerClient is int cap)
+            {
+                long queued = 0;
+                foreach (var r in waiting)
+                    if (r.Client == request.Client) queued += r.Parameters.Cost;
+                if (queued > 0 && queued + request.Parameters.Cost > cap) return EnqueueResult.ClientLimit;
+            }
             request.QueueNode = waiting.AddLast(request);
             // For a token that has already fired the callback runs right here (Lock is reentrant). Once the worker has
             // taken the request the callback finds it gone and does nothing: a running request is the worker's to drop.
@@ -46,6 +63,12 @@ public sealed class GenerationQueue
     private void Leave(GenerationRequest request)
     {
         if (TryRemove(request)) request.Cancel();
+    }
+
+    /// <summary>The waiting requests, oldest first (a copy: at most <see cref="Capacity"/> items).</summary>
+    internal List<GenerationRequest> Waiting()
+    {
+        lock (gate) return waiting.ToList();
     }
 
     internal bool TryPeek(out GenerationRequest request)
@@ -115,4 +138,6 @@ public enum EnqueueResult
     Full,
     /// <summary>The server is shutting down.</summary>
     Closed,
+    /// <summary>This client already has <see cref="GenerationQueue.MaxQueuedCostPerClient"/> row-steps waiting: retry later (429).</summary>
+    ClientLimit,
 }

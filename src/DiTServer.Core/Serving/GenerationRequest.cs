@@ -25,6 +25,10 @@ public sealed class GenerationRequest
     public long EnqueuedAt { get; }
     public long Deadline { get; }
 
+    /// <summary>Who sent it, for fair sharing: a configured API key's name or the remote address. Requests without one
+    /// share the anonymous client.</summary>
+    public string Client { get; init; } = "anonymous";
+
     /// <summary>Optional: told by the worker thread when the request is admitted (step 0) and after every step. It must
     /// return at once (post to a channel, set a field); it must never block or throw. Null for plain requests.</summary>
     public IProgress<GenerationProgress>? Progress { get; init; }

@@ -97,6 +97,24 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         return slices;
     }
 
+    /// <summary>Runs the plan's forward: one step for every run of <paramref name="batch"/>, keeping x̂₀ for
+    /// <paramref name="previewing"/>. Returns the runs that failed, with the reason.</summary>
+    public Dictionary<ScheduledRun, Exception> Execute(IReadOnlyList<ScheduledRun> batch, IReadOnlySet<ScheduledRun> previewing)
+    {
+        var byRun = batch.ToDictionary(r => r.Sampling!);
+        var failed = Step(byRun.Keys.ToList(), previewing.Select(r => r.Sampling!).ToHashSet());
+        return failed.ToDictionary(f => byRun[f.Run], f => f.Error);
+    }
+
+    /// <summary>Torch's intra-op threads for the calling thread's work (the worker's, set once at its start).</summary>
+    public static void SetThreads(int? threads)
+    {
+        if (threads is int n) set_num_threads(n);
+    }
+
+    /// <summary>Tensors created on the calling thread and not yet disposed (TorchSharp's per-thread dispose statistics).</summary>
+    public static long LiveTensorsOnThisThread => TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+
     /// <summary>Decodes finished runs in one VAE batch and returns each run's images as HWC bytes.</summary>
     /// <exception cref="InvalidOperationException">The latents hold NaN or infinity (the model is broken for this input).</exception>
     public IReadOnlyList<byte[][]> Decode(IReadOnlyList<SamplingRun> finished)

@@ -15,6 +15,20 @@ public sealed class ServingOptions
     [Range(1, 4096)]
     public int MaxBatchRows { get; set; } = 32;
 
+    /// <summary>Rows admitted at once over all clients; more than <see cref="MaxBatchRows"/> lets a light client's run
+    /// join while a heavy client's runs pause between steps. Unset = 4 × <see cref="MaxBatchRows"/>. One client never
+    /// runs more than <see cref="MaxBatchRows"/> rows.</summary>
+    [Range(1, 65_536)]
+    public int? MaxRunningRows { get; set; }
+
+    public int EffectiveMaxRunningRows => MaxRunningRows ?? 4 * MaxBatchRows;
+
+    /// <summary>Most work one client may have waiting in the queue, in row-steps (rows × steps; a guided image has two
+    /// rows): a request past it is answered 429 with Retry-After. Unset = no per-client limit. The default, 64,000, is
+    /// four of the largest requests (8 guided images × 1000 steps = 16,000 row-steps each).</summary>
+    [Range(1, int.MaxValue)]
+    public int? MaxQueuedCostPerClient { get; set; } = 64_000;
+
     [Range(1, 256)]
     public int MaxImagesPerRequest { get; set; } = 8;
 
@@ -51,6 +65,8 @@ public sealed class ServingOptions
     {
         if (MaxBatchRows < 2 * MaxImagesPerRequest)
             return $"Serving:MaxBatchRows ({MaxBatchRows}) must be at least 2 × Serving:MaxImagesPerRequest ({MaxImagesPerRequest}): a guided image costs two rows, and every request must fit one forward";
+        if (EffectiveMaxRunningRows < MaxBatchRows)
+            return $"Serving:MaxRunningRows ({EffectiveMaxRunningRows}) must be at least Serving:MaxBatchRows ({MaxBatchRows})";
         return null;
     }
 }

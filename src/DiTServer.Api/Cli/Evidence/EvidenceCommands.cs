@@ -14,6 +14,7 @@ public static class EvidenceCommands
         yield return SoakCommand(stdout, stderr);
         yield return Faults(stdout, stderr);
         yield return LoadBenchmark.Create(stdout, stderr);
+        yield return FairnessBenchmark.Create(stdout, stderr);
         yield return PeakBenchmark.Create(stdout, stderr);
     }
 

@@ -1,0 +1,38 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+
+namespace DiTServer.Api.Endpoints;
+
+/// <summary>Named API keys that identify clients for fair sharing (configuration section <c>Clients</c>). They
+/// authorise nothing: a request without a known key is still served, identified by its remote address.</summary>
+public sealed class ClientOptions
+{
+    public const string Section = "Clients";
+
+    /// <summary>Client name → key, e.g. <c>Clients__ApiKeys__studio=…</c>. A request with
+    /// <c>Authorization: Bearer &lt;key&gt;</c> counts as that client wherever it comes from.</summary>
+    public Dictionary<string, string> ApiKeys { get; set; } = new();
+}
+
+/// <summary>Who sent a request, for the scheduler's per-client limits and fair sharing.</summary>
+public static class ClientIdentity
+{
+    /// <summary><c>key:NAME</c> for a configured API key, else <c>ip:ADDRESS</c> (the connection's address; behind a proxy,
+    /// the forwarded one only when forwarded headers are configured, since the header is otherwise the client's to forge).</summary>
+    public static string Of(HttpContext http)
+    {
+        var keys = http.RequestServices.GetService<IOptions<ClientOptions>>()?.Value.ApiKeys;
+        if (keys is { Count: > 0 } && http.Request.Headers.Authorization.ToString() is { } auth
+            && auth.StartsWith("Bearer ", StringComparison.Ordinal))
+        {
+            var given = Encoding.UTF8.GetBytes(auth["Bearer ".Length..]);
+            foreach (var (name, key) in keys)
+                if (key.Length > 0 && CryptographicOperations.FixedTimeEquals(given, Encoding.UTF8.GetBytes(key)))
+                    return $"key:{name}";
+        }
+        var address = http.Connection.RemoteIpAddress;
+        if (address is { IsIPv4MappedToIPv6: true }) address = address.MapToIPv4();
+        return address is null ? "anonymous" : $"ip:{address}";
+    }
+}

@@ -1,0 +1,25 @@
+namespace DiTServer.Core.Serving;
+
+/// <summary>The scheduler's plan for one engine step (vLLM's <c>SchedulerOutput</c>): what to start, what to drop,
+/// and which runs go into this step's forward.</summary>
+/// <param name="Admitted">Taken from the queue this step; the runner must start each (or the engine fails it).</param>
+/// <param name="Ended">Requests that leave without finishing: cancelled (Error null) or failed with the error. Running
+/// ones among them are out of <see cref="Scheduler.Running"/> already; their runner state must be released.</param>
+/// <param name="Batch">The runs of this step's forward, within <see cref="ServingOptions.MaxBatchRows"/>.</param>
+public sealed record SchedulerOutput(
+    IReadOnlyList<ScheduledRun> Admitted,
+    IReadOnlyList<EndedRequest> Ended,
+    IReadOnlyList<ScheduledRun> Batch)
+{
+    public int BatchRows => Batch.Sum(r => r.Rows);
+}
+
+/// <summary>A request leaving without a result: <see cref="Run"/> is set when it had been admitted.</summary>
+public sealed record EndedRequest(GenerationRequest Request, ScheduledRun? Run, GenerationException? Error);
+
+/// <summary>What the runner reports back for one step: the runs that failed (with the reason) and the runs that are
+/// done. Every other run of the batch advanced one step.</summary>
+public sealed record StepOutcome(IReadOnlyDictionary<ScheduledRun, Exception> Failed, IReadOnlySet<ScheduledRun> Finished)
+{
+    public static StepOutcome AllAdvanced { get; } = new(new Dictionary<ScheduledRun, Exception>(), new HashSet<ScheduledRun>());
+}
