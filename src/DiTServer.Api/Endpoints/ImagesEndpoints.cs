@@ -55,7 +55,7 @@ public static class ImagesEndpoints
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["body"] = [$"the body is larger than {o.MaxBodyBytes} bytes"] },
                 detail: $"the body is larger than {o.MaxBodyBytes} bytes", title: "Invalid request");
         }
-        var limits = new ImageRequestParser.Limits(model.Classes, model.Config.NumClasses, model.Config.ClassDropoutProb > 0, o.MaxImagesPerRequest);
+        var limits = ImageBody.LimitsOf(model, o);
         var parameters = ImageRequestParser.Parse(body.Value, limits, out var errors);
         if (parameters is null)
         {

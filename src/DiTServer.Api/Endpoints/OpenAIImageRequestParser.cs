@@ -6,14 +6,15 @@ namespace DiTServer.Api.Endpoints;
 
 /// <summary>Reads the body of <c>POST /v1/images/generations</c> (OpenAI's image API): <c>prompt</c> is a class name
 /// or index, <c>n</c> the number of images, <c>size</c> must be the model's resolution, <c>response_format</c> is
-/// <c>b64_json</c> or <c>url</c>; <c>seed</c>, <c>steps</c>, <c>cfg_scale</c> and <c>sampler</c> are our extras.
+/// <c>b64_json</c> or <c>url</c>; <c>seed</c>, <c>steps</c>, <c>cfg_scale</c>, <c>sampler</c> and the sampler options of <c>/v1/images</c> are our extras.
 /// The rest is checked by <see cref="ImageRequestParser"/>, with its field names mapped back (class_label → prompt, num_images → n).</summary>
 public static class OpenAIImageRequestParser
 {
     public const string B64Json = "b64_json", Url = "url";
     /// <summary>OpenAI fields that its clients send and that mean nothing here; accepted and ignored.</summary>
     private static readonly string[] Ignored = ["model", "user", "quality", "style"];
-    private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler"];
+    private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler", "guidance", "eta",
+        "spacing", "order", "unipc_variant", "guidance_interval", "thresholding"];
     private static readonly string[] Known = ["prompt", "n", "size", "response_format", .. Extras, .. Ignored];
     private static readonly Dictionary<string, string> Renamed = new() { ["class_label"] = "prompt", ["num_images"] = "n" };
 

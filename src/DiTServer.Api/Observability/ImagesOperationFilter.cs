@@ -23,6 +23,24 @@ public sealed class ImagesOperationFilter : IOperationFilter
                 {
                     Schema = requestSchema,
                     Example = JsonNode.Parse("""{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "sampler": "ddpm", "guidance": "official"}"""),
+                    Examples = new Dictionary<string, IOpenApiExample>
+                    {
+                        ["ddpm"] = new OpenApiExample
+                        {
+                            Summary = "DDPM, 50 steps (the official sampler)",
+                            Value = JsonNode.Parse("""{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "sampler": "ddpm", "guidance": "official"}"""),
+                        },
+                        ["dpmpp_2m"] = new OpenApiExample
+                        {
+                            Summary = "DPM-Solver++ 2M, 10 steps, logSNR spacing",
+                            Value = JsonNode.Parse("""{"class_label": 3, "num_images": 2, "steps": 10, "cfg_scale": 4.0, "seed": 42, "sampler": "dpmpp_2m", "spacing": "logsnr"}"""),
+                        },
+                        ["unipc"] = new OpenApiExample
+                        {
+                            Summary = "UniPC order 3, bh1, 8 steps, guided only for model timesteps 0..700",
+                            Value = JsonNode.Parse("""{"class_label": 3, "steps": 8, "cfg_scale": 4.0, "seed": 42, "sampler": "unipc", "order": 3, "unipc_variant": "bh1", "guidance_interval": [0, 700]}"""),
+                        },
+                    },
                 },
             },
         };

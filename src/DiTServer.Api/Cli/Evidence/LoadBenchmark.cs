@@ -21,24 +21,26 @@ public static class LoadBenchmark
         var rates = new Option<string>("--rates") { Description = "Offered loads in requests/s", DefaultValueFactory = _ => "2,4,8" };
         var requests = new Option<int>("--requests") { Description = "Requests per rate and batching mode", DefaultValueFactory = _ => 60 };
         var steps = new Option<string>("--steps") { Description = "Step counts, drawn uniformly", DefaultValueFactory = _ => "4,20,100" };
+        var mix = new Option<string?>("--mix") { Description = "Sampler:steps pairs drawn uniformly instead of --steps, e.g. ddpm:50,dpmpp_2m:10" };
         var cfgs = new Option<string>("--cfg") { Description = "Guidance scales, drawn uniformly", DefaultValueFactory = _ => "1,4" };
         var maxRows = new Option<int>("--max-batch-rows") { DefaultValueFactory = _ => 32 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var csv = new Option<string?>("--csv") { Description = "Write the results here as CSV" };
         var threads = new Option<int?>("--threads");
         var command = new Command("load", "Open-loop Poisson load: latency percentiles and throughput per offered rate, step vs request batching")
-        { rates, requests, steps, cfgs, maxRows, seed, csv, threads };
+        { rates, requests, steps, mix, cfgs, maxRows, seed, csv, threads };
         source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             using var loaded = source.Load(parse);
             var rateList = parse.GetValue(rates)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-            var stepList = parse.GetValue(steps)!.Split(',').Select(int.Parse).ToArray();
+            var kinds = parse.GetValue(mix) is { } m ? ParseMix(m) : parse.GetValue(steps)!.Split(',').Select(s => (Sampler: SamplerKind.Ddpm, Steps: int.Parse(s, CultureInfo.InvariantCulture))).ToArray();
+            var stepList = kinds.Select(k => k.Steps).ToArray();
             var cfgList = parse.GetValue(cfgs)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
             stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {n} requests per point, steps {string.Join('/', stepList)}, " +
-                $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
+                $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, samplers {string.Join('/', kinds.Select(k => $"{k.Sampler.Name()}:{k.Steps}"))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
             var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load";
             stdout.WriteLine(header.Replace(',', '\t'));
             var lines = new List<string> { header };
@@ -50,7 +52,8 @@ public static class LoadBenchmark
                 var work = Enumerable.Range(0, n).Select(i =>
                 {
                     at += -Math.Log(1 - rng.NextDouble()) / rate;
-                    var options = new SamplingOptions { Steps = stepList[rng.Next(stepList.Length)], CfgScale = cfgList[rng.Next(cfgList.Length)], Seed = i };
+                    var kind = kinds[rng.Next(kinds.Length)];
+                    var options = new SamplingOptions { Sampler = kind.Sampler, Steps = kind.Steps, CfgScale = cfgList[rng.Next(cfgList.Length)], Seed = i };
                     return (At: at, Parameters: new GenerationParameters(i % loaded.Config.NumClasses, 1, options));
                 }).ToList();
                 var per = new Dictionary<BatchingMode, double>();
@@ -103,6 +106,17 @@ public static class LoadBenchmark
         await loop;
         return (results.Select(r => r.Total).ToArray(), wall);
     }
+
+    /// <summary>"ddpm:50,dpmpp_2m:10" → (sampler, steps) pairs, each checked as a request would be.</summary>
+    private static (SamplerKind Sampler, int Steps)[] ParseMix(string text) => text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(part =>
+    {
+        var pieces = part.Split(':');
+        if (pieces.Length != 2 || !int.TryParse(pieces[1], NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            throw new UsageException($"--mix takes sampler:steps pairs such as ddpm:50,dpmpp_2m:10, not '{part}'");
+        var kind = SampleCommand.ParseSampler(pieces[0]);
+        SampleCommand.ValidateOptions(new SamplingOptions { Sampler = kind, Steps = n });
+        return (kind, n);
+    }).ToArray() is { Length: > 0 } pairs ? pairs : throw new UsageException("--mix is empty");
 
     /// <summary>Nearest-rank percentile.</summary>
     private static double P(List<double> values, int percentile)
