@@ -84,7 +84,7 @@ public static class RemoteJobs
             {
                 var bytes = await shared.GetPngAsync(id, image.Index, http.RequestAborted);
                 if (bytes is null) return JobsEndpoints.NotFound(id); // expired between the two reads
-                items.Add(new ImageItem(image.Index, image.Seed, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
+                items.Add(new ImageItem(image.Index, image.Seed, images.Count, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
             }
             return TypedResults.Ok(new ImagesResponse(model.Name, items));
         }
