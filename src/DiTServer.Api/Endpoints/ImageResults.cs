@@ -8,7 +8,7 @@ using Microsoft.Net.Http.Headers;
 namespace DiTServer.Api.Endpoints;
 
 /// <summary>What <c>/v1/images</c>, <c>/v1/jobs/{id}/result</c> and the OpenAI facade share: content negotiation,
-/// reading a bounded body, and turning finished images into the PNG (one image or a grid) or JSON answer.</summary>
+/// and turning finished images into the PNG (one image or a grid) or JSON answer.</summary>
 public static class ImageResults
 {
     /// <summary>Every image as its own PNG in JSON (<c>Accept: application/json</c>).</summary>
@@ -54,26 +54,4 @@ public static class ImageResults
     public static bool IsJson(string contentType) =>
         MediaTypeHeaderValue.TryParse(contentType, out var mt) &&
         (mt.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mt.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase));
-
-    /// <summary>The whole body, or null when it is larger than <paramref name="max"/> bytes.</summary>
-    public static async Task<ReadOnlyMemory<byte>?> ReadBody(HttpRequest request, int max)
-    {
-        if (request.ContentLength > max) return null;
-        var buffer = new byte[max + 1];
-        int total = 0;
-        try
-        {
-            while (total < buffer.Length)
-            {
-                int n = await request.Body.ReadAsync(buffer.AsMemory(total), request.HttpContext.RequestAborted);
-                if (n == 0) break;
-                total += n;
-            }
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return null; // Kestrel enforced the endpoint's RequestSizeLimit
-        }
-        return total > max ? null : buffer.AsMemory(0, total);
-    }
 }

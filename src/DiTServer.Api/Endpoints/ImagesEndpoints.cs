@@ -1,4 +1,5 @@
 using System.Globalization;
+using DiTServer.Api.Http;
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;
@@ -28,6 +29,8 @@ public static class ImagesEndpoints
             .Produces<ImagesResponse>(StatusCodes.Status200OK, "application/json")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status406NotAcceptable)
+            .ProducesProblem(StatusCodes.Status408RequestTimeout)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status500InternalServerError)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
@@ -48,17 +51,9 @@ public static class ImagesEndpoints
             return Reject(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
                 $"send the body as application/json, not {contentType}");
 
-        var body = await ImageResults.ReadBody(http.Request, o.MaxBodyBytes);
-        if (body is null)
-        {
-            // The rest of the body stays unread and Kestrel drops the connection after this answer; saying so lets a
-            // keep-alive client retire the connection instead of sending its next request into a closing socket.
-            http.Response.Headers.Connection = "close";
-            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["body"] = [$"the body is larger than {o.MaxBodyBytes} bytes"] },
-                detail: $"the body is larger than {o.MaxBodyBytes} bytes", title: "Invalid request");
-        }
-        var limits = new ImageRequestParser.Limits(model.Classes, model.Config.NumClasses, model.Config.ClassDropoutProb > 0, o.MaxImagesPerRequest);
-        var parameters = ImageRequestParser.Parse(body.Value, limits, out var errors);
+        var body = await RequestBody.ReadAsync(http.Request, o.MaxBodyBytes); // too large, too slow, malformed: thrown, answered by ClientFaults
+        var limits = ImageBody.LimitsOf(model, o);
+        var parameters = ImageRequestParser.Parse(body, limits, out var errors);
         if (parameters is null)
         {
             return TypedResults.ValidationProblem(errors, detail: string.Join("; ", errors.Values.SelectMany(v => v)), title: "Invalid request");

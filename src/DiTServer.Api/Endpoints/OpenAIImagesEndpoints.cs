@@ -1,3 +1,4 @@
+using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
@@ -13,7 +14,8 @@ namespace DiTServer.Api.Endpoints;
 /// answers are OpenAI's (<c>created</c>, <c>data</c>), and so are errors (<c>{"error": {"message", "type", "param", "code"}}</c>,
 /// see <see cref="OpenAIErrors"/>): the handler speaks problem details like every endpoint here, and the route translates.</summary>
 /// <remarks><c>b64_json</c> runs like <c>POST /v1/images</c> (a client that leaves cancels it). <c>url</c> runs as a
-/// job and answers when it has finished, with one absolute <c>/v1/jobs/{id}/result?index=i</c> URL per image, kept
+/// job and answers when it has finished, with one <c>/v1/jobs/{id}/result?index=i</c> URL per image (absolute from
+/// <c>PublicUrls:BaseUrl</c> or a filtered Host, else relative: see <see cref="PublicUrls"/>), kept
 /// for <c>Jobs:ResultTtl</c>.</remarks>
 public static class OpenAIImagesEndpoints
 {
@@ -36,7 +38,7 @@ public static class OpenAIImagesEndpoints
 
     private static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
         HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time,
-        GenerationMetrics outcomes)
+        PublicUrls urls, ISharedJobs shared, GenerationMetrics outcomes)
     {
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
@@ -71,7 +73,8 @@ public static class OpenAIImagesEndpoints
                 return Problem(499, "Client closed request", "the client disconnected; the job was cancelled");
             }
             if (job.Result is not { } done) return Failed(http, o, job.Failure, job.Snapshot().Error ?? "the job did not finish");
-            var baseUrl = $"{http.Request.Scheme}://{http.Request.Host}{http.Request.PathBase}/v1/jobs/{job.Id}/result";
+            await shared.WhenPublished(job.Id); // the URLs must work on every replica when the client gets them
+            var baseUrl = urls.For(http.Request, $"/v1/jobs/{job.Id}/result"); // never an unchecked Host: see PublicUrls
             return TypedResults.Ok(new OpenAIImagesResponse(created,
                 done.Images.Select(i => new OpenAIImage(null, $"{baseUrl}?index={i.Index}", className)).ToList()));
         }

@@ -33,6 +33,8 @@ public static class JobsEndpoints
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
             .WithJsonBody<JobRequest>(JobRequest.Example, "What to generate (the body of POST /v1/images) and how often to send previews.")
             .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status408RequestTimeout)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         group.MapGet("/{id}", Get).WithName(GetJobName)
@@ -75,18 +77,28 @@ public static class JobsEndpoints
         return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
     }
 
-    private static Results<Ok<JobResponse>, ProblemHttpResult> Get(string id, JobStore store, LoadedModel model) =>
-        store.Get(id) is { } job ? TypedResults.Ok(Describe(job, store, model)) : NotFound(id);
-
-    private static Results<ServerSentEventsResult<string>, ProblemHttpResult> Events(string id, HttpContext http, JobStore store)
+    // Each handler looks in this server's jobs first, then (with SharedStore:Redis) in the ones other replicas published.
+    // A final state is told only once the shared store has it too, so a follow-up call on another replica finds it.
+    private static async Task<Results<Ok<JobResponse>, ProblemHttpResult>> Get(string id, JobStore store, LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return NotFound(id);
-        return TypedResults.ServerSentEvents(Stream(job, store, http.RequestAborted));
+        if (store.Get(id) is { } job)
+        {
+            if (job.Snapshot().State.IsFinal()) await shared.WhenPublished(id);
+            return TypedResults.Ok(Describe(job, store, model));
+        }
+        return await shared.GetAsync(id) is { } remote ? TypedResults.Ok(remote.Status) : NotFound(id);
+    }
+
+    private static async Task<Results<ServerSentEventsResult<string>, ProblemHttpResult>> Events(string id, HttpContext http, JobStore store, ISharedJobs shared)
+    {
+        if (store.Get(id) is { } job) return TypedResults.ServerSentEvents(Stream(job, store, shared, http.RequestAborted));
+        if (await shared.GetAsync(id) is not null) return TypedResults.ServerSentEvents(RemoteJobs.Stream(id, shared, http.RequestAborted));
+        return NotFound(id);
     }
 
     /// <summary>The job's events until the final one. When the client leaves, the stream ends quietly and the
     /// job goes on (an event stream only watches; DELETE cancels).</summary>
-    private static async IAsyncEnumerable<SseItem<string>> Stream(Job job, JobStore store, [EnumeratorCancellation] CancellationToken aborted)
+    private static async IAsyncEnumerable<SseItem<string>> Stream(Job job, JobStore store, ISharedJobs shared, [EnumeratorCancellation] CancellationToken aborted)
     {
         using var subscription = job.Subscribe();
         long? lastPosition = null;
@@ -107,6 +119,7 @@ public static class JobsEndpoints
                 yield return new SseItem<string>(JsonSerializer.Serialize(JobPreviewResponse.From(job, preview)), next.Type);
                 continue;
             }
+            if (next.IsFinal) await shared.WhenPublished(job.Id);
             var data = JobResponse.From(job, next.Status, store.PositionOf(job), null);
             if (next.Type == "queued") lastPosition = data.QueuePosition;
             yield return new SseItem<string>(JsonSerializer.Serialize(data), next.Type);
@@ -138,9 +151,9 @@ public static class JobsEndpoints
     }
 
     private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Result(
-        string id, int? index, HttpContext http, JobStore store, LoadedModel model)
+        string id, int? index, HttpContext http, JobStore store, LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return NotFound(id);
+        if (store.Get(id) is not { } job) return await RemoteJobs.Result(id, index, http, model, shared);
         if (!ImageResults.Negotiate(http.Request, out bool json))
             return TypedResults.Problem(detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them",
                 statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable");
@@ -169,9 +182,9 @@ public static class JobsEndpoints
         return await ImageResults.Png(model, job.Parameters, images);
     }
 
-    private static Results<Accepted<JobResponse>, NoContent, ProblemHttpResult> Delete(string id, JobStore store, LoadedModel model)
+    private static async Task<Results<Accepted<JobResponse>, NoContent, ProblemHttpResult>> Delete(string id, JobStore store, LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return NotFound(id);
+        if (store.Get(id) is not { } job) return await RemoteJobs.Delete(id, shared);
         if (job.Cancel()) return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
         store.Remove(job);
         return TypedResults.NoContent();

@@ -1,3 +1,4 @@
+using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.OpenApi;
 using Prometheus;
@@ -12,7 +13,10 @@ public static class ObservabilityRegistration
         // Before AddProblemDetails, so it is asked first: on the OpenAI-style routes errors are OpenAI's error object.
         builder.Services.AddSingleton<IProblemDetailsWriter, DiTServer.Api.Endpoints.OpenAIErrors.Writer>();
         builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
-            ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier);
+        {
+            ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier;
+            DiTServer.Api.Http.ClientFaults.Cap(ctx.ProblemDetails);
+        });
         builder.Services.AddSingleton<IProblemDetailsWriter, ProblemJsonFallbackWriter>();
         builder.Services.AddSingleton<GenerationMetrics>();
         ConfigureExportedMeters();
@@ -64,6 +68,7 @@ public static class ObservabilityRegistration
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseServerRequestLogging();
+        app.UseClientFaults(); // inside the request logging: a client fault is logged as a plain 4xx line
         app.UseSwagger();
         app.UseSwaggerUI(o => o.UseRequestInterceptor(DiTServer.Api.OpenApi.SwaggerAccept.Interceptor)); // /swagger
         return app;
