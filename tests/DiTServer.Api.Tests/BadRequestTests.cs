@@ -85,7 +85,7 @@ public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixtu
         var body = "{\"class_label\": 1, \"pad\": \"" + new string('x', 9000) + "\"}";
         var response = await client.PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(DiTServer.Bench.Evidence.BadInputFuzzer.ErrorMediaType(path), response.Content.Headers.ContentType?.MediaType); // OpenAI's dialect on its route
         Assert.Contains("larger than 8192 bytes", await response.Content.ReadAsStringAsync());
     }
 
@@ -103,6 +103,7 @@ public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixtu
         Assert.True(text.Length < 12_000, $"{text.Length} bytes");
         var problem = JsonDocument.Parse(text).RootElement;
         Assert.Contains("more field(s) with errors are not listed", text);
+        if (path == "/v1/images/generations") return; // OpenAI's error object: one message, checked above
         Assert.True(problem.GetProperty("errors").EnumerateObject().Count() <= 21);
     }
 

@@ -52,7 +52,7 @@ public sealed partial class DocumentedCommandsTests : IDisposable
         }
     }
 
-    /// <summary>Inline commands are parsed too. In a table row a command stands alone, so it must parse completely
+    /// <summary>Inline commands are parsed too. At the start of a table cell a command stands alone, so it must parse completely
     /// (<c>`bench soak --requests 10000`</c> without its required <c>--model</c> fails); in prose, with "…" or without
     /// options it is a fragment or a verb's name, so only unknown verbs and options fail (<c>`eval train-classifier`</c>).</summary>
     [Theory]
@@ -64,7 +64,8 @@ public sealed partial class DocumentedCommandsTests : IDisposable
             foreach (Match m in InlineCode().Matches(line))
             {
                 var span = m.Groups[1].Value;
-                bool fragment = !line.TrimStart().StartsWith('|') || span.Contains('…');
+                // A command that opens a table cell stands alone; one inside a sentence is a mention.
+                bool fragment = !line[..m.Index].TrimEnd().EndsWith('|') || span.Contains('…');
                 // "<IDX folder>" is one placeholder value; "[--vae <folder>]" an optional part.
                 var words = Tokens(Placeholder().Replace(span.Replace("[", "").Replace("]", ""), "X")).Where(w => w != "…").ToArray();
                 if (words.Length < 2 || !Verbs.Contains(words[0])) continue;

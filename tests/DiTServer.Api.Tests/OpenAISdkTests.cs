@@ -19,7 +19,9 @@ public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture
 {
     public sealed class Server : IDisposable
     {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"));
+        // url answers are absolute only from a configured public base URL (an unchecked Host is never echoed back), and
+        // OpenAI clients expect absolute URLs.
+        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"), ("PublicUrls:BaseUrl", "http://dit.example"));
         public void Dispose() => Factory.Dispose();
     }
 
@@ -72,6 +74,7 @@ public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture
         });
         var uri = result.Value.ImageUri;
         Assert.NotNull(uri);
+        Assert.Equal("http://dit.example", uri.GetLeftPart(UriPartial.Authority));
         var png = await server.Factory.CreateClient().GetByteArrayAsync(uri.PathAndQuery);
         Assert.Equal(size, PngWidth(png));
     }

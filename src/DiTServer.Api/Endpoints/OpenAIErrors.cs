@@ -37,6 +37,8 @@ public static class OpenAIErrors
     /// follow OpenAI's names where one fits (<c>invalid_request_error</c>, <c>server_error</c>, <c>model_not_found</c>).</summary>
     public static OpenAIErrorResponse From(ProblemDetails problem, int status)
     {
+        // The same size cap as every problem answer (problem-details customisation, which this dialect bypasses).
+        Http.ClientFaults.Cap(problem);
         string? param = null;
         string message = problem.Detail ?? problem.Title ?? "error";
         if (problem is HttpValidationProblemDetails { Errors.Count: > 0 } validation)
