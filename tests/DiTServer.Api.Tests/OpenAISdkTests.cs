@@ -19,7 +19,9 @@ public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture
 {
     public sealed class Server : IDisposable
     {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"));
+        // OpenAI's clients take `url` as an absolute URI; the server builds absolute ones only from a configured base
+        // (never from an unchecked Host), as a deployment behind an ingress sets it.
+        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"), ("PublicUrls:BaseUrl", "http://localhost"));
         public void Dispose() => Factory.Dispose();
     }
 
