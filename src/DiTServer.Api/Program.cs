@@ -1,6 +1,7 @@
 using DiTServer.Api.Admin;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Endpoints;
+using DiTServer.Api.Http;
 using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
@@ -18,6 +19,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 });
 builder.AddServerLogging();
 builder.AddServerObservability();
+builder.AddClientFaults();
 builder.AddDiTServing();
 builder.AddJobs();
 builder.AddAdminTraining();
@@ -38,6 +40,7 @@ app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
 app.MapOpenAIImagesApi();
+app.MapKServeApi();
 app.MapJobsApi();
 app.MapAdminTrainingApi();
 await app.RunAsync();

@@ -3,6 +3,8 @@ using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using DiTServer.Api.Endpoints;
+using DiTServer.Api.Observability;
+using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Serving;
@@ -25,11 +27,14 @@ public static class JobsEndpoints
     {
         var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
         var group = app.MapGroup("/v1/jobs").WithTags("Jobs");
-        group.MapPost("/", Create).WithName("CreateJob")
+        group.MapPost("/", Create).WithName("CreateJob").WithGenerationMetrics("/v1/jobs")
             .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
             .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with small PNGs of the predicted images after every k-th step but the last). Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
+            .WithJsonBody<JobRequest>(JobRequest.Example, "What to generate (the body of POST /v1/images) and how often to send previews.")
             .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status408RequestTimeout)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         group.MapGet("/{id}", Get).WithName(GetJobName)
@@ -54,7 +59,7 @@ public static class JobsEndpoints
     }
 
     private static async Task<Results<Accepted<JobResponse>, ValidationProblem, ProblemHttpResult>> Create(
-        HttpContext http, LoadedModel model, JobStore store, IOptions<ServingOptions> serving)
+        HttpContext http, LoadedModel model, JobStore store, IOptions<ServingOptions> serving, GenerationMetrics outcomes)
     {
         var o = serving.Value;
         int previewEvery = 0;
@@ -68,6 +73,7 @@ public static class JobsEndpoints
         if (parsed.Invalid is { } invalid) return invalid;
         var (job, outcome) = store.Create(parsed.Parameters!, previewEvery, ClientIdentity.Of(http));
         if (job is null) return Refused(http, o, outcome);
+        outcomes.Track(http, job.Request);
         return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
     }
 
@@ -201,7 +207,7 @@ public static class JobsEndpoints
         return outcome == EnqueueResult.Closed
             ? TypedResults.Problem(detail: "the server is shutting down and accepts no new jobs", statusCode: StatusCodes.Status503ServiceUnavailable, title: "Shutting down")
             : TypedResults.Problem(detail: $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s",
-                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Queue full");
+                statusCode: StatusCodes.Status503ServiceUnavailable, title: GenerationMetrics.QueueFullTitle);
     }
 
     public static string ClientLimitDetail(ServingOptions o) =>

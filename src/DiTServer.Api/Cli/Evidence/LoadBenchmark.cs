@@ -32,6 +32,12 @@ public static class LoadBenchmark
         source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
+            // The lists first: a typo is a one-line usage error (exit 2) before any model is loaded.
+            var rateList = BenchCommand.ParseNumbers(parse.GetValue(rates)!, "--rates", 1e-9, 1e6);
+            var stepValues = BenchCommand.ParseNumbers(parse.GetValue(steps)!, "--steps", 1, 1000);
+            if (stepValues.Any(v => v != Math.Floor(v))) throw new UsageException("--steps takes whole numbers");
+            var stepList = stepValues.Select(v => (int)v).ToArray();
+            var cfgList = BenchCommand.ParseNumbers(parse.GetValue(cfgs)!, "--cfg", 1, 20);
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             if (parse.GetValue(engines) is < 1 or > 64) throw new UsageException("--engines must be in 1..64");
             using var loaded = source.Load(parse);
@@ -44,9 +50,6 @@ public static class LoadBenchmark
             }).ToList();
             using var _ = new DisposeAll(copies);
             var models = (IReadOnlyList<LoadedModel>)[loaded, .. copies];
-            var rateList = parse.GetValue(rates)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-            var stepList = parse.GetValue(steps)!.Split(',').Select(int.Parse).ToArray();
-            var cfgList = parse.GetValue(cfgs)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
             stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {models.Count} engine(s) × {parse.GetValue(threads)?.ToString(CultureInfo.InvariantCulture) ?? "default"} threads, {n} requests per point, steps {string.Join('/', stepList)}, " +
                 $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
