@@ -80,11 +80,13 @@ public static class RemoteJobs
         if (json)
         {
             var items = new List<ImageItem>();
-            foreach (var image in index is { } one ? [images[one]] : images)
+            IReadOnlyList<SharedImage> chosen = index is { } one ? [images[one]] : images;
+            foreach (var image in chosen)
             {
                 var bytes = await shared.GetPngAsync(id, image.Index, http.RequestAborted);
                 if (bytes is null) return JobsEndpoints.NotFound(id); // expired between the two reads
-                items.Add(new ImageItem(image.Index, image.Seed, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
+                // batch_size as ImageResults.Json writes it for the same selection, so both replicas answer alike.
+                items.Add(new ImageItem(image.Index, image.Seed, chosen.Count, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
             }
             return TypedResults.Ok(new ImagesResponse(model.Name, items));
         }
