@@ -52,7 +52,7 @@ public static class ImagesEndpoints
                 $"send the body as application/json, not {contentType}");
 
         var body = await RequestBody.ReadAsync(http.Request, o.MaxBodyBytes); // too large, too slow, malformed: thrown, answered by ClientFaults
-        var limits = new ImageRequestParser.Limits(model.Classes, model.Config.NumClasses, model.Config.ClassDropoutProb > 0, o.MaxImagesPerRequest);
+        var limits = ImageBody.LimitsOf(model, o);
         var parameters = ImageRequestParser.Parse(body, limits, out var errors);
         if (parameters is null)
         {

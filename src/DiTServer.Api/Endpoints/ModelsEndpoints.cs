@@ -2,6 +2,7 @@ using DiTServer.Core.Model;
 using DiTServer.Core.Imaging;
 using System.Text.Json.Serialization;
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -27,7 +28,8 @@ public static class ModelsEndpoints
         var o = serving.Value;
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
-            model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews, ["ddpm", "ddim"], ["official", "all"],
+            model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
+            SamplerDefaults.Sampler.Name(), SamplerInfo.All(model.Vae is null), ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
         return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));
@@ -76,12 +78,57 @@ public sealed record ModelInfo(
     [property: JsonPropertyName("device")] string Device,
     [property: JsonPropertyName("precision")] string Precision,
     [property: JsonPropertyName("previews"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] PreviewInfo? Previews,
-    [property: JsonPropertyName("samplers")] IReadOnlyList<string> Samplers,
+    [property: JsonPropertyName("default_sampler")] string DefaultSampler,
+    [property: JsonPropertyName("samplers")] IReadOnlyList<SamplerInfo> Samplers,
     [property: JsonPropertyName("guidance_modes")] IReadOnlyList<string> GuidanceModes,
     [property: JsonPropertyName("limits")] RequestLimits Limits,
     [property: JsonPropertyName("batching")] BatchingInfo Batching,
     // One engine per entry, all sharing one queue (DiT:Devices); labels as in the metrics' device label.
     [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
+
+/// <summary>One sampler and its options, as a client (the playground, a script) needs them to build a request.</summary>
+/// <param name="Name">The <c>sampler</c> value.</param>
+/// <param name="DefaultSteps">Steps when the request gives none.</param>
+/// <param name="Orders">Allowed <c>order</c> values; one value = fixed by the name (then <c>order</c> must not be sent).</param>
+/// <param name="Spacings">Allowed <c>spacing</c> values (ODE solvers only; empty = not applicable).</param>
+/// <param name="Variants">Allowed <c>unipc_variant</c> values (unipc only).</param>
+/// <param name="Thresholding">Whether <c>thresholding: true</c> is accepted with this sampler on this model.</param>
+public sealed record SamplerInfo(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("description")] string Description,
+    [property: JsonPropertyName("default_steps")] int DefaultSteps,
+    [property: JsonPropertyName("min_steps")] int MinSteps,
+    [property: JsonPropertyName("deterministic")] bool Deterministic,
+    [property: JsonPropertyName("orders")] IReadOnlyList<int> Orders,
+    [property: JsonPropertyName("default_order")] int DefaultOrder,
+    [property: JsonPropertyName("order_settable")] bool OrderSettable,
+    [property: JsonPropertyName("spacings")] IReadOnlyList<string> Spacings,
+    [property: JsonPropertyName("default_spacing"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultSpacing,
+    [property: JsonPropertyName("variants")] IReadOnlyList<string> Variants,
+    [property: JsonPropertyName("default_variant"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultVariant,
+    [property: JsonPropertyName("eta")] bool Eta,
+    [property: JsonPropertyName("thresholding")] bool Thresholding)
+{
+    public static IReadOnlyList<SamplerInfo> All(bool pixelSpace)
+    {
+        var spacings = SamplerNames.Spacings.Keys.ToList();
+        var variants = SamplerNames.Variants.Keys.ToList();
+        string defaultSpacing = new SamplingOptions().EffectiveSpacing.Name();
+        return
+        [
+            new("ddpm", "Ancestral DDPM sampling (the DiT paper's 250 steps, official respacing)", SamplerDefaults.Steps(SamplerKind.Ddpm), 1, false,
+                [1], 1, false, [], null, [], null, false, false),
+            new("ddim", "DDIM; deterministic with eta 0", SamplerDefaults.Steps(SamplerKind.Ddim), 1, true, [1], 1, false, [], null, [], null, true, false),
+            new("dpmpp_2m", "DPM-Solver++ multistep, order 2 (\"DPM++ 2M\")", SamplerDefaults.Steps(SamplerKind.DpmPP2M), 2, true,
+                [2], 2, false, spacings, defaultSpacing, [], null, false, pixelSpace),
+            new("dpmpp_3m", "DPM-Solver++ multistep, order 3", SamplerDefaults.Steps(SamplerKind.DpmPP3M), 3, true,
+                [3], 3, false, spacings, defaultSpacing, [], null, false, pixelSpace),
+            new("unipc", "UniPC predictor-corrector, data prediction", SamplerDefaults.Steps(SamplerKind.UniPc), 1, true,
+                [1, 2, 3], new SamplingOptions { Sampler = SamplerKind.UniPc }.EffectiveOrder, true, spacings, defaultSpacing,
+                variants, new SamplingOptions().EffectiveUniPcVariant.Name(), false, pixelSpace),
+        ];
+    }
+}
 
 public sealed record RequestLimits(
     [property: JsonPropertyName("max_images_per_request")] int MaxImagesPerRequest,

@@ -6,7 +6,7 @@ namespace DiTServer.Api.Endpoints;
 
 /// <summary>Reads the body of <c>POST /v1/images/generations</c> (OpenAI's image API): <c>prompt</c> is a class name
 /// or index, <c>n</c> the number of images, <c>size</c> must be the model's resolution, <c>response_format</c> is
-/// <c>b64_json</c> or <c>url</c>; <c>seed</c>, <c>steps</c>, <c>cfg_scale</c> and <c>sampler</c> are our extras.
+/// <c>b64_json</c> or <c>url</c>; <c>seed</c>, <c>steps</c>, <c>cfg_scale</c>, <c>sampler</c> and the sampler options of <c>/v1/images</c> are our extras.
 /// The rest is checked by <see cref="ImageRequestParser"/>, with its field names mapped back (class_label → prompt, num_images → n).</summary>
 public static class OpenAIImageRequestParser
 {
@@ -14,7 +14,8 @@ public static class OpenAIImageRequestParser
     /// <summary>OpenAI fields that its clients send and that change nothing here (one model is served; a class label
     /// needs no moderation; quality and style are hints); accepted and ignored.</summary>
     private static readonly string[] Ignored = ["model", "user", "quality", "style", "moderation"];
-    private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler"];
+    private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler", "guidance", "eta",
+        "spacing", "order", "unipc_variant", "guidance_interval", "thresholding"];
     /// <summary>gpt-image-1 fields with one value that we honour (PNG, opaque); any other value is refused by name
     /// rather than silently giving the client something it did not ask for.</summary>
     private static readonly Dictionary<string, string[]> Constrained = new()

@@ -85,8 +85,8 @@ public static class RemoteJobs
             {
                 var bytes = await shared.GetPngAsync(id, image.Index, http.RequestAborted);
                 if (bytes is null) return JobsEndpoints.NotFound(id); // expired between the two reads
-                // batch_size as ImageResults.Json writes it for the same selection, so both replicas answer alike.
-                items.Add(new ImageItem(image.Index, image.Seed, chosen.Count, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
+                // batch_size is the job's image count: with seed and index it reproduces the image (see ImageItem).
+                items.Add(new ImageItem(image.Index, image.Seed, images.Count, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
             }
             return TypedResults.Ok(new ImagesResponse(model.Name, items));
         }
