@@ -19,9 +19,9 @@ public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture
 {
     public sealed class Server : IDisposable
     {
-        // OpenAI's clients take `url` as an absolute URI; the server builds absolute ones only from a configured base
-        // (never from an unchecked Host), as a deployment behind an ingress sets it.
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"), ("PublicUrls:BaseUrl", "http://localhost"));
+        // SDKs parse `url` as an absolute URI: the server builds one only from a Host that AllowedHosts checked (or from
+        // PublicUrls:BaseUrl), never from whatever Host a client sends. The test host is "localhost".
+        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"), ("AllowedHosts", "localhost"));
         public void Dispose() => Factory.Dispose();
     }
 
