@@ -1,6 +1,7 @@
 // The official npm `openai` SDK against a running DiTServer: models.list, models.retrieve, images.generate
 // (b64_json and url) and the error paths, read the way an SDK user reads them. Opt-in (it needs npm and a server):
-//   dotnet run --project src/DiTServer.Api -c Release --urls http://127.0.0.1:5000 &
+//   dotnet run --project src/DiTServer.Api -c Release --urls http://127.0.0.1:5000 --PublicUrls:BaseUrl=http://127.0.0.1:5000 &
+// (BaseUrl, or AllowedHosts, makes the `url` results absolute, as SDKs need: docs/clients.md)
 //   tools/openai-node/run.sh http://127.0.0.1:5000
 // Exits 0 when every check passes, 1 with the failed checks listed.
 import OpenAI from "openai";

@@ -80,10 +80,12 @@ public static class RemoteJobs
         if (json)
         {
             var items = new List<ImageItem>();
-            foreach (var image in index is { } one ? [images[one]] : images)
+            IReadOnlyList<SharedImage> chosen = index is { } one ? [images[one]] : images;
+            foreach (var image in chosen)
             {
                 var bytes = await shared.GetPngAsync(id, image.Index, http.RequestAborted);
                 if (bytes is null) return JobsEndpoints.NotFound(id); // expired between the two reads
+                // batch_size is the job's image count: with seed and index it reproduces the image (see ImageItem).
                 items.Add(new ImageItem(image.Index, image.Seed, images.Count, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
             }
             return TypedResults.Ok(new ImagesResponse(model.Name, items));

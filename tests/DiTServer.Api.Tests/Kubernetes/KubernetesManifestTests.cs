@@ -177,9 +177,14 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
     [InlineData("sessionAffinity: ClientIP", "sessionAffinity: None", "shape")]
     [InlineData("affinity: cookie", "affinity: none", "shape")]
     [InlineData("DIT_WEIGHTS_FILE: DiT-XL-2-256x256.pt", "DIT_WEIGHTS_FILE: DiT-XL-2-512x512.pt", "models")]
-    public async Task A_disagreement_with_the_server_is_reported(string from, string to, string check)
+    [InlineData("\"$VAE_MODEL\" --out /models", "\"$VAE_MODEL\" --out /weights", "models", "gpu-pvc")]
+    [InlineData("[ -f /models/.complete ]", "[ -f /models/.done ]", "models", "gpu-pvc")]
+    [InlineData("claimName: ditserver-models\n          readOnly: true", "claimName: other-models\n          readOnly: true", "models", "gpu-pvc")]
+    [InlineData("restartPolicy: OnFailure\n      securityContext:\n        fsGroup: 1654\n        runAsGroup: 1654\n        runAsNonRoot: true",
+        "restartPolicy: OnFailure\n      securityContext:\n        fsGroup: 1654\n        runAsGroup: 1654\n        runAsNonRoot: false", "shape", "gpu-pvc")]
+    public async Task A_disagreement_with_the_server_is_reported(string from, string to, string check, string overlay = "gpu")
     {
-        var rendered = Manifests.Render("gpu");
+        var rendered = Manifests.Render(overlay);
         Assert.True(rendered.Contains(from), $"the mutation's anchor is gone: {from}");
         var objects = Manifests.Parse(ReplaceOnce(rendered, from, to));
         var problems = check switch

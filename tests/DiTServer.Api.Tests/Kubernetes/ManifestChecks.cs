@@ -175,14 +175,20 @@ public static class ManifestChecks
         var c = Server(d);
         var labels = d.Spec.Template.Metadata.Labels;
         bool Selects(IDictionary<string, string>? selector) => selector is { Count: > 0 } && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
-        if (pod.SecurityContext?.RunAsNonRoot != true) problems.Add("pod runAsNonRoot is not true");
-        foreach (var container in pod.Containers.Concat(pod.InitContainers ?? []))
+        // Every pod of the overlay (the server's, and a weights Job's if any): non-root, read-only root, writable /tmp.
+        var pods = new List<(string Name, V1PodSpec Spec)> { ("Deployment", pod) };
+        pods.AddRange(o.Where(x => x.Kind == "Job").Select(x => ("Job " + x.Name, Manifests.Get<V1Job>(o, "Job", x.Name).Spec.Template.Spec)));
+        foreach (var (owner, spec) in pods)
         {
-            if (container.SecurityContext?.ReadOnlyRootFilesystem != true) problems.Add($"{container.Name}: root filesystem is not read-only");
-            if (container.SecurityContext?.AllowPrivilegeEscalation != false) problems.Add($"{container.Name}: privilege escalation is allowed");
-            var tmp = container.VolumeMounts?.SingleOrDefault(m => m.MountPath == "/tmp");
-            if (tmp is null || pod.Volumes.Single(v => v.Name == tmp.Name).EmptyDir is null || tmp.ReadOnlyProperty == true)
-                problems.Add($"{container.Name}: /tmp is not a writable emptyDir");
+            if (spec.SecurityContext?.RunAsNonRoot != true) problems.Add($"{owner}: pod runAsNonRoot is not true");
+            foreach (var container in spec.Containers.Concat(spec.InitContainers ?? []))
+            {
+                if (container.SecurityContext?.ReadOnlyRootFilesystem != true) problems.Add($"{owner} {container.Name}: root filesystem is not read-only");
+                if (container.SecurityContext?.AllowPrivilegeEscalation != false) problems.Add($"{owner} {container.Name}: privilege escalation is allowed");
+                var tmp = container.VolumeMounts?.SingleOrDefault(m => m.MountPath == "/tmp");
+                if (tmp is null || spec.Volumes.Single(v => v.Name == tmp.Name).EmptyDir is null || tmp.ReadOnlyProperty == true)
+                    problems.Add($"{owner} {container.Name}: /tmp is not a writable emptyDir");
+            }
         }
         int gpus = c.Resources?.Limits?.TryGetValue("nvidia.com/gpu", out var n) == true ? n.ToInt32() : 0;
         if ((gpus >= 1) != gpu) problems.Add(gpu ? "the GPU variant has no nvidia.com/gpu limit" : "the CPU variant asks for a GPU");
@@ -228,13 +234,36 @@ public static class ManifestChecks
         !string.IsNullOrEmpty((string?)Settings(o)["SharedStore"]?["Redis"])
         || Server(Deployment(o)).Env?.Any(e => e.Name == "SharedStore__Redis") == true;
 
-    /// <summary>The GPU variant's init container pulls a catalogue model with a SHA-256 for every one of its files.</summary>
+    /// <summary>The GPU variant pulls a catalogue model with a SHA-256 for every one of its files: in each pod (init
+    /// container models-pull), or once in a Job whose marker file the pods wait for before the server starts.</summary>
     public static List<string> ModelsPull(IReadOnlyList<ManifestObject> o)
     {
         var problems = new List<string>();
-        var pull = Deployment(o).Spec.Template.Spec.InitContainers?.SingleOrDefault(c => c.Name == "models-pull");
-        if (pull is null) return ["no models-pull init container"];
+        var pod = Deployment(o).Spec.Template.Spec;
+        var pull = pod.InitContainers?.SingleOrDefault(c => c.Name == "models-pull");
+        if (pull is null && o.Any(x => x.Kind == "Job" && x.Name == "ditserver-models-pull"))
+        {
+            var job = Manifests.Get<V1Job>(o, "Job", "ditserver-models-pull").Spec.Template.Spec;
+            pull = job.Containers.Single(c => c.Name == "models-pull");
+            var jobScript = string.Join(' ', pull.Command.Concat(pull.Args ?? []));
+            var marker = Regex.Match(jobScript, @"touch (\S+)").Groups[1].Value;
+            var wait = pod.InitContainers?.SingleOrDefault(c => c.Name == "wait-for-weights");
+            if (marker == "") problems.Add("the weights Job writes no marker file");
+            else if (wait is null || !string.Join(' ', wait.Command).Contains($"-f {marker}")) problems.Add($"no init container waits for the Job's marker {marker}");
+            static string? Claim(V1PodSpec spec, V1Container c) =>
+                c.VolumeMounts?.SingleOrDefault(m => m.MountPath == "/models") is { } mount
+                    ? spec.Volumes.SingleOrDefault(v => v.Name == mount.Name)?.PersistentVolumeClaim?.ClaimName
+                    : null;
+            var served = Claim(pod, Server(Deployment(o)));
+            var written = Claim(job, pull);
+            if (served is null || served != written) problems.Add($"the pods read the weights from claim {served}, the Job writes them to {written}");
+        }
+        if (pull is null) return ["no models-pull init container and no ditserver-models-pull Job"];
         var script = string.Join(' ', pull.Command.Concat(pull.Args ?? []));
+        // Every pull writes into the folder the weights volume is mounted at (the server reads DiT:Model from there).
+        var mounted = pull.VolumeMounts?.Where(m => m.Name == "models").Select(m => m.MountPath).SingleOrDefault();
+        foreach (Match m in Regex.Matches(script, @"--out\s+(\S+)"))
+            if (m.Groups[1].Value != mounted) problems.Add($"models pull writes to {m.Groups[1].Value}, but the weights volume is mounted at {mounted}");
         var config = Manifests.Get<V1ConfigMap>(o, "ConfigMap", "ditserver-models").Data;
         foreach (var (modelKey, files) in new[] { ("DIT_MODEL", new[] { "$DIT_WEIGHTS_FILE" }), ("VAE_MODEL", new[] { "config.json", "diffusion_pytorch_model.safetensors" }) })
         {

@@ -20,7 +20,7 @@ public static class Manifests
 {
     public static string Folder => Path.Combine(RepositoryPaths.Root, "deploy", "kubernetes");
 
-    public static readonly string[] Overlays = ["gpu", "gpu-hpa", "gpu-shared", "cpu"];
+    public static readonly string[] Overlays = ["gpu", "gpu-hpa", "gpu-shared", "gpu-pvc", "cpu"];
 
     /// <summary>The built-in kinds the overlays may contain, keyed as KubernetesYaml's type map wants.</summary>
     private static readonly Dictionary<string, Type> BuiltIn = new()
@@ -31,6 +31,8 @@ public static class Manifests
         ["policy/v1/PodDisruptionBudget"] = typeof(V1PodDisruptionBudget),
         ["autoscaling/v2/HorizontalPodAutoscaler"] = typeof(V2HorizontalPodAutoscaler),
         ["networking.k8s.io/v1/Ingress"] = typeof(V1Ingress),
+        ["v1/PersistentVolumeClaim"] = typeof(V1PersistentVolumeClaim),
+        ["batch/v1/Job"] = typeof(V1Job),
     };
 
     /// <summary>The CRDs kept as test resources (Kubernetes/crds, with their source in crds/SOURCES.md).</summary>

@@ -291,7 +291,9 @@ public static class BadInputFuzzer
                     else if (status is < 400 or >= 500) problem = $"{status} (expected 4xx)";
                     else if (c.Expected is int expected && status != expected) problem = $"{status} (expected {expected})";
                     else if (type is null && bodyLength == 0 && status == 400) Interlocked.Increment(ref protocol);
-                    else if (type != ErrorMediaType(c.Path)) problem = $"{status} with content type {type ?? "none"}";
+                    // The OpenAI-style routes answer in OpenAI's error dialect (application/json) instead of problem+json.
+                    else if (type != (OpenAIRoute(c.Path) ? "application/json" : "application/problem+json"))
+                        problem = $"{status} with content type {type ?? "none"}";
                 }
                 lock (failures)
                 {
