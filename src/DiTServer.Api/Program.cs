@@ -23,6 +23,7 @@ builder.AddClientFaults();
 builder.AddDiTServing();
 builder.AddJobs();
 builder.AddAdminTraining();
+builder.AddPublicUrls();
 
 var app = builder.Build();
 if (app.PrepareServing() is { } failure)
@@ -31,6 +32,7 @@ if (app.PrepareServing() is { } failure)
     await app.DisposeAsync(); // flushes the log
     return 1;
 }
+app.UseForwardedHeadersWhenConfigured(); // first: everything after sees the client's scheme, host and address
 app.UseServerPipeline();
 app.UseDefaultFiles(); // the playground: wwwroot/index.html at /
 app.UseStaticFiles();
@@ -38,6 +40,7 @@ app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
 app.MapOpenAIImagesApi();
+app.MapKServeApi();
 app.MapJobsApi();
 app.MapAdminTrainingApi();
 await app.RunAsync();

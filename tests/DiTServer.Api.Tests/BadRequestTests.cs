@@ -52,7 +52,7 @@ public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixtu
         { """{"class_label": 1, "seed": 1.5}""", "seed must be an integer" },
         { """{"class_label": 1, "seed": 9223372036854775808}""", "seed must be an integer" },
         { """{"class_label": 1, "seed": "42"}""", "seed must be an integer" },
-        { """{"class_label": 1, "sampler": "euler"}""", "unknown sampler 'euler'; use ddpm or ddim" },
+        { """{"class_label": 1, "sampler": "euler"}""", "unknown sampler 'euler'; use ddpm, ddim, dpmpp_2m, dpmpp_3m or unipc" },
         { """{"class_label": 1, "sampler": 1}""", "sampler must be a string" },
         { """{"class_label": 1, "guidance": "some"}""", "unknown guidance 'some'" },
         { """{"class_label": 1, "eta": 0.5}""", "eta applies to the ddim sampler only" },

@@ -157,7 +157,7 @@ public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Serv
         Assert.Equal("dit-tiny", model.GetProperty("name").GetString());
         Assert.Equal(16, model.GetProperty("image_size").GetInt32());
         Assert.Equal(10, model.GetProperty("num_classes").GetInt32());
-        Assert.Equal(["ddpm", "ddim"], model.GetProperty("samplers").EnumerateArray().Select(s => s.GetString()));
+        Assert.Equal(["ddpm", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc"], model.GetProperty("samplers").EnumerateArray().Select(s => s.GetProperty("name").GetString()));
         Assert.Equal(8, model.GetProperty("limits").GetProperty("max_images_per_request").GetInt32());
         Assert.Equal("step", model.GetProperty("batching").GetProperty("mode").GetString());
         Assert.Equal("cpu", model.GetProperty("device").GetString());

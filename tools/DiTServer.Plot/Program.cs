@@ -2,9 +2,12 @@ using System.Globalization;
 
 // dotnet run --project tools/DiTServer.Plot -- <bench-load.csv> <out.png> [title]
 // Latency (p50 solid, p95 dashed) against offered load, one colour per batching mode.
+// dotnet run --project tools/DiTServer.Plot -- --samplers <samplers.csv> <out.png>
+// Quality (FID and generated accuracy) against model calls per image, one series per sampler and spacing.
+if (args.Length >= 3 && args[0] == "--samplers") return SamplerPlot.Write(args[1], args[2]);
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: DiTServer.Plot <bench-load.csv> <out.png> [title]");
+    Console.Error.WriteLine("usage: DiTServer.Plot <bench-load.csv> <out.png> [title] | --samplers <samplers.csv> <out.png>");
     return 2;
 }
 var rows = File.ReadAllLines(args[0]).Skip(1).Where(l => l.Length > 0).Select(l => l.Split(',')).ToList();

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
+using DiTServer.Api.OpenApi;
 using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Admin;
@@ -49,8 +50,10 @@ public static class AdminTrainingEndpoints
                 return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
                     detail: "this route needs 'Authorization: Bearer <admin key>'");
             })
-            .ProducesProblem(StatusCodes.Status401Unauthorized);
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .WithMetadata(new AdminBearer());
         group.MapPost("/", Create).WithName("CreateTrainingJob").WithSummary("Start a training or fine-tuning job (one per device)")
+            .WithJsonBody<TrainingJobRequest>(TrainingJobRequest.Example, "The dataset and run folders (relative to Training:DataRoot and OutputRoot), the model and the schedule.")
             .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status408RequestTimeout)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
         group.MapGet("/", (TrainingJobs all) => TypedResults.Ok(all.List())).WithName("ListTrainingJobs")

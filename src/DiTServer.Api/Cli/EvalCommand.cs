@@ -21,9 +21,8 @@ public static class EvalCommand
         var retrain = new Option<bool>("--train-classifier") { Description = "Train the classifier even if the file exists (overwrites it)" };
         var epochs = new Option<int>("--epochs") { Description = "Classifier training epochs", DefaultValueFactory = _ => 2 };
         var perClass = new Option<int>("--per-class") { Description = "Generated samples per class", DefaultValueFactory = _ => 50 };
-        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => 50 };
         var cfg = new Option<double>("--cfg") { Description = "Guidance scale", DefaultValueFactory = _ => 4.0 };
-        var sampler = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddpm" };
+        var samplerOptions = new SamplerCliOptions("ddpm");
         var seed = new Option<long>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
         var chunk = new Option<int>("--chunk") { Description = "Images per sampling call", DefaultValueFactory = _ => 100 };
         var grid = new Option<string?>("--grid") { Description = "Also write a PNG grid: one row per class" };
@@ -32,17 +31,13 @@ public static class EvalCommand
 
         var command = new Command("eval", "Evaluate a grayscale 28×28 class-conditional model with a CNN classifier (accuracy on generated samples, FID)")
         {
-            model, data, classifier, retrain, epochs, perClass, steps, cfg, sampler, seed, chunk, grid, gridPerClass, threads,
+            model, data, classifier, retrain, epochs, perClass, cfg, seed, chunk, grid, gridPerClass, threads,
         };
+        foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
-            var options = new SamplingOptions
-            {
-                Steps = parse.GetValue(steps), CfgScale = parse.GetValue(cfg), Seed = parse.GetValue(seed),
-                Sampler = SampleCommand.ParseSampler(parse.GetValue(sampler)!),
-            };
-            SampleCommand.ValidateOptions(options);
+            var options = samplerOptions.Read(parse, new SamplingOptions { CfgScale = parse.GetValue(cfg), Seed = parse.GetValue(seed) });
             int n = parse.GetValue(perClass);
             if (n < 2) throw new UsageException("--per-class must be at least 2 (FID needs a covariance)");
             if (parse.GetValue(chunk) < 1) throw new UsageException("--chunk must be positive");
@@ -50,6 +45,7 @@ public static class EvalCommand
             using var loaded = LoadedModel.Load(parse.GetValue(model)!);
             if (loaded.ImageChannels != 1 || loaded.ImageSize < ImageClassifier.ImageSize)
                 throw new UsageException($"eval needs a grayscale model of at least 28×28 pixels; {loaded.Name} makes {loaded.ImageChannels}×{loaded.ImageSize}²");
+            SampleCommand.ValidateForModel(loaded, options);
             string dataDir = parse.GetValue(data)!;
             using var train = IdxDataset.FromFolder(dataDir);
             using var test = IdxDataset.FromFolder(dataDir, test: true);
@@ -76,7 +72,10 @@ public static class EvalCommand
             var (r, gridImages) = GeneratedSampleEvaluation.Run(loaded, judge, test, train, n, options, parse.GetValue(chunk),
                 keepForGrid: parse.GetValue(grid) is null ? 0 : parse.GetValue(gridPerClass), log: stderr.WriteLine);
             var inv = CultureInfo.InvariantCulture;
-            stdout.WriteLine($"model {loaded.Name}: {options.Sampler.ToString().ToUpperInvariant()} {options.Steps} steps, cfg {options.CfgScale.ToString(inv)}, seed {options.Seed}, {n} samples per class ({r.GenerationSeconds:F0} s to generate)");
+            int generated = n * loaded.Config.NumClasses;
+            string interval = options.GuidanceInterval is { } gi ? $", guidance interval {gi}" : "";
+            string thresholding = options.Thresholding ? ", dynamic thresholding" : "";
+            stdout.WriteLine(string.Create(inv, $"model {loaded.Name}: {SampleCommand.Describe(options)} {options.Steps} steps, cfg {options.CfgScale}{interval}{thresholding}, seed {options.Seed}, {n} samples per class ({r.GenerationSeconds:F0} s to generate, {generated / r.GenerationSeconds:F2} images/s)"));
             stdout.WriteLine("| metric | value |");
             stdout.WriteLine("|---|---|");
             stdout.WriteLine(string.Create(inv, $"| classifier accuracy, real test set ({r.TestImages} images) | {r.RealTestAccuracy:F4} |"));

@@ -22,8 +22,7 @@ public static class GenerateBenchmark
     {
         var arch = new Option<string>("--arch") { Description = "DiT preset", DefaultValueFactory = _ => "DiT-XL/2" };
         var imageSize = new Option<int>("--image-size") { Description = "Image size in pixels (latent = size/8 with the VAE)", DefaultValueFactory = _ => 256 };
-        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 50 };
-        var sampler = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddim" };
+        var samplerOptions = new SamplerCliOptions("ddim");
         var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 4.0 };
         var batches = new Option<string>("--batch") { Description = "Comma-separated images per generation", DefaultValueFactory = _ => "1,2,4,8,16,32,64" };
         var precisions = new Option<string>("--precision") { Description = "Comma-separated: fp32, tf32, bf16", DefaultValueFactory = _ => "fp32" };
@@ -33,22 +32,16 @@ public static class GenerateBenchmark
 
         var command = new Command("generate", "Images/s of full generations (DiT sampling + VAE decode) by batch size and precision, random weights")
         {
-            arch, imageSize, steps, sampler, cfg, batches, precisions, iters, device, threads,
+            arch, imageSize, cfg, batches, precisions, iters, device, threads,
         };
+        foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             var dev = DeviceOption.Parse(parse.GetValue(device)!);
             int size = parse.GetValue(imageSize);
             string preset = parse.GetValue(arch)!;
-            var options = new SamplingOptions
-            {
-                Steps = parse.GetValue(steps),
-                CfgScale = parse.GetValue(cfg),
-                Sampler = SampleCommand.ParseSampler(parse.GetValue(sampler)!),
-                Seed = 0,
-            };
-            SampleCommand.ValidateOptions(options);
+            var options = samplerOptions.Read(parse, new SamplingOptions { CfgScale = parse.GetValue(cfg), Seed = 0 });
             var sizes = BenchCommand.ParseBatchSizes(parse.GetValue(batches)!);
             var modes = BenchCommand.ParseList(parse.GetValue(precisions)!, s => DeviceOption.ParsePrecision(s, dev));
             int nIter = Math.Max(1, parse.GetValue(iters));
@@ -61,14 +54,14 @@ public static class GenerateBenchmark
                 var config = loaded.Config;
                 if (!header)
                 {
-                    stdout.WriteLine($"# bench generate: {preset} at {size}px ({config.NumPatches} tokens), {options.Steps} {options.Sampler.ToString().ToLowerInvariant()} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, VAE decode {(loaded.Vae is null ? "none (pixel space)" : "sd (random weights)")}, device {DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+                    stdout.WriteLine($"# bench generate: {preset} at {size}px ({config.NumPatches} tokens), {options.Steps} {SampleCommand.Describe(options)} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, VAE decode {(loaded.Vae is null ? "none (pixel space)" : "sd (random weights)")}, device {DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
                     stdout.WriteLine("precision\tbatch\tseconds\timages_per_s\tms_per_step\tdecode_ms");
                     header = true;
                 }
                 foreach (var batch in sizes)
                 {
                     var labels = Enumerable.Range(0, batch).Select(i => (long)(i % config.NumClasses)).ToArray();
-                    Generate(loaded, labels, options with { Steps = Math.Min(2, options.Steps) }); // warm-up at this shape
+                    Generate(loaded, labels, options with { Steps = Math.Min(Math.Max(2, options.EffectiveOrder), options.Steps) }); // warm-up at this shape
                     var runs = Enumerable.Range(0, nIter).Select(_ => Generate(loaded, labels, options)).OrderBy(r => r.Total).ToList();
                     var (total, decode) = runs[runs.Count / 2];
                     stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,

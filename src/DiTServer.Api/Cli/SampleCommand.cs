@@ -3,6 +3,7 @@ using System.Globalization;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
+using DiTServer.Core.Sampling.Solvers;
 
 namespace DiTServer.Api.Cli;
 
@@ -13,33 +14,34 @@ public static class SampleCommand
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file", Required = true };
         var labels = new Option<string>("--labels") { Description = "Comma-separated class indices or names, one image each (e.g. 207,\"golden retriever\")", Required = true };
-        var steps = new Option<int>("--steps") { Description = "Sampling steps (respaced from 1000)", DefaultValueFactory = _ => 50 };
         var cfg = new Option<double>("--cfg") { Description = "Classifier-free guidance scale (1 = no guidance)", DefaultValueFactory = _ => 4.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the run's generator", DefaultValueFactory = _ => 0 };
-        var sampler = new Option<string>("--sampler") { Description = "ddpm or ddim", DefaultValueFactory = _ => "ddpm" };
+        var samplerOptions = new SamplerCliOptions(SamplerDefaults.Sampler.Name());
         var eta = new Option<double>("--eta") { Description = "DDIM eta (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
         var guidance = new Option<string>("--guidance") { Description = "official (first 3 channels, as the DiT code) or all (every ε channel, as diffusers)", DefaultValueFactory = _ => "official" };
         var output = new Option<string>("--out") { Description = "Output folder for 0.png, 1.png, …", Required = true };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
         var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16: how the DiT computes", DefaultValueFactory = _ => "fp32" };
+        var index = new Option<int?>("--index")
+        {
+            Description = "Write only the image at this batch position (0-based): with the request's labels and seed it is that image of a server response, which one generator per batch makes depend on the whole batch",
+        };
 
         var command = new Command("sample", "Generate images with a DiT model and write them as PNG files")
         {
-            model, labels, steps, cfg, seed, sampler, eta, guidance, output, device, threads, precision,
+            model, labels, cfg, seed, eta, guidance, output, device, threads, precision, index,
         };
+        foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
-            var options = new SamplingOptions
+            var options = samplerOptions.Read(parse, new SamplingOptions
             {
-                Steps = parse.GetValue(steps),
                 CfgScale = parse.GetValue(cfg),
                 Seed = parse.GetValue(seed),
-                Sampler = ParseSampler(parse.GetValue(sampler)!),
                 Eta = parse.GetValue(eta),
                 Guidance = ParseGuidance(parse.GetValue(guidance)!),
-            };
-            ValidateOptions(options);
+            });
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             var torchDevice = DeviceOption.Parse(parse.GetValue(device)!);
             var computePrecision = DeviceOption.ParsePrecision(parse.GetValue(precision)!, torchDevice);
@@ -47,21 +49,25 @@ public static class SampleCommand
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!, torchDevice, computePrecision);
             var labelIds = ResolveLabels(parse.GetValue(labels)!, loaded.Classes, loaded.Config.NumClasses);
+            int? only = parse.GetValue(index);
+            if (only is { } i && (i < 0 || i >= labelIds.Length))
+                throw new UsageException($"--index must be in 0..{labelIds.Length - 1} (one per label), got {i}");
             if (options.CfgScale != 1 && loaded.Config.ClassDropoutProb <= 0)
                 throw new UsageException("this model has no null class, so --cfg must be 1");
+            ValidateForModel(loaded, options);
             Directory.CreateDirectory(outDir);
 
             var started = System.Diagnostics.Stopwatch.StartNew();
             var progress = Console.IsErrorRedirected ? null : new Action<int, int>((done, total) => stderr.Write($"\rstep {done}/{total}"));
             var images = ImagePipeline.Generate(loaded, labelIds, options, progress);
             if (progress is not null) stderr.WriteLine();
-            foreach (var image in images)
+            foreach (var image in images.Where(im => only is null || im.Index == only))
             {
                 var path = Path.Combine(outDir, $"{image.Index}.png");
                 File.WriteAllBytes(path, image.Png);
                 stdout.WriteLine($"{path}\tclass {image.ClassLabel} ({image.ClassName})");
             }
-            stdout.WriteLine($"{images.Count} image(s), {options.Steps} {options.Sampler.ToString().ToLowerInvariant()} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, seed {options.Seed}, {started.Elapsed.TotalSeconds:F1} s");
+            stdout.WriteLine($"{images.Count} image(s), {options.Steps} {Describe(options)} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, seed {options.Seed}, {started.Elapsed.TotalSeconds:F1} s");
             return CommandLine.ExitOk;
         }));
         return command;
@@ -70,15 +76,29 @@ public static class SampleCommand
     internal static void ValidateOptions(SamplingOptions options)
     {
         try { options.Validate(); }
-        catch (ArgumentException e) { throw new UsageException(e.Message.Split(" (Parameter")[0].Split("\nActual value")[0].Trim()); }
+        catch (ArgumentException e) { throw new UsageException(OneLine(e)); }
     }
 
-    internal static SamplerKind ParseSampler(string s) => s.ToLowerInvariant() switch
+    /// <summary>The rules that need the model (thresholding on a latent model, guidance without a null class).</summary>
+    internal static void ValidateForModel(LoadedModel loaded, SamplingOptions options)
     {
-        "ddpm" => SamplerKind.Ddpm,
-        "ddim" => SamplerKind.Ddim,
-        _ => throw new UsageException($"unknown sampler '{s}'; use ddpm or ddim"),
+        try { ImagePipeline.ValidateFor(loaded, options); }
+        catch (ArgumentException e) { throw new UsageException(OneLine(e)); }
+    }
+
+    private static string OneLine(ArgumentException e) => e.Message.Split(" (Parameter")[0].Split("\nActual value")[0].Trim();
+
+    /// <summary>"dpmpp_2m (logsnr)" etc. for the summary line.</summary>
+    internal static string Describe(SamplingOptions o) => o.Sampler switch
+    {
+        SamplerKind.UniPc => $"unipc (order {o.EffectiveOrder}, {o.EffectiveUniPcVariant.Name()}, {o.EffectiveSpacing.Name()})",
+        _ when o.IsSolver => $"{o.Sampler.Name()} ({o.EffectiveSpacing.Name()})",
+        _ => o.Sampler.Name(),
     };
+
+    internal static SamplerKind ParseSampler(string s) =>
+        SamplerNames.Samplers.TryGetValue(s.Trim(), out var kind) ? kind
+            : throw new UsageException($"unknown sampler '{s}'; use {SamplerNames.Alternatives(SamplerNames.Samplers.Keys)}");
 
     internal static GuidanceMode ParseGuidance(string s) => s.ToLowerInvariant() switch
     {

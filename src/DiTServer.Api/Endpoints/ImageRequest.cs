@@ -4,22 +4,45 @@ using System.Text.Json.Serialization;
 namespace DiTServer.Api.Endpoints;
 
 /// <summary>The body of <c>POST /v1/images</c> as documented in Swagger; <see cref="ImageRequestParser"/> reads it field by field.</summary>
-public sealed record ImageRequest
+public record ImageRequest
 {
+    /// <summary>The OpenAPI example, which Swagger's "Try it out" sends unchanged.</summary>
+    public const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "sampler": "ddpm", "guidance": "official"}""";
+
     [JsonPropertyName("class_label"), Description("Class index (0..num_classes-1) or class name; required")]
     public required object ClassLabel { get; init; }
     [JsonPropertyName("num_images"), Description("1..Serving:MaxImagesPerRequest; default 1")]
     public int? NumImages { get; init; }
-    [JsonPropertyName("steps"), Description("Sampling steps 1..1000, respaced from 1000; default 50")]
+    [JsonPropertyName("steps"), Description("Sampling steps (model calls) 1..1000; default per sampler (GET /v1/models: samplers[].default_steps)")]
     public int? Steps { get; init; }
     [JsonPropertyName("cfg_scale"), Description("Classifier-free guidance scale 1..20 (1 = none); default 4.0")]
     public double? CfgScale { get; init; }
     [JsonPropertyName("seed"), Description("int64 ≥ 0; random when absent, always reported")]
     public long? Seed { get; init; }
-    [JsonPropertyName("sampler"), Description("ddpm | ddim; default ddpm")]
+    [JsonPropertyName("sampler"), Description("ddpm | ddim | dpmpp_2m | dpmpp_3m | unipc; default: GET /v1/models default_sampler")]
     public string? Sampler { get; init; }
     [JsonPropertyName("guidance"), Description("official (first 3 channels, as the DiT code) | all; default official")]
     public string? Guidance { get; init; }
     [JsonPropertyName("eta"), Description("DDIM only: 0 (deterministic, default) .. 1")]
     public double? Eta { get; init; }
+    [JsonPropertyName("spacing"), Description("ODE solvers (dpmpp_2m, dpmpp_3m, unipc) only: time_uniform (default) | logsnr | time_quadratic, case-insensitive")]
+    public string? Spacing { get; init; }
+    [JsonPropertyName("order"), Description("unipc only: 1..3, default 2 (dpmpp_2m/dpmpp_3m take theirs from the name)")]
+    public int? Order { get; init; }
+    [JsonPropertyName("unipc_variant"), Description("unipc only: bh1 | bh2 (default)")]
+    public string? UniPcVariant { get; init; }
+    [JsonPropertyName("guidance_interval"), Description("[lo, hi] in model timesteps 0..1000: guidance only while lo ≤ t ≤ hi, one unguided row outside; default always guided")]
+    public double[]? GuidanceInterval { get; init; }
+    [JsonPropertyName("thresholding"), Description("ODE solvers on pixel-space models only: dynamic thresholding of x0 (ratio 0.995, max 1); default false")]
+    public bool? Thresholding { get; init; }
+}
+
+/// <summary>The body of <c>POST /v1/jobs</c> as documented in OpenAPI: the images body plus <c>preview_every</c>;
+/// <see cref="Jobs.JobRequestParser"/> reads it.</summary>
+public sealed record JobRequest : ImageRequest
+{
+    public new const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "preview_every": 10}""";
+
+    [JsonPropertyName("preview_every"), Description("0 or absent: no previews; k in 1..steps: a preview event with small PNGs after every k-th step but the last")]
+    public int? PreviewEvery { get; init; }
 }

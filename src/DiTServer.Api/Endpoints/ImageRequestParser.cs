@@ -1,6 +1,7 @@
 using System.Text.Json;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
+using DiTServer.Core.Sampling.Solvers;
 using DiTServer.Core.Serving;
 
 namespace DiTServer.Api.Endpoints;
@@ -11,11 +12,13 @@ public static class ImageRequestParser
 {
     public const int MaxSteps = 1000;
     public const double MaxCfgScale = 20;
-    private static readonly string[] Known = ["class_label", "num_images", "steps", "cfg_scale", "seed", "sampler", "guidance", "eta"];
+    private static readonly string[] Known = ["class_label", "num_images", "steps", "cfg_scale", "seed", "sampler", "guidance", "eta",
+        "spacing", "order", "unipc_variant", "guidance_interval", "thresholding"];
     private static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 8 };
 
     /// <summary>The model facts validation needs.</summary>
-    public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest);
+    /// <param name="IsLatent">The model works on VAE latents (dynamic thresholding is refused there).</param>
+    public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest, bool IsLatent = false);
 
     /// <param name="otherFields">Fields an endpoint reads itself before forwarding the rest here (e.g. the jobs'
     /// <c>preview_every</c>); only named in the message about an unknown field.</param>
@@ -70,21 +73,79 @@ public static class ImageRequestParser
 
         int label = ClassLabel(fields, limits, errors);
         int numImages = Integer(fields, "num_images", 1, 1, limits.MaxImagesPerRequest, errors);
-        int steps = Integer(fields, "steps", 50, 1, MaxSteps, errors);
+        var sampler = Choice(fields, "sampler", SamplerDefaults.Sampler, SamplerNames.Samplers, errors);
+        bool samplerOk = !errors.ContainsKey("sampler");
+        int steps = Integer(fields, "steps", SamplerDefaults.Steps(sampler), 1, MaxSteps, errors);
         double cfg = Number(fields, "cfg_scale", 4.0, 1, MaxCfgScale, errors);
         long seed = Seed(fields, errors);
-        var sampler = Choice(fields, "sampler", SamplerKind.Ddpm, new() { ["ddpm"] = SamplerKind.Ddpm, ["ddim"] = SamplerKind.Ddim }, errors);
-        var guidance = Choice(fields, "guidance", GuidanceMode.Official, new() { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All }, errors);
+        var guidance = Choice(fields, "guidance", GuidanceMode.Official, new Dictionary<string, GuidanceMode> { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All }, errors);
         double eta = Number(fields, "eta", 0, 0, 1, errors);
-        if (fields.ContainsKey("eta") && sampler != SamplerKind.Ddim && !errors.ContainsKey("sampler"))
+        if (fields.ContainsKey("eta") && sampler != SamplerKind.Ddim && samplerOk)
             Add(errors, "eta", "eta applies to the ddim sampler only");
         if (cfg != 1 && !limits.HasNullClass && !errors.ContainsKey("cfg_scale"))
             Add(errors, "cfg_scale", "this model was trained without a null class, so cfg_scale must be 1");
+
+        // The ODE solvers' options: each is refused where it means nothing, so a typo'd sampler cannot hide it.
+        StepSpacing? spacing = Present(fields, "spacing") ? Choice(fields, "spacing", StepSpacing.TimeUniform, SamplerNames.Spacings, errors) : null;
+        if (spacing is not null && !sampler.IsSolver() && samplerOk)
+            Add(errors, "spacing", $"spacing applies to the ODE solvers only ({SamplerNames.SolverList}), not {sampler.Name()}");
+        int? order = Present(fields, "order") ? Integer(fields, "order", 2, 1, 3, errors) : null;
+        if (order is not null && sampler != SamplerKind.UniPc && samplerOk)
+            Add(errors, "order", sampler.IsSolver()
+                ? $"order is fixed by the sampler's name ({sampler.Name()} is order {new SamplingOptions { Sampler = sampler }.EffectiveOrder}); order (1, 2 or 3) applies to unipc only"
+                : "order (1, 2 or 3) applies to unipc only");
+        UniPcVariant? variant = Present(fields, "unipc_variant") ? Choice(fields, "unipc_variant", UniPcVariant.Bh2, SamplerNames.Variants, errors) : null;
+        if (variant is not null && sampler != SamplerKind.UniPc && samplerOk)
+            Add(errors, "unipc_variant", "unipc_variant (bh1 or bh2) applies to the unipc sampler only");
+        var interval = Interval(fields, errors);
+        bool thresholding = Boolean(fields, "thresholding", errors);
+        if (thresholding && samplerOk && !sampler.IsSolver())
+            Add(errors, "thresholding", $"thresholding applies to the ODE solvers only ({SamplerNames.SolverList}), not {sampler.Name()}");
+        else if (thresholding && limits.IsLatent)
+            Add(errors, "thresholding", "thresholding is for pixel-space models; this model works on VAE latents, so use thresholding false");
+        int effectiveOrder = sampler switch { SamplerKind.DpmPP2M => 2, SamplerKind.DpmPP3M => 3, SamplerKind.UniPc => order ?? 2, _ => 1 };
+        if (sampler.IsSolver() && steps < effectiveOrder && !errors.ContainsKey("steps") && !errors.ContainsKey("order"))
+            Add(errors, "steps", $"steps must be at least the solver's order ({effectiveOrder}) for {sampler.Name()}, got {steps}");
         if (errors.Count > 0) return null;
 
-        var options = new SamplingOptions { Sampler = sampler, Steps = steps, CfgScale = cfg, Guidance = guidance, Eta = eta, Seed = seed };
+        var options = new SamplingOptions
+        {
+            Sampler = sampler, Steps = steps, CfgScale = cfg, Guidance = guidance, Eta = eta, Seed = seed,
+            Spacing = spacing, Order = order, UniPcVariant = variant, GuidanceInterval = interval, Thresholding = thresholding,
+        };
         options.Validate(); // the sampler's own rules; the checks above are stricter, so this never fires for parsed input
         return new GenerationParameters(label, numImages, options);
+    }
+
+    private static bool Present(Dictionary<string, JsonElement> fields, string name) =>
+        fields.TryGetValue(name, out var v) && v.ValueKind != JsonValueKind.Null;
+
+    private static bool Boolean(Dictionary<string, JsonElement> fields, string name, Dictionary<string, string[]> errors)
+    {
+        if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return false;
+        if (v.ValueKind is JsonValueKind.True or JsonValueKind.False) return v.GetBoolean();
+        Add(errors, name, $"{name} must be true or false, not {Show(v)}");
+        return false;
+    }
+
+    /// <summary><c>guidance_interval</c>: [lo, hi] in model timesteps, 0 ≤ lo &lt; hi ≤ 1000; absent or null = always guided.</summary>
+    private static GuidanceInterval? Interval(Dictionary<string, JsonElement> fields, Dictionary<string, string[]> errors)
+    {
+        const string name = "guidance_interval", rule = "guidance_interval must be [lo, hi]: two numbers with 0 ≤ lo < hi ≤ 1000 (model timesteps; guidance is on for lo ≤ t ≤ hi)";
+        if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() != 2
+            || v.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out var d) || !double.IsFinite(d)))
+        {
+            Add(errors, name, $"{rule}, not {(v.ValueKind == JsonValueKind.Array ? v.GetRawText() : Show(v))}");
+            return null;
+        }
+        double lo = v[0].GetDouble(), hi = v[1].GetDouble();
+        if (lo < 0 || hi > GuidanceInterval.Max || lo >= hi)
+        {
+            Add(errors, name, $"{rule}, got {v.GetRawText()}");
+            return null;
+        }
+        return new GuidanceInterval(lo, hi);
     }
 
     private static int ClassLabel(Dictionary<string, JsonElement> fields, Limits limits, Dictionary<string, string[]> errors)
@@ -166,10 +227,10 @@ public static class ImageRequestParser
         return seed;
     }
 
-    private static T Choice<T>(Dictionary<string, JsonElement> fields, string name, T fallback, Dictionary<string, T> choices, Dictionary<string, string[]> errors)
+    private static T Choice<T>(Dictionary<string, JsonElement> fields, string name, T fallback, IReadOnlyDictionary<string, T> choices, Dictionary<string, string[]> errors)
     {
         if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
-        string allowed = string.Join(" or ", choices.Keys);
+        string allowed = SamplerNames.Alternatives(choices.Keys);
         if (v.ValueKind != JsonValueKind.String)
         {
             Add(errors, name, $"{name} must be a string: {allowed}, not {Show(v)}");

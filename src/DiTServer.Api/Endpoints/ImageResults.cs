@@ -14,7 +14,7 @@ public static class ImageResults
     /// <summary>Every image as its own PNG in JSON (<c>Accept: application/json</c>).</summary>
     public static Ok<ImagesResponse> Json(LoadedModel model, IReadOnlyList<GeneratedImage> images) =>
         TypedResults.Ok(new ImagesResponse(model.Name,
-            images.Select(i => new ImageItem(i.Index, i.Seed, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
+            images.Select(i => new ImageItem(i.Index, i.Seed, images.Count, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
 
     /// <summary>One PNG, or a grid of several; the same bytes for the same images on every endpoint.</summary>
     public static async Task<FileContentHttpResult> Png(LoadedModel model, GenerationParameters parameters, IReadOnlyList<GeneratedImage> images)
@@ -31,6 +31,8 @@ public static class ImageResults
         var (hwc, w, h) = ImageGrid.Tile(images.Select(i => i.Hwc).ToList(), first.Width, first.Height, first.Channels);
         var metadata = ImagePipeline.Metadata(model, p.Labels, 0, p.Sampling)
             .Where(kv => kv.Key != "batch_index")
+            // A1111's grids carry the first image's infotext with the batch size but no position: the grid is all of them.
+            .Select(kv => kv.Key == A1111Parameters.Keyword ? new(kv.Key, kv.Value.Replace(", Batch pos: 0", "")) : kv)
             .Append(new("grid", $"{images.Count} images, 4 per row, 2 px padding"));
         return PngWriter.Encode(hwc, w, h, first.Channels, metadata);
     }

@@ -2,6 +2,7 @@ using DiTServer.Core.Model;
 using DiTServer.Core.Imaging;
 using System.Text.Json.Serialization;
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -15,6 +16,9 @@ public static class ModelsEndpoints
     {
         var group = app.MapGroup("/v1").WithTags("Models");
         group.MapGet("/models", GetModels).WithName("GetModels").WithSummary("The loaded model, its samplers and the request limits");
+        group.MapGet("/models/{id}", GetModel).WithName("GetModel").WithOpenAIErrors()
+            .WithSummary("OpenAI's model object for the loaded model (what the OpenAI SDKs' models.retrieve reads); 404 in OpenAI's error shape for any other id")
+            .Produces<OpenAIModel>();
         group.MapGet("/classes", GetClasses).WithName("GetClasses").WithSummary("The model's classes: index, display name and aliases");
         return app;
     }
@@ -24,18 +28,45 @@ public static class ModelsEndpoints
         var o = serving.Value;
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
-            model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews, ["ddpm", "ddim"], ["official", "all"],
+            model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
+            SamplerDefaults.Sampler.Name(), SamplerInfo.All(model.Vae is null), ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
-        return TypedResults.Ok(new ModelsResponse([info]));
+        return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));
     }
+
+    private static Results<Ok<OpenAIModel>, ProblemHttpResult> GetModel(string id, LoadedModel model) =>
+        id == model.Name
+            ? TypedResults.Ok(OpenAIModel.Of(model))
+            : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Model not found",
+                detail: $"The model '{id}' does not exist; this server serves '{model.Name}' (see GET /v1/models)",
+                extensions: new Dictionary<string, object?> { ["param"] = "model", ["code"] = "model_not_found" });
 
     private static Ok<ClassesResponse> GetClasses(LoadedModel model) =>
         TypedResults.Ok(new ClassesResponse(model.Name, model.Classes.Count,
             Enumerable.Range(0, model.Classes.Count).Select(i => new ClassInfo(i, model.Classes[i], model.Classes.Aliases(i))).ToList()));
 }
 
-public sealed record ModelsResponse([property: JsonPropertyName("models")] IReadOnlyList<ModelInfo> Models);
+/// <summary>Our fields (<c>models</c>) and OpenAI's list shape (<c>object</c>, <c>data</c>) in one answer, so the
+/// OpenAI SDKs' <c>models.list()</c> and our own clients read the same document without negotiation.</summary>
+public sealed record ModelsResponse(
+    [property: JsonPropertyName("models")] IReadOnlyList<ModelInfo> Models,
+    [property: JsonPropertyName("data")] IReadOnlyList<OpenAIModel> Data)
+{
+    [JsonPropertyName("object")] public string Object => "list";
+}
+
+/// <summary>OpenAI's model object. <c>created</c> is the weights file's time (Unix seconds), 0 for a model made in memory.</summary>
+public sealed record OpenAIModel(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("owned_by")] string OwnedBy)
+{
+    [JsonPropertyName("object")] public string Object => "model";
+
+    public static OpenAIModel Of(LoadedModel model) =>
+        new(model.Name, File.Exists(model.Manifest.WeightsPath) ? new DateTimeOffset(File.GetLastWriteTimeUtc(model.Manifest.WeightsPath)).ToUnixTimeSeconds() : 0, "ditserver");
+}
 
 public sealed record ModelInfo(
     [property: JsonPropertyName("name")] string Name,
@@ -47,12 +78,57 @@ public sealed record ModelInfo(
     [property: JsonPropertyName("device")] string Device,
     [property: JsonPropertyName("precision")] string Precision,
     [property: JsonPropertyName("previews"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] PreviewInfo? Previews,
-    [property: JsonPropertyName("samplers")] IReadOnlyList<string> Samplers,
+    [property: JsonPropertyName("default_sampler")] string DefaultSampler,
+    [property: JsonPropertyName("samplers")] IReadOnlyList<SamplerInfo> Samplers,
     [property: JsonPropertyName("guidance_modes")] IReadOnlyList<string> GuidanceModes,
     [property: JsonPropertyName("limits")] RequestLimits Limits,
     [property: JsonPropertyName("batching")] BatchingInfo Batching,
     // One engine per entry, all sharing one queue (DiT:Devices); labels as in the metrics' device label.
     [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
+
+/// <summary>One sampler and its options, as a client (the playground, a script) needs them to build a request.</summary>
+/// <param name="Name">The <c>sampler</c> value.</param>
+/// <param name="DefaultSteps">Steps when the request gives none.</param>
+/// <param name="Orders">Allowed <c>order</c> values; one value = fixed by the name (then <c>order</c> must not be sent).</param>
+/// <param name="Spacings">Allowed <c>spacing</c> values (ODE solvers only; empty = not applicable).</param>
+/// <param name="Variants">Allowed <c>unipc_variant</c> values (unipc only).</param>
+/// <param name="Thresholding">Whether <c>thresholding: true</c> is accepted with this sampler on this model.</param>
+public sealed record SamplerInfo(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("description")] string Description,
+    [property: JsonPropertyName("default_steps")] int DefaultSteps,
+    [property: JsonPropertyName("min_steps")] int MinSteps,
+    [property: JsonPropertyName("deterministic")] bool Deterministic,
+    [property: JsonPropertyName("orders")] IReadOnlyList<int> Orders,
+    [property: JsonPropertyName("default_order")] int DefaultOrder,
+    [property: JsonPropertyName("order_settable")] bool OrderSettable,
+    [property: JsonPropertyName("spacings")] IReadOnlyList<string> Spacings,
+    [property: JsonPropertyName("default_spacing"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultSpacing,
+    [property: JsonPropertyName("variants")] IReadOnlyList<string> Variants,
+    [property: JsonPropertyName("default_variant"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultVariant,
+    [property: JsonPropertyName("eta")] bool Eta,
+    [property: JsonPropertyName("thresholding")] bool Thresholding)
+{
+    public static IReadOnlyList<SamplerInfo> All(bool pixelSpace)
+    {
+        var spacings = SamplerNames.Spacings.Keys.ToList();
+        var variants = SamplerNames.Variants.Keys.ToList();
+        string defaultSpacing = new SamplingOptions().EffectiveSpacing.Name();
+        return
+        [
+            new("ddpm", "Ancestral DDPM sampling (the DiT paper's 250 steps, official respacing)", SamplerDefaults.Steps(SamplerKind.Ddpm), 1, false,
+                [1], 1, false, [], null, [], null, false, false),
+            new("ddim", "DDIM; deterministic with eta 0", SamplerDefaults.Steps(SamplerKind.Ddim), 1, true, [1], 1, false, [], null, [], null, true, false),
+            new("dpmpp_2m", "DPM-Solver++ multistep, order 2 (\"DPM++ 2M\")", SamplerDefaults.Steps(SamplerKind.DpmPP2M), 2, true,
+                [2], 2, false, spacings, defaultSpacing, [], null, false, pixelSpace),
+            new("dpmpp_3m", "DPM-Solver++ multistep, order 3", SamplerDefaults.Steps(SamplerKind.DpmPP3M), 3, true,
+                [3], 3, false, spacings, defaultSpacing, [], null, false, pixelSpace),
+            new("unipc", "UniPC predictor-corrector, data prediction", SamplerDefaults.Steps(SamplerKind.UniPc), 1, true,
+                [1, 2, 3], new SamplingOptions { Sampler = SamplerKind.UniPc }.EffectiveOrder, true, spacings, defaultSpacing,
+                variants, new SamplingOptions().EffectiveUniPcVariant.Name(), false, pixelSpace),
+        ];
+    }
+}
 
 public sealed record RequestLimits(
     [property: JsonPropertyName("max_images_per_request")] int MaxImagesPerRequest,

@@ -6,15 +6,27 @@ namespace DiTServer.Api.Endpoints;
 
 /// <summary>Reads the body of <c>POST /v1/images/generations</c> (OpenAI's image API): <c>prompt</c> is a class name
 /// or index, <c>n</c> the number of images, <c>size</c> must be the model's resolution, <c>response_format</c> is
-/// <c>b64_json</c> or <c>url</c>; <c>seed</c>, <c>steps</c>, <c>cfg_scale</c> and <c>sampler</c> are our extras.
+/// <c>b64_json</c> or <c>url</c>; <c>seed</c>, <c>steps</c>, <c>cfg_scale</c>, <c>sampler</c> and the sampler options of <c>/v1/images</c> are our extras.
 /// The rest is checked by <see cref="ImageRequestParser"/>, with its field names mapped back (class_label → prompt, num_images → n).</summary>
 public static class OpenAIImageRequestParser
 {
     public const string B64Json = "b64_json", Url = "url";
-    /// <summary>OpenAI fields that its clients send and that mean nothing here; accepted and ignored.</summary>
-    private static readonly string[] Ignored = ["model", "user", "quality", "style"];
-    private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler"];
-    private static readonly string[] Known = ["prompt", "n", "size", "response_format", .. Extras, .. Ignored];
+    /// <summary>OpenAI fields that its clients send and that change nothing here (one model is served; a class label
+    /// needs no moderation; quality and style are hints); accepted and ignored.</summary>
+    private static readonly string[] Ignored = ["model", "user", "quality", "style", "moderation"];
+    private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler", "guidance", "eta",
+        "spacing", "order", "unipc_variant", "guidance_interval", "thresholding"];
+    /// <summary>gpt-image-1 fields with one value that we honour (PNG, opaque); any other value is refused by name
+    /// rather than silently giving the client something it did not ask for.</summary>
+    private static readonly Dictionary<string, string[]> Constrained = new()
+    {
+        ["output_format"] = ["png"],
+        ["background"] = ["auto", "opaque"],
+    };
+    private static readonly string[] Known = ["prompt", "n", "size", "response_format", .. Extras, .. Ignored, .. Constrained.Keys];
+
+    /// <summary>Whether <paramref name="name"/> is a field of this body (as opposed to an unknown one).</summary>
+    public static bool IsField(string name) => Known.Contains(name);
     private static readonly Dictionary<string, string> Renamed = new() { ["class_label"] = "prompt", ["num_images"] = "n" };
 
     public sealed record Request(GenerationParameters Parameters, string ResponseFormat);
@@ -88,6 +100,12 @@ public static class OpenAIImageRequestParser
                         var f = value.ValueKind == JsonValueKind.String ? value.GetString()!.Trim().ToLowerInvariant() : null;
                         if (f is B64Json or Url) format = f;
                         else Add(errors, "response_format", $"response_format must be \"{B64Json}\" or \"{Url}\", not {value.GetRawText()}");
+                        break;
+                    case "output_format" or "background":
+                        var allowed = Constrained[name];
+                        var v = value.ValueKind == JsonValueKind.String ? value.GetString()!.Trim().ToLowerInvariant() : null;
+                        if (v is null || !allowed.Contains(v))
+                            Add(errors, name, $"{name} must be {string.Join(" or ", allowed.Select(a => $"\"{a}\""))} (this server writes opaque PNGs), not {value.GetRawText()}");
                         break;
                     default:
                         if (Extras.Contains(name)) { forwarded.WritePropertyName(name); value.WriteTo(forwarded); }

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Sampling;
 
 namespace DiTServer.Api.Jobs;
 
@@ -34,6 +35,11 @@ public sealed record JobParameters(
     [property: JsonPropertyName("sampler")] string Sampler,
     [property: JsonPropertyName("guidance")] string Guidance,
     [property: JsonPropertyName("eta")] double Eta,
+    [property: JsonPropertyName("spacing"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Spacing,
+    [property: JsonPropertyName("order"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Order,
+    [property: JsonPropertyName("unipc_variant"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? UniPcVariant,
+    [property: JsonPropertyName("guidance_interval"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double[]? GuidanceInterval,
+    [property: JsonPropertyName("thresholding"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? Thresholding,
     [property: JsonPropertyName("preview_every"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? PreviewEvery)
 {
     public static JobParameters From(Job job, LoadedModel model)
@@ -41,7 +47,11 @@ public sealed record JobParameters(
         var p = job.Parameters;
         var s = p.Sampling;
         return new(p.ClassLabel, model.Classes[p.ClassLabel], p.NumImages, s.Steps, s.CfgScale, s.Seed,
-            s.Sampler.ToString().ToLowerInvariant(), s.Guidance.ToString().ToLowerInvariant(), s.Eta,
+            s.Sampler.Name(), s.Guidance.ToString().ToLowerInvariant(), s.Eta,
+            // The solver settings in effect (defaults filled in), present only for the samplers they apply to.
+            s.IsSolver ? s.EffectiveSpacing.Name() : null, s.IsSolver ? s.EffectiveOrder : null,
+            s.Sampler == SamplerKind.UniPc ? s.EffectiveUniPcVariant.Name() : null,
+            s.GuidanceInterval is { } gi ? [gi.Lo, gi.Hi] : null, s.Thresholding ? true : null,
             job.PreviewEvery > 0 ? job.PreviewEvery : null);
     }
 }

@@ -11,10 +11,23 @@ public static class ImagePipeline
 {
     public static IReadOnlyList<GeneratedImage> Generate(LoadedModel model, IReadOnlyList<int> labels, SamplingOptions options, Action<int, int>? progress = null)
     {
+        ValidateFor(model, options);
         using var scope = NewDisposeScope();
         var latents = LatentSampler.Sample(model.Model, labels.Select(l => (long)l).ToArray(), options, model.Device, progress);
         var pixels = LatentDecoder.DecodeToPixels(model, latents);
         return Encode(model, pixels, labels, options);
+    }
+
+    /// <summary>The rules that depend on the model, not only on the options.</summary>
+    /// <exception cref="ArgumentException">The options do not suit this model; the parameter name is the option's wire name.</exception>
+    public static void ValidateFor(LoadedModel model, SamplingOptions options)
+    {
+        options.Validate();
+        // Dynamic thresholding assumes x₀ lives in [−1, 1] pixels; latents have another range (the authors say so too).
+        if (options.Thresholding && model.Vae is not null)
+            throw new ArgumentException($"thresholding is for pixel-space models; {model.Name} is a latent model (it has a VAE)", "thresholding");
+        if (options.CfgScale != 1 && model.Config.ClassDropoutProb <= 0)
+            throw new ArgumentException($"{model.Name} has no null class (trained without label dropout), so cfg_scale must be 1", "cfg_scale");
     }
 
     /// <summary>PNG-encodes (N, C, H, W) uint8 pixels with the metadata that reproduces them.</summary>
@@ -48,9 +61,17 @@ public static class ImagePipeline
         yield return new("class", labels[index].ToString(inv));
         yield return new("class_name", model.Classes[labels[index]]);
         yield return new("steps", o.Steps.ToString(inv));
-        yield return new("sampler", o.Sampler.ToString().ToLowerInvariant());
+        yield return new("sampler", o.Sampler.Name());
+        if (o.IsSolver)
+        {
+            yield return new("spacing", o.EffectiveSpacing.Name());
+            yield return new("order", o.EffectiveOrder.ToString(inv));
+            if (o.Sampler == SamplerKind.UniPc) yield return new("unipc_variant", o.EffectiveUniPcVariant.Name());
+            if (o.Thresholding) yield return new("thresholding", "true");
+        }
         yield return new("cfg_scale", o.CfgScale.ToString("R", inv));
         yield return new("guidance", o.Guidance.ToString().ToLowerInvariant());
+        if (o.GuidanceInterval is { } interval) yield return new("guidance_interval", interval.ToString());
         if (o.Sampler == SamplerKind.Ddim) yield return new("eta", o.Eta.ToString("R", inv));
         yield return new("seed", o.Seed.ToString(inv));
         // tf32/bf16 change the low bits, so the seed alone no longer reproduces such an image under fp32.
@@ -58,5 +79,7 @@ public static class ImagePipeline
         // One generator per request draws all rows, so an image is reproduced by its seed and its place in the batch.
         yield return new("batch_labels", string.Join(",", labels));
         yield return new("batch_index", index.ToString(inv));
+        int size = model.ImageSize;
+        yield return new(A1111Parameters.Keyword, A1111Parameters.Format(model, labels, index, o, size, size));
     }
 }

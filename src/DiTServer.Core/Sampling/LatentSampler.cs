@@ -16,11 +16,12 @@ public static class LatentSampler
     {
         options.Validate();
         using var _ = inference_mode();
-        using var run = new SamplingRun(DiffusionFor(model.Config, options.Steps), model.Config, labels, options, device);
-        var scales = Enumerable.Repeat(options.CfgScale, labels.Count).ToArray();
+        using var run = new SamplingRun(options.IsSolver ? null : DiffusionFor(model.Config, options.Steps), model.Config, labels, options, device);
         while (!run.Done)
         {
             using var scope = NewDisposeScope();
+            // Per step: a guidance interval turns guidance off outside it, and the forward then skips the unconditional rows.
+            var scales = Enumerable.Repeat(run.CfgScaleThisStep, labels.Count).ToArray();
             var output = Denoiser.Forward(model, run.X, run.ModelTimesteps(), run.LabelTensor(), scales, options.Guidance);
             run.Advance(output);
             progress?.Invoke(run.StepsDone, run.TotalSteps);

@@ -1,4 +1,5 @@
 using DiTServer.Core.Model;
+using DiTServer.Core.Sampling.Solvers;
 
 namespace DiTServer.Core.Sampling;
 
@@ -9,10 +10,29 @@ public enum SamplerKind
     Ddpm,
     /// <summary>DDIM (Song et al. 2021); deterministic with eta = 0.</summary>
     Ddim,
+    /// <summary>Multistep DPM-Solver++ of order 2, data prediction (Lu et al. 2022); "DPM++ 2M".</summary>
+    DpmPP2M,
+    /// <summary>Multistep DPM-Solver++ of order 3, data prediction; "DPM++ 3M".</summary>
+    DpmPP3M,
+    /// <summary>UniPC, data prediction, order 1–3 (Zhao et al. 2023).</summary>
+    UniPc,
+}
+
+/// <summary>Guidance only while the model timestep lies in [<see cref="Lo"/>, <see cref="Hi"/>] (both included),
+/// in model-timestep units 0–1000 (Kynkäänniemi et al. 2024, arXiv 2404.07724); outside it the request runs unguided.</summary>
+public readonly record struct GuidanceInterval(double Lo, double Hi)
+{
+    public const double Max = 1000;
+
+    public bool Contains(double modelTimestep) => modelTimestep >= Lo && modelTimestep <= Hi;
+
+    public override string ToString() =>
+        FormattableString.Invariant($"[{Lo:R}, {Hi:R}]");
 }
 
 /// <summary>How one request is sampled. Seeding follows shared/fixtures/README.md: one CPU generator seeded with
-/// <see cref="Seed"/>; it draws the initial latent, then (DDPM, or DDIM with eta &gt; 0) one noise tensor per step.</summary>
+/// <see cref="Seed"/>; it draws the initial latent, then (DDPM, or DDIM with eta &gt; 0) one noise tensor per step.
+/// The ODE solvers draw nothing after the initial latent.</summary>
 public sealed record SamplingOptions
 {
     public SamplerKind Sampler { get; init; } = SamplerKind.Ddpm;
@@ -22,13 +42,56 @@ public sealed record SamplingOptions
     /// <summary>DDIM only: 0 is deterministic, 1 matches DDPM's variance.</summary>
     public double Eta { get; init; }
     public long Seed { get; init; }
+    /// <summary>ODE solvers only: where the steps lie in time; null = <see cref="StepSpacing.TimeUniform"/>.</summary>
+    public StepSpacing? Spacing { get; init; }
+    /// <summary>UniPC only: 1–3; null = 2. The DPM-Solver++ samplers take theirs from the name.</summary>
+    public int? Order { get; init; }
+    /// <summary>UniPC only; null = <see cref="Solvers.UniPcVariant.Bh2"/>.</summary>
+    public UniPcVariant? UniPcVariant { get; init; }
+    /// <summary>Guide only inside this model-timestep interval; null = always.</summary>
+    public GuidanceInterval? GuidanceInterval { get; init; }
+    /// <summary>ODE solvers on pixel-space models only: dynamic thresholding of x̂₀ (ratio 0.995, max 1).</summary>
+    public bool Thresholding { get; init; }
 
+    public bool IsSolver => Sampler.IsSolver();
+    public StepSpacing EffectiveSpacing => Spacing ?? StepSpacing.TimeUniform;
+    public int EffectiveOrder => Sampler switch
+    {
+        SamplerKind.DpmPP2M => 2,
+        SamplerKind.DpmPP3M => 3,
+        SamplerKind.UniPc => Order ?? 2,
+        _ => 1,
+    };
+    public UniPcVariant EffectiveUniPcVariant => UniPcVariant ?? Solvers.UniPcVariant.Bh2;
+
+    /// <summary>The cfg scale at a model timestep: the request's own inside the guidance interval, else 1.</summary>
+    public double CfgScaleAt(double modelTimestep) =>
+        GuidanceInterval is { } interval && !interval.Contains(modelTimestep) ? 1.0 : CfgScale;
+
+    /// <exception cref="ArgumentException">A rule is broken; the parameter name is the option's wire name.</exception>
     public void Validate(int numTimesteps = 1000)
     {
-        if (Steps < 1 || Steps > numTimesteps) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"steps must be in 1..{numTimesteps}");
-        if (!(CfgScale >= 1) || double.IsInfinity(CfgScale)) throw new ArgumentOutOfRangeException(nameof(CfgScale), CfgScale, "cfg_scale must be a finite number ≥ 1");
-        if (!(Eta >= 0) || Eta > 1) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "eta must be in 0..1");
-        if (Seed < 0) throw new ArgumentOutOfRangeException(nameof(Seed), Seed, "seed must be ≥ 0");
-        if (Eta > 0 && Sampler != SamplerKind.Ddim) throw new ArgumentException("eta applies to the ddim sampler only");
+        if (Steps < 1 || Steps > numTimesteps) throw new ArgumentOutOfRangeException("steps", Steps, $"steps must be in 1..{numTimesteps}");
+        if (!(CfgScale >= 1) || double.IsInfinity(CfgScale)) throw new ArgumentOutOfRangeException("cfg_scale", CfgScale, "cfg_scale must be a finite number ≥ 1");
+        if (!(Eta >= 0) || Eta > 1) throw new ArgumentOutOfRangeException("eta", Eta, "eta must be in 0..1");
+        if (Seed < 0) throw new ArgumentOutOfRangeException("seed", Seed, "seed must be ≥ 0");
+        if (Eta > 0 && Sampler != SamplerKind.Ddim) throw new ArgumentException("eta applies to the ddim sampler only", "eta");
+        if (!IsSolver && Spacing is not null)
+            throw new ArgumentException($"spacing applies to the ODE solvers only ({SamplerNames.SolverList}); {Sampler.Name()} uses the official respacing", "spacing");
+        if (Order is { } order)
+        {
+            if (Sampler != SamplerKind.UniPc)
+                throw new ArgumentException(Sampler.IsSolver()
+                    ? $"order is fixed by the sampler's name ({Sampler.Name()} is order {EffectiveOrder}); order applies to unipc only"
+                    : "order applies to unipc only", "order");
+            if (order < 1 || order > 3) throw new ArgumentOutOfRangeException("order", order, "order must be 1, 2 or 3");
+        }
+        if (IsSolver && Steps < EffectiveOrder)
+            throw new ArgumentOutOfRangeException("steps", Steps, $"steps must be at least the solver's order ({EffectiveOrder}) for {Sampler.Name()}");
+        if (UniPcVariant is not null && Sampler != SamplerKind.UniPc) throw new ArgumentException("unipc_variant applies to unipc only; use bh1 or bh2 with sampler unipc", "unipc_variant");
+        if (GuidanceInterval is { } gi && (!(gi.Lo >= 0) || !(gi.Hi <= Sampling.GuidanceInterval.Max) || !(gi.Lo < gi.Hi)))
+            throw new ArgumentOutOfRangeException("guidance_interval", gi.ToString(), "guidance_interval must be [lo, hi] with 0 ≤ lo < hi ≤ 1000 (model timesteps)");
+        if (Thresholding && !IsSolver)
+            throw new ArgumentException($"thresholding applies to the ODE solvers only ({SamplerNames.SolverList})", "thresholding");
     }
 }

@@ -1,16 +1,20 @@
 using DiTServer.Core.Diffusion;
 using DiTServer.Core.Model;
+using DiTServer.Core.Sampling.Solvers;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiTServer.Core.Sampling;
 
-/// <summary>One request's trajectory through the reverse process: its generator, its latents and how far it has got.</summary>
+/// <summary>One request's trajectory through the reverse process: its generator, its latents, its sampler state
+/// (for the ODE solvers their history of x̂₀) and how far it has got.</summary>
 /// <remarks>The run owns <see cref="X"/> outside any dispose scope; each <see cref="Advance"/> replaces it. Noise is
-/// drawn on this run's CPU generator for its n real rows only, so a request gives the same numbers alone or batched.</remarks>
+/// drawn on this run's CPU generator for its n real rows only, so a request gives the same numbers alone or batched.
+/// DDPM/DDIM step through the official respaced tables; DPM-Solver++ and UniPC delegate to a <see cref="SolverRun"/>.</remarks>
 public sealed class SamplingRun : IDisposable
 {
-    private readonly GaussianDiffusion diffusion;
+    private readonly GaussianDiffusion? diffusion;
+    private readonly SolverRun? solver;
     private readonly Generator generator;
     private readonly long[] shape;
     private readonly Device device;
@@ -19,35 +23,64 @@ public sealed class SamplingRun : IDisposable
 
     public SamplingOptions Options { get; }
     public IReadOnlyList<long> Labels { get; }
-    /// <summary>Respaced index of the next step: S−1 down to 0; −1 when finished.</summary>
-    public int Index { get; private set; }
-    public int StepsDone => diffusion.NumTimesteps - 1 - Index;
-    public int TotalSteps => diffusion.NumTimesteps;
-    public bool Done => Index < 0;
-    public Tensor X => x;
-    /// <summary>(n, C, H, W) the model's prediction of x₀ made by the last <see cref="Advance"/>, when that call was
-    /// asked to keep it (for a preview); null otherwise. Owned by the run; the next <see cref="Advance"/> frees it.</summary>
+    /// <summary>DDPM/DDIM: respaced index of the next step, S−1 down to 0; −1 when finished. Solvers: steps left − 1.</summary>
+    public int Index => TotalSteps - 1 - StepsDone;
+    /// <summary>Model calls done (one per step for every sampler).</summary>
+    public int StepsDone { get; private set; }
+    public int TotalSteps { get; }
+    public bool Done => StepsDone >= TotalSteps;
+    /// <summary>(n, C, H, W) what the model sees at the next step; the sample once <see cref="Done"/>.</summary>
+    public Tensor X => solver?.X ?? x;
+    /// <summary>(n, C, H, W) the model's prediction of x₀ made by the last <see cref="Advance"/> (for the solvers, their
+    /// data prediction, thresholded when asked), when that call was asked to keep it (for a preview); null otherwise.
+    /// Owned by the run; the next <see cref="Advance"/> frees it.</summary>
     public Tensor? PredictedXStart => predXStart;
     public int Rows => Labels.Count;
 
-    public SamplingRun(GaussianDiffusion diffusion, DiTConfig config, IReadOnlyList<long> labels, SamplingOptions options, Device device)
+    /// <summary>The timestep the model sees at the next step, in model units (0–999; fractional for the solvers).</summary>
+    public double ModelTimestep => solver?.ModelTime ?? diffusion!.TimestepMap[Index];
+
+    /// <summary>The cfg scale of this run's rows in the next forward: 1 outside its guidance interval.</summary>
+    public double CfgScaleThisStep => Options.CfgScaleAt(ModelTimestep);
+
+    /// <summary>Rows this run adds to the next forward: one per image, two when guided at this step (the
+    /// unconditional copy). Changes from step to step with a guidance interval; read it before <see cref="Advance"/>.</summary>
+    public int RowsThisStep => Rows * (CfgScaleThisStep != 1.0 ? 2 : 1);
+
+    /// <summary>For diagnostics and tests: called with (step, x) whenever a step's x becomes final (1-based; UniPC
+    /// finishes a step when the next model call corrects it). The tensor belongs to the run: clone it to keep it.</summary>
+    public Action<int, Tensor>? OnStepFinished { get; set; }
+
+    /// <summary>A run with a ready-made respaced diffusion for DDPM/DDIM (ignored by the ODE solvers).</summary>
+    public SamplingRun(GaussianDiffusion? diffusion, DiTConfig config, IReadOnlyList<long> labels, SamplingOptions options, Device device)
     {
         if (labels.Count == 0) throw new ArgumentException("at least one label");
-        this.diffusion = diffusion;
+        options.Validate();
         Options = options;
         Labels = labels;
-        Index = diffusion.NumTimesteps - 1;
+        TotalSteps = options.Steps;
         shape = new long[] { labels.Count, config.InChannels, config.InputSize, config.InputSize };
         this.device = device;
         generator = new Generator((ulong)options.Seed);
         x = Draw().DetachFromDisposeScope(); // first draw: the initial latent x_T
+        if (options.IsSolver)
+        {
+            solver = new SolverRun(DiscreteVpSchedule.Linear1000, options.EffectiveSpacing, options.Steps, options.EffectiveOrder,
+                options.Sampler == SamplerKind.UniPc, options.EffectiveUniPcVariant, options.Thresholding, config.InChannels, x);
+        }
+        else
+        {
+            this.diffusion = diffusion ?? LatentSampler.DiffusionFor(config, options.Steps);
+            if (this.diffusion.NumTimesteps != options.Steps) throw new ArgumentException("the diffusion's step count differs from the options'");
+        }
     }
 
-    /// <summary>(n) original timesteps the model sees at this step.</summary>
-    public Tensor ModelTimesteps() => full(Rows, (long)diffusion.TimestepMap[Index], dtype: int64, device: x.device);
+    /// <summary>(n) float32 timesteps the model sees at this step: the original timestep for DDPM/DDIM (an integer,
+    /// which the DiT's embedder turns into float32 anyway), the fractional (t − 1/N)·1000 for the solvers.</summary>
+    public Tensor ModelTimesteps() => full(Rows, (float)ModelTimestep, dtype: float32, device: X.device);
 
     /// <summary>(n) labels on the latents' device.</summary>
-    public Tensor LabelTensor() => tensor(Labels.ToArray(), device: x.device);
+    public Tensor LabelTensor() => tensor(Labels.ToArray(), device: X.device);
 
     /// <summary>Takes the model output for this run's rows at the current step and moves x one step toward x₀.</summary>
     /// <param name="keepPredictedXStart">Keep this step's x̂₀ in <see cref="PredictedXStart"/>. The update computes it
@@ -56,19 +89,29 @@ public sealed class SamplingRun : IDisposable
     {
         if (Done) throw new InvalidOperationException("sampling already finished");
         using var scope = NewDisposeScope();
-        var t = full(Rows, (long)Index, dtype: int64, device: x.device);
-        var step = Options.Sampler switch
+        Tensor x0;
+        if (solver is not null)
         {
-            SamplerKind.Ddpm => diffusion.PSample(modelOutput, x, t, Draw()),
-            SamplerKind.Ddim => diffusion.DdimSample(modelOutput, x, t, Options.Eta, Options.Eta > 0 ? Draw() : null),
-            _ => throw new ArgumentOutOfRangeException(nameof(Options.Sampler)),
-        };
-        var old = x;
-        x = step.Sample.DetachFromDisposeScope();
-        old.Dispose();
+            x0 = solver.Advance(modelOutput, OnStepFinished);
+        }
+        else
+        {
+            var t = full(Rows, (long)Index, dtype: int64, device: x.device);
+            var step = Options.Sampler switch
+            {
+                SamplerKind.Ddpm => diffusion!.PSample(modelOutput, x, t, Draw()),
+                SamplerKind.Ddim => diffusion!.DdimSample(modelOutput, x, t, Options.Eta, Options.Eta > 0 ? Draw() : null),
+                _ => throw new ArgumentOutOfRangeException(nameof(Options.Sampler)),
+            };
+            var old = x;
+            x = step.Sample.DetachFromDisposeScope();
+            old.Dispose();
+            x0 = step.PredXStart;
+            OnStepFinished?.Invoke(StepsDone + 1, x);
+        }
         predXStart?.Dispose();
-        predXStart = keepPredictedXStart ? step.PredXStart.DetachFromDisposeScope() : null;
-        Index--;
+        predXStart = keepPredictedXStart ? x0.DetachFromDisposeScope() : null;
+        StepsDone++;
     }
 
     /// <summary>randn(n, C, H, W) on the CPU generator (the same numbers on every device), then moved.</summary>
@@ -81,7 +124,8 @@ public sealed class SamplingRun : IDisposable
 
     public void Dispose()
     {
-        x.Dispose();
+        if (solver is not null) solver.Dispose(); // owns the latents it was given
+        else x.Dispose();
         predXStart?.Dispose();
         generator.Dispose();
     }

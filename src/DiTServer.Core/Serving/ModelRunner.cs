@@ -24,7 +24,9 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     /// <summary>A new run: its generator draws the initial latent now, exactly as the sample verb's run does.</summary>
     public SamplingRun Start(GenerationParameters p)
     {
-        if (!diffusions.TryGetValue(p.Sampling.Steps, out var diffusion))
+        ImagePipeline.ValidateFor(model, p.Sampling);
+        GaussianDiffusion? diffusion = null; // the ODE solvers share one continuous-time schedule instead
+        if (!p.Sampling.IsSolver && !diffusions.TryGetValue(p.Sampling.Steps, out diffusion))
             diffusions[p.Sampling.Steps] = diffusion = LatentSampler.DiffusionFor(model.Config, p.Sampling.Steps);
         using var _ = inference_mode();
         return new SamplingRun(diffusion, model.Config, p.Labels.Select(l => (long)l).ToArray(), p.Sampling, model.Device);
@@ -84,7 +86,7 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         var x = runs.Count == 1 ? runs[0].X : cat(runs.Select(r => r.X).ToArray(), 0);            // (N, C, H, W)
         var t = cat(runs.Select(r => r.ModelTimesteps()).ToArray(), 0);                            // (N)
         var y = cat(runs.Select(r => r.LabelTensor()).ToArray(), 0);                               // (N)
-        var scales = runs.SelectMany(r => Enumerable.Repeat(r.Options.CfgScale, r.Rows)).ToArray();
+        var scales = runs.SelectMany(r => Enumerable.Repeat(r.CfgScaleThisStep, r.Rows)).ToArray();    // 1 outside a guidance interval
         var output = Denoiser.Forward(model.Model, x, t, y, scales, guidance);                     // (N, C_out, H, W)
         var slices = new Tensor[runs.Count];
         long offset = 0;

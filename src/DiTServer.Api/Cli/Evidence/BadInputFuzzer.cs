@@ -50,7 +50,8 @@ public sealed record RawCase(string Kind, string Path, byte[] Head, byte[] Body,
 }
 
 /// <summary>Seeded generator of malformed requests across every endpoint, and a runner that holds the server to its
-/// contract: every answer is 4xx problem+json (or 2xx when a case is valid by chance), never 5xx, never a hang.</summary>
+/// contract: every answer is 4xx problem+json (OpenAI's error object on the OpenAI-style routes), or 2xx when a case is
+/// valid by chance; never 5xx, never a hang.</summary>
 public static class BadInputFuzzer
 {
     private static readonly string[] Endpoints = ["/v1/images", "/v1/models", "/v1/classes", "/health/live", "/health/ready",
@@ -401,7 +402,13 @@ public static class BadInputFuzzer
                     else if (kestrel) { }
                     else if (status is >= 400 and < 500 && c.Method != HttpMethod.Head)
                     {
-                        if (type != "application/problem+json") problem = $"{status} with content type {type ?? "none"}";
+                        // The OpenAI-style routes answer in OpenAI's error dialect instead of problem+json.
+                        if (OpenAIRoute(c.Path))
+                        {
+                            if (type != "application/json") problem = $"{status} with content type {type ?? "none"} (OpenAI route)";
+                            else if (!IsOpenAIError(body)) problem = $"{status} with a body that is not OpenAI's error object";
+                        }
+                        else if (type != "application/problem+json") problem = $"{status} with content type {type ?? "none"}";
                         else if (!IsProblem(body, status)) problem = $"{status} with a body that is not a problem object";
                     }
                     else if (status is < 200 or >= 300 and < 400) problem = $"{status}";
@@ -424,6 +431,24 @@ public static class BadInputFuzzer
             finally { gate.Release(); }
         }));
         return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
+    }
+
+    private static bool OpenAIRoute(string path)
+    {
+        var route = path.Split('?')[0].TrimEnd('/');
+        return route.Equals("/v1/images/generations", StringComparison.OrdinalIgnoreCase)
+            || (route.StartsWith("/v1/models/", StringComparison.OrdinalIgnoreCase) && route.Length > "/v1/models/".Length);
+    }
+
+    private static bool IsOpenAIError(byte[] body)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var e)
+                && e.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String;
+        }
+        catch (JsonException) { return false; }
     }
 
     private static bool IsProblem(byte[] body, int status)

@@ -21,6 +21,7 @@ public static class LoadBenchmark
         var rates = new Option<string>("--rates") { Description = "Offered loads in requests/s", DefaultValueFactory = _ => "2,4,8" };
         var requests = new Option<int>("--requests") { Description = "Requests per rate and batching mode", DefaultValueFactory = _ => 60 };
         var steps = new Option<string>("--steps") { Description = "Step counts, drawn uniformly", DefaultValueFactory = _ => "4,20,100" };
+        var mix = new Option<string?>("--mix") { Description = "Sampler:steps pairs drawn uniformly instead of --steps, e.g. ddpm:50,dpmpp_2m:10" };
         var cfgs = new Option<string>("--cfg") { Description = "Guidance scales, drawn uniformly", DefaultValueFactory = _ => "1,4" };
         var maxRows = new Option<int>("--max-batch-rows") { DefaultValueFactory = _ => 32 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
@@ -28,10 +29,17 @@ public static class LoadBenchmark
         var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads of each engine" };
         var engines = new Option<int>("--engines") { Description = "Engines (model copies, worker threads) on --device sharing one queue, as DiT:Devices does", DefaultValueFactory = _ => 1 };
         var command = new Command("load", "Open-loop Poisson load: latency percentiles and throughput per offered rate, step vs request batching")
-        { rates, requests, steps, cfgs, maxRows, seed, csv, threads, engines };
+        { rates, requests, steps, mix, cfgs, maxRows, seed, csv, threads, engines };
         source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
+            // The lists first: a typo is a one-line usage error (exit 2) before any model is loaded.
+            var rateList = BenchCommand.ParseNumbers(parse.GetValue(rates)!, "--rates", 1e-9, 1e6);
+            var stepValues = BenchCommand.ParseNumbers(parse.GetValue(steps)!, "--steps", 1, 1000);
+            if (stepValues.Any(v => v != Math.Floor(v))) throw new UsageException("--steps takes whole numbers");
+            var kinds = parse.GetValue(mix) is { } m ? ParseMix(m) : stepValues.Select(v => (Sampler: SamplerKind.Ddpm, Steps: (int)v)).ToArray();
+            var stepList = kinds.Select(k => k.Steps).ToArray();
+            var cfgList = BenchCommand.ParseNumbers(parse.GetValue(cfgs)!, "--cfg", 1, 20);
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             if (parse.GetValue(engines) is < 1 or > 64) throw new UsageException("--engines must be in 1..64");
             using var loaded = source.Load(parse);
@@ -44,13 +52,12 @@ public static class LoadBenchmark
             }).ToList();
             using var _ = new DisposeAll(copies);
             var models = (IReadOnlyList<LoadedModel>)[loaded, .. copies];
-            var rateList = parse.GetValue(rates)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-            var stepList = parse.GetValue(steps)!.Split(',').Select(int.Parse).ToArray();
-            var cfgList = parse.GetValue(cfgs)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
             stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {models.Count} engine(s) × {parse.GetValue(threads)?.ToString(CultureInfo.InvariantCulture) ?? "default"} threads, {n} requests per point, steps {string.Join('/', stepList)}, " +
-                $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
-            var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load";
+                $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, samplers {string.Join('/', kinds.Select(k => $"{k.Sampler.Name()}:{k.Steps}"))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
+            // cpu_s: this process's CPU time over the point. On a shared machine wall-clock throughput depends on the neighbours;
+            // CPU seconds per request (the service demand) hardly does, so capacity planning (docs/scaling.md) starts from it.
+            var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load,cpu_s";
             stdout.WriteLine(header.Replace(',', '\t'));
             var lines = new List<string> { header };
             foreach (var rate in rateList)
@@ -61,17 +68,20 @@ public static class LoadBenchmark
                 var work = Enumerable.Range(0, n).Select(i =>
                 {
                     at += -Math.Log(1 - rng.NextDouble()) / rate;
-                    var options = new SamplingOptions { Steps = stepList[rng.Next(stepList.Length)], CfgScale = cfgList[rng.Next(cfgList.Length)], Seed = i };
+                    var kind = kinds[rng.Next(kinds.Length)];
+                    var options = new SamplingOptions { Sampler = kind.Sampler, Steps = kind.Steps, CfgScale = cfgList[rng.Next(cfgList.Length)], Seed = i };
                     return (At: at, Parameters: new GenerationParameters(i % loaded.Config.NumClasses, 1, options));
                 }).ToList();
                 var per = new Dictionary<BatchingMode, double>();
                 foreach (var mode in new[] { BatchingMode.Step, BatchingMode.Request })
                 {
+                    var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
                     var (latencies, wall) = await Run(models, mode, rows, work, parse.GetValue(threads), ct);
+                    var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
                     var all = latencies.Select(l => l.TotalMilliseconds).ToList();
                     var shorts = latencies.Where((_, i) => work[i].Parameters.Sampling.Steps == stepList.Min()).Select(l => l.TotalMilliseconds).ToList();
                     var line = string.Create(CultureInfo.InvariantCulture,
-                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()}");
+                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()},{cpu.TotalSeconds:F1}");
                     per[mode] = P(all, 50);
                     lines.Add(line);
                     stdout.WriteLine(line.Replace(',', '\t'));
@@ -116,6 +126,17 @@ public static class LoadBenchmark
         await loop;
         return (results.Select(r => r.Total).ToArray(), wall);
     }
+
+    /// <summary>"ddpm:50,dpmpp_2m:10" → (sampler, steps) pairs, each checked as a request would be.</summary>
+    private static (SamplerKind Sampler, int Steps)[] ParseMix(string text) => text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(part =>
+    {
+        var pieces = part.Split(':');
+        if (pieces.Length != 2 || !int.TryParse(pieces[1], NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            throw new UsageException($"--mix takes sampler:steps pairs such as ddpm:50,dpmpp_2m:10, not '{part}'");
+        var kind = SampleCommand.ParseSampler(pieces[0]);
+        SampleCommand.ValidateOptions(new SamplingOptions { Sampler = kind, Steps = n });
+        return (kind, n);
+    }).ToArray() is { Length: > 0 } pairs ? pairs : throw new UsageException("--mix is empty");
 
     /// <summary>Nearest-rank percentile.</summary>
     private static double P(List<double> values, int percentile)

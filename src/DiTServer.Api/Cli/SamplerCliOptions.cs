@@ -1,0 +1,65 @@
+using System.CommandLine;
+using System.Globalization;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Sampling.Solvers;
+
+namespace DiTServer.Api.Cli;
+
+/// <summary>The sampler flags shared by <c>sample</c>, <c>eval</c> and <c>bench generate</c>: one definition, so each
+/// verb accepts and refuses the same things as <c>POST /v1/images</c> (bad input: one line, exit 2).</summary>
+internal sealed class SamplerCliOptions
+{
+    public Option<string> Sampler { get; }
+    public Option<int?> Steps { get; } = new("--steps") { Description = "Sampling steps = model calls (default per sampler: ddpm/ddim 50, dpmpp_2m/dpmpp_3m/unipc 20)" };
+    public Option<string?> Spacing { get; } = new("--spacing") { Description = "ODE solvers only: time_uniform (default), logsnr or time_quadratic" };
+    public Option<int?> Order { get; } = new("--order") { Description = "unipc only: 1, 2 (default) or 3" };
+    public Option<string?> Variant { get; } = new("--unipc-variant") { Description = "unipc only: bh1 or bh2 (default)" };
+    public Option<string?> Interval { get; } = new("--guidance-interval") { Description = "Guide only for model timesteps lo..hi, as lo,hi (0 ≤ lo < hi ≤ 1000); default always" };
+    public Option<bool> Thresholding { get; } = new("--thresholding") { Description = "ODE solvers on pixel-space models: dynamic thresholding of x0 (ratio 0.995, max 1)" };
+
+    public SamplerCliOptions(string defaultSampler)
+    {
+        Sampler = new Option<string>("--sampler")
+        {
+            Description = $"{SamplerNames.Alternatives(SamplerNames.Samplers.Keys)}",
+            DefaultValueFactory = _ => defaultSampler,
+        };
+    }
+
+    public IEnumerable<Option> All => [Sampler, Steps, Spacing, Order, Variant, Interval, Thresholding];
+
+    /// <summary>The options these flags give, checked by <see cref="SamplingOptions.Validate"/>.</summary>
+    /// <exception cref="UsageException">An unknown name, a malformed interval or a broken rule.</exception>
+    public SamplingOptions Read(ParseResult parse, SamplingOptions rest)
+    {
+        var sampler = SampleCommand.ParseSampler(parse.GetValue(Sampler)!);
+        var options = rest with
+        {
+            Sampler = sampler,
+            Steps = parse.GetValue(Steps) ?? SamplerDefaults.Steps(sampler),
+            Spacing = parse.GetValue(Spacing) is { } s ? Lookup(SamplerNames.Spacings, s, "spacing") : null,
+            Order = parse.GetValue(Order),
+            UniPcVariant = parse.GetValue(Variant) is { } v ? Lookup(SamplerNames.Variants, v, "unipc variant") : (UniPcVariant?)null,
+            GuidanceInterval = parse.GetValue(Interval) is { } i ? ParseInterval(i) : null,
+            Thresholding = parse.GetValue(Thresholding),
+        };
+        SampleCommand.ValidateOptions(options);
+        return options;
+    }
+
+    private static T Lookup<T>(IReadOnlyDictionary<string, T> names, string value, string what) =>
+        names.TryGetValue(value.Trim(), out var found) ? found
+            : throw new UsageException($"unknown {what} '{value}'; use {SamplerNames.Alternatives(names.Keys)}");
+
+    /// <summary>"lo,hi" → the interval; the range rules are <see cref="SamplingOptions.Validate"/>'s.</summary>
+    internal static GuidanceInterval ParseInterval(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        if (parts.Length == 2
+            && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var lo)
+            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var hi)
+            && double.IsFinite(lo) && double.IsFinite(hi))
+            return new GuidanceInterval(lo, hi);
+        throw new UsageException($"--guidance-interval must be lo,hi with 0 ≤ lo < hi ≤ 1000 (model timesteps), not '{text}'");
+    }
+}

@@ -1,0 +1,38 @@
+namespace DiTServer.Core.Sampling.Solvers;
+
+/// <summary>How an ODE solver places its steps in time: the authors' <c>skip_type</c>.</summary>
+public enum StepSpacing
+{
+    /// <summary>Uniform in t (the authors' recommendation for high-resolution images).</summary>
+    TimeUniform,
+    /// <summary>Uniform in the half-logSNR λ (recommended by the authors for low-resolution images).</summary>
+    LogSnr,
+    /// <summary>Uniform in √t (DDIM's quadratic spacing).</summary>
+    TimeQuadratic,
+}
+
+/// <summary>The solver's time grid (<c>get_time_steps</c> in dpm_solver_pytorch.py and uni_pc.py).</summary>
+public static class SolverTimesteps
+{
+    /// <returns>steps + 1 times from T down to 1/N, float32.</returns>
+    public static float[] Create(DiscreteVpSchedule schedule, StepSpacing spacing, int steps)
+    {
+        if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, "at least one step");
+        // t_T and t_0 are Python floats (1.0 and 1/N); torch.linspace takes them as they are.
+        double tT = 1.0, t0 = 1.0 / schedule.TotalN;
+        switch (spacing)
+        {
+            case StepSpacing.TimeUniform:
+                return Linspace.Float32(tT, t0, steps + 1);
+            case StepSpacing.TimeQuadratic:
+                // linspace(t_T^½, t_0^½, N+1).pow(2): squaring a float32 is one rounded multiply.
+                return Linspace.Float32(Math.Pow(tT, 0.5), Math.Pow(t0, 0.5), steps + 1).Select(v => v * v).ToArray();
+            case StepSpacing.LogSnr:
+                // λ at torch.tensor(t) (float32), then .item() (exact in double), linspace in λ, inverse_lambda.
+                double lambdaT = schedule.Lambda((float)tT), lambda0 = schedule.Lambda((float)t0);
+                return Linspace.Float32(lambdaT, lambda0, steps + 1).Select(schedule.InverseLambda).ToArray();
+            default:
+                throw new ArgumentOutOfRangeException(nameof(spacing), spacing, null);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Diffusion;
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Sampling.Solvers;
+using DiTServer.Tests.Shared;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Tests;
+
+/// <summary>The solvers' continuous-time schedule, time grids and dynamic thresholding, checked against their
+/// definitions (the end-to-end parity with the authors' code is in <see cref="SolverParityTests"/>).</summary>
+public class SolverScheduleTests
+{
+    private static readonly DiscreteVpSchedule Ns = DiscreteVpSchedule.Linear1000;
+
+    [Fact]
+    public void Log_alpha_is_the_official_cumulative_product_at_the_keypoints_and_the_model_time_is_fractional()
+    {
+        var ac = GaussianDiffusion.Create().AlphasCumprod;
+        foreach (int i in new[] { 0, 1, 250, 998, 999 })
+        {
+            float t = (i + 1) / 1000f;
+            Assert.Equal(0.5 * Math.Log(ac[i]), Ns.LogAlpha(t), 5e-6);
+        }
+        Assert.Equal(1000, Ns.TotalN);
+        Assert.Equal(999f, Ns.ModelInputTime(1f));
+        Assert.Equal(0f, Ns.ModelInputTime(Ns.TimeMin));
+        Assert.Equal(499.5f, Ns.ModelInputTime(0.5005f), 2e-3);
+    }
+
+    [Theory]
+    [InlineData(0.001f)]
+    [InlineData(0.0137f)]
+    [InlineData(0.3f)]
+    [InlineData(0.77f)]
+    [InlineData(1f)]
+    public void Inverse_lambda_undoes_lambda(float t)
+    {
+        Assert.Equal(t, Ns.InverseLambda(Ns.Lambda(t)), 2e-4 * Math.Max(t, 0.01));
+        Assert.True(Ns.Lambda(t - 0.0005f) > Ns.Lambda(t), "λ decreases with t");
+    }
+
+    [Fact]
+    public void Time_grids_run_from_T_to_one_over_N_with_their_spacing()
+    {
+        foreach (var spacing in Enum.GetValues<StepSpacing>())
+        {
+            var grid = SolverTimesteps.Create(Ns, spacing, 12);
+            Assert.Equal(13, grid.Length);
+            Assert.Equal(1f, grid[0], 1e-5);
+            Assert.Equal(0.001f, grid[^1], 1e-6);
+            Assert.True(grid.Zip(grid.Skip(1)).All(p => p.First > p.Second), $"{spacing}: decreasing");
+        }
+        var uniform = SolverTimesteps.Create(Ns, StepSpacing.TimeUniform, 10);
+        Assert.Equal(0.9001f, uniform[1], 1e-6);
+        var quadratic = SolverTimesteps.Create(Ns, StepSpacing.TimeQuadratic, 10);
+        var roots = quadratic.Select(MathF.Sqrt).ToArray();
+        Assert.True(roots.Zip(roots.Skip(1)).Select(p => p.First - p.Second).All(d => Math.Abs(d - (roots[0] - roots[1])) < 1e-5), "uniform in √t");
+        var logSnr = SolverTimesteps.Create(Ns, StepSpacing.LogSnr, 10).Select(Ns.Lambda).ToArray();
+        var gaps = logSnr.Zip(logSnr.Skip(1)).Select(p => p.Second - p.First).ToArray();
+        Assert.True(gaps.All(g => Math.Abs(g - gaps[0]) < 1e-3 * Math.Abs(gaps[0])), "uniform in λ: " + string.Join(", ", gaps));
+    }
+
+    [Fact]
+    public void Dynamic_thresholding_clips_each_sample_at_its_quantile_and_leaves_small_ones_alone()
+    {
+        using var scope = NewDisposeScope();
+        var small = linspace(-0.9, 0.9, 400).reshape(1, 1, 20, 20);
+        var large = (linspace(-3, 3, 400) * 1).reshape(1, 1, 20, 20);
+        var x0 = cat(new[] { small, large }, 0);
+        var result = DynamicThresholding.Apply(x0);
+        Assert.Equal(0f, (result[0] - small[0]).abs().max().item<float>());
+        // s = the 0.995-quantile of |x0| (linear interpolation, as torch.quantile), then clamp(x0, −s, s)/s.
+        var sorted = large.abs().flatten().sort().Values.data<float>().ToArray();
+        double pos = 0.995 * (sorted.Length - 1);
+        double s = sorted[(int)pos] + (pos - (int)pos) * (sorted[(int)pos + 1] - sorted[(int)pos]);
+        var expected = large.clamp(-s, s) / s;
+        Assert.True((result[1] - expected[0]).abs().max().item<float>() < 1e-6);
+        Assert.Equal(1f, result[1].abs().max().item<float>(), 1e-6);
+    }
+
+    [Fact]
+    public void Thresholding_keeps_every_x0_prediction_of_a_pixel_model_in_range()
+    {
+        var dir = Directory.CreateTempSubdirectory("dit-threshold-").FullName;
+        try
+        {
+            RandomModel.Write(dir, new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 3 },
+                ["a", "b", "c"], std: 0.5);
+            using var loaded = LoadedModel.Load(dir);
+            var options = new SamplingOptions { Sampler = SamplerKind.DpmPP3M, Steps = 6, CfgScale = 3, Seed = 4, Thresholding = true };
+            ImagePipeline.ValidateFor(loaded, options);
+            using var run = new SamplingRun(null, loaded.Config, [0, 2], options, loaded.Device);
+            using var _ = inference_mode();
+            while (!run.Done)
+            {
+                using var scope = NewDisposeScope();
+                var output = Denoiser.Forward(loaded.Model, run.X, run.ModelTimesteps(), run.LabelTensor(), [3.0, 3.0], options.Guidance);
+                run.Advance(output, keepPredictedXStart: true);
+                Assert.True(run.PredictedXStart!.abs().max().item<float>() <= 1f + 1e-6f);
+            }
+            Assert.Equal("true", MetadataOf(loaded, options)["thresholding"]);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Thresholding_is_refused_for_a_latent_model()
+    {
+        using var loaded = LoadedModel.Load(Fixtures.PathOf("dit-tiny"));
+        var e = Assert.Throws<ArgumentException>(() => ImagePipeline.ValidateFor(loaded, new SamplingOptions { Sampler = SamplerKind.UniPc, Thresholding = true }));
+        Assert.Equal("thresholding", e.ParamName);
+    }
+
+    private static Dictionary<string, string> MetadataOf(LoadedModel loaded, SamplingOptions options) =>
+        ImagePipeline.Metadata(loaded, [1], 0, options).ToDictionary(kv => kv.Key, kv => kv.Value);
+}

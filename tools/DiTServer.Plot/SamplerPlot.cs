@@ -1,0 +1,52 @@
+using System.Globalization;
+
+/// <summary>docs/samplers.csv → one PNG with two panels side by side: FID (lower is better) and classifier accuracy on
+/// generated samples (higher is better) against model calls per image, one line per sampler family.</summary>
+internal static class SamplerPlot
+{
+    public static int Write(string csvPath, string pngPath)
+    {
+        var lines = File.ReadAllLines(csvPath).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
+        var header = lines[0].Split(',').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => p.i);
+        var rows = lines.Skip(1).Select(l => l.Split(',')).ToList();
+        double D(string[] r, string column) => double.Parse(r[header[column]], CultureInfo.InvariantCulture);
+        string S(string[] r, string column) => r[header[column]];
+        // Extras (guidance interval, thresholding) are single points of their own.
+        string Series(string[] r) => S(r, "extra") is { Length: > 0 } extra ? $"{S(r, "sampler")} {S(r, "spacing")} + {extra}"
+            : S(r, "spacing") is { Length: > 0 } spacing ? $"{S(r, "sampler")} {spacing}" : S(r, "sampler");
+
+        var panels = new[] { ("fid", "FID on CNN features (lower is better)"), ("accuracy", "classifier accuracy on samples (higher is better)") };
+        var plots = new List<ScottPlot.Plot>();
+        foreach (var (column, label) in panels)
+        {
+            var plot = new ScottPlot.Plot();
+            foreach (var group in rows.GroupBy(Series))
+            {
+                var points = group.OrderBy(r => D(r, "model_calls")).ToList();
+                // log10 of the calls, labelled with the calls themselves below: 5 and 250 calls on one readable axis.
+                var scatter = plot.Add.Scatter(points.Select(r => Math.Log10(D(r, "model_calls"))).ToArray(), points.Select(r => D(r, column)).ToArray());
+                scatter.LegendText = group.Key;
+                scatter.LineWidth = 2;
+                scatter.MarkerSize = 7;
+            }
+            plot.Axes.Bottom.Label.Text = "model calls per image (steps; log scale)";
+            plot.Axes.Left.Label.Text = label;
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+                new double[] { 5, 8, 10, 15, 20, 50, 250 }.Select(v => Math.Log10(v)).ToArray(), ["5", "8", "10", "15", "20", "50", "250"]);
+            plot.ShowLegend(column == "fid" ? ScottPlot.Alignment.UpperRight : ScottPlot.Alignment.LowerRight);
+            plots.Add(plot);
+        }
+        const int w = 760, h = 560;
+        using var surface = SkiaSharp.SKSurface.Create(new SkiaSharp.SKImageInfo(2 * w, h));
+        for (int i = 0; i < plots.Count; i++)
+        {
+            using var image = SkiaSharp.SKImage.FromEncodedData(plots[i].GetImageBytes(w, h, ScottPlot.ImageFormat.Png));
+            surface.Canvas.DrawImage(image, i * w, 0);
+        }
+        using var snapshot = surface.Snapshot();
+        using var data = snapshot.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+        File.WriteAllBytes(pngPath, data.ToArray());
+        Console.WriteLine($"wrote {pngPath}");
+        return 0;
+    }
+}

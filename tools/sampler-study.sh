@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The sampler study of docs/samplers.md: the demo model scored by `eval` (same seeds, cfg 4) for each sampler setting.
+# Usage: tools/sampler-study.sh run <out-dir> [per-class] [setting…]   (one eval per setting; logs in out-dir)
+#        tools/sampler-study.sh csv <out-dir>                          (the table of every finished log, as CSV)
+# A setting is name|eval flags, e.g. 'dpmpp2m-tu-10|--sampler dpmpp_2m --steps 10'. Without settings: the issue's list.
+# Build first: dotnet build src/DiTServer.Api -c Release (the script copies the binaries so rebuilding does not
+# disturb a running study).
+set -euo pipefail
+mode=${1:?usage: tools/sampler-study.sh run|csv <out-dir> …}
+out=${2:?usage: tools/sampler-study.sh run|csv <out-dir> …}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$mode" = csv ]; then
+  echo "setting,sampler,spacing,steps,model_calls,extra,per_class,accuracy,ratio,fid,fid_floor,generate_s,images_per_s,finished_utc"
+  for log in "$out"/*.log; do
+    grep -q '^# exit 0' "$log" || continue
+    name=$(basename "$log" .log)
+    awk -v name="$name" -F'|' '
+      /^model / {
+        line = $0
+        sampler = line; sub(/^model [^:]*: /, "", sampler); sub(/ .*/, "", sampler)
+        spacing = ""; if (match(line, /(time_uniform|logsnr|time_quadratic)/)) spacing = substr(line, RSTART, RLENGTH)
+        match(line, /[0-9]+ steps/); steps = substr(line, RSTART, RLENGTH - 6)
+        match(line, /[0-9]+ samples per class/); per = substr(line, RSTART, RLENGTH - 18)
+        match(line, /\([0-9]+ s to generate/); secs = substr(line, RSTART + 1, RLENGTH - 14)
+        match(line, /[0-9.]+ images\/s/); ips = substr(line, RSTART, RLENGTH - 9)
+        extra = ""
+        if (match(line, /guidance interval \[[0-9., ]+\]/)) { extra = substr(line, RSTART + 18, RLENGTH - 18); gsub(/[\[\] ]/, "", extra); sub(/,/, "-", extra); extra = "interval " extra }
+        if (line ~ /dynamic thresholding/) extra = (extra == "" ? "" : extra " + ") "thresholding"
+      }
+      /classifier accuracy, generated/ { gsub(/ /, "", $3); acc = $3 }
+      /generated \/ real/ { gsub(/ /, "", $3); ratio = $3 }
+      /FID \(CNN features\), generated vs test/ { gsub(/ /, "", $3); fid = $3 }
+      /real train images vs test/ { gsub(/ /, "", $3); floor = $3 }
+      /^# exit 0 finished:/ { fin = $0; sub(/^# exit 0 finished: /, "", fin); sub(/ UTC$/, "", fin) }
+      END { printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", name, sampler, spacing, steps, steps, extra, per, acc, ratio, fid, floor, secs, ips, fin }
+    ' "$log"
+  done
+  exit 0
+fi
+
+per=${3:-100}
+shift 3 || true
+settings=("$@")
+if [ ${#settings[@]} -eq 0 ]; then
+  settings=("ddpm-250|--sampler ddpm --steps 250" "ddpm-50|--sampler ddpm --steps 50" "ddim-50|--sampler ddim --steps 50" "ddim-10|--sampler ddim --steps 10")
+  for n in 5 8 10 15 20; do
+    settings+=("dpmpp2m-tu-$n|--sampler dpmpp_2m --steps $n" "dpmpp2m-logsnr-$n|--sampler dpmpp_2m --steps $n --spacing logsnr")
+  done
+  for n in 5 8 10 15; do settings+=("unipc-$n|--sampler unipc --steps $n"); done
+fi
+bin=$(mktemp -d)
+cp -r "$repo/src/DiTServer.Api/bin/Release/net10.0/linux-x64/." "$bin/"
+mkdir -p "$out"
+cd "$repo"
+for spec in "${settings[@]}"; do
+  name=${spec%%|*}; flags=${spec#*|}
+  args="--model models/dit-fashion-mnist --data /usr/share/datasets/fashion-mnist --classifier eval/fashion-mnist-cnn.safetensors --per-class $per --cfg 4 --seed 0 --threads 1 $flags"
+  { echo "# command: dotnet run --project src/DiTServer.Api -c Release -- eval $args"; echo "# started: $(date -u '+%Y-%m-%d %H:%M:%S') UTC"; } > "$out/$name.log"
+  # shellcheck disable=SC2086
+  code=0; "$bin/DiTServer.Api" eval $args >> "$out/$name.log" 2> "$out/$name.err" || code=$?
+  echo "# exit $code finished: $(date -u '+%Y-%m-%d %H:%M:%S') UTC" >> "$out/$name.log"
+done
+rm -rf "$bin"
