@@ -37,6 +37,7 @@ public static class OpenAIErrors
     /// follow OpenAI's names where one fits (<c>invalid_request_error</c>, <c>server_error</c>, <c>model_not_found</c>).</summary>
     public static OpenAIErrorResponse From(ProblemDetails problem, int status)
     {
+        DiTServer.Api.Http.ClientFaults.Cap(problem); // the message joins every field's errors: bounded like problem+json
         string? param = null;
         string message = problem.Detail ?? problem.Title ?? "error";
         if (problem is HttpValidationProblemDetails { Errors.Count: > 0 } validation)
