@@ -12,9 +12,11 @@ namespace DiTServer.Api.Endpoints;
 public static class ImageResults
 {
     /// <summary>Every image as its own PNG in JSON (<c>Accept: application/json</c>).</summary>
-    public static Ok<ImagesResponse> Json(LoadedModel model, IReadOnlyList<GeneratedImage> images) =>
+    /// <param name="batchSize">Images the request made (what reproduces one of them), which is more than
+    /// <paramref name="images"/> when one was picked with <c>?index=</c>; default: all of them are here.</param>
+    public static Ok<ImagesResponse> Json(LoadedModel model, IReadOnlyList<GeneratedImage> images, int? batchSize = null) =>
         TypedResults.Ok(new ImagesResponse(model.Name,
-            images.Select(i => new ImageItem(i.Index, i.Seed, images.Count, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
+            images.Select(i => new ImageItem(i.Index, i.Seed, batchSize ?? images.Count, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
 
     /// <summary>One PNG, or a grid of several; the same bytes for the same images on every endpoint.</summary>
     public static async Task<FileContentHttpResult> Png(LoadedModel model, GenerationParameters parameters, IReadOnlyList<GeneratedImage> images)

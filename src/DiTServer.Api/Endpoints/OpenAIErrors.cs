@@ -12,9 +12,6 @@ namespace DiTServer.Api.Endpoints;
 /// code page), so one definition of each error serves both dialects.</remarks>
 public static class OpenAIErrors
 {
-    /// <summary>Longest <c>message</c> written; the rest is cut with a note of how much.</summary>
-    public const int MaxMessageLength = 4000;
-
     /// <summary>Marks an endpoint whose errors are written in OpenAI's dialect.</summary>
     public sealed class Dialect;
 
@@ -40,8 +37,7 @@ public static class OpenAIErrors
     /// follow OpenAI's names where one fits (<c>invalid_request_error</c>, <c>server_error</c>, <c>model_not_found</c>).</summary>
     public static OpenAIErrorResponse From(ProblemDetails problem, int status)
     {
-        // The same size cap as every problem answer (problem-details customisation, which this dialect bypasses).
-        Http.ClientFaults.Cap(problem);
+        DiTServer.Api.Http.ClientFaults.Cap(problem); // the message joins every field's errors: bounded like problem+json
         string? param = null;
         string message = problem.Detail ?? problem.Title ?? "error";
         if (problem is HttpValidationProblemDetails { Errors.Count: > 0 } validation)
@@ -52,8 +48,6 @@ public static class OpenAIErrors
             message = string.Join("; ", validation.Errors.SelectMany(e => e.Value));
         }
         else if (problem.Extensions.TryGetValue("param", out var p) && p is string named) param = named;
-        // Bounded like the problem bodies: a request with hundreds of bad fields must not buy a huge answer.
-        if (message.Length > MaxMessageLength) message = message[..MaxMessageLength] + $"… ({message.Length - MaxMessageLength} more characters)";
         string? code = problem.Extensions.TryGetValue("code", out var c) && c is string given ? given : CodeOf(status, param);
         string type = status switch
         {

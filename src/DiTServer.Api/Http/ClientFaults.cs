@@ -69,6 +69,7 @@ public static class ClientFaults
     {
         if (problem.Detail is { Length: > MaxDetailChars } detail) problem.Detail = detail[..MaxDetailChars] + "…";
         if (problem is not HttpValidationProblemDetails validation || validation.Errors.Count == 0) return;
+        if (validation.Errors.ContainsKey("…")) return; // capped already (the OpenAI dialect caps again on its way out)
         var all = validation.Errors.ToList();
         validation.Errors.Clear();
         foreach (var (field, messages) in all.Take(MaxErrorFields))

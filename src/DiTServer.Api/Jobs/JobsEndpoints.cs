@@ -178,7 +178,7 @@ public static class JobsEndpoints
                 return ImageBody.Invalid(new() { ["index"] = [$"index must be in 0..{images.Count - 1} (this job made {images.Count} image(s)), got {i}"] });
             images = [images[i]];
         }
-        if (json) return ImageResults.Json(model, images);
+        if (json) return ImageResults.Json(model, images, result.Images.Count);
         return await ImageResults.Png(model, job.Parameters, images);
     }
 

@@ -282,7 +282,7 @@ public static class BadInputFuzzer
             await gate.WaitAsync();
             try
             {
-                var (status, type, bodyLength, error) = await SendRawAsync(address, c, timeout);
+                var (status, type, body, error) = await SendRawAsync(address, c, timeout);
                 string? problem = error;
                 if (c.Abandon) { }
                 else if (problem is null)
@@ -290,10 +290,8 @@ public static class BadInputFuzzer
                     if (status >= 500) problem = $"{status}";
                     else if (status is < 400 or >= 500) problem = $"{status} (expected 4xx)";
                     else if (c.Expected is int expected && status != expected) problem = $"{status} (expected {expected})";
-                    else if (type is null && bodyLength == 0 && status == 400) Interlocked.Increment(ref protocol);
-                    // The OpenAI-style routes answer in OpenAI's error dialect (application/json) instead of problem+json.
-                    else if (type != (OpenAIRoute(c.Path) ? "application/json" : "application/problem+json"))
-                        problem = $"{status} with content type {type ?? "none"}";
+                    else if (type is null && body.Length == 0 && status == 400) Interlocked.Increment(ref protocol);
+                    else if (!IsErrorBody(c.Path, status, type, body)) problem = $"{status} with content type {type ?? "none"}, not the route's error body: {body[..Math.Min(body.Length, 80)]}";
                 }
                 lock (failures)
                 {
@@ -313,8 +311,18 @@ public static class BadInputFuzzer
         return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
     }
 
-    /// <summary>Writes one raw case and reads the answer's status line, content type and body length (0 status: none).</summary>
-    public static async Task<(int Status, string? ContentType, int BodyLength, string? Error)> SendRawAsync(Uri address, RawCase c, TimeSpan timeout)
+    /// <summary>True when <paramref name="body"/> is the error body <paramref name="path"/> speaks: OpenAI's error object on
+    /// the OpenAI-style routes, problem+json with the same status everywhere else.</summary>
+    public static bool IsErrorBody(string path, int status, string? contentType, string body)
+    {
+        var bytes = Encoding.UTF8.GetBytes(body);
+        return OpenAIRoute(path)
+            ? contentType == "application/json" && IsOpenAIError(bytes)
+            : contentType == "application/problem+json" && IsProblem(bytes, status);
+    }
+
+    /// <summary>Writes one raw case and reads the answer's status line, content type and body (0 status: none).</summary>
+    public static async Task<(int Status, string? ContentType, string Body, string? Error)> SendRawAsync(Uri address, RawCase c, TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -328,7 +336,7 @@ public static class BadInputFuzzer
             {
                 await Task.Delay(100, cts.Token); // the server is reading the body by now
                 socket.Close();
-                return (-1, null, 0, null);
+                return (-1, null, "", null);
             }
             var received = new MemoryStream();
             var buffer = new byte[16384];
@@ -343,16 +351,36 @@ public static class BadInputFuzzer
             }
             var text = Encoding.Latin1.GetString(received.GetBuffer(), 0, (int)received.Length);
             if (!text.StartsWith("HTTP/1.1 ", StringComparison.Ordinal) || text.Length < 12)
-                return (0, null, 0, received.Length == 0 ? "connection closed without an answer" : $"not an HTTP answer: {text[..Math.Min(40, text.Length)]}");
+                return (0, null, "", received.Length == 0 ? "connection closed without an answer" : $"not an HTTP answer: {text[..Math.Min(40, text.Length)]}");
             int status = int.Parse(text.AsSpan(9, 3), System.Globalization.CultureInfo.InvariantCulture);
             int split = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
             var headers = split < 0 ? text : text[..split];
             string? type = headers.Split("\r\n").Where(h => h.StartsWith("Content-Type:", StringComparison.OrdinalIgnoreCase))
                 .Select(h => h[13..].Split(';')[0].Trim()).FirstOrDefault();
-            return (status, type, split < 0 ? 0 : text.Length - split - 4, null);
+            var body = split < 0 ? "" : text[(split + 4)..];
+            if (headers.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase)) body = Dechunk(body);
+            // The text was read as Latin-1 to find the framing; the body is UTF-8.
+            return (status, type, Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(body)), null);
         }
-        catch (OperationCanceledException) { return (0, null, 0, $"no answer within {timeout.TotalSeconds:F0} s"); }
-        catch (SocketException e) { return (0, null, 0, $"connection failed: {e.Message}"); }
+        catch (OperationCanceledException) { return (0, null, "", $"no answer within {timeout.TotalSeconds:F0} s"); }
+        catch (SocketException e) { return (0, null, "", $"connection failed: {e.Message}"); }
+    }
+
+    /// <summary>The payload of a chunked answer (hex size line, data, CRLF, … 0).</summary>
+    private static string Dechunk(string chunked)
+    {
+        var payload = new StringBuilder();
+        int at = 0;
+        while (at < chunked.Length)
+        {
+            int eol = chunked.IndexOf("\r\n", at, StringComparison.Ordinal);
+            if (eol < 0) break;
+            int size = Convert.ToInt32(chunked[at..eol].Split(';')[0].Trim(), 16);
+            if (size == 0) break;
+            payload.Append(chunked, eol + 2, Math.Min(size, chunked.Length - eol - 2));
+            at = eol + 2 + size + 2;
+        }
+        return payload.ToString();
     }
 
     /// <summary>True once the head and a Content-Length body (or a chunked body's last chunk) are in.</summary>
