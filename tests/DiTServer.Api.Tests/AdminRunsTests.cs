@@ -13,21 +13,8 @@ namespace DiTServer.Api.Tests;
 /// <summary>Admin runs across restarts (listed with their checkpoint step, resumable through the API), activation of a
 /// damaged or missing checkpoint (409/422, the old weights keep serving), no live tensors left by activations, and
 /// model or batch sizes refused before anything is allocated.</summary>
-public class AdminRunsTests : IDisposable
+public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
 {
-    private const string Key = "test-admin-key";
-    private readonly string root = Directory.CreateTempSubdirectory("dit-admin-runs-").FullName;
-    private string DataRoot => Path.Combine(root, "data");
-    private string OutputRoot => Path.Combine(root, "runs");
-
-    public AdminRunsTests()
-    {
-        SyntheticIdx.Write(Path.Combine(DataRoot, "bands"), count: 64, side: 8, classes: 2);
-        Directory.CreateDirectory(OutputRoot);
-    }
-
-    public void Dispose() => Directory.Delete(root, true);
-
     private ServerFactory Server(string? model = null, params (string, string)[] more) => new(
         [("Training:DataRoot", DataRoot), ("Training:OutputRoot", OutputRoot), ("Serving:WarmUp", "false"),
          ("Admin:ApiKeySha256", AdminKey.HashOf(Key)), .. model is null ? Array.Empty<(string, string)>() : [("DiT:Model", model)], .. more]);
@@ -113,7 +100,7 @@ public class AdminRunsTests : IDisposable
     /// <summary>A served 1-channel 8×8 model and a finished fine-tuning job of it (same architecture).</summary>
     private async Task<(ServerFactory Server, HttpClient Client, string Job)> ServedAndTuned()
     {
-        string modelDir = Path.Combine(root, "served");
+        string modelDir = Path.Combine(Root, "served");
         RandomModel.Write(modelDir, new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 },
             ["top", "bottom"]);
         var server = Server(modelDir);

@@ -12,21 +12,8 @@ using static TorchSharp.torch;
 namespace DiTServer.Api.Tests;
 
 /// <summary>The admin training API: auth, path confinement, one job per device, and hot activation under load.</summary>
-public class AdminTrainingTests : IDisposable
+public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
 {
-    private const string Key = "test-admin-key";
-    private readonly string root = Directory.CreateTempSubdirectory("dit-admin-").FullName;
-    private string DataRoot => Path.Combine(root, "data");
-    private string OutputRoot => Path.Combine(root, "runs");
-
-    public AdminTrainingTests()
-    {
-        SyntheticIdx.Write(Path.Combine(DataRoot, "bands"), count: 64, side: 8, classes: 2);
-        Directory.CreateDirectory(OutputRoot);
-    }
-
-    public void Dispose() => Directory.Delete(root, true);
-
     private ServerFactory Server(string? model = null, bool withKey = true)
     {
         var settings = new List<(string, string)>
@@ -204,7 +191,7 @@ public class AdminTrainingTests : IDisposable
     public async Task Activate_swaps_the_served_weights_while_requests_run_and_none_fails()
     {
         // A served 1-channel 8×8 pixel model, so a job on the synthetic bands can fine-tune it (same architecture).
-        string modelDir = Path.Combine(root, "served");
+        string modelDir = Path.Combine(Root, "served");
         RandomModel.Write(modelDir, new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 },
             ["top", "bottom"]);
         using var server = Server(modelDir);

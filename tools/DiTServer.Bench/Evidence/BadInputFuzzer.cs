@@ -272,10 +272,8 @@ public static class BadInputFuzzer
     /// (status -1); what the server made of them shows in its log, which the caller checks.</summary>
     public static async Task<Report> RunRawAsync(Uri address, IReadOnlyList<RawCase> cases, int parallelism, TimeSpan timeout)
     {
-        var started = System.Diagnostics.Stopwatch.StartNew();
-        var byStatus = new Dictionary<int, int>();
-        var failures = new List<string>();
-        int ok = 0, client4 = 0, server5 = 0, violations = 0, protocol = 0;
+        var tally = new Tally();
+        int protocol = 0;
         using var gate = new SemaphoreSlim(parallelism);
         await Task.WhenAll(cases.Select(async c =>
         {
@@ -293,22 +291,11 @@ public static class BadInputFuzzer
                     else if (type is null && body.Length == 0 && status == 400) Interlocked.Increment(ref protocol);
                     else if (!IsErrorBody(c.Path, status, type, body)) problem = $"{status} with content type {type ?? "none"}, not the route's error body: {body[..Math.Min(body.Length, 80)]}";
                 }
-                lock (failures)
-                {
-                    byStatus[status] = byStatus.GetValueOrDefault(status) + 1;
-                    if (status is >= 200 and < 300) ok++;
-                    else if (status is >= 400 and < 500) client4++;
-                    else if (status >= 500) server5++;
-                    if (problem is not null)
-                    {
-                        violations++;
-                        if (failures.Count < 20) failures.Add($"{problem} ← {c}");
-                    }
-                }
+                tally.Add(status, problem, c);
             }
             finally { gate.Release(); }
         }));
-        return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
+        return tally.Report(cases.Count, protocol);
     }
 
     /// <summary>True when <paramref name="body"/> is the error body <paramref name="path"/> speaks: OpenAI's error object on
@@ -396,6 +383,32 @@ public static class BadInputFuzzer
     }
 
     /// <summary>What the server answered to the cases.</summary>
+    /// <summary>Counts answers by status class and keeps the first 20 violations, for both runners (thread-safe).</summary>
+    private sealed class Tally
+    {
+        private readonly System.Diagnostics.Stopwatch started = System.Diagnostics.Stopwatch.StartNew();
+        private readonly Dictionary<int, int> byStatus = new();
+        private readonly List<string> failures = new();
+        private int ok, client4, server5, violations;
+
+        public void Add(int status, string? problem, object c)
+        {
+            lock (failures)
+            {
+                byStatus[status] = byStatus.GetValueOrDefault(status) + 1;
+                if (status is >= 200 and < 300) ok++;
+                else if (status is >= 400 and < 500) client4++;
+                else if (status >= 500) server5++;
+                if (problem is null) return;
+                violations++;
+                if (failures.Count < 20) failures.Add($"{problem} ← {c}");
+            }
+        }
+
+        public Report Report(int cases, int protocol) =>
+            new(cases, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
+    }
+
     public sealed record Report(int Cases, int Status2xx, int Status4xx, int Status5xx, int Violations, IReadOnlyDictionary<int, int> ByStatus,
         IReadOnlyList<string> Failures, TimeSpan Elapsed, int ProtocolRejects);
 
@@ -406,10 +419,8 @@ public static class BadInputFuzzer
     public static async Task<Report> RunAsync(HttpClient client, IReadOnlyList<FuzzCase> cases, int parallelism, TimeSpan timeout,
         bool protocolRejects = false)
     {
-        var started = System.Diagnostics.Stopwatch.StartNew();
-        var byStatus = new Dictionary<int, int>();
-        var failures = new List<string>();
-        int ok = 0, client4 = 0, server5 = 0, violations = 0, protocol = 0;
+        var tally = new Tally();
+        int protocol = 0;
         using var gate = new SemaphoreSlim(parallelism);
         await Task.WhenAll(cases.Select(async c =>
         {
@@ -445,22 +456,11 @@ public static class BadInputFuzzer
                 }
                 catch (OperationCanceledException) { status = 0; problem = $"no answer within {timeout.TotalSeconds:F0} s"; }
                 catch (HttpRequestException e) { status = 0; problem = $"connection failed: {e.Message} {e.InnerException?.Message}"; }
-                lock (failures)
-                {
-                    byStatus[status] = byStatus.GetValueOrDefault(status) + 1;
-                    if (status is >= 200 and < 300) ok++;
-                    else if (status is >= 400 and < 500) client4++;
-                    else if (status >= 500) server5++;
-                    if (problem is not null)
-                    {
-                        violations++;
-                        if (failures.Count < 20) failures.Add($"{problem} ← {c}");
-                    }
-                }
+                tally.Add(status, problem, c);
             }
             finally { gate.Release(); }
         }));
-        return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
+        return tally.Report(cases.Count, protocol);
     }
 
     /// <summary>The media type of an error answer on <paramref name="path"/>: OpenAI's dialect on its routes.</summary>
