@@ -8,7 +8,7 @@ namespace DiTServer.Api.Tests;
 /// <summary>The DiT section's start-up checks: a precision the device cannot run stops the server with a clear reason.</summary>
 public class DiTOptionsTests
 {
-    private sealed class Environment : IHostEnvironment
+    internal sealed class Environment : IHostEnvironment
     {
         public string EnvironmentName { get; set; } = "Test";
         public string ApplicationName { get; set; } = "DiTServer.Api";

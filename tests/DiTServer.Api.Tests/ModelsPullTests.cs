@@ -61,7 +61,7 @@ public class ModelsPullTests : IAsyncLifetime
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int code = await CommandLine.RunAsync(["models", "pull", "DiT-XL/2-256", "--out", root, "--base-url", $"{baseUrl}/{path}", .. extra], stdout, stderr);
+        int code = await CommandLine.RunAsync(["models", "pull", "DiT-XL/2-256", "--out", root, "--base-url", $"{baseUrl}/{path}", "--retry-delay", "0.05", .. extra], stdout, stderr);
         return (code, stdout.ToString(), stderr.ToString());
     }
 

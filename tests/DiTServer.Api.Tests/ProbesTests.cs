@@ -44,7 +44,10 @@ public sealed class ProbesTests
 
     private static double Value(string exposition, string series)
     {
-        var m = Regex.Match(exposition, "^" + Regex.Escape(series) + @" (\S+)$", RegexOptions.Multiline);
-        return m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+        // Summed over the series' other labels (e.g. device="cpu:0"): a name with labels matches those it names and any others.
+        var (name, labels) = series.Contains('{') ? (series[..series.IndexOf('{')], series[(series.IndexOf('{') + 1)..^1].Split(',')) : (series, []);
+        return Regex.Matches(exposition, "^" + Regex.Escape(name) + @"(\{[^}]*\})? (\S+)$", RegexOptions.Multiline)
+            .Where(m => labels.All(l => m.Groups[1].Value.Contains(l)))
+            .Sum(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture));
     }
 }

@@ -55,4 +55,6 @@ internal sealed class SlowObserver(IServingObserver inner, TimeSpan delay) : ISe
     public void ImagesGenerated(int count) => inner.ImagesGenerated(count);
     public void WorkerError() => inner.WorkerError();
     public void Occupancy(int queued, int active) => inner.Occupancy(queued, active);
+    public void WorkerTensors(long live) => inner.WorkerTensors(live);
+    public void Paused(int runs) => inner.Paused(runs);
 }

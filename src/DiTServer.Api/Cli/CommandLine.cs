@@ -34,46 +34,36 @@ public static class CommandLine
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
     }
 
-    /// <summary>The async twin of <see cref="Guard"/>.</summary>
+    /// <summary>The async twin of <see cref="Guard"/>; both map errors through <see cref="Report"/>.</summary>
     public static async Task<int> GuardAsync(TextWriter stderr, Func<Task<int>> body)
     {
-        try
-        {
-            return await body();
-        }
-        catch (Exception e) when (e is UsageException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            return ExitUsage;
-        }
-        catch (Exception e)
-        {
-            stderr.WriteLine($"error: {e.GetType().Name}: {e.Message}");
-            return ExitFailure;
-        }
+        try { return await body(); }
+        catch (Exception e) { return Report(stderr, e); }
     }
 
     /// <summary>Runs a verb body, mapping input errors to exit code 2 and anything else to 1, each as one line.</summary>
     public static int Guard(TextWriter stderr, Func<int> body)
     {
-        try
+        try { return body(); }
+        catch (Exception e) { return Report(stderr, e); }
+    }
+
+    /// <summary>One line on stderr and the exit code: 2 for bad input (a value that does not parse included), 1 for
+    /// cancellation and anything else.</summary>
+    private static int Report(TextWriter stderr, Exception e)
+    {
+        switch (e)
         {
-            return body();
-        }
-        catch (Exception e) when (e is UsageException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            return ExitUsage;
-        }
-        catch (OperationCanceledException)
-        {
-            stderr.WriteLine("cancelled");
-            return ExitFailure;
-        }
-        catch (Exception e)
-        {
-            stderr.WriteLine($"error: {e.GetType().Name}: {e.Message}");
-            return ExitFailure;
+            case UsageException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
+                or FormatException or OverflowException:
+                stderr.WriteLine($"error: {e.Message}");
+                return ExitUsage;
+            case OperationCanceledException:
+                stderr.WriteLine("cancelled");
+                return ExitFailure;
+            default:
+                stderr.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+                return ExitFailure;
         }
     }
 }

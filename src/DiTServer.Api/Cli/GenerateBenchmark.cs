@@ -1,3 +1,4 @@
+using DiTServer.Core.Vae;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -82,7 +83,7 @@ public static class GenerateBenchmark
         var latents = LatentSampler.Sample(model.Model, labels, options, model.Device);
         if (model.Device.type == DeviceType.CUDA) cuda.synchronize();
         double sampled = clock.Elapsed.TotalSeconds;
-        using var pixels = ImageDecoder.DecodeToPixels(model, latents); // on the host: waits for the device
+        using var pixels = LatentDecoder.DecodeToPixels(model, latents); // on the host: waits for the device
         double total = clock.Elapsed.TotalSeconds;
         return (total, total - sampled);
     }

@@ -1,3 +1,4 @@
+using Spectre.Console;
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using DiTServer.Core.Checkpoints;
@@ -33,10 +34,11 @@ public static class ModelsCommand
         var sha = new Option<string[]>("--sha256") { Description = "FILE=HEX, the published SHA-256 of each file (repeat per file)", AllowMultipleArgumentsPerToken = true };
         var baseUrl = new Option<string?>("--base-url") { Description = "Download from this mirror instead of the official URL (same file names)" };
         var attempts = new Option<int>("--attempts") { Description = "Connection attempts per file (each resumes the last)", DefaultValueFactory = _ => 5 };
+        var retryDelay = new Option<double>("--retry-delay") { Description = "Seconds before the first retry; each later one waits about twice as long", DefaultValueFactory = _ => 1.0 };
 
         var pull = new Command("pull", "Download released weights with resume and SHA-256 verification; write a ready model folder")
         {
-            name, output, sha, baseUrl, attempts,
+            name, output, sha, baseUrl, attempts, retryDelay,
         };
         pull.SetAction((parse, cancel) => CommandLine.GuardAsync(stderr, async () =>
         {
@@ -50,6 +52,8 @@ public static class ModelsCommand
             if (unknown.Count > 0) throw new UsageException($"--sha256 names {unknown[0]}, which {entry.Name} does not have");
             int tries = parse.GetValue(attempts);
             if (tries < 1) throw new UsageException("--attempts must be at least 1");
+            double delay = parse.GetValue(retryDelay);
+            if (!(delay >= 0) || delay > 600) throw new UsageException("--retry-delay must be in 0..600 seconds");
             string root = parse.GetValue(baseUrl) is { } mirror ? mirror.TrimEnd('/') + "/" : entry.BaseUrl;
             if (!Uri.TryCreate(root, UriKind.Absolute, out var rootUri) || rootUri.Scheme is not ("http" or "https"))
                 throw new UsageException($"--base-url '{root}' is not an http(s) URL");
@@ -60,9 +64,10 @@ public static class ModelsCommand
             {
                 var url = new Uri(rootUri, file);
                 string destination = Path.Combine(folder, file);
-                var progress = new ProgressLine(stderr, file);
-                await WeightsDownload.DownloadAsync(http, url, destination, checksums[file], progress, tries, cancel);
-                progress.Finish();
+                Task Download(IProgress<(long, long?)> progress) =>
+                    WeightsDownload.DownloadAsync(http, url, destination, checksums[file], progress, tries, cancel, TimeSpan.FromSeconds(delay));
+                if (!Console.IsErrorRedirected && ReferenceEquals(stderr, Console.Error)) await WithProgressBar(file, Download);
+                else await Download(new ProgressLines(stderr, file));
                 stdout.WriteLine($"{destination}\tsha256 {checksums[file]} verified");
             }
             if (entry.Manifest is { } manifest)
@@ -89,24 +94,38 @@ public static class ModelsCommand
         return result;
     }
 
-    /// <summary>A progress line on stderr (bytes, percent), redrawn in place on a terminal, every 10% otherwise.</summary>
-    private sealed class ProgressLine(TextWriter stderr, string file) : IProgress<(long Done, long? Total)>
+    /// <summary>On a terminal: Spectre's progress bar (bytes, speed, time left) on stderr.</summary>
+    private static Task WithProgressBar(string file, Func<IProgress<(long, long?)>, Task> download) =>
+        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }).Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(),
+                new TransferSpeedColumn(), new RemainingTimeColumn())
+            .StartAsync(ctx => download(new BarProgress(ctx.AddTask(file, maxValue: 1))));
+
+    private sealed class BarProgress(ProgressTask task) : IProgress<(long Done, long? Total)>
+    {
+        public void Report((long Done, long? Total) value)
+        {
+            if (value.Total is { } total && total > 0) task.MaxValue = total;
+            else if (value.Done > task.MaxValue) task.MaxValue = value.Done;
+            task.Value = value.Done;
+        }
+    }
+
+    /// <summary>Redirected (logs, CI, tests): a plain line every 10%, since a progress bar would only fill the log with
+    /// redraws (Spectre draws nothing useful without a terminal, which is why this one stays).</summary>
+    private sealed class ProgressLines(TextWriter stderr, string file) : IProgress<(long Done, long? Total)>
     {
         private int lastDecile = -1;
 
         public void Report((long Done, long? Total) value)
         {
-            string text = value.Total is { } total && total > 0
-                ? $"{file}: {value.Done / 1e6:F1} / {total / 1e6:F1} MB ({100.0 * value.Done / total:F0}%)"
-                : $"{file}: {value.Done / 1e6:F1} MB";
-            if (!Console.IsErrorRedirected && ReferenceEquals(stderr, Console.Error)) { stderr.Write("\r" + text); return; }
             int decile = value.Total is { } t && t > 0 ? (int)(10 * value.Done / t) : -1;
-            if (decile != lastDecile) { lastDecile = decile; stderr.WriteLine(text); }
-        }
-
-        public void Finish()
-        {
-            if (!Console.IsErrorRedirected && ReferenceEquals(stderr, Console.Error)) stderr.WriteLine();
+            if (decile == lastDecile) return;
+            lastDecile = decile;
+            stderr.WriteLine(value.Total is { } total && total > 0
+                ? $"{file}: {value.Done / 1e6:F1} / {total / 1e6:F1} MB ({100.0 * value.Done / total:F0}%)"
+                : $"{file}: {value.Done / 1e6:F1} MB");
         }
     }
 }

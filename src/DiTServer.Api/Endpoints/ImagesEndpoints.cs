@@ -77,8 +77,7 @@ public static class ImagesEndpoints
                 http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
                 return Reject(metrics, "shutting_down", StatusCodes.Status503ServiceUnavailable, "Shutting down", "the server is shutting down and accepts no new requests");
         }
-        var s = engine.Snapshot();
-        metrics.Occupancy(s.QueueDepth, s.ActiveRequests);
+        metrics.Queued(queue.Count);
 
         GenerationResult result;
         try

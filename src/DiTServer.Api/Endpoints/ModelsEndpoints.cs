@@ -20,7 +20,7 @@ public static class ModelsEndpoints
         return app;
     }
 
-    private static Ok<ModelsResponse> GetModels(LoadedModel model, IOptions<ServingOptions> serving, IOptions<Jobs.JobOptions> jobs)
+    private static Ok<ModelsResponse> GetModels(LoadedModel model, Hosting.ServedModels served, IOptions<ServingOptions> serving, IOptions<Jobs.JobOptions> jobs)
     {
         var o = serving.Value;
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
@@ -28,7 +28,7 @@ public static class ModelsEndpoints
             model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
             SamplerDefaults.Sampler.Name(), SamplerInfo.All(model.Vae is null), ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
-            new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity));
+            new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
         return TypedResults.Ok(new ModelsResponse([info]));
     }
 
@@ -53,7 +53,9 @@ public sealed record ModelInfo(
     [property: JsonPropertyName("samplers")] IReadOnlyList<SamplerInfo> Samplers,
     [property: JsonPropertyName("guidance_modes")] IReadOnlyList<string> GuidanceModes,
     [property: JsonPropertyName("limits")] RequestLimits Limits,
-    [property: JsonPropertyName("batching")] BatchingInfo Batching);
+    [property: JsonPropertyName("batching")] BatchingInfo Batching,
+    // One engine per entry, all sharing one queue (DiT:Devices); labels as in the metrics' device label.
+    [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
 
 /// <summary>One sampler and its options, as a client (the playground, a script) needs them to build a request.</summary>
 /// <param name="Name">The <c>sampler</c> value.</param>

@@ -15,10 +15,20 @@ public sealed class DiTOptions
     public string? Model { get; set; }
 
     /// <summary><c>cpu</c> or <c>cuda[:index]</c>.</summary>
-    [Required, RegularExpression(@"^(cpu|cuda(:\d+)?)$", ErrorMessage = "DiT:Device must be cpu or cuda[:index]")]
+    /// <remarks>Spelling checked by <see cref="DiTOptionsSetup"/> with the CLI's parser (<see cref="Core.Model.DeviceName"/>).</remarks>
+    [Required]
     public string Device { get; set; } = "cpu";
 
+    /// <summary>Several devices in one process, e.g. <c>["cuda:0","cuda:1"]</c> (env <c>DiT__Devices__0=cuda:0</c>, …): one
+    /// model copy, worker thread and engine each, all pulling from one queue. Empty: <see cref="Device"/> alone. A device
+    /// may be listed twice (two engines on one GPU, or two CPU engines of a few threads each).</summary>
+    public string[] Devices { get; set; } = [];
+
+    /// <summary>The devices to serve on: <see cref="Devices"/>, or <see cref="Device"/> when that is empty.</summary>
+    public IReadOnlyList<string> ServedDevices => Devices.Length > 0 ? Devices : [Device];
+
     /// <summary><c>fp32</c> (the parity reference), <c>tf32</c> (CUDA only) or <c>bf16</c>: how the DiT computes.</summary>
-    [Required, RegularExpression(@"^(fp32|tf32|bf16)$", ErrorMessage = "DiT:Precision must be fp32, tf32 or bf16")]
+    /// <remarks>Spelling checked by <see cref="DiTOptionsSetup"/> with the CLI's parser (<see cref="Core.Model.PrecisionExtensions"/>).</remarks>
+    [Required]
     public string Precision { get; set; } = "fp32";
 }

@@ -1,3 +1,4 @@
+using DiTServer.Core.Model;
 using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Hosting;
@@ -15,7 +16,15 @@ public sealed class DiTOptionsSetup(IHostEnvironment environment) : IPostConfigu
 
     public ValidateOptionsResult Validate(string? name, DiTOptions options)
     {
-        if (options.Precision == "tf32" && !options.Device.StartsWith("cuda", StringComparison.Ordinal))
+        // The CLI's parsers, so a spelling the CLI takes is one the server takes.
+        if (!DeviceName.TryParse(options.Device, out _, out _))
+            return ValidateOptionsResult.Fail($"DiT:Device must be {DeviceName.Expected} (got '{options.Device}')");
+        foreach (var device in options.Devices)
+            if (!DeviceName.TryParse(device, out _, out _))
+                return ValidateOptionsResult.Fail($"DiT:Devices holds '{device}': each must be {DeviceName.Expected}");
+        if (!PrecisionExtensions.TryParse(options.Precision, out var precision))
+            return ValidateOptionsResult.Fail($"DiT:Precision must be fp32, tf32 or bf16 (got '{options.Precision}')");
+        if (precision == Precision.TF32 && options.ServedDevices.Any(d => DeviceName.TryParse(d, out var type, out _) && type != TorchSharp.DeviceType.CUDA))
             return ValidateOptionsResult.Fail("DiT:Precision tf32 needs DiT:Device cuda (TF32 is a GPU tensor-core format)");
         if (string.IsNullOrWhiteSpace(options.Model)) return ValidateOptionsResult.Skip; // [Required] reports it
         var path = Path.GetFullPath(options.Model, environment.ContentRootPath);

@@ -21,22 +21,41 @@ public static class ServingRegistration
         services.AddSingleton<IValidateOptions<ServingOptions>, ServingOptionsValidator>();
         services.AddOptions<Endpoints.ClientOptions>().BindConfiguration(Endpoints.ClientOptions.Section);
 
+        // One model copy per served device; the first is the LoadedModel the endpoints read (names, sizes, config).
         services.AddSingleton(sp =>
         {
             var o = sp.GetRequiredService<IOptions<DiTOptions>>().Value;
             var path = Path.GetFullPath(o.Model!, sp.GetRequiredService<IHostEnvironment>().ContentRootPath);
             PrecisionExtensions.TryParse(o.Precision, out var precision); // the options validator has checked the spelling
-            return LoadedModel.Load(path, DeviceOption.Parse(o.Device), precision);
+            var devices = o.ServedDevices;
+            var labels = DeviceLabels.Of(devices);
+            var models = new List<ServedModel>();
+            try
+            {
+                for (int i = 0; i < devices.Count; i++) models.Add(new ServedModel(LoadedModel.Load(path, DeviceOption.Parse(devices[i]), precision), labels[i]));
+            }
+            catch
+            {
+                foreach (var m in models) m.Model.Dispose();
+                throw;
+            }
+            return new ServedModels(models);
         });
+        services.AddSingleton(sp => sp.GetRequiredService<ServedModels>().Models[0].Model);
         services.AddSingleton(sp => new GenerationQueue(sp.GetRequiredService<IOptions<ServingOptions>>().Value));
         services.AddSingleton<ServingMetrics>();
         services.AddSingleton<IServingObserver>(sp => sp.GetRequiredService<ServingMetrics>());
-        services.AddSingleton(sp => new GenerationEngine(
-            new ModelRunner(sp.GetRequiredService<LoadedModel>(), sp.GetService<IRunnerFaultInjector>()),
-            sp.GetRequiredService<GenerationQueue>(),
-            sp.GetRequiredService<IOptions<ServingOptions>>().Value,
-            sp.GetRequiredService<IServingObserver>(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger<GenerationEngine>()));
+        services.AddSingleton(sp =>
+        {
+            var served = sp.GetRequiredService<ServedModels>().Models;
+            var metrics = sp.GetRequiredService<ServingMetrics>();
+            var observer = sp.GetRequiredService<IServingObserver>(); // the metrics, or a test's wrapper around them
+            var devices = served.Select(m => new GenerationEngine.Device(
+                new ModelRunner(m.Model, sp.GetService<IRunnerFaultInjector>()),
+                ReferenceEquals(observer, metrics) ? metrics.ForDevice(m.Label) : observer, m.Label)).ToList();
+            return new GenerationEngine(devices, sp.GetRequiredService<GenerationQueue>(), sp.GetRequiredService<IOptions<ServingOptions>>().Value,
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger<GenerationEngine>());
+        });
         services.AddHostedService<GenerationWorker>();
         return builder;
     }
@@ -56,9 +75,11 @@ public static class ServingRegistration
             {
                 return $"bad configuration: {e.Message}"; // a value that does not convert, e.g. Jobs:ResultTtl=banana
             }
-            var model = app.Services.GetRequiredService<LoadedModel>();
-            app.Logger.LogInformation("Serving {Model} ({Architecture}, {Size}px, {Classes} classes) on {Device}, {Precision}",
-                model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.Config.NumClasses, model.Device, model.Precision.ToOptionValue());
+            var served = app.Services.GetRequiredService<ServedModels>();
+            var model = served.Models[0].Model;
+            app.Logger.LogInformation("Serving {Model} ({Architecture}, {Size}px, {Classes} classes) on {Devices}, {Precision}",
+                model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.Config.NumClasses,
+                string.Join(", ", served.Models.Select(m => m.Label)), model.Precision.ToOptionValue());
             return null;
         }
         catch (OptionsValidationException e) { return string.Join("; ", e.Failures); }
@@ -68,3 +89,17 @@ public static class ServingRegistration
         }
     }
 }
+
+/// <summary>The model copies of this process, one per served device, with the device's label.</summary>
+public sealed record ServedModels(IReadOnlyList<ServedModel> Models) : IDisposable
+{
+    public IReadOnlyList<string> Labels => Models.Select(m => m.Label).ToList();
+
+    public void Dispose()
+    {
+        // The first copy is also registered as LoadedModel, which the container disposes itself.
+        foreach (var m in Models.Skip(1)) m.Model.Dispose();
+    }
+}
+
+public sealed record ServedModel(LoadedModel Model, string Label);

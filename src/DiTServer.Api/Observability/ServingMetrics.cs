@@ -1,49 +1,76 @@
 using DiTServer.Core.Serving;
+using DiTServer.Api.Hosting;
+using Microsoft.Extensions.Options;
 using Prometheus;
 
 namespace DiTServer.Api.Observability;
 
-/// <summary>The server's Prometheus metrics (scraped at <c>/metrics</c>); the worker reports through <see cref="IServingObserver"/>.</summary>
-public sealed class ServingMetrics : IServingObserver
+/// <summary>The server's Prometheus metrics (scraped at <c>/metrics</c>); each device's worker reports through its own
+/// <see cref="IServingObserver"/> (<see cref="ForDevice"/>), whose series carry a <c>device</c> label.</summary>
+public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObserver
 {
+    private static readonly string[] DeviceLabel = ["device"];
     private static readonly Counter Requests = Metrics.CreateCounter("dit_requests_total",
         "POST /v1/images requests by outcome (ok, bad_request, queue_full, shutting_down, timeout, cancelled, error, not_acceptable)",
         new CounterConfiguration { LabelNames = ["outcome"] });
     private static readonly Gauge QueueDepth = Metrics.CreateGauge("dit_queue_depth", "Requests waiting in the queue");
-    private static readonly Gauge ActiveRequests = Metrics.CreateGauge("dit_active_requests", "Requests being denoised");
+    private static readonly Gauge ActiveRequests = Metrics.CreateGauge("dit_active_requests", "Requests being denoised", DeviceLabel);
     private static readonly Histogram ForwardRows = Metrics.CreateHistogram("dit_forward_rows", "Rows in one DiT forward (two per guided image)",
-        new HistogramConfiguration { Buckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] });
+        new HistogramConfiguration { Buckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], LabelNames = DeviceLabel });
     private static readonly Histogram ForwardRequests = Metrics.CreateHistogram("dit_forward_requests", "Requests batched into one DiT forward",
-        new HistogramConfiguration { Buckets = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64] });
+        new HistogramConfiguration { Buckets = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64], LabelNames = DeviceLabel });
     private static readonly Histogram QueueWait = Metrics.CreateHistogram("dit_queue_wait_seconds", "Time from enqueue to admission",
-        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 18) });
+        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 18), LabelNames = DeviceLabel });
     private static readonly Histogram Latency = Metrics.CreateHistogram("dit_request_duration_seconds", "Time from enqueue to PNGs ready, successful requests",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.005, 2, 18) });
     private static readonly Histogram StepDuration = Metrics.CreateHistogram("dit_step_duration_seconds", "One batched denoising step (forward + sampler updates)",
-        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 18) });
-    private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors", "Tensors alive on the worker thread (flat after warm-up unless something leaks)");
-    private static readonly Counter Images = Metrics.CreateCounter("dit_images_generated_total", "Images generated");
-    private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total", "Failures inside the worker (a request's step, decode or encode)");
+        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 18), LabelNames = DeviceLabel });
+    private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors", "Tensors alive on the worker thread (flat after warm-up unless something leaks)", DeviceLabel);
+    private static readonly Counter PausedSteps = Metrics.CreateCounter("dit_run_steps_paused_total",
+        "Steps a running request sat out to share the forward with other clients (fair sharing)", DeviceLabel);
+    private static readonly Counter Images = Metrics.CreateCounter("dit_images_generated_total", "Images generated", DeviceLabel);
+    private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total", "Failures inside the worker (a request's step, decode or encode)", DeviceLabel);
+
+    /// <summary>The shared queue's depth (endpoints call this right after enqueueing, before a worker reports).</summary>
+    public void Queued(int depth) => QueueDepth.Set(depth);
 
     public void Outcome(string outcome) => Requests.WithLabels(outcome).Inc();
     public void Completed(TimeSpan total) => Latency.Observe(total.TotalSeconds);
 
-    public void Admitted(TimeSpan queueWait) => QueueWait.Observe(queueWait.TotalSeconds);
+    private readonly Lazy<DeviceMetrics> first = new(() => new DeviceMetrics(DeviceLabels.Of(options.Value.ServedDevices)[0]));
 
-    public void Forward(int rows, int requests, TimeSpan duration)
+    /// <summary>The observer of one device's worker: its series carry <c>device="<paramref name="label"/>"</c>.</summary>
+    public IServingObserver ForDevice(string label) => new DeviceMetrics(label);
+
+    // As an observer itself, the metrics stand for the first (usually only) device.
+    public void Admitted(TimeSpan queueWait) => first.Value.Admitted(queueWait);
+    public void Forward(int rows, int requests, TimeSpan duration) => first.Value.Forward(rows, requests, duration);
+    public void ImagesGenerated(int count) => first.Value.ImagesGenerated(count);
+    public void WorkerError() => first.Value.WorkerError();
+    public void WorkerTensors(long live) => first.Value.WorkerTensors(live);
+    public void Paused(int runs) => first.Value.Paused(runs);
+    public void Occupancy(int queued, int active) => first.Value.Occupancy(queued, active);
+
+    private sealed class DeviceMetrics(string label) : IServingObserver
     {
-        ForwardRows.Observe(rows);
-        ForwardRequests.Observe(requests);
-        StepDuration.Observe(duration.TotalSeconds);
-    }
+        public void Admitted(TimeSpan queueWait) => QueueWait.WithLabels(label).Observe(queueWait.TotalSeconds);
 
-    public void ImagesGenerated(int count) => Images.Inc(count);
-    public void WorkerError() => WorkerErrors.Inc();
-    public void WorkerTensors(long live) => LiveTensors.Set(live);
+        public void Forward(int rows, int requests, TimeSpan duration)
+        {
+            ForwardRows.WithLabels(label).Observe(rows);
+            ForwardRequests.WithLabels(label).Observe(requests);
+            StepDuration.WithLabels(label).Observe(duration.TotalSeconds);
+        }
 
-    public void Occupancy(int queued, int active)
-    {
-        QueueDepth.Set(queued);
-        ActiveRequests.Set(active);
+        public void ImagesGenerated(int count) => Images.WithLabels(label).Inc(count);
+        public void WorkerError() => WorkerErrors.WithLabels(label).Inc();
+        public void WorkerTensors(long live) => LiveTensors.WithLabels(label).Set(live);
+        public void Paused(int runs) => PausedSteps.WithLabels(label).Inc(runs);
+
+        public void Occupancy(int queued, int active)
+        {
+            QueueDepth.Set(queued); // one queue for all devices
+            ActiveRequests.WithLabels(label).Set(active);
+        }
     }
 }

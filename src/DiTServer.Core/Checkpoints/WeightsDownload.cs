@@ -1,35 +1,42 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
+using Polly;
+using Polly.Retry;
 
 namespace DiTServer.Core.Checkpoints;
 
 /// <summary>Downloads one weights file with resume and SHA-256 verification.</summary>
 /// <remarks>Bytes go to <c>destination.partial</c>; a dropped connection is resumed with an HTTP Range request from
 /// what is already on disk (a server that ignores Range restarts the file). Only a file whose SHA-256 equals the
-/// expected one is renamed to <paramref name="destination"/>; on a mismatch the partial file is deleted.</remarks>
+/// expected one is renamed to <paramref name="destination"/>; on a mismatch the partial file is deleted. Retries are
+/// Polly's (exponential backoff with jitter); they wrap the whole fetch rather than the HttpClient's handler, because
+/// each attempt must ask for a new Range, from the bytes already on disk.</remarks>
 public static class WeightsDownload
 {
+    /// <param name="firstRetryDelay">The first backoff (doubling, with jitter); 1 s unless a test asks for less.</param>
     public static async Task DownloadAsync(HttpClient http, Uri url, string destination, string expectedSha256,
-        IProgress<(long Done, long? Total)>? progress = null, int maxAttempts = 5, CancellationToken cancel = default)
+        IProgress<(long Done, long? Total)>? progress = null, int maxAttempts = 5, CancellationToken cancel = default,
+        TimeSpan? firstRetryDelay = null)
     {
         expectedSha256 = expectedSha256.Trim().ToLowerInvariant();
         if (expectedSha256.Length != 64 || !expectedSha256.All(Uri.IsHexDigit))
             throw new ArgumentException($"expected SHA-256 for {Path.GetFileName(destination)} must be 64 hex digits");
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(destination))!);
         string partial = destination + ".partial";
-        for (int attempt = 1; ; attempt++)
-        {
-            try
+        if (maxAttempts < 1) throw new ArgumentOutOfRangeException(nameof(maxAttempts), maxAttempts, "at least one attempt");
+        var pipeline = maxAttempts == 1 ? ResiliencePipeline.Empty : new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
             {
-                await FetchAsync(http, url, partial, progress, cancel);
-                break;
-            }
-            catch (Exception e) when (e is IOException or HttpRequestException && attempt < maxAttempts && !cancel.IsCancellationRequested)
-            {
-                // Dropped connection: the next attempt resumes from the bytes already written.
-            }
-        }
+                // A dropped connection or a failed request; the next attempt resumes from the bytes already written.
+                ShouldHandle = new PredicateBuilder().Handle<IOException>().Handle<HttpRequestException>(),
+                MaxRetryAttempts = maxAttempts - 1,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = firstRetryDelay ?? TimeSpan.FromSeconds(1),
+            })
+            .Build();
+        await pipeline.ExecuteAsync(async ct => await FetchAsync(http, url, partial, progress, ct), cancel);
         string actual;
         await using (var file = File.OpenRead(partial))
             actual = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancel));

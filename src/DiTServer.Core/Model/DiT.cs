@@ -321,33 +321,35 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         var tEmb = t_embedder.forward(t);           // (N, D)
         var yEmb = y_embedder.forward(y);           // (N, D)
         var c = tEmb + yEmb;                        // (N, D)
-        switch (Config.Conditioning)
-        {
-            case Conditioning.CrossAttention:
-                var cond = stack(new[] { tEmb, yEmb }, 1);                  // (N, 2, D)
-                foreach (var block in blocks) x = Block(block, x, cond);   // (N, T, D)
-                break;
-            case Conditioning.InContext:
-                x = cat(new[] { tEmb.unsqueeze(1), yEmb.unsqueeze(1), x }, 1); // (N, 2 + T, D)
-                foreach (var block in blocks) x = Block(block, x, c);
-                x = x[.., 2..];                                              // (N, T, D): drop the condition tokens
-                break;
-            default:
-                foreach (var block in blocks) x = Block(block, x, c);   // (N, T, D)
-                break;
-        }
+        var (h, blockCond) = EnterBlocks(x, tEmb, yEmb, c); // the paper's Section 3.2 variants: see EnterBlocks
+        foreach (var block in blocks) h = Block(block, h, blockCond);
+        x = LeaveBlocks(h);                         // (N, T, D)
         x = final_layer.forward(x, c);              // (N, T, p·p·C_out)
         var output = Unpatchify(x);                 // (N, C_out, H, W)
         return output.dtype == ioType ? output : output.to_type(ioType);
     }
 
-    /// <summary>On by default; <c>bench peak --compare-block-scopes</c> switches it off to measure what it saves.</summary>
-    public static bool ScopePerBlock { get; set; } = true;
+    /// <summary>What the blocks see, per conditioning variant (Section 3.2): adaLN and adaLN-Zero blocks get
+    /// c = t + y (N, D); cross-attention blocks attend to the two condition tokens [t, y] (N, 2, D); in-context
+    /// blocks see [t, y] prepended to the sequence (N, 2 + T, D) and c, which they ignore.</summary>
+    private (Tensor X, Tensor Cond) EnterBlocks(Tensor x, Tensor tEmb, Tensor yEmb, Tensor c) => Config.Conditioning switch
+    {
+        Conditioning.CrossAttention => (x, stack(new[] { tEmb, yEmb }, 1)),                               // (N, T, D), (N, 2, D)
+        Conditioning.InContext => (cat(new[] { tEmb.unsqueeze(1), yEmb.unsqueeze(1), x }, 1), c),       // (N, 2 + T, D), (N, D)
+        _ => (x, c),
+    };
+
+    /// <summary>The in-context variant drops its two condition tokens after the last block.</summary>
+    private Tensor LeaveBlocks(Tensor x) => Config.Conditioning == Conditioning.InContext ? x[.., 2..] : x;
+
+    /// <summary>Runs each block in its own dispose scope (default). <c>bench peak --compare-block-scopes</c> switches
+    /// it off on its own model to measure what it saves.</summary>
+    public bool ScopePerBlock { get; set; } = true;
 
     /// <summary>One block in its own dispose scope: its intermediates (the MLP's 4·D-wide activations the largest) are
     /// freed when it returns instead of every block's piling up until the caller's scope ends (GBs at XL/2, batch 8, all
     /// fresh pages on every forward). Autograd keeps what it saved for backward on the native side, so training is unaffected.</summary>
-    private static Tensor Block(Module<Tensor, Tensor, Tensor> block, Tensor x, Tensor c)
+    private Tensor Block(Module<Tensor, Tensor, Tensor> block, Tensor x, Tensor c)
     {
         if (!ScopePerBlock) return block.forward(x, c);
         using var scope = NewDisposeScope();
@@ -362,20 +364,5 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         if (h * h != x.shape[1]) throw new ArgumentException($"token count {x.shape[1]} is not a square");
         x = x.reshape(x.shape[0], h, h, p, p, c).permute(0, 5, 1, 3, 2, 4); // (N, C, h, p, w, p)
         return x.reshape(x.shape[0], c, h * p, h * p);
-    }
-
-    /// <summary>The official <c>forward_with_cfg</c>: x holds [z, z] (its second half is ignored), y holds
-    /// [labels, null]; guidance uncond + s·(cond − uncond) is applied to <paramref name="mode"/>'s channels
-    /// and copied to both halves.</summary>
-    public Tensor ForwardWithCfg(Tensor x, Tensor t, Tensor y, double cfgScale, GuidanceMode mode = GuidanceMode.Official)
-    {
-        int half = (int)(x.shape[0] / 2);
-        var z = x[..half];
-        var output = forward(cat(new[] { z, z }, 0), t, y);   // (2n, C_out, H, W)
-        Tensor cond = output[..half], uncond = output[half..]; // (n, C_out, H, W) each
-        int g = Guidance.GuidedChannels(mode, Config);
-        var guidedCond = Guidance.Apply(cond, uncond, cfgScale, g);
-        var guidedUncond = g == uncond.shape[1] ? guidedCond : cat(new[] { guidedCond[.., ..g], uncond[.., g..] }, 1);
-        return cat(new[] { guidedCond, guidedUncond }, 0);
     }
 }

@@ -1,3 +1,4 @@
+using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
@@ -13,7 +14,7 @@ public static class ImagePipeline
         ValidateFor(model, options);
         using var scope = NewDisposeScope();
         var latents = LatentSampler.Sample(model.Model, labels.Select(l => (long)l).ToArray(), options, model.Device, progress);
-        var pixels = ImageDecoder.DecodeToPixels(model, latents);
+        var pixels = LatentDecoder.DecodeToPixels(model, latents);
         return Encode(model, pixels, labels, options);
     }
 

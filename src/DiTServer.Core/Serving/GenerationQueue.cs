@@ -10,8 +10,9 @@ public sealed class GenerationQueue
 {
     private readonly LinkedList<GenerationRequest> waiting = new();
     private readonly Lock gate = new();
-    // Wakes the worker's dedicated thread, which blocks here instead of awaiting (its torch state is thread-local).
-    private readonly ManualResetEventSlim signal = new(false);
+    // One per worker (several devices may share this queue): wakes its dedicated thread, which blocks instead of
+    // awaiting (its torch state is thread-local). Each has its own so that one worker's Reset cannot swallow another's wake-up.
+    private readonly List<ManualResetEventSlim> signals = new();
     private volatile bool closed;
 
     public GenerationQueue(int capacity, int? maxQueuedCostPerClient = null)
@@ -48,7 +49,7 @@ public sealed class GenerationQueue
             // taken the request the callback finds it gone and does nothing: a running request is the worker's to drop.
             request.QueueExit = request.Cancellation.Register(() => Leave(request));
         }
-        signal.Set();
+        Wake();
         return EnqueueResult.Accepted;
     }
 
@@ -56,7 +57,7 @@ public sealed class GenerationQueue
     public void Close()
     {
         closed = true;
-        signal.Set();
+        Wake();
     }
 
     /// <summary>Takes a cancelled request out of the queue and ends its task; nothing if the worker already took it.</summary>
@@ -118,8 +119,16 @@ public sealed class GenerationQueue
         }
     }
 
+    /// <summary>A wake-up signal for one more worker.</summary>
+    internal ManualResetEventSlim Subscribe()
+    {
+        var signal = new ManualResetEventSlim(false);
+        lock (gate) signals.Add(signal);
+        return signal;
+    }
+
     /// <summary>Blocks the calling (worker) thread until a request may be waiting, the queue closes, or <paramref name="wake"/> fires.</summary>
-    internal void WaitForWork(CancellationToken wake)
+    internal void WaitForWork(ManualResetEventSlim signal, CancellationToken wake)
     {
         signal.Reset();
         if (Count > 0 || closed) return; // re-check after Reset: a write between the two is not lost
@@ -127,8 +136,13 @@ public sealed class GenerationQueue
         catch (OperationCanceledException) { }
     }
 
-    /// <summary>Wakes a waiting worker (e.g. to begin shutdown).</summary>
-    internal void Wake() => signal.Set();
+    /// <summary>Wakes every waiting worker (work arrived, shutdown, a weight swap).</summary>
+    internal void Wake()
+    {
+        ManualResetEventSlim[] all;
+        lock (gate) all = signals.ToArray();
+        foreach (var s in all) s.Set();
+    }
 }
 
 public enum EnqueueResult

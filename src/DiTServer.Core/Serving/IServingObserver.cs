@@ -10,6 +10,8 @@ public interface IServingObserver
     void WorkerError();
     /// <summary>Queue depth and active requests after they changed.</summary>
     void Occupancy(int queued, int active);
+    /// <summary>Runs left out of this step's forward to share it with other clients (fair sharing), after a forward.</summary>
+    void Paused(int runs) { }
     /// <summary>Tensors alive on the worker thread (created there, not yet disposed) after a state change.</summary>
     void WorkerTensors(long live) { }
 }

@@ -1,3 +1,4 @@
+using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Diffusion;
 using DiTServer.Core.Imaging;
@@ -115,6 +116,22 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     /// <summary>Tensors created on the calling thread and not yet disposed (TorchSharp's per-thread dispose statistics).</summary>
     public static long LiveTensorsOnThisThread => TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
 
+    /// <summary>Decodes finished runs in one VAE batch; if that fails, each alone, so that only a run that cannot be
+    /// decoded fails. Each entry has the run's images (HWC bytes) or the reason.</summary>
+    public IReadOnlyList<(byte[][]? Pixels, Exception? Error)> DecodeEach(IReadOnlyList<SamplingRun> finished)
+    {
+        try { return Decode(finished).Select(p => ((byte[][]?)p, (Exception?)null)).ToList(); }
+        catch (Exception) when (finished.Count > 1)
+        {
+            return finished.Select(run =>
+            {
+                try { return ((byte[][]?)Decode([run])[0], (Exception?)null); }
+                catch (Exception e) { return (null, e); }
+            }).ToList();
+        }
+        catch (Exception e) { return [(null, e)]; }
+    }
+
     /// <summary>Decodes finished runs in one VAE batch and returns each run's images as HWC bytes.</summary>
     /// <exception cref="InvalidOperationException">The latents hold NaN or infinity (the model is broken for this input).</exception>
     public IReadOnlyList<byte[][]> Decode(IReadOnlyList<SamplingRun> finished)
@@ -124,7 +141,7 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         var latents = finished.Count == 1 ? finished[0].X : cat(finished.Select(r => r.X).ToArray(), 0);
         if (!isfinite(latents).all().item<bool>())
             throw new InvalidOperationException("the sampled latents contain NaN or infinity");
-        var pixels = ImageDecoder.DecodeToPixels(model, latents);                                 // (N, C, H, W) uint8, CPU
+        var pixels = LatentDecoder.DecodeToPixels(model, latents);                                 // (N, C, H, W) uint8, CPU
         var result = new List<byte[][]>(finished.Count);
         int row = 0;
         foreach (var run in finished)

@@ -12,6 +12,18 @@ namespace DiTServer.Core.Serving;
 /// order: previews in step order, the result after the last preview.</remarks>
 public sealed class OutputProcessor(LoadedModel model, IServingObserver observer, ILogger logger)
 {
+    /// <summary>A run the runner has started: metrics, a log line, and progress step 0.</summary>
+    public void Admitted(ScheduledRun run)
+    {
+        var request = run.Request;
+        var p = request.Parameters;
+        observer.Admitted(request.Age);
+        using (logger.BeginScope(Tags(request)))
+            logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue for {Client}: {Images} image(s) of class {Class}, {Steps} {Sampler} steps, cfg {Cfg}, seed {Seed}",
+                request.Age.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel, p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale, p.Sampling.Seed);
+        Progress(run);
+    }
+
     /// <summary>Tells the request's progress sink (if any) where it stands.</summary>
     public void Progress(ScheduledRun run)
     {
@@ -24,10 +36,19 @@ public sealed class OutputProcessor(LoadedModel model, IServingObserver observer
         }
     }
 
-    /// <summary>PNG-encodes and delivers one preview after the run's earlier ones.</summary>
-    public void Preview(ScheduledRun run, (byte[][] Hwc, int Side, int Channels) pixels)
+    /// <summary>Renders a preview with <paramref name="render"/> (the runner's small tensor work, on the calling worker
+    /// thread), then PNG-encodes and delivers it after the run's earlier ones. A failed preview never fails the run.</summary>
+    public void Preview(ScheduledRun run, Func<(byte[][] Hwc, int Side, int Channels)> render)
     {
         var request = run.Request;
+        (byte[][] Hwc, int Side, int Channels) pixels;
+        try { pixels = render(); }
+        catch (Exception e)
+        {
+            using (logger.BeginScope(Tags(request)))
+                logger.LogWarning("Preview at step {Step} failed: {Error}", run.StepsDone, e.Message);
+            return;
+        }
         var sink = request.Preview!.Sink;
         int step = run.StepsDone, total = run.TotalSteps;
         run.PreviewsDelivered = run.PreviewsDelivered.ContinueWith(_ =>

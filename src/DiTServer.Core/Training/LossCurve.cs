@@ -4,6 +4,9 @@ using System.Text;
 namespace DiTServer.Core.Training;
 
 /// <summary>Draws the loss curve of a run's loss.csv as a standalone SVG (log-scale loss against step).</summary>
+/// <remarks>Kept by hand rather than ScottPlot (which draws the other plots, in tools/DiTServer.Plot): ScottPlot 5 needs
+/// SkiaSharp 3.x, while TorchSharp in this assembly pulls SkiaSharp 2.88, and the two native libraries cannot share a
+/// process. This plot is a polyline and two axes, written during training by the server and the CLI alike.</remarks>
 public static class LossCurve
 {
     /// <summary>Rows (step, loss) of a loss.csv written by <see cref="TrainingSession"/>.</summary>

@@ -79,13 +79,19 @@ public sealed class ChildServer : IAsyncDisposable
     }
 
     /// <summary>A gauge or counter without labels from <c>/metrics</c>.</summary>
+    /// <summary>A metric summed over its series (every label set, e.g. one per device); NaN when absent.</summary>
     public async Task<double> Metric(string name)
     {
         var text = await Client.GetStringAsync("/metrics");
+        double sum = 0;
+        bool found = false;
         foreach (var line in text.Split('\n'))
-            if (line.StartsWith(name + " ", StringComparison.Ordinal))
-                return double.Parse(line[(name.Length + 1)..], CultureInfo.InvariantCulture);
-        return double.NaN;
+        {
+            if (!line.StartsWith(name + " ", StringComparison.Ordinal) && !line.StartsWith(name + "{", StringComparison.Ordinal)) continue;
+            sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+            found = true;
+        }
+        return found ? sum : double.NaN;
     }
 
     /// <summary>Sends SIGTERM (what a container runtime sends on stop) and returns at once.</summary>

@@ -26,20 +26,31 @@ public static class LoadBenchmark
         var maxRows = new Option<int>("--max-batch-rows") { DefaultValueFactory = _ => 32 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var csv = new Option<string?>("--csv") { Description = "Write the results here as CSV" };
-        var threads = new Option<int?>("--threads");
+        var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads of each engine" };
+        var engines = new Option<int>("--engines") { Description = "Engines (model copies, worker threads) on --device sharing one queue, as DiT:Devices does", DefaultValueFactory = _ => 1 };
         var command = new Command("load", "Open-loop Poisson load: latency percentiles and throughput per offered rate, step vs request batching")
-        { rates, requests, steps, mix, cfgs, maxRows, seed, csv, threads };
+        { rates, requests, steps, mix, cfgs, maxRows, seed, csv, threads, engines };
         source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
+            if (parse.GetValue(engines) is < 1 or > 64) throw new UsageException("--engines must be in 1..64");
             using var loaded = source.Load(parse);
+            // The other engines' copies get the first one's weights (an --arch model draws random ones on each load).
+            var copies = Enumerable.Range(1, parse.GetValue(engines) - 1).Select(_ =>
+            {
+                var copy = source.Load(parse);
+                StateDict.LoadStrict(copy.Model, loaded.Model.state_dict(), "the first engine's weights");
+                return copy;
+            }).ToList();
+            using var _ = new DisposeAll(copies);
+            var models = (IReadOnlyList<LoadedModel>)[loaded, .. copies];
             var rateList = parse.GetValue(rates)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             var kinds = parse.GetValue(mix) is { } m ? ParseMix(m) : parse.GetValue(steps)!.Split(',').Select(s => (Sampler: SamplerKind.Ddpm, Steps: int.Parse(s, CultureInfo.InvariantCulture))).ToArray();
             var stepList = kinds.Select(k => k.Steps).ToArray();
             var cfgList = parse.GetValue(cfgs)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
-            stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {n} requests per point, steps {string.Join('/', stepList)}, " +
+            stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {models.Count} engine(s) × {parse.GetValue(threads)?.ToString(CultureInfo.InvariantCulture) ?? "default"} threads, {n} requests per point, steps {string.Join('/', stepList)}, " +
                 $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, samplers {string.Join('/', kinds.Select(k => $"{k.Sampler.Name()}:{k.Steps}"))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
             var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load";
             stdout.WriteLine(header.Replace(',', '\t'));
@@ -59,7 +70,7 @@ public static class LoadBenchmark
                 var per = new Dictionary<BatchingMode, double>();
                 foreach (var mode in new[] { BatchingMode.Step, BatchingMode.Request })
                 {
-                    var (latencies, wall) = await Run(loaded, mode, rows, work, ct);
+                    var (latencies, wall) = await Run(models, mode, rows, work, parse.GetValue(threads), ct);
                     var all = latencies.Select(l => l.TotalMilliseconds).ToList();
                     var shorts = latencies.Where((_, i) => work[i].Parameters.Sampling.Steps == stepList.Min()).Select(l => l.TotalMilliseconds).ToList();
                     var line = string.Create(CultureInfo.InvariantCulture,
@@ -78,16 +89,18 @@ public static class LoadBenchmark
 
     /// <summary>Submits each request at its arrival time to a fresh engine; returns each latency and the wall time from the
     /// first arrival to the last completion.</summary>
-    private static async Task<(TimeSpan[] Latencies, TimeSpan Wall)> Run(LoadedModel model, BatchingMode mode, int maxRows,
-        IReadOnlyList<(double At, GenerationParameters Parameters)> work, CancellationToken ct)
+    private static async Task<(TimeSpan[] Latencies, TimeSpan Wall)> Run(IReadOnlyList<LoadedModel> models, BatchingMode mode, int maxRows,
+        IReadOnlyList<(double At, GenerationParameters Parameters)> work, int? threads, CancellationToken ct)
     {
         var options = new ServingOptions
         {
             Batching = mode, MaxBatchRows = maxRows, MaxImagesPerRequest = Math.Max(1, maxRows / 2),
-            QueueCapacity = work.Count, RequestTimeout = TimeSpan.FromHours(1),
+            QueueCapacity = work.Count, RequestTimeout = TimeSpan.FromHours(1), IntraOpThreads = threads,
         };
         var queue = new GenerationQueue(options.QueueCapacity);
-        var engine = new GenerationEngine(new ModelRunner(model), queue, options, NullServingObserver.Instance, NullLogger.Instance);
+        var labels = DeviceLabels.Of(models.Select(m => m.Device.ToString()).ToList());
+        var engine = new GenerationEngine(models.Select((m, i) => new GenerationEngine.Device(new ModelRunner(m), NullServingObserver.Instance, labels[i])).ToList(),
+            queue, options, NullLogger.Instance);
         var loop = engine.Start();
         while (!engine.Ready) await Task.Delay(5, ct);
         var sw = Stopwatch.StartNew();
@@ -124,5 +137,13 @@ public static class LoadBenchmark
         if (values.Count == 0) return double.NaN;
         var sorted = values.Order().ToList();
         return sorted[Math.Clamp((int)Math.Ceiling(percentile / 100.0 * sorted.Count) - 1, 0, sorted.Count - 1)];
+    }
+
+    private sealed class DisposeAll(IEnumerable<IDisposable> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var item in items) item.Dispose();
+        }
     }
 }

@@ -159,7 +159,7 @@ public static class PeakBenchmark
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}	{ms:F1}	{100 * ms / total:F0}%	{(flops > 0 ? (flops / 1e9 / (ms / 1000)).ToString("F1", CultureInfo.InvariantCulture) : "-")}"));
     }
 
-    /// <summary>XL/2 forwards at <paramref name="batch"/> alternating with and without <see cref="DiT.ScopePerBlock"/>
+    /// <summary>XL/2 forwards at <paramref name="batch"/> alternating with and without <see cref="DiT.ScopePerBlock"/> on its own model
     /// (after one batch-1 warm-up), with the process's peak RSS growth in each.</summary>
     private static void CompareBlockScopes(TextWriter stdout, int batch, int rounds)
     {
@@ -183,11 +183,10 @@ public static class PeakBenchmark
         for (int r = 0; r < rounds; r++)
             foreach (var on in new[] { true, false })
             {
-                DiT.ScopePerBlock = on;
+                model.ScopePerBlock = on;
                 double ms = Forward(batch);
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{on}	{ms:F0}	{gflop / (ms / 1000):F1}	{EvidenceCommands.Load()}"));
             }
-        DiT.ScopePerBlock = true;
     }
 
     /// <summary>Median GFLOP/s of (m×k)·(k×n) after two warm-ups.</summary>

@@ -1,11 +1,12 @@
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Imaging;
 using static TorchSharp.torch;
 
-namespace DiTServer.Core.Imaging;
+namespace DiTServer.Core.Vae;
 
 /// <summary>Final latents → uint8 pixels: VAE decode of latents / scaling_factor (sample.py), or the samples
 /// themselves for pixel-space models, then the fixtures' pixel rule.</summary>
-public static class ImageDecoder
+public static class LatentDecoder
 {
     /// <returns>(N, C, H, W) uint8 on the CPU.</returns>
     public static Tensor DecodeToPixels(LoadedModel model, Tensor latents)
