@@ -166,7 +166,7 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         { """{"class_label": 1, "sampler": "dpm++"}""", "sampler", "use ddpm, ddim, dpmpp_2m, dpmpp_3m or unipc" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "spacing": "karras"}""", "spacing", "unknown spacing 'karras'; use time_uniform, logsnr or time_quadratic" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "spacing": 3}""", "spacing", "spacing must be a string" },
-        { """{"class_label": 1, "spacing": "logsnr"}""", "spacing", "spacing applies to the ODE solvers only" },
+        { """{"class_label": 1, "sampler": "ddim", "spacing": "logsnr"}""", "spacing", "spacing applies to the ODE solvers only" },
         { """{"class_label": 1, "sampler": "unipc", "unipc_variant": "bh3"}""", "unipc_variant", "unknown unipc_variant 'bh3'; use bh1 or bh2" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "unipc_variant": "bh1"}""", "unipc_variant", "applies to the unipc sampler only" },
         { """{"class_label": 1, "sampler": "unipc", "order": 4}""", "order", "order must be in 1..3" },
@@ -187,7 +187,8 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         { """{"class_label": 1, "guidance_interval": [0, "500"]}""", "guidance_interval", "two numbers" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "thresholding": true}""", "thresholding", "pixel-space models" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "thresholding": "yes"}""", "thresholding", "thresholding must be true or false" },
-        { """{"class_label": 1, "thresholding": true}""", "thresholding", "applies to the ODE solvers only" },
+        { """{"class_label": 1, "sampler": "ddpm", "thresholding": true}""", "thresholding", "applies to the ODE solvers only" },
+        { """{"class_label": 1, "steps": 1}""", "steps", "steps must be at least the solver's order (2) for unipc" },
     };
 
     [Theory]
