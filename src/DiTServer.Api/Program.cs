@@ -1,6 +1,7 @@
 using DiTServer.Api.Admin;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Endpoints;
+using DiTServer.Api.Http;
 using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
@@ -18,9 +19,11 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 });
 builder.AddServerLogging();
 builder.AddServerObservability();
+builder.AddClientFaults();
 builder.AddDiTServing();
 builder.AddJobs();
 builder.AddAdminTraining();
+builder.AddPublicUrls();
 
 var app = builder.Build();
 if (app.PrepareServing() is { } failure)
@@ -29,6 +32,7 @@ if (app.PrepareServing() is { } failure)
     await app.DisposeAsync(); // flushes the log
     return 1;
 }
+app.UseForwardedHeadersWhenConfigured(); // first: everything after sees the client's scheme, host and address
 app.UseServerPipeline();
 app.UseDefaultFiles(); // the playground: wwwroot/index.html at /
 app.UseStaticFiles();
@@ -36,6 +40,7 @@ app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
 app.MapOpenAIImagesApi();
+app.MapKServeApi();
 app.MapJobsApi();
 app.MapAdminTrainingApi();
 await app.RunAsync();

@@ -68,4 +68,71 @@ public class AdminSecurityTests : IDisposable
         Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "out/sub/file", "dataset")).Message);
         Assert.Equal(Path.Combine(root, "in"), ConfinedPath.Resolve(root, "in", "dataset"));
     }
+
+    [Fact]
+    public void A_relative_link_is_resolved_from_its_real_parent_not_from_the_path_as_written()
+    {
+        // a/b/c is the root itself; x (in the root) points to ../outside. Written, a/b/c/x/.. is a/b: inside. The kernel
+        // resolves ../ from x's real folder, the root, so a/b/c/x is the outside folder.
+        Directory.CreateDirectory(Path.Combine(root, "a", "b"));
+        Directory.CreateSymbolicLink(Path.Combine(root, "a", "b", "c"), root);
+        File.CreateSymbolicLink(Path.Combine(root, "x"), Path.Combine("..", Path.GetFileName(outside)));
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "a/b/c/x", "output")).Message);
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "a/b/c/x/run", "output")).Message);
+        Assert.Equal(outside, ConfinedPath.RealPath(Path.Combine(root, "a", "b", "c", "x")));
+    }
+
+    [Fact]
+    public void Chains_of_links_are_followed_to_their_end()
+    {
+        Directory.CreateDirectory(Path.Combine(root, "real"));
+        // l1 → (absolute) l2 → (relative) l3 → outside
+        Directory.CreateSymbolicLink(Path.Combine(root, "l3"), outside);
+        File.CreateSymbolicLink(Path.Combine(root, "l2"), "l3");
+        File.CreateSymbolicLink(Path.Combine(root, "l1"), Path.Combine(root, "l2"));
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "l1", "dataset")).Message);
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "l1/new/run", "output")).Message);
+        // c1 → c2 → real: a chain that stays inside is fine.
+        File.CreateSymbolicLink(Path.Combine(root, "c2"), "real");
+        File.CreateSymbolicLink(Path.Combine(root, "c1"), "c2");
+        Assert.Equal(Path.Combine(root, "c1", "run"), ConfinedPath.Resolve(root, "c1/run", "output"));
+        // A loop is refused, not followed forever.
+        File.CreateSymbolicLink(Path.Combine(root, "loop1"), "loop2");
+        File.CreateSymbolicLink(Path.Combine(root, "loop2"), "loop1");
+        Assert.Contains("cannot be resolved", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "loop1/x", "output")).Message);
+    }
+
+    [Fact]
+    public void Links_to_the_root_itself_stay_inside_and_links_to_its_parent_do_not()
+    {
+        Directory.CreateDirectory(Path.Combine(root, "data"));
+        Directory.CreateSymbolicLink(Path.Combine(root, "self"), root);
+        File.CreateSymbolicLink(Path.Combine(root, "dot"), ".");
+        Assert.Equal(Path.Combine(root, "self", "self", "data"), ConfinedPath.Resolve(root, "self/self/data", "dataset"));
+        Assert.Equal(Path.Combine(root, "dot", "data"), ConfinedPath.Resolve(root, "dot/data", "dataset"));
+        File.CreateSymbolicLink(Path.Combine(root, "up"), "..");
+        Directory.CreateSymbolicLink(Path.Combine(root, "slash"), "/");
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "up", "dataset")).Message);
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "slash/etc", "dataset")).Message);
+        // The root may itself be reached through a link (a configured path with a link in it).
+        var linkedRoot = root + "-link";
+        Directory.CreateSymbolicLink(linkedRoot, root);
+        try { Assert.Equal(Path.Combine(linkedRoot, "data"), ConfinedPath.Resolve(linkedRoot, "data", "dataset")); }
+        finally { File.Delete(linkedRoot); }
+    }
+
+    [Fact]
+    public void Relative_links_that_climb_out_are_refused_at_any_depth()
+    {
+        Directory.CreateDirectory(Path.Combine(root, "d", "e"));
+        var name = Path.GetFileName(outside);
+        File.CreateSymbolicLink(Path.Combine(root, "d", "e", "esc"), Path.Combine("..", "..", "..", name));
+        File.CreateSymbolicLink(Path.Combine(root, "d", "e", "stay"), Path.Combine("..", "..", "d"));
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "d/e/esc", "dataset")).Message);
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "d/e/esc/deeper/new", "output")).Message);
+        Assert.Equal(Path.Combine(root, "d", "e", "stay", "e"), ConfinedPath.Resolve(root, "d/e/stay/e", "dataset"));
+        // A dangling link that would be created outside is refused too.
+        File.CreateSymbolicLink(Path.Combine(root, "d", "dangling"), Path.Combine("..", "..", name + "-not-yet"));
+        Assert.Contains("link outside", Assert.Throws<ArgumentException>(() => ConfinedPath.Resolve(root, "d/dangling", "output")).Message);
+    }
 }

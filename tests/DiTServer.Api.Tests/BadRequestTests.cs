@@ -1,3 +1,4 @@
+using DiTServer.Api.Cli.Evidence;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -59,7 +60,6 @@ public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixtu
         { """{"class_label": 1, "sampler": "ddim", "eta": 2}""", "eta must be in 0..1" },
         { """{"class_label": 1, "stepz": 10}""", "unknown field 'stepz'" },
         { """{"class_label": 1, "class_label": 2}""", "appears more than once" },
-        { "{\"class_label\": 1, \"pad\": \"" + new string('x', 9000) + "\"}", "larger than 8192 bytes" },
     };
 
     [Theory]
@@ -74,6 +74,38 @@ public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixtu
         var problem = JsonDocument.Parse(text).RootElement;
         Assert.Equal(400, problem.GetProperty("status").GetInt32());
         Assert.Contains(expected, problem.GetProperty("detail").GetString());
+    }
+
+    [Theory]
+    [InlineData("/v1/images")]
+    [InlineData("/v1/jobs")]
+    [InlineData("/v1/images/generations")]
+    public async Task A_body_over_the_limit_is_413_problem_json(string path)
+    {
+        var client = server.Factory.CreateClient();
+        var body = "{\"class_label\": 1, \"pad\": \"" + new string('x', 9000) + "\"}";
+        var response = await client.PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.True(BadInputFuzzer.IsErrorBody(path, 413, response.Content.Headers.ContentType?.MediaType, text), text);
+        Assert.Contains("larger than 8192 bytes", text);
+    }
+
+    [Theory]
+    [InlineData("/v1/images")]
+    [InlineData("/v1/jobs")]
+    [InlineData("/v1/images/generations")]
+    public async Task Hundreds_of_unknown_fields_give_a_small_problem(string path)
+    {
+        // 800 unknown fields: each used to get its own message listing every known field (250 KB for 900).
+        var body = "{" + string.Join(",", Enumerable.Range(0, 800).Select(i => $"\"u{i}\":0")) + "}";
+        var response = await server.Factory.CreateClient().PostAsync(path, new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.True(text.Length < 12_000, $"{text.Length} bytes");
+        Assert.Contains("more field(s) with errors are not listed", text);
+        var root = JsonDocument.Parse(text).RootElement;
+        if (root.TryGetProperty("errors", out var errors)) Assert.True(errors.EnumerateObject().Count() <= 21); // problem+json; OpenAI's object has one message
     }
 
     [Fact]

@@ -161,8 +161,10 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
     {
         var images = await AssertProblem(await client.PostAsync("/v1/images", Json("""{"class_label": 1, "preview_every": 2}""")), HttpStatusCode.BadRequest);
         Assert.Contains("unknown field 'preview_every'", images.GetProperty("detail").GetString());
-        var openai = await AssertProblem(await client.PostAsync("/v1/images/generations", Json("""{"prompt": "1", "preview_every": 2}""")), HttpStatusCode.BadRequest);
-        Assert.Contains("preview_every", openai.GetProperty("detail").GetString());
+        var openai = await client.PostAsync("/v1/images/generations", Json("""{"prompt": "1", "preview_every": 2}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, openai.StatusCode);
+        var error = JsonDocument.Parse(await openai.Content.ReadAsStringAsync()).RootElement.GetProperty("error"); // OpenAI's dialect
+        Assert.Equal("preview_every", error.GetProperty("param").GetString());
 
         var both = await AssertProblem(await client.PostAsync("/v1/jobs", Json("""{"class_label": 1, "steps": 0, "colour": 1, "preview_every": -2}""")), HttpStatusCode.BadRequest);
         var errors = both.GetProperty("errors");

@@ -6,7 +6,7 @@ using static DiTServer.Api.Tests.JobsTestClient;
 namespace DiTServer.Api.Tests;
 
 /// <summary>POST /v1/images/generations answers in OpenAI's shape (b64_json or job-result URLs) with the same
-/// pixels as /v1/images, and refuses a wrong size and other mistakes with 400 problem+json.</summary>
+/// pixels as /v1/images, and refuses a wrong size and other mistakes with 400 in OpenAI's error shape.</summary>
 public sealed class OpenAIImagesTests(OpenAIImagesTests.Server server) : IClassFixture<OpenAIImagesTests.Server>
 {
     public sealed class Server : IDisposable
@@ -64,8 +64,10 @@ public sealed class OpenAIImagesTests(OpenAIImagesTests.Server server) : IClassF
         var expected = await Reference(5, 2);
         for (int i = 0; i < 2; i++)
         {
-            var url = new Uri(data[i].GetProperty("url").GetString()!);
-            Assert.True(url.IsAbsoluteUri);
+            // Relative by default (no PublicUrls:BaseUrl, AllowedHosts "*"): the client resolves it against the URL it called.
+            var text = data[i].GetProperty("url").GetString()!;
+            Assert.StartsWith("/v1/jobs/", text);
+            var url = new Uri(client.BaseAddress!, text);
             Assert.Matches($@"^/v1/jobs/job_[0-9a-f]{{32}}/result$", url.AbsolutePath);
             Assert.Equal($"?index={i}", url.Query);
             Assert.Equal(expected[i], await client.GetByteArrayAsync(url.PathAndQuery));
@@ -82,12 +84,26 @@ public sealed class OpenAIImagesTests(OpenAIImagesTests.Server server) : IClassF
     [InlineData("""{"prompt": "3", "response_format": "png"}""", "response_format", "b64_json")]
     [InlineData("""{"prompt": "3", "negative_prompt": "x"}""", "negative_prompt", "unknown field")]
     [InlineData("""{"prompt": "3", "steps": 0}""", "steps", "steps must be in 1..1000")]
-    [InlineData("[1]", "body", "JSON object")]
-    public async Task Bad_requests_are_400_problems_naming_the_openai_field(string body, string field, string expected)
+    [InlineData("[1]", null, "JSON object")]
+    public async Task Bad_requests_are_400_openai_errors_naming_the_openai_field(string body, string? field, string expected)
     {
-        var problem = await AssertProblem(await client.PostAsync("/v1/images/generations", Json(body)), HttpStatusCode.BadRequest);
-        var errors = problem.GetProperty("errors");
-        Assert.True(errors.TryGetProperty(field, out var messages), problem.ToString());
-        Assert.Contains(messages.EnumerateArray(), m => m.GetString()!.Contains(expected));
+        var response = await client.PostAsync("/v1/images/generations", Json(body));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
+        Assert.Equal(field, error.GetProperty("param").GetString());
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Contains(expected, error.GetProperty("message").GetString());
+    }
+
+    [Fact]
+    public async Task Errors_the_framework_writes_are_openai_errors_too()
+    {
+        // 415 comes from the body reader, not the parser; the route's filter translates it like any problem.
+        var response = await client.PostAsync("/v1/images/generations", new StringContent("prompt=3", System.Text.Encoding.UTF8, "text/plain"));
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("unsupported_media_type", error.GetProperty("code").GetString());
     }
 }

@@ -22,7 +22,7 @@ public sealed class ChromiumFactAttribute : FactAttribute
 /// class, submit, watch the job's previews and then its images; saves a screenshot (artifacts/playground.png, docs/playground.png).</summary>
 public sealed class PlaygroundBrowserTests
 {
-    private static readonly string[] ChromiumArgs =
+    internal static readonly string[] ChromiumArgs =
     [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -56,16 +56,46 @@ public sealed class PlaygroundBrowserTests
         });
         var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1000, Height = 640 } });
         var consoleErrors = new List<string>();
-        page.Console += (_, m) => { if (m.Type == "error") consoleErrors.Add($"{m.Text} ({m.Location})"); };
+        page.Console += (_, m) =>
+        {
+            // Chromium logs the 503 this test injects below; any other console error fails the test.
+            if (m.Type == "error" && !m.Text.Contains("status of 503")) consoleErrors.Add($"{m.Text} ({m.Location})");
+        };
+
+        // The first submission is answered with a problem (as a full queue would be), to see its banner go away on the next.
+        var sentBodies = new List<string>();
+        int jobPosts = 0;
+        await page.RouteAsync("**/v1/jobs", async route =>
+        {
+            if (route.Request.Method != "POST") { await route.ContinueAsync(); return; }
+            sentBodies.Add(route.Request.PostData ?? "");
+            if (Interlocked.Increment(ref jobPosts) == 1)
+                await route.FulfillAsync(new RouteFulfillOptions
+                {
+                    Status = 503, ContentType = "application/problem+json", Body = """{"title": "Queue full", "status": 503, "detail": "all 64 queue places are taken"}""",
+                });
+            else await route.ContinueAsync();
+        });
 
         await page.GotoAsync(address + "/");
         Assert.Equal("DiTServer playground", await page.TitleAsync());
         await page.WaitForFunctionAsync("document.querySelectorAll('#class option').length > 0");
+        // Sampler and guidance choices come from GET /v1/models.
+        var models = System.Text.Json.JsonDocument.Parse(await factory.CreateClient().GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0];
+        var samplerNames = models.GetProperty("samplers").EnumerateArray()
+            .Select(e => e.ValueKind == System.Text.Json.JsonValueKind.String ? e.GetString() : e.GetProperty("name").GetString()).ToArray();
+        Assert.Equal(samplerNames, await page.EvalOnSelectorAllAsync<string[]>("#sampler option", "os => os.map(o => o.value)"));
+        Assert.Equal(models.GetProperty("guidance_modes").EnumerateArray().Select(e => e.GetString()).ToArray(),
+            await page.EvalOnSelectorAllAsync<string[]>("#guidance option", "os => os.map(o => o.value)"));
+        await page.SelectOptionAsync("#sampler", "ddim");
+        await page.SelectOptionAsync("#guidance", "all");
         await page.FillAsync("#class-search", "3");
         var option = page.Locator("#class option").First;
         Assert.StartsWith("3 · ", await option.TextContentAsync());
         await page.SelectOptionAsync("#class", "3");
-        await page.EvalOnSelectorAsync("#steps", $"e => {{ e.value = {steps}; e.dispatchEvent(new Event('input')); }}");
+        // The numeric field and the slider are one value.
+        await page.FillAsync("#steps-number", steps.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(steps.ToString(System.Globalization.CultureInfo.InvariantCulture), await page.InputValueAsync("#steps"));
         await page.UncheckAsync("#random-seed");
         await page.FillAsync("#seed", "42");
         await page.FillAsync("#count", "4");
@@ -77,9 +107,16 @@ public sealed class PlaygroundBrowserTests
                 const shown = document.querySelectorAll('#results img.preview');
                 if (shown.length > 0) window.previewsSeen.push({ count: shown.length, caption: document.querySelector('#results figcaption').textContent });
               }).observe(document.getElementById('results'), { childList: true });
+              window.statusesSeen = [];
+              new MutationObserver(() => window.statusesSeen.push(document.getElementById('status').textContent))
+                .observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
             }
             """);
         await page.ClickAsync("#generate");
+        await page.Locator("#error").WaitForAsync(new LocatorWaitForOptions { State = WaitForSelectorState.Visible });
+        Assert.Contains("queue places are taken", await page.TextContentAsync("#error"));
+        await page.ClickAsync("#generate");
+        Assert.False(await page.IsVisibleAsync("#error"), "the previous error stayed up after a new submission");
 
         await page.Locator("#results img:not(.preview)").Nth(3).WaitForAsync(new LocatorWaitForOptions { Timeout = 60_000 });
         Assert.Equal(4, await page.Locator("#results img").CountAsync());
@@ -91,6 +128,14 @@ public sealed class PlaygroundBrowserTests
         Assert.Equal(steps, await page.EvalOnSelectorAsync<double>("#progress", "p => p.value"));
         Assert.Empty(consoleErrors);
         Assert.Equal(0, await page.Locator("#results img.preview").CountAsync()); // the previews gave way to the images
+        Assert.False(await page.IsVisibleAsync("#error"));
+        var sent = System.Text.Json.JsonDocument.Parse(sentBodies[^1]).RootElement;
+        Assert.Equal("ddim", sent.GetProperty("sampler").GetString());
+        Assert.Equal("all", sent.GetProperty("guidance").GetString());
+        Assert.Equal(steps, sent.GetProperty("steps").GetInt32());
+        // An ETA from the measured step time appears once two steps have been timed.
+        var statuses = await page.EvaluateAsync<string[]>("() => window.statusesSeen");
+        Assert.Contains(statuses, t => System.Text.RegularExpressions.Regex.IsMatch(t, @"^Denoising: step \d+ of \d+ · about .+ left \(\d+ ms/step\)\.$"));
         var previews = await page.EvaluateAsync<string[]>("() => window.previewsSeen.map(p => `${p.count} images, ${p.caption}`)");
         Assert.NotEmpty(previews);
         Assert.All(previews, p => Assert.Matches($"^4 images, #0 · step \\d+/{steps}$", p));
@@ -103,5 +148,44 @@ public sealed class PlaygroundBrowserTests
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
         var docs = Path.Combine(root, "docs", "playground.png");
         if (Environment.GetEnvironmentVariable("DIT_UPDATE_SCREENSHOT") == "1" || !File.Exists(docs)) File.Copy(shot, docs, overwrite: true);
+    }
+}
+
+/// <summary>The playground reads <c>samplers</c> from /v1/models whether entries are names or objects with
+/// <c>default_steps</c> (the richer form), and a sampler's default step count fills the steps fields.</summary>
+public sealed class PlaygroundSamplerListTests
+{
+    [ChromiumFact]
+    public async Task Sampler_objects_with_default_steps_set_the_steps()
+    {
+        using var factory = new ServerFactory(("Serving:WarmUp", "false"));
+        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        factory.StartServer();
+        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
+        });
+        var page = await browser.NewPageAsync();
+        // The server's answer, with samplers rewritten as objects.
+        await page.RouteAsync("**/v1/models", async route =>
+        {
+            var response = await route.FetchAsync();
+            var root = System.Text.Json.Nodes.JsonNode.Parse(await response.TextAsync())!;
+            root["models"]![0]!["samplers"] = System.Text.Json.Nodes.JsonNode.Parse(
+                """[{"name": "ddpm", "default_steps": 250}, {"name": "ddim", "default_steps": 25}, {"name": "plain"}]""");
+            await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = root.ToJsonString() });
+        });
+        await page.GotoAsync(address + "/");
+        await page.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length === 3");
+        Assert.Equal(["ddpm", "ddim", "plain"], await page.EvalOnSelectorAllAsync<string[]>("#sampler option", "os => os.map(o => o.value)"));
+        Assert.Equal("250", await page.InputValueAsync("#steps-number")); // the first sampler's default, on load
+        await page.SelectOptionAsync("#sampler", "ddim");
+        Assert.Equal("25", await page.InputValueAsync("#steps-number"));
+        Assert.Equal("25", await page.InputValueAsync("#steps"));
+        await page.FillAsync("#steps-number", "40");
+        await page.SelectOptionAsync("#sampler", "plain"); // no default: the user's steps stay
+        Assert.Equal("40", await page.InputValueAsync("#steps"));
     }
 }

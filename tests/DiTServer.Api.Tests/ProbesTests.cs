@@ -33,9 +33,7 @@ public sealed class ProbesTests
         var after = await client.GetStringAsync("/metrics");
 
         Assert.Equal(Value(before, "dit_images_generated_total") + 2, Value(after, "dit_images_generated_total"));
-        Assert.Equal(Value(before, "dit_requests_total{outcome=\"ok\"}") + 1, Value(after, "dit_requests_total{outcome=\"ok\"}"));
         Assert.True(Value(after, "dit_forward_rows_count") >= Value(before, "dit_forward_rows_count") + 4);
-        Assert.True(Value(after, "dit_request_duration_seconds_count") > Value(before, "dit_request_duration_seconds_count"));
         Assert.True(Value(after, "dit_queue_wait_seconds_count") > Value(before, "dit_queue_wait_seconds_count"));
         Assert.True(Value(after, "dit_step_duration_seconds_count") > Value(before, "dit_step_duration_seconds_count"));
         foreach (var name in new[] { "dit_queue_depth", "dit_active_requests", "dit_worker_errors_total" })

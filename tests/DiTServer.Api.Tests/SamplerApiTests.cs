@@ -141,9 +141,12 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         var png = Convert.FromBase64String(JsonDocument.Parse(text).RootElement.GetProperty("data")[0].GetProperty("b64_json").GetString()!);
         AssertClose(FixturePixels("solver-4"), Rgb(png), "openai dpmpp_2m");
 
-        var problem = await AssertProblem(await client.PostAsync("/v1/images/generations",
-            Json("""{"prompt": "3", "sampler": "unipc", "unipc_variant": "bh9"}""")), HttpStatusCode.BadRequest);
-        Assert.Contains("bh1 or bh2", problem.GetProperty("errors").GetProperty("unipc_variant")[0].GetString());
+        // The OpenAI-style route speaks OpenAI's error dialect: the field is the error's param.
+        var refused = await client.PostAsync("/v1/images/generations", Json("""{"prompt": "3", "sampler": "unipc", "unipc_variant": "bh9"}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("unipc_variant", error.GetProperty("param").GetString());
+        Assert.Contains("bh1 or bh2", error.GetProperty("message").GetString());
     }
 
     [Fact]

@@ -19,6 +19,16 @@ public sealed class TrainingApiOptions
     /// <summary>Training runs write here; nothing outside it can be written.</summary>
     public string OutputRoot { get; set; } = "runs";
 
+    /// <summary>Largest model a job may train (parameters); checked before anything is allocated. DiT-XL/2 has 675 M.</summary>
+    public double MaxParameters { get; set; } = 1e9;
+
+    /// <summary>Largest estimated training memory of a job (weights, gradients, EMA, AdamW moments, activations for its
+    /// batch size), in bytes; checked before anything is allocated.</summary>
+    public double MaxMemoryBytes { get; set; } = 16L << 30;
+
+    /// <summary>Largest admin request body (a job with a long class_names list fits); one byte more is 413.</summary>
+    public int MaxBodyBytes { get; set; } = 65536;
+
     /// <summary>Longest wait of an activation for running requests to finish before it gives up.</summary>
     public TimeSpan ActivationTimeout { get; set; } = TimeSpan.FromMinutes(10);
 }

@@ -1,5 +1,7 @@
 using System.Text.Json;
+using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
+using DiTServer.Api.OpenApi;
 using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Admin;
@@ -14,8 +16,12 @@ public static class AdminTrainingEndpoints
         builder.Services.AddOptions<TrainingApiOptions>().BindConfiguration(TrainingApiOptions.Section)
             .Validate(o => !string.IsNullOrWhiteSpace(o.DataRoot) && !string.IsNullOrWhiteSpace(o.OutputRoot), "Training:DataRoot and Training:OutputRoot must be set")
             .Validate(o => o.ActivationTimeout > TimeSpan.Zero, "Training:ActivationTimeout must be positive")
+            .Validate(o => o.MaxParameters > 0 && o.MaxMemoryBytes > 0, "Training:MaxParameters and Training:MaxMemoryBytes must be positive")
+            .Validate(o => o.MaxBodyBytes > 0, "Training:MaxBodyBytes must be positive")
             .ValidateOnStart();
         builder.Services.AddSingleton<TrainingJobs>();
+        // Stopped by the host like the generation worker: shutdown cancels a running job and awaits its thread.
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TrainingJobs>());
         return builder;
     }
 
@@ -31,7 +37,9 @@ public static class AdminTrainingEndpoints
         }
         var jobs = app.Services.GetRequiredService<TrainingJobs>();
         Directory.CreateDirectory(jobs.OutputRoot);
-        app.Logger.LogInformation("Admin training API enabled; datasets under {DataRoot}, runs under {OutputRoot}", jobs.DataRoot, jobs.OutputRoot);
+        int recovered = jobs.Recover(); // runs of earlier processes: listed with their last checkpoint step, resumable
+        app.Logger.LogInformation("Admin training API enabled; datasets under {DataRoot}, runs under {OutputRoot} ({Runs} found there)",
+            jobs.DataRoot, jobs.OutputRoot, recovered);
 
         var group = app.MapGroup("/v1/admin/training/jobs").WithTags("Admin training")
             .AddEndpointFilter(async (context, next) =>
@@ -42,31 +50,38 @@ public static class AdminTrainingEndpoints
                 return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
                     detail: "this route needs 'Authorization: Bearer <admin key>'");
             })
-            .ProducesProblem(StatusCodes.Status401Unauthorized);
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .WithMetadata(new AdminBearer());
         group.MapPost("/", Create).WithName("CreateTrainingJob").WithSummary("Start a training or fine-tuning job (one per device)")
-            .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict);
-        group.MapGet("/", (TrainingJobs all) => TypedResults.Ok(all.List())).WithName("ListTrainingJobs").WithSummary("All training jobs of this process");
+            .WithJsonBody<TrainingJobRequest>(TrainingJobRequest.Example, "The dataset and run folders (relative to Training:DataRoot and OutputRoot), the model and the schedule.")
+            .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status408RequestTimeout)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
+        group.MapGet("/", (TrainingJobs all) => TypedResults.Ok(all.List())).WithName("ListTrainingJobs")
+            .WithSummary("All training jobs: this process's, and the runs found under Training:OutputRoot at start (Interrupted ones can be resumed)");
         group.MapGet("/{id}", Get).WithName("GetTrainingJob").WithSummary("State, step, loss, it/s, ETA and last checkpoint of a job");
         group.MapDelete("/{id}", Cancel).WithName("CancelTrainingJob").WithSummary("Cancel a job; its last checkpoint is kept");
         group.MapPost("/{id}/activate", Activate).WithName("ActivateTrainingJob")
-            .WithSummary("Serve the job's latest EMA weights (same architecture), without failing running requests");
+            .WithSummary("Serve the job's latest EMA weights (same architecture), without failing running requests")
+            .WithDescription("409 when there is no checkpoint or the architecture differs, 422 when the checkpoint cannot be loaded; either way the previous weights keep serving.")
+            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        group.MapPost("/{id}/resume", Resume).WithName("ResumeTrainingJob")
+            .WithJsonBody<ResumeRequest>("""{"steps": 2000}""", "Optional: a new total step count (absent or an empty body: the run's own).")
+            .WithSummary("Continue a stopped run (Interrupted by a restart, Cancelled, or Failed after a checkpoint) from its checkpoint")
+            .WithDescription("Optional body {\"steps\": N} raises the total step count. Same weights, optimizer, RNG and options as the run had; 409 while a job runs or when the run is already at its step count, 422 when its checkpoint or dataset cannot be used.")
+            .ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         return app;
     }
 
-    private static async Task<Results<Accepted<TrainingJobStatus>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest http, TrainingJobs jobs)
+    private static async Task<Results<Accepted<TrainingJobStatus>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest http, TrainingJobs jobs,
+        IOptions<TrainingApiOptions> options)
     {
-        TrainingJobRequest? request;
-        try
-        {
-            if (!(http.ContentType ?? "").StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-                return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: "send the job as application/json");
-            request = await JsonSerializer.DeserializeAsync<TrainingJobRequest>(http.Body, TrainingJobRequest.Json, http.HttpContext.RequestAborted);
-            if (request is null) return Invalid("the body must be a JSON object");
-        }
-        catch (JsonException e)
-        {
-            return Invalid($"malformed job: {e.Message}");
-        }
+        if (!(http.ContentType ?? "").StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: "send the job as application/json");
+        var body = await RequestBody.ReadAsync(http, options.Value.MaxBodyBytes);
+        if (ParseJson<TrainingJobRequest>(body, "job") is not { } parsed) return Invalid("the body must be a JSON object");
+        if (parsed.Error is { } error) return Invalid(error);
+        var request = parsed.Value!;
         try
         {
             var job = jobs.Start(request);
@@ -99,7 +114,11 @@ public static class AdminTrainingEndpoints
         }
         catch (InvalidOperationException e)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot activate", detail: e.Message);
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot activate", detail: $"{e.Message}; the previous weights keep serving");
+        }
+        catch (UnusableCheckpointException e)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Unusable checkpoint", detail: $"{e.Message}; the previous weights keep serving");
         }
         catch (TimeoutException)
         {
@@ -108,11 +127,57 @@ public static class AdminTrainingEndpoints
         }
     }
 
+    /// <summary>A JSON body as <typeparamref name="T"/>, or the reason it is not one (null for a JSON null).</summary>
+    private static (T? Value, string? Error)? ParseJson<T>(ReadOnlyMemory<byte> body, string what) where T : class
+    {
+        // System.Text.Json reads invalid UTF-8 inside a property name or string as far as it can and then fails with an
+        // InvalidOperationException; checking first makes it one clear 400.
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) return (null, "the body is not valid UTF-8; send JSON encoded as UTF-8");
+        try
+        {
+            var value = JsonSerializer.Deserialize<T>(body.Span, TrainingJobRequest.Json);
+            return value is null ? null : (value, null);
+        }
+        catch (JsonException e) { return (null, $"malformed {what}: {e.Message}"); }
+        catch (InvalidOperationException e) { return (null, $"malformed {what}: {e.Message}"); } // e.g. an escaped lone surrogate
+    }
+
+    private static async Task<Results<Accepted<TrainingJobStatus>, ValidationProblem, ProblemHttpResult>> Resume(string id, HttpRequest http,
+        TrainingJobs jobs, IOptions<TrainingApiOptions> options)
+    {
+        if (jobs.Find(id) is not { } job) return NotFound(id);
+        long? steps = null;
+        var body = await RequestBody.ReadAsync(http, options.Value.MaxBodyBytes);
+        if (body.Length > 0)
+        {
+            if (ParseJson<ResumeRequest>(body, "resume request") is { } parsed)
+            {
+                if (parsed.Error is { } error) return Invalid(error);
+                steps = parsed.Value!.Steps;
+            }
+        }
+        try
+        {
+            var resumed = jobs.Resume(job, steps);
+            return TypedResults.Accepted($"/v1/admin/training/jobs/{resumed.Id}", resumed.Status);
+        }
+        catch (ArgumentException e) { return Invalid(e.Message); }
+        catch (InvalidOperationException e) { return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot resume", detail: e.Message); }
+        catch (UnusableCheckpointException e) { return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Cannot resume", detail: e.Message); }
+    }
+
     private static ValidationProblem Invalid(string detail) =>
         TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["body"] = [detail] }, detail: detail, title: "Invalid training job");
 
     private static ProblemHttpResult NotFound(string id) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown training job", detail: $"no training job '{id}'");
+}
+
+/// <summary>Body of <c>POST /v1/admin/training/jobs/{id}/resume</c> (optional).</summary>
+public sealed record ResumeRequest
+{
+    /// <summary>New total step count; absent: the run's own.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("steps")] public long? Steps { get; init; }
 }
 
 public sealed record ActivationResponse(

@@ -3,7 +3,9 @@ using System.Text.Json.Serialization;
 namespace DiTServer.Api.Admin;
 
 [JsonConverter(typeof(JsonStringEnumConverter<TrainingJobState>))]
-public enum TrainingJobState { Running, Succeeded, Failed, Cancelled }
+/// <summary><c>Interrupted</c>: found on disk at start with a checkpoint short of its step count (the process stopped
+/// while it trained); it can be resumed like a cancelled one.</summary>
+public enum TrainingJobState { Running, Succeeded, Failed, Cancelled, Interrupted }
 
 /// <summary>One training job's public state, updated by its training thread.</summary>
 public sealed class TrainingJob
@@ -11,16 +13,21 @@ public sealed class TrainingJob
     private readonly object gate = new();
     private TrainingJobStatus status;
 
-    public TrainingJob(string id, string outputFolder, long totalSteps)
+    /// <param name="output">The output folder relative to <c>Training:OutputRoot</c>, as the API shows it.</param>
+    public TrainingJob(string id, string outputFolder, string output, long totalSteps, DateTimeOffset startedAt)
     {
         Id = id;
         OutputFolder = outputFolder;
-        status = new TrainingJobStatus(id, TrainingJobState.Running, 0, totalSteps, null, null, null, null, null, DateTimeOffset.UtcNow, null, null);
+        status = new TrainingJobStatus(id, TrainingJobState.Running, 0, totalSteps, null, null, null, null, null, startedAt, null, null, output);
     }
 
     public string Id { get; }
     public string OutputFolder { get; }
     public CancellationTokenSource Cancel { get; } = new();
+    /// <summary>Completes when the job's thread has ended and has disposed every tensor it owned; shutdown awaits it.</summary>
+    public Task Finished => finished.Task;
+    private readonly TaskCompletionSource finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    internal void MarkFinished() => finished.TrySetResult();
     public TrainingJobStatus Status { get { lock (gate) return status; } }
 
     public void Update(Func<TrainingJobStatus, TrainingJobStatus> change)
@@ -42,4 +49,5 @@ public sealed record TrainingJobStatus(
     [property: JsonPropertyName("error")] string? Error,
     [property: JsonPropertyName("started_at")] DateTimeOffset StartedAt,
     [property: JsonPropertyName("finished_at")] DateTimeOffset? FinishedAt,
-    [property: JsonPropertyName("exported_model")] string? ExportedModel);
+    [property: JsonPropertyName("exported_model")] string? ExportedModel,
+    [property: JsonPropertyName("output")] string? Output = null);

@@ -6,8 +6,16 @@ namespace DiTServer.Api.Admin;
 /// <summary>Body of <c>POST /v1/admin/training/jobs</c>.</summary>
 public sealed record TrainingJobRequest
 {
-    /// <summary>IDX dataset folder (MNIST / Fashion-MNIST layout), relative to <c>Training:DataRoot</c>.</summary>
+    /// <summary>The OpenAPI example: a small model trained from scratch on an IDX folder.</summary>
+    public const string Example = """{"dataset": "fashion-mnist", "output": "run-1", "model": {"hidden_size": 128, "depth": 6, "num_heads": 4, "patch_size": 4}, "steps": 1000, "batch_size": 64}""";
+
+    /// <summary>Dataset folder relative to <c>Training:DataRoot</c>: IDX files (MNIST / Fashion-MNIST layout), or one
+    /// subfolder of images per class (then <see cref="ImageSize"/> is required).</summary>
     [JsonPropertyName("dataset")] public string? Dataset { get; init; }
+    /// <summary>Side the images of a class-subfolder dataset are center-cropped and resized to (as train.py).</summary>
+    [JsonPropertyName("image_size")] public int? ImageSize { get; init; }
+    /// <summary>1 (grayscale) or 3 (RGB) for a class-subfolder dataset; default 3.</summary>
+    [JsonPropertyName("channels")] public int? Channels { get; init; }
     /// <summary>Run folder, relative to <c>Training:OutputRoot</c>; must not already hold a checkpoint.</summary>
     [JsonPropertyName("output")] public string? Output { get; init; }
     /// <summary>"served" fine-tunes the served model's weights file; otherwise a new model of <see cref="Model"/>.</summary>

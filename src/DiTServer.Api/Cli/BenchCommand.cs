@@ -17,7 +17,10 @@ public static class BenchCommand
         var batches = new Option<string>("--batch") { Description = "Comma-separated batch sizes", DefaultValueFactory = _ => "2,8" };
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1 };
         var iters = new Option<int>("--iters") { Description = "Timed runs per batch size (median reported)", DefaultValueFactory = _ => 3 };
-        var gflops = new Option<double>("--gflops-per-image") { Description = "Forward cost per image in the paper's Gflops (118.6 for DiT-XL/2 at 256); fvcore counts a multiply-add as one, so real FLOPs are twice that", DefaultValueFactory = _ => 118.6 };
+        var gflops = new Option<double?>("--gflops-per-image")
+        {
+            Description = "Override the forward cost per image in the paper's Gflops (multiply-adds, as fvcore counts; real FLOPs are twice that). Default: counted from --arch and --image-size (118.6 for DiT-XL/2 at 256)",
+        };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads");
         var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16", DefaultValueFactory = _ => "fp32" };
@@ -36,13 +39,15 @@ public static class BenchCommand
             var config = DiTConfig.FromPreset(parse.GetValue(arch)!) with { InputSize = size / 8 };
             var sizes = ParseBatchSizes(parse.GetValue(batches)!);
             int nWarm = parse.GetValue(warmup), nIter = Math.Max(1, parse.GetValue(iters));
-            double perImage = parse.GetValue(gflops);
+            // Counted from the architecture: a fixed XL/2 figure made DiT-S/8 report 12,629 "GFLOP/s".
+            double perImage = parse.GetValue(gflops) ?? Evidence.PeakBenchmark.ForwardFlops(config) / 2 / 1e9;
 
             using var model = new DiT(config);
             model.RandomizeWeights(0.02); // official init zeroes adaLN and the output; timing is the same, but random weights make it a real forward
             model.to(dev).eval();
             mode.Apply(model);
-            stdout.WriteLine($"# {parse.GetValue(arch)} at {size}px (latent {config.InputSize}, {config.NumPatches} tokens), {mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd}");
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"# {parse.GetValue(arch)} at {size}px (latent {config.InputSize}, {config.NumPatches} tokens), {perImage:F2} paper Gflops per image, {mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd}"));
             stdout.WriteLine("batch\tmedian_ms\tms_per_image\tpaper_Gflops/s\tGFLOP/s(2x)");
             foreach (var batch in sizes)
             {
@@ -77,6 +82,17 @@ public static class BenchCommand
 
     internal static T[] ParseList<T>(string value, Func<string, T> parse) =>
         value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(parse).ToArray();
+
+    /// <summary>"2,3.5" → numbers in [min, max]; anything else is a usage error naming the option (exit 2, one line),
+    /// never a FormatException.</summary>
+    internal static double[] ParseNumbers(string value, string option, double min, double max)
+    {
+        var numbers = ParseList(value, s =>
+            double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v)
+                ? v >= min && v <= max ? v : throw new UsageException($"{option}: {s} is outside {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}")
+                : throw new UsageException($"{option}: '{s}' is not a number (expected a comma-separated list such as 2,4,8)"));
+        return numbers.Length > 0 ? numbers : throw new UsageException($"{option} is empty");
+    }
 
     /// <summary><c>bench sgemm</c>: the float32 matmul rate libtorch reaches here, the ceiling for a DiT forward.</summary>
     private static Command CreateSgemm(TextWriter stdout, TextWriter stderr)

@@ -16,7 +16,18 @@ public static class CommandLine
     {
         stdout ??= Console.Out;
         stderr ??= Console.Error;
-        var root = new RootCommand("DiTServer: Diffusion Transformer inference from the command line")
+        var parsed = Root(stdout, stderr).Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            stderr.WriteLine($"error: {parsed.Errors[0].Message} (see --help)");
+            return ExitUsage;
+        }
+        return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
+    }
+
+    /// <summary>Every verb; also what the documented-commands test parses README commands against.</summary>
+    public static RootCommand Root(TextWriter stdout, TextWriter stderr) =>
+        new("DiTServer: Diffusion Transformer inference from the command line")
         {
             SampleCommand.Create(stdout, stderr),
             BenchCommand.Create(stdout, stderr),
@@ -25,14 +36,6 @@ public static class CommandLine
             EvalCommand.Create(stdout, stderr),
             ModelsCommand.Create(stdout, stderr),
         };
-        var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
-        {
-            stderr.WriteLine($"error: {parsed.Errors[0].Message} (see --help)");
-            return ExitUsage;
-        }
-        return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
-    }
 
     /// <summary>The async twin of <see cref="Guard"/>; both map errors through <see cref="Report"/>.</summary>
     public static async Task<int> GuardAsync(TextWriter stderr, Func<Task<int>> body)

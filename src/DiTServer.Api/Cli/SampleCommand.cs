@@ -23,10 +23,14 @@ public static class SampleCommand
         var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
         var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16: how the DiT computes", DefaultValueFactory = _ => "fp32" };
+        var index = new Option<int?>("--index")
+        {
+            Description = "Write only the image at this batch position (0-based): with the request's labels and seed it is that image of a server response, which one generator per batch makes depend on the whole batch",
+        };
 
         var command = new Command("sample", "Generate images with a DiT model and write them as PNG files")
         {
-            model, labels, cfg, seed, eta, guidance, output, device, threads, precision,
+            model, labels, cfg, seed, eta, guidance, output, device, threads, precision, index,
         };
         foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
@@ -45,6 +49,9 @@ public static class SampleCommand
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!, torchDevice, computePrecision);
             var labelIds = ResolveLabels(parse.GetValue(labels)!, loaded.Classes, loaded.Config.NumClasses);
+            int? only = parse.GetValue(index);
+            if (only is { } i && (i < 0 || i >= labelIds.Length))
+                throw new UsageException($"--index must be in 0..{labelIds.Length - 1} (one per label), got {i}");
             if (options.CfgScale != 1 && loaded.Config.ClassDropoutProb <= 0)
                 throw new UsageException("this model has no null class, so --cfg must be 1");
             ValidateForModel(loaded, options);
@@ -54,7 +61,7 @@ public static class SampleCommand
             var progress = Console.IsErrorRedirected ? null : new Action<int, int>((done, total) => stderr.Write($"\rstep {done}/{total}"));
             var images = ImagePipeline.Generate(loaded, labelIds, options, progress);
             if (progress is not null) stderr.WriteLine();
-            foreach (var image in images)
+            foreach (var image in images.Where(im => only is null || im.Index == only))
             {
                 var path = Path.Combine(outDir, $"{image.Index}.png");
                 File.WriteAllBytes(path, image.Png);

@@ -67,8 +67,7 @@ public static class TrainCommand
                     throw new UsageException(info.Latent is null
                         ? $"{ckpt} is a pixel-space run; --vae cannot be added on resume"
                         : $"{ckpt} was trained with the VAE at {info.Latent.Vae}; resuming with a different VAE ({Path.GetFullPath(vaeDir)}) is not possible");
-                // The recorded folder must still hold the same VAE, or the resumed steps would train on other latents.
-                info.Latent?.VerifyUnchanged();
+                // TrainingRun checks that the recorded folder still holds the same VAE.
             }
             else
             {
@@ -107,42 +106,31 @@ public static class TrainCommand
             try { info.Options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
 
-            using var images = OpenDataset(info);
+            using var images = TrainingRun.OpenDataset(info);
             if (images is ImageFolderDataset folder && info.ClassNames is null) info = info with { ClassNames = folder.ClassNames };
-            // A latent run trains on the VAE posterior of each image, encoded once and cached beside the checkpoint.
-            using var latents = info.Latent is { } latent
-                ? LatentCache.LoadOrEncode(Path.Combine(outDir, LatentCache.FileName), images, latent, stdout.WriteLine)
-                : null;
-            ITrainingDataset dataset = latents ?? images;
-            info = info with
-            {
-                Config = info.Config with { InputSize = dataset.ImageSize, InChannels = dataset.Channels, NumClasses = Math.Max(dataset.NumClasses, info.ClassNames?.Count ?? 0) },
-            };
-            if (info.ClassNames is { } cn && cn.Count != info.Config.NumClasses)
-                throw new UsageException($"--class-names has {cn.Count} names but the dataset has {info.Config.NumClasses} classes");
-
-            using var trainer = new Trainer(info.Config, info.Options, dataset, torchDevice);
-            if (parse.GetValue(resume)) info = TrainingCheckpoint.Restore(ckpt, trainer) with { Options = info.Options };
-            var session = new TrainingSession(trainer, info, outDir);
-            long parameters = trainer.Model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
-            stdout.WriteLine($"training {info.Name}: hidden {info.Config.HiddenSize}, depth {info.Config.Depth}, heads {info.Config.NumHeads}, patch {info.Config.PatchSize}, " +
-                             $"{info.Config.InChannels}×{info.Config.InputSize}² {(info.Latent is null ? "pixel" : "latent")} input, {info.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
-                             $"{dataset.Count} images; from step {trainer.Step} to {info.Options.Steps}, batch {info.Options.BatchSize}, lr {info.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
 
             using var cts = new CancellationTokenSource();
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
-
-            bool finished = Console.IsOutputRedirected || !ReferenceEquals(stdout, Console.Out)
-                ? session.Run(cts.Token, PlainProgress(stdout, info.Options.LogEvery))
-                : RunWithProgressBar(session, cts.Token);
-            if (!finished)
+            bool plain = Console.IsOutputRedirected || !ReferenceEquals(stdout, Console.Out);
+            bool resumed = parse.GetValue(resume);
+            // The orchestration (latents, trainer, resume, checkpoints, export) is the admin API's too; this verb maps arguments.
+            var outcome = TrainingRun.Execute(info, outDir, images, resumed, initial: null, cts.Token, log: stdout.WriteLine, device: torchDevice,
+                started: (trainer, run) =>
+                {
+                    long parameters = trainer.Model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+                    stdout.WriteLine($"training {run.Name}: hidden {run.Config.HiddenSize}, depth {run.Config.Depth}, heads {run.Config.NumHeads}, patch {run.Config.PatchSize}, " +
+                                     $"{run.Config.InChannels}×{run.Config.InputSize}² {(run.Latent is null ? "pixel" : "latent")} input, {run.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
+                                     $"{trainer.DatasetCount} images; from step {trainer.Step} to {run.Options.Steps}, batch {run.Options.BatchSize}, lr {run.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
+                },
+                exportWeightsName: $"{info.Name}.pt",
+                runSession: (session, cancel) => plain ? session.Run(cancel, PlainProgress(stdout, info.Options.LogEvery)) : RunWithProgressBar(session, cancel));
+            if (!outcome.Finished)
             {
-                stdout.WriteLine($"interrupted at step {trainer.Step}; checkpoint {session.CheckpointPath}; continue with: train --out {outDir} --resume");
+                stdout.WriteLine($"interrupted at step {outcome.Step}; checkpoint {outcome.CheckpointPath}; continue with: train --out {outDir} --resume");
                 return ExitInterrupted;
             }
-            var files = ModelExport.Write(outDir, info.Name!, trainer.Config, trainer.Ema.Model, trainer.Model, info.ClassNames, $"{info.Name}.pt", info.Latent?.Vae);
-            stdout.WriteLine($"done: {trainer.Step} steps; exported {string.Join(", ", files.Select(Path.GetFileName))} to {outDir}");
+            stdout.WriteLine($"done: {outcome.Step} steps; exported {string.Join(", ", outcome.ExportedFiles.Select(Path.GetFileName))} to {outDir}");
             return CommandLine.ExitOk;
         }));
         return command;
@@ -156,14 +144,6 @@ public static class TrainCommand
 
     private static bool IsIdxFolder(string dir) =>
         Directory.Exists(dir) && Directory.EnumerateFiles(dir, "train-images-idx3-ubyte*").Any();
-
-    /// <summary>The run's dataset; disposed by the caller.</summary>
-    private static ITrainingDataset OpenDataset(TrainingRunInfo info) => info.DatasetKind switch
-    {
-        "idx" => IdxDataset.FromFolder(info.Dataset!, padTo: info.PadTo),
-        "image-folder" => ImageFolderDataset.Load(info.Dataset!, info.ImageSize!.Value, info.Channels ?? 3),
-        _ => throw new InvalidDataException($"unknown dataset kind '{info.DatasetKind}' in the checkpoint"),
-    };
 
     internal static DiTConfig ArchitectureFrom(string? preset, int hidden, int depth, int heads, int patch)
     {

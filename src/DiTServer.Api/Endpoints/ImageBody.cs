@@ -1,3 +1,4 @@
+using DiTServer.Api.Http;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -5,7 +6,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 namespace DiTServer.Api.Endpoints;
 
 /// <summary>Reads the <c>POST /v1/images</c> body (also the body of <c>POST /v1/jobs</c>): 415 for a non-JSON
-/// content type, 400 for a body over <c>Serving:MaxBodyBytes</c> or any invalid field.</summary>
+/// content type, 413 for a body over <c>Serving:MaxBodyBytes</c> (<see cref="RequestBody"/>), 400 for any invalid field.</summary>
 public static class ImageBody
 {
     public sealed record Parsed(GenerationParameters? Parameters, ValidationProblem? Invalid, ProblemHttpResult? Unsupported);
@@ -19,13 +20,11 @@ public static class ImageBody
         if (request.ContentType is { } contentType && !ImageResults.IsJson(contentType))
             return new(null, null, TypedResults.Problem(detail: $"send the body as application/json, not {contentType}",
                 statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type"));
-        var body = await ImageResults.ReadBody(request, o.MaxBodyBytes);
-        if (body is null)
-            return new(null, Invalid(new() { ["body"] = [$"the body is larger than {o.MaxBodyBytes} bytes"] }), null);
+        var body = await RequestBody.ReadAsync(request, o.MaxBodyBytes); // too large, too slow, malformed: thrown, answered by ClientFaults
         var limits = LimitsOf(model, o);
         var (parameters, errors) = parse is null
-            ? (ImageRequestParser.Parse(body.Value, limits, out var e), e)
-            : parse(body.Value, limits);
+            ? (ImageRequestParser.Parse(body, limits, out var e), e)
+            : parse(body, limits);
         return parameters is null ? new(null, Invalid(errors), null) : new(parameters, null, null);
     }
 

@@ -4,8 +4,11 @@ using System.Text.Json.Serialization;
 namespace DiTServer.Api.Endpoints;
 
 /// <summary>The body of <c>POST /v1/images</c> as documented in Swagger; <see cref="ImageRequestParser"/> reads it field by field.</summary>
-public sealed record ImageRequest
+public record ImageRequest
 {
+    /// <summary>The OpenAPI example, which Swagger's "Try it out" sends unchanged.</summary>
+    public const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "sampler": "ddpm", "guidance": "official"}""";
+
     [JsonPropertyName("class_label"), Description("Class index (0..num_classes-1) or class name; required")]
     public required object ClassLabel { get; init; }
     [JsonPropertyName("num_images"), Description("1..Serving:MaxImagesPerRequest; default 1")]
@@ -32,4 +35,14 @@ public sealed record ImageRequest
     public double[]? GuidanceInterval { get; init; }
     [JsonPropertyName("thresholding"), Description("ODE solvers on pixel-space models only: dynamic thresholding of x0 (ratio 0.995, max 1); default false")]
     public bool? Thresholding { get; init; }
+}
+
+/// <summary>The body of <c>POST /v1/jobs</c> as documented in OpenAPI: the images body plus <c>preview_every</c>;
+/// <see cref="Jobs.JobRequestParser"/> reads it.</summary>
+public sealed record JobRequest : ImageRequest
+{
+    public new const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "preview_every": 10}""";
+
+    [JsonPropertyName("preview_every"), Description("0 or absent: no previews; k in 1..steps: a preview event with small PNGs after every k-th step but the last")]
+    public int? PreviewEvery { get; init; }
 }

@@ -8,13 +8,15 @@ using Microsoft.Net.Http.Headers;
 namespace DiTServer.Api.Endpoints;
 
 /// <summary>What <c>/v1/images</c>, <c>/v1/jobs/{id}/result</c> and the OpenAI facade share: content negotiation,
-/// reading a bounded body, and turning finished images into the PNG (one image or a grid) or JSON answer.</summary>
+/// and turning finished images into the PNG (one image or a grid) or JSON answer.</summary>
 public static class ImageResults
 {
     /// <summary>Every image as its own PNG in JSON (<c>Accept: application/json</c>).</summary>
-    public static Ok<ImagesResponse> Json(LoadedModel model, IReadOnlyList<GeneratedImage> images) =>
+    /// <param name="batchSize">Images the request made (what reproduces one of them), which is more than
+    /// <paramref name="images"/> when one was picked with <c>?index=</c>; default: all of them are here.</param>
+    public static Ok<ImagesResponse> Json(LoadedModel model, IReadOnlyList<GeneratedImage> images, int? batchSize = null) =>
         TypedResults.Ok(new ImagesResponse(model.Name,
-            images.Select(i => new ImageItem(i.Index, i.Seed, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
+            images.Select(i => new ImageItem(i.Index, i.Seed, batchSize ?? images.Count, i.ClassLabel, i.ClassName, Convert.ToBase64String(i.Png))).ToList()));
 
     /// <summary>One PNG, or a grid of several; the same bytes for the same images on every endpoint.</summary>
     public static async Task<FileContentHttpResult> Png(LoadedModel model, GenerationParameters parameters, IReadOnlyList<GeneratedImage> images)
@@ -31,6 +33,8 @@ public static class ImageResults
         var (hwc, w, h) = ImageGrid.Tile(images.Select(i => i.Hwc).ToList(), first.Width, first.Height, first.Channels);
         var metadata = ImagePipeline.Metadata(model, p.Labels, 0, p.Sampling)
             .Where(kv => kv.Key != "batch_index")
+            // A1111's grids carry the first image's infotext with the batch size but no position: the grid is all of them.
+            .Select(kv => kv.Key == A1111Parameters.Keyword ? new(kv.Key, kv.Value.Replace(", Batch pos: 0", "")) : kv)
             .Append(new("grid", $"{images.Count} images, 4 per row, 2 px padding"));
         return PngWriter.Encode(hwc, w, h, first.Channels, metadata);
     }
@@ -52,26 +56,4 @@ public static class ImageResults
     public static bool IsJson(string contentType) =>
         MediaTypeHeaderValue.TryParse(contentType, out var mt) &&
         (mt.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || mt.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase));
-
-    /// <summary>The whole body, or null when it is larger than <paramref name="max"/> bytes.</summary>
-    public static async Task<ReadOnlyMemory<byte>?> ReadBody(HttpRequest request, int max)
-    {
-        if (request.ContentLength > max) return null;
-        var buffer = new byte[max + 1];
-        int total = 0;
-        try
-        {
-            while (total < buffer.Length)
-            {
-                int n = await request.Body.ReadAsync(buffer.AsMemory(total), request.HttpContext.RequestAborted);
-                if (n == 0) break;
-                total += n;
-            }
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return null; // Kestrel enforced the endpoint's RequestSizeLimit
-        }
-        return total > max ? null : buffer.AsMemory(0, total);
-    }
 }

@@ -16,6 +16,9 @@ public static class ModelsEndpoints
     {
         var group = app.MapGroup("/v1").WithTags("Models");
         group.MapGet("/models", GetModels).WithName("GetModels").WithSummary("The loaded model, its samplers and the request limits");
+        group.MapGet("/models/{id}", GetModel).WithName("GetModel").WithOpenAIErrors()
+            .WithSummary("OpenAI's model object for the loaded model (what the OpenAI SDKs' models.retrieve reads); 404 in OpenAI's error shape for any other id")
+            .Produces<OpenAIModel>();
         group.MapGet("/classes", GetClasses).WithName("GetClasses").WithSummary("The model's classes: index, display name and aliases");
         return app;
     }
@@ -29,15 +32,41 @@ public static class ModelsEndpoints
             SamplerDefaults.Sampler.Name(), SamplerInfo.All(model.Vae is null), ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
-        return TypedResults.Ok(new ModelsResponse([info]));
+        return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));
     }
+
+    private static Results<Ok<OpenAIModel>, ProblemHttpResult> GetModel(string id, LoadedModel model) =>
+        id == model.Name
+            ? TypedResults.Ok(OpenAIModel.Of(model))
+            : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Model not found",
+                detail: $"The model '{id}' does not exist; this server serves '{model.Name}' (see GET /v1/models)",
+                extensions: new Dictionary<string, object?> { ["param"] = "model", ["code"] = "model_not_found" });
 
     private static Ok<ClassesResponse> GetClasses(LoadedModel model) =>
         TypedResults.Ok(new ClassesResponse(model.Name, model.Classes.Count,
             Enumerable.Range(0, model.Classes.Count).Select(i => new ClassInfo(i, model.Classes[i], model.Classes.Aliases(i))).ToList()));
 }
 
-public sealed record ModelsResponse([property: JsonPropertyName("models")] IReadOnlyList<ModelInfo> Models);
+/// <summary>Our fields (<c>models</c>) and OpenAI's list shape (<c>object</c>, <c>data</c>) in one answer, so the
+/// OpenAI SDKs' <c>models.list()</c> and our own clients read the same document without negotiation.</summary>
+public sealed record ModelsResponse(
+    [property: JsonPropertyName("models")] IReadOnlyList<ModelInfo> Models,
+    [property: JsonPropertyName("data")] IReadOnlyList<OpenAIModel> Data)
+{
+    [JsonPropertyName("object")] public string Object => "list";
+}
+
+/// <summary>OpenAI's model object. <c>created</c> is the weights file's time (Unix seconds), 0 for a model made in memory.</summary>
+public sealed record OpenAIModel(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("created")] long Created,
+    [property: JsonPropertyName("owned_by")] string OwnedBy)
+{
+    [JsonPropertyName("object")] public string Object => "model";
+
+    public static OpenAIModel Of(LoadedModel model) =>
+        new(model.Name, File.Exists(model.Manifest.WeightsPath) ? new DateTimeOffset(File.GetLastWriteTimeUtc(model.Manifest.WeightsPath)).ToUnixTimeSeconds() : 0, "ditserver");
+}
 
 public sealed record ModelInfo(
     [property: JsonPropertyName("name")] string Name,

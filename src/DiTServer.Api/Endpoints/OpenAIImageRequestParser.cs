@@ -11,16 +11,44 @@ namespace DiTServer.Api.Endpoints;
 public static class OpenAIImageRequestParser
 {
     public const string B64Json = "b64_json", Url = "url";
-    /// <summary>OpenAI fields that its clients send and that mean nothing here; accepted and ignored.</summary>
-    private static readonly string[] Ignored = ["model", "user", "quality", "style"];
+    /// <summary>OpenAI fields that its clients send and that change nothing here (one model is served; a class label
+    /// needs no moderation; quality and style are hints); accepted and ignored.</summary>
+    private static readonly string[] Ignored = ["model", "user", "quality", "style", "moderation"];
     private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler", "guidance", "eta",
         "spacing", "order", "unipc_variant", "guidance_interval", "thresholding"];
-    private static readonly string[] Known = ["prompt", "n", "size", "response_format", .. Extras, .. Ignored];
+    /// <summary>gpt-image-1 fields with one value that we honour (PNG, opaque); any other value is refused by name
+    /// rather than silently giving the client something it did not ask for.</summary>
+    private static readonly Dictionary<string, string[]> Constrained = new()
+    {
+        ["output_format"] = ["png"],
+        ["background"] = ["auto", "opaque"],
+    };
+    private static readonly string[] Known = ["prompt", "n", "size", "response_format", .. Extras, .. Ignored, .. Constrained.Keys];
+
+    /// <summary>Whether <paramref name="name"/> is a field of this body (as opposed to an unknown one).</summary>
+    public static bool IsField(string name) => Known.Contains(name);
     private static readonly Dictionary<string, string> Renamed = new() { ["class_label"] = "prompt", ["num_images"] = "n" };
 
     public sealed record Request(GenerationParameters Parameters, string ResponseFormat);
 
     public static Request? Parse(ReadOnlyMemory<byte> body, ImageRequestParser.Limits limits, int imageSize, out Dictionary<string, string[]> errors)
+    {
+        // Invalid UTF-8 or an escaped lone surrogate in a field name passes JsonDocument.Parse and then throws from
+        // JsonProperty.Name (InvalidOperationException): a 500 before this check.
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
+        {
+            errors = new() { ["body"] = ["the body is not valid UTF-8; send JSON encoded as UTF-8"] };
+            return null;
+        }
+        try { return ParseText(body, limits, imageSize, out errors); }
+        catch (InvalidOperationException e)
+        {
+            errors = new() { ["body"] = [$"the body holds a string that is not valid Unicode text: {e.Message}"] };
+            return null;
+        }
+    }
+
+    private static Request? ParseText(ReadOnlyMemory<byte> body, ImageRequestParser.Limits limits, int imageSize, out Dictionary<string, string[]> errors)
     {
         errors = new Dictionary<string, string[]>();
         string responseFormat;
@@ -72,6 +100,12 @@ public static class OpenAIImageRequestParser
                         var f = value.ValueKind == JsonValueKind.String ? value.GetString()!.Trim().ToLowerInvariant() : null;
                         if (f is B64Json or Url) format = f;
                         else Add(errors, "response_format", $"response_format must be \"{B64Json}\" or \"{Url}\", not {value.GetRawText()}");
+                        break;
+                    case "output_format" or "background":
+                        var allowed = Constrained[name];
+                        var v = value.ValueKind == JsonValueKind.String ? value.GetString()!.Trim().ToLowerInvariant() : null;
+                        if (v is null || !allowed.Contains(v))
+                            Add(errors, name, $"{name} must be {string.Join(" or ", allowed.Select(a => $"\"{a}\""))} (this server writes opaque PNGs), not {value.GetRawText()}");
                         break;
                     default:
                         if (Extras.Contains(name)) { forwarded.WritePropertyName(name); value.WriteTo(forwarded); }

@@ -1,4 +1,7 @@
+using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
+using DiTServer.Api.Observability;
+using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -8,9 +11,11 @@ using Microsoft.Extensions.Options;
 namespace DiTServer.Api.Endpoints;
 
 /// <summary><c>POST /v1/images/generations</c>: OpenAI's image API shape, so its clients work unchanged. Success
-/// answers are OpenAI's (<c>created</c>, <c>data</c>); errors stay RFC 7807 problem+json like every endpoint here.</summary>
+/// answers are OpenAI's (<c>created</c>, <c>data</c>), and so are errors (<c>{"error": {"message", "type", "param", "code"}}</c>,
+/// see <see cref="OpenAIErrors"/>): the handler speaks problem details like every endpoint here, and the route translates.</summary>
 /// <remarks><c>b64_json</c> runs like <c>POST /v1/images</c> (a client that leaves cancels it). <c>url</c> runs as a
-/// job and answers when it has finished, with one absolute <c>/v1/jobs/{id}/result?index=i</c> URL per image, kept
+/// job and answers when it has finished, with one <c>/v1/jobs/{id}/result?index=i</c> URL per image (absolute from
+/// <c>PublicUrls:BaseUrl</c> or a filtered Host, else relative: see <see cref="PublicUrls"/>), kept
 /// for <c>Jobs:ResultTtl</c>.</remarks>
 public static class OpenAIImagesEndpoints
 {
@@ -20,19 +25,20 @@ public static class OpenAIImagesEndpoints
         app.MapGroup("/v1/images").WithTags("OpenAI-compatible")
             .MapPost("/generations", Generate).WithName("CreateImageOpenAI")
             .WithSummary("OpenAI-style image generation: prompt = class name or index, n, size (must be the model's), response_format b64_json | url")
-            .WithDescription("Extras: seed, steps, cfg_scale, sampler. model, user, quality and style are accepted and ignored. Errors are problem+json.")
+            .WithDescription("Extras: seed, steps, cfg_scale, sampler. model, user, quality, style and moderation are accepted and ignored; " +
+                "output_format must be png and background auto or opaque. Errors are OpenAI's {\"error\": {message, type, param, code}}.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
+            .WithJsonBody<OpenAIImageRequest>("""{"prompt": "3", "n": 1, "response_format": "b64_json", "seed": 42}""",
+                "OpenAI's image request; prompt is a class name or index. size, when sent, must be the model's resolution.")
             .Produces<OpenAIImagesResponse>(StatusCodes.Status200OK, "application/json")
-            .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .ProducesProblem(StatusCodes.Status500InternalServerError)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .ProducesProblem(StatusCodes.Status504GatewayTimeout);
+            .WithOpenAIErrors()
+            .WithGenerationMetrics("/v1/images/generations"); // inside the error translation: it reads the problem
         return app;
     }
 
     private static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time)
+        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time,
+        PublicUrls urls, ISharedJobs shared, GenerationMetrics outcomes)
     {
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
@@ -44,7 +50,13 @@ public static class OpenAIImagesEndpoints
             return (request?.Parameters, errors);
         });
         if (parsed.Unsupported is { } unsupported) return unsupported;
-        if (parsed.Invalid is { } invalid) return invalid;
+        if (parsed.Invalid is { } invalid)
+        {
+            // OpenAI names an unknown field "unknown_parameter"; SDK users match on that code.
+            if (invalid.ProblemDetails.Errors.Keys.FirstOrDefault() is { } field && !OpenAIImageRequestParser.IsField(field) && field != "body")
+                invalid.ProblemDetails.Extensions["code"] = "unknown_parameter";
+            return invalid;
+        }
         var parameters = parsed.Parameters!;
         var className = model.Classes[parameters.ClassLabel];
         long created = time.GetUtcNow().ToUnixTimeSeconds();
@@ -53,6 +65,7 @@ public static class OpenAIImagesEndpoints
         {
             var (job, outcome) = store.Create(parameters, 0, ClientIdentity.Of(http));
             if (job is null) return JobsEndpoints.Refused(http, o, outcome);
+            outcomes.Track(http, job.Request);
             try { await job.Finished.WaitAsync(http.RequestAborted); }
             catch (OperationCanceledException)
             {
@@ -60,7 +73,8 @@ public static class OpenAIImagesEndpoints
                 return Problem(499, "Client closed request", "the client disconnected; the job was cancelled");
             }
             if (job.Result is not { } done) return Failed(http, o, job.Failure, job.Snapshot().Error ?? "the job did not finish");
-            var baseUrl = $"{http.Request.Scheme}://{http.Request.Host}{http.Request.PathBase}/v1/jobs/{job.Id}/result";
+            await shared.WhenPublished(job.Id); // the URLs must work on every replica when the client gets them
+            var baseUrl = urls.For(http.Request, $"/v1/jobs/{job.Id}/result"); // never an unchecked Host: see PublicUrls
             return TypedResults.Ok(new OpenAIImagesResponse(created,
                 done.Images.Select(i => new OpenAIImage(null, $"{baseUrl}?index={i.Index}", className)).ToList()));
         }
@@ -68,6 +82,7 @@ public static class OpenAIImagesEndpoints
         var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
         var queued = queue.TryEnqueue(generation);
         if (queued != EnqueueResult.Accepted) return JobsEndpoints.Refused(http, o, queued);
+        outcomes.Track(http, generation);
         GenerationResult result;
         try { result = await generation.Completion; }
         catch (OperationCanceledException) { return Problem(499, "Client closed request", "the client disconnected; the request was removed from the batch"); }

@@ -7,8 +7,9 @@ namespace DiTServer.Api.Jobs;
 /// <summary>All known jobs by id: creates them (into the engine's queue), finds them, and forgets finished ones
 /// after <see cref="JobOptions.ResultTtl"/> or when more than <see cref="JobOptions.MaxResults"/> or
 /// <see cref="JobOptions.MaxResultBytes"/> are kept (oldest finished first).</summary>
+/// <remarks>With a shared store (<see cref="ISharedJobs"/>) each new job is also published for the other replicas.</remarks>
 public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOptions, IOptions<ServingOptions> servingOptions,
-    TimeProvider time, ILogger<JobStore> logger)
+    TimeProvider time, ILogger<JobStore> logger, ISharedJobs? shared = null)
 {
     private readonly ConcurrentDictionary<string, Job> jobs = new();
     private readonly Lock sweepGate = new();
@@ -29,6 +30,7 @@ public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOpti
         var outcome = queue.TryEnqueue(job.Request);
         if (outcome != EnqueueResult.Accepted) return (null, outcome);
         jobs[job.Id] = job;
+        shared?.Track(job);
         _ = Follow(job);
         return (job, outcome);
     }
@@ -40,7 +42,12 @@ public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOpti
     }
 
     /// <summary>Forgets a finished job (DELETE of a finished job); false when unknown or not finished.</summary>
-    public bool Remove(Job job) => job.Snapshot().State.IsFinal() && jobs.TryRemove(new KeyValuePair<string, Job>(job.Id, job));
+    public bool Remove(Job job)
+    {
+        if (!job.Snapshot().State.IsFinal() || !jobs.TryRemove(new KeyValuePair<string, Job>(job.Id, job))) return false;
+        _ = shared?.ForgetAsync(job.Id); // forgotten everywhere, as DELETE promises
+        return true;
+    }
 
     /// <summary>1-based place in the queue while queued, else null.</summary>
     public long? PositionOf(Job job) => queue.PositionOf(job.Request);

@@ -3,6 +3,8 @@ using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using DiTServer.Api.Endpoints;
+using DiTServer.Api.Observability;
+using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Serving;
@@ -25,11 +27,14 @@ public static class JobsEndpoints
     {
         var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
         var group = app.MapGroup("/v1/jobs").WithTags("Jobs");
-        group.MapPost("/", Create).WithName("CreateJob")
+        group.MapPost("/", Create).WithName("CreateJob").WithGenerationMetrics("/v1/jobs")
             .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
             .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with small PNGs of the predicted images after every k-th step but the last). Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
+            .WithJsonBody<JobRequest>(JobRequest.Example, "What to generate (the body of POST /v1/images) and how often to send previews.")
             .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status408RequestTimeout)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         group.MapGet("/{id}", Get).WithName(GetJobName)
@@ -54,7 +59,7 @@ public static class JobsEndpoints
     }
 
     private static async Task<Results<Accepted<JobResponse>, ValidationProblem, ProblemHttpResult>> Create(
-        HttpContext http, LoadedModel model, JobStore store, IOptions<ServingOptions> serving)
+        HttpContext http, LoadedModel model, JobStore store, IOptions<ServingOptions> serving, GenerationMetrics outcomes)
     {
         var o = serving.Value;
         int previewEvery = 0;
@@ -68,21 +73,32 @@ public static class JobsEndpoints
         if (parsed.Invalid is { } invalid) return invalid;
         var (job, outcome) = store.Create(parsed.Parameters!, previewEvery, ClientIdentity.Of(http));
         if (job is null) return Refused(http, o, outcome);
+        outcomes.Track(http, job.Request);
         return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
     }
 
-    private static Results<Ok<JobResponse>, ProblemHttpResult> Get(string id, JobStore store, LoadedModel model) =>
-        store.Get(id) is { } job ? TypedResults.Ok(Describe(job, store, model)) : NotFound(id);
-
-    private static Results<ServerSentEventsResult<string>, ProblemHttpResult> Events(string id, HttpContext http, JobStore store)
+    // Each handler looks in this server's jobs first, then (with SharedStore:Redis) in the ones other replicas published.
+    // A final state is told only once the shared store has it too, so a follow-up call on another replica finds it.
+    private static async Task<Results<Ok<JobResponse>, ProblemHttpResult>> Get(string id, JobStore store, LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return NotFound(id);
-        return TypedResults.ServerSentEvents(Stream(job, store, http.RequestAborted));
+        if (store.Get(id) is { } job)
+        {
+            if (job.Snapshot().State.IsFinal()) await shared.WhenPublished(id);
+            return TypedResults.Ok(Describe(job, store, model));
+        }
+        return await shared.GetAsync(id) is { } remote ? TypedResults.Ok(remote.Status) : NotFound(id);
+    }
+
+    private static async Task<Results<ServerSentEventsResult<string>, ProblemHttpResult>> Events(string id, HttpContext http, JobStore store, ISharedJobs shared)
+    {
+        if (store.Get(id) is { } job) return TypedResults.ServerSentEvents(Stream(job, store, shared, http.RequestAborted));
+        if (await shared.GetAsync(id) is not null) return TypedResults.ServerSentEvents(RemoteJobs.Stream(id, shared, http.RequestAborted));
+        return NotFound(id);
     }
 
     /// <summary>The job's events until the final one. When the client leaves, the stream ends quietly and the
     /// job goes on (an event stream only watches; DELETE cancels).</summary>
-    private static async IAsyncEnumerable<SseItem<string>> Stream(Job job, JobStore store, [EnumeratorCancellation] CancellationToken aborted)
+    private static async IAsyncEnumerable<SseItem<string>> Stream(Job job, JobStore store, ISharedJobs shared, [EnumeratorCancellation] CancellationToken aborted)
     {
         using var subscription = job.Subscribe();
         long? lastPosition = null;
@@ -103,6 +119,7 @@ public static class JobsEndpoints
                 yield return new SseItem<string>(JsonSerializer.Serialize(JobPreviewResponse.From(job, preview)), next.Type);
                 continue;
             }
+            if (next.IsFinal) await shared.WhenPublished(job.Id);
             var data = JobResponse.From(job, next.Status, store.PositionOf(job), null);
             if (next.Type == "queued") lastPosition = data.QueuePosition;
             yield return new SseItem<string>(JsonSerializer.Serialize(data), next.Type);
@@ -134,9 +151,9 @@ public static class JobsEndpoints
     }
 
     private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Result(
-        string id, int? index, HttpContext http, JobStore store, LoadedModel model)
+        string id, int? index, HttpContext http, JobStore store, LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return NotFound(id);
+        if (store.Get(id) is not { } job) return await RemoteJobs.Result(id, index, http, model, shared);
         if (!ImageResults.Negotiate(http.Request, out bool json))
             return TypedResults.Problem(detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them",
                 statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable");
@@ -161,13 +178,13 @@ public static class JobsEndpoints
                 return ImageBody.Invalid(new() { ["index"] = [$"index must be in 0..{images.Count - 1} (this job made {images.Count} image(s)), got {i}"] });
             images = [images[i]];
         }
-        if (json) return ImageResults.Json(model, images);
+        if (json) return ImageResults.Json(model, images, result.Images.Count);
         return await ImageResults.Png(model, job.Parameters, images);
     }
 
-    private static Results<Accepted<JobResponse>, NoContent, ProblemHttpResult> Delete(string id, JobStore store, LoadedModel model)
+    private static async Task<Results<Accepted<JobResponse>, NoContent, ProblemHttpResult>> Delete(string id, JobStore store, LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return NotFound(id);
+        if (store.Get(id) is not { } job) return await RemoteJobs.Delete(id, shared);
         if (job.Cancel()) return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
         store.Remove(job);
         return TypedResults.NoContent();
@@ -190,7 +207,7 @@ public static class JobsEndpoints
         return outcome == EnqueueResult.Closed
             ? TypedResults.Problem(detail: "the server is shutting down and accepts no new jobs", statusCode: StatusCodes.Status503ServiceUnavailable, title: "Shutting down")
             : TypedResults.Problem(detail: $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s",
-                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Queue full");
+                statusCode: StatusCodes.Status503ServiceUnavailable, title: GenerationMetrics.QueueFullTitle);
     }
 
     public static string ClientLimitDetail(ServingOptions o) =>

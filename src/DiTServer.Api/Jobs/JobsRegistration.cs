@@ -8,6 +8,7 @@ public static class JobsRegistration
         builder.Services.AddOptions<JobOptions>().BindConfiguration(JobOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<JobStore>();
+        builder.AddSharedJobs();
         builder.Services.AddHostedService<JobSweeper>();
         return builder;
     }

@@ -1,3 +1,4 @@
+using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.OpenApi;
 using Prometheus;
@@ -9,9 +10,16 @@ public static class ObservabilityRegistration
 {
     public static WebApplicationBuilder AddServerObservability(this WebApplicationBuilder builder)
     {
+        // Before AddProblemDetails, so it is asked first: on the OpenAI-style routes errors are OpenAI's error object.
+        builder.Services.AddSingleton<IProblemDetailsWriter, DiTServer.Api.Endpoints.OpenAIErrors.Writer>();
         builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
-            ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier);
+        {
+            ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier;
+            DiTServer.Api.Http.ClientFaults.Cap(ctx.ProblemDetails);
+        });
         builder.Services.AddSingleton<IProblemDetailsWriter, ProblemJsonFallbackWriter>();
+        builder.Services.AddSingleton<GenerationMetrics>();
+        ConfigureExportedMeters();
         builder.Services.AddHealthChecks().AddCheck<ReadinessCheck>("model", tags: ["ready"]);
         builder.Services.AddEndpointsApiExplorer();
         builder.Services.AddSwaggerGen(c =>
@@ -22,10 +30,37 @@ public static class ObservabilityRegistration
                 Version = "v1",
                 Description = "Class-conditional image generation with a Diffusion Transformer, batched per denoising step.",
             });
-            c.OperationFilter<ImagesOperationFilter>();
+            c.OperationFilter<DiTServer.Api.OpenApi.RequestBodyFilter>();
+            c.AddSecurityDefinition(DiTServer.Api.OpenApi.AdminBearer.Scheme, DiTServer.Api.OpenApi.AdminBearer.Definition());
+            c.OperationFilter<DiTServer.Api.OpenApi.AdminBearerFilter>();
         });
         return builder;
     }
+
+    private static readonly Lock MetersGate = new();
+    private static bool metersConfigured;
+
+    /// <summary>Keeps /metrics to families that pass <c>promtool check metrics</c> (CI runs it). Process-wide, once:
+    /// prometheus-net's default registry is static.</summary>
+    private static void ConfigureExportedMeters()
+    {
+        lock (MetersGate)
+        {
+            if (metersConfigured) return;
+            metersConfigured = true;
+            // The event-counter adapter re-exports the runtime's counters as gauges named *_total / *_count, which
+            // promtool rejects; prometheus-net's own dotnet_* and process_* families report the same facts.
+            Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressEventCounters = true });
+            Metrics.ConfigureMeterAdapter(o => o.InstrumentFilterPredicate = instrument => IsExportedMeter(instrument.Meter.Name));
+        }
+    }
+
+    /// <summary>.NET's private diagnostic meters ("Private.InternalDiagnostics.System.Net.Quic" and the like) are runtime
+    /// internals (~30 private_internaldiagnostics_* families once Kestrel loads msquic); System.Runtime's gauges are
+    /// named *_count against Prometheus' conventions and duplicate dotnet_*. Everything else (ASP.NET Core, Kestrel,
+    /// HttpClient) is exported.</summary>
+    public static bool IsExportedMeter(string meterName) =>
+        !meterName.StartsWith("Private.", StringComparison.OrdinalIgnoreCase) && meterName != "System.Runtime";
 
     /// <summary>Errors as problem+json, request logging, Swagger UI at /swagger.</summary>
     public static WebApplication UseServerPipeline(this WebApplication app)
@@ -33,8 +68,9 @@ public static class ObservabilityRegistration
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseServerRequestLogging();
+        app.UseClientFaults(); // inside the request logging: a client fault is logged as a plain 4xx line
         app.UseSwagger();
-        app.UseSwaggerUI(); // /swagger
+        app.UseSwaggerUI(o => o.UseRequestInterceptor(DiTServer.Api.OpenApi.SwaggerAccept.Interceptor)); // /swagger
         return app;
     }
 

@@ -5,14 +5,12 @@ using Prometheus;
 
 namespace DiTServer.Api.Observability;
 
-/// <summary>The server's Prometheus metrics (scraped at <c>/metrics</c>); each device's worker reports through its own
-/// <see cref="IServingObserver"/> (<see cref="ForDevice"/>), whose series carry a <c>device</c> label.</summary>
+/// <summary>The engine's Prometheus metrics (scraped at <c>/metrics</c>); each device's worker reports through its own
+/// <see cref="IServingObserver"/> (<see cref="ForDevice"/>), whose series carry a <c>device</c> label. Request counts
+/// and latencies are <see cref="GenerationMetrics"/>'s.</summary>
 public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObserver
 {
     private static readonly string[] DeviceLabel = ["device"];
-    private static readonly Counter Requests = Metrics.CreateCounter("dit_requests_total",
-        "POST /v1/images requests by outcome (ok, bad_request, queue_full, shutting_down, timeout, cancelled, error, not_acceptable)",
-        new CounterConfiguration { LabelNames = ["outcome"] });
     private static readonly Gauge QueueDepth = Metrics.CreateGauge("dit_queue_depth", "Requests waiting in the queue");
     private static readonly Gauge ActiveRequests = Metrics.CreateGauge("dit_active_requests", "Requests being denoised", DeviceLabel);
     private static readonly Histogram ForwardRows = Metrics.CreateHistogram("dit_forward_rows", "Rows in one DiT forward (two per guided image)",
@@ -21,8 +19,6 @@ public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObser
         new HistogramConfiguration { Buckets = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64], LabelNames = DeviceLabel });
     private static readonly Histogram QueueWait = Metrics.CreateHistogram("dit_queue_wait_seconds", "Time from enqueue to admission",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 18), LabelNames = DeviceLabel });
-    private static readonly Histogram Latency = Metrics.CreateHistogram("dit_request_duration_seconds", "Time from enqueue to PNGs ready, successful requests",
-        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.005, 2, 18) });
     private static readonly Histogram StepDuration = Metrics.CreateHistogram("dit_step_duration_seconds", "One batched denoising step (forward + sampler updates)",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 18), LabelNames = DeviceLabel });
     private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors", "Tensors alive on the worker thread (flat after warm-up unless something leaks)", DeviceLabel);
@@ -34,8 +30,6 @@ public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObser
     /// <summary>The shared queue's depth (endpoints call this right after enqueueing, before a worker reports).</summary>
     public void Queued(int depth) => QueueDepth.Set(depth);
 
-    public void Outcome(string outcome) => Requests.WithLabels(outcome).Inc();
-    public void Completed(TimeSpan total) => Latency.Observe(total.TotalSeconds);
 
     private readonly Lazy<DeviceMetrics> first = new(() => new DeviceMetrics(DeviceLabels.Of(options.Value.ServedDevices)[0]));
 

@@ -2,6 +2,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 let classes = [];
+let samplers = []; // [{ name, defaultSteps }] from /v1/models
 let current = null; // { id, events }
 
 async function problemText(response) {
@@ -46,8 +47,13 @@ async function load() {
     $("model-info").textContent = `${model.name} · ${model.architecture} · ${model.image_size}px · ${model.num_classes} classes · ${model.device}`;
     $("count").max = model.limits.max_images_per_request;
     $("count").value = Math.min(Number($("count").value), model.limits.max_images_per_request);
-    $("steps").max = Math.min(model.limits.max_steps, 1000);
+    for (const id of ["steps", "steps-number"]) $(id).max = Math.min(model.limits.max_steps, 1000);
     if (!model.supports_guidance) { $("cfg").value = 1; $("cfg").disabled = true; }
+    samplers = (model.samplers || []).map(readSampler).filter((s) => s.name);
+    fillSelect($("sampler"), samplers.map((s) => s.name));
+    fillSelect($("guidance"), model.guidance_modes || []);
+    $("guidance").disabled = !model.supports_guidance;
+    applySamplerDefaults();
     renderClasses();
     syncOutputs();
   } catch (e) {
@@ -55,8 +61,33 @@ async function load() {
   }
 }
 
+// /v1/models lists samplers as names ("ddim") or as objects ({"name": "ddim", "default_steps": 50, ...}); both work.
+function readSampler(entry) {
+  if (typeof entry === "string") return { name: entry, defaultSteps: null };
+  const steps = Number(entry?.default_steps);
+  return { name: entry?.name, defaultSteps: Number.isFinite(steps) && steps > 0 ? steps : null };
+}
+
+function fillSelect(select, names) {
+  select.replaceChildren(...names.map((n) => new Option(n, n)));
+  select.disabled = names.length === 0;
+}
+
+// A sampler with its own default step count sets the steps when chosen; the user can still change them.
+function applySamplerDefaults() {
+  const chosen = samplers.find((s) => s.name === $("sampler").value);
+  if (chosen?.defaultSteps) setSteps(chosen.defaultSteps);
+}
+
+function setSteps(value) {
+  const max = Number($("steps").max);
+  const steps = Math.min(Math.max(1, Math.round(Number(value) || 1)), max);
+  $("steps").value = steps;
+  $("steps-number").value = steps;
+}
+
 function syncOutputs() {
-  $("steps-value").textContent = $("steps").value;
+  $("steps-number").value = $("steps").value;
   $("cfg-value").textContent = $("cfg").value;
   $("seed").disabled = $("random-seed").checked;
 }
@@ -71,6 +102,8 @@ async function generate(event) {
     steps: Number($("steps").value),
     cfg_scale: Number($("cfg").value),
   };
+  if ($("sampler").value) body.sampler = $("sampler").value;
+  if ($("guidance").value && !$("guidance").disabled) body.guidance = $("guidance").value;
   if (!$("random-seed").checked) body.seed = Number($("seed").value);
   // About ten previews per job (every 5 steps at 50); the server never sends one for the last step.
   body.preview_every = Math.max(1, Math.ceil(body.steps / 10));
@@ -102,6 +135,8 @@ function follow(job) {
   progress.hidden = false;
   progress.removeAttribute("value"); // indeterminate while queued
   const end = () => { events.close(); current = null; setBusy(false); };
+  // The ETA comes from measured step time: from the first progress event on (queue wait and warm-up excluded).
+  let first = null;
   events.addEventListener("queued", (e) => {
     const s = JSON.parse(e.data);
     $("status").textContent = `Queued: place ${s.queue_position ?? "?"} in the queue.`;
@@ -110,7 +145,11 @@ function follow(job) {
     const s = JSON.parse(e.data);
     progress.max = s.total_steps;
     progress.value = s.step;
-    $("status").textContent = `Denoising: step ${s.step} of ${s.total_steps}.`;
+    const now = performance.now();
+    if (first === null) first = { step: s.step, at: now };
+    const perStep = s.step > first.step ? (now - first.at) / (s.step - first.step) : null;
+    const eta = perStep === null ? "" : ` · about ${formatSeconds(perStep * (s.total_steps - s.step) / 1000)} left (${Math.round(perStep)} ms/step)`;
+    $("status").textContent = `Denoising: step ${s.step} of ${s.total_steps}${eta}.`;
   });
   events.addEventListener("preview", (e) => {
     if (current?.events !== events) return; // a late preview of a job that has already ended
@@ -140,6 +179,12 @@ function follow(job) {
     end();
     showError("Lost the connection to the server's event stream.");
   };
+}
+
+function formatSeconds(seconds) {
+  if (seconds < 1) return "<1 s";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
 
 // The latest preview stands in the result area until the images arrive: small PNGs of the predicted final images.
@@ -195,6 +240,9 @@ async function cancel() {
 
 $("class-search").addEventListener("input", renderClasses);
 $("steps").addEventListener("input", syncOutputs);
+$("steps-number").addEventListener("input", () => { if ($("steps-number").value !== "") setSteps($("steps-number").value); });
+$("steps-number").addEventListener("change", () => setSteps($("steps-number").value));
+$("sampler").addEventListener("change", applySamplerDefaults);
 $("cfg").addEventListener("input", syncOutputs);
 $("random-seed").addEventListener("change", syncOutputs);
 $("form").addEventListener("submit", generate);

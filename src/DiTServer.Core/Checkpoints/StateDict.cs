@@ -33,8 +33,10 @@ public static class StateDict
         using var _ = no_grad();
         foreach (var (key, dst) in target)
         {
-            var src = source[key];
-            dst.copy_(src.to(dst.dtype));
+            // copy_ converts the dtype itself. A src.to(dtype) here was a new tensor handle per key, never disposed: on
+            // the serving worker every activation added one live tensor per weight, each keeping the source's storage
+            // (the new weights, gigabytes for DiT-XL/2) alive until the GC happened to finalize it.
+            dst.copy_(source[key]);
         }
     }
 

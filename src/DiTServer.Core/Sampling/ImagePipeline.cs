@@ -79,5 +79,7 @@ public static class ImagePipeline
         // One generator per request draws all rows, so an image is reproduced by its seed and its place in the batch.
         yield return new("batch_labels", string.Join(",", labels));
         yield return new("batch_index", index.ToString(inv));
+        int size = model.ImageSize;
+        yield return new(A1111Parameters.Keyword, A1111Parameters.Format(model, labels, index, o, size, size));
     }
 }

@@ -17,6 +17,9 @@ public sealed class ScheduledRun
     public string Client => Request.Client;
     /// <summary>Rows it adds to a forward when it takes part: one per image, two when guided.</summary>
     public int Rows => Request.Parameters.RowsPerStep;
+    /// <summary>Rows it adds to the next forward: fewer than <see cref="Rows"/> while a guided run is outside its
+    /// guidance interval (one unguided row per image). Admission counts <see cref="Rows"/>, each forward this.</summary>
+    public int StepRows => Sampling is { Done: false } sampling ? sampling.RowsThisStep : Rows;
     public int TotalSteps => Request.Parameters.Sampling.Steps;
     /// <summary>Steps done, counted by the scheduler from the runner's outcomes.</summary>
     public int StepsDone { get; internal set; }

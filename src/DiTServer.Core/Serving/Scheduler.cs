@@ -51,7 +51,7 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
         {
             if (failed.ContainsKey(run)) { Remove(run); continue; }
             run.StepsDone++;
-            served[run.Client] = served.GetValueOrDefault(run.Client) + run.Rows;
+            served[run.Client] = served.GetValueOrDefault(run.Client) + run.StepRows;
             if (run.StepsDone >= run.TotalSteps)
             {
                 Remove(run);
@@ -145,11 +145,11 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
             progress = false;
             foreach (var runs in byClient)
             {
-                var fit = runs.FirstOrDefault(r => rows + r.Rows <= options.MaxBatchRows);
+                var fit = runs.FirstOrDefault(r => rows + r.StepRows <= options.MaxBatchRows);
                 if (fit is null) continue;
                 runs.Remove(fit);
                 picked.Add(fit);
-                rows += fit.Rows;
+                rows += fit.StepRows;
                 progress = true;
             }
         }

@@ -11,7 +11,8 @@ public sealed record SchedulerOutput(
     IReadOnlyList<EndedRequest> Ended,
     IReadOnlyList<ScheduledRun> Batch)
 {
-    public int BatchRows => Batch.Sum(r => r.Rows);
+    /// <summary>Rows of this step's forward (guidance intervals included); read it before the runs advance.</summary>
+    public int BatchRows => Batch.Sum(r => r.StepRows);
 }
 
 /// <summary>A request leaving without a result: <see cref="Run"/> is set when it had been admitted.</summary>

@@ -26,6 +26,9 @@ public sealed class Trainer : IDisposable
 
     private readonly ITrainingDataset data;
 
+    /// <summary>Images (or latents) the trainer draws its batches from.</summary>
+    public long DatasetCount => data.Count;
+
     public Trainer(DiTConfig config, TrainingOptions options, ITrainingDataset data, Device? device = null)
     {
         config.Validate();

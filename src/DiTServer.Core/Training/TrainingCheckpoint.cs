@@ -108,6 +108,9 @@ public static class TrainingCheckpoint
     {
         using var r = Open(path);
         var info = ReadHeader(r, path);
+        // The models come first in the file, so a file cut off in the optimizer state would load them; it is damaged all
+        // the same (a copy or a disk that failed), and serving or exporting from it is refused like any damaged file.
+        if (!EndsWithMarker(r.BaseStream)) throw new InvalidDataException($"{path}: checkpoint is truncated (end marker missing)");
         var model = new DiT(info.Config);
         var ema = new DiT(info.Config);
         try
@@ -124,6 +127,20 @@ public static class TrainingCheckpoint
         model.eval();
         ema.eval();
         return (info, model, ema);
+    }
+
+    private static bool EndsWithMarker(Stream s)
+    {
+        var marker = new MemoryStream();
+        using (var w = new BinaryWriter(marker, Encoding.UTF8, leaveOpen: true)) w.Write(EndMarker); // length-prefixed, as Save writes it
+        var expected = marker.ToArray();
+        if (s.Length < expected.Length) return false;
+        long at = s.Position;
+        s.Seek(-expected.Length, SeekOrigin.End);
+        var tail = new byte[expected.Length];
+        s.ReadExactly(tail);
+        s.Position = at;
+        return tail.AsSpan().SequenceEqual(expected);
     }
 
     private static BinaryReader Open(string path)

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 
@@ -8,9 +9,13 @@ namespace DiTServer.Api.Cli.Evidence;
 /// <summary>One generated request: method, path with query, optional body and headers.</summary>
 public sealed record FuzzCase(string Kind, HttpMethod Method, string Path, byte[]? Body, string? ContentType, string? Accept)
 {
+    /// <summary>A bearer key for the admin routes, so their bodies are read instead of refused with 401.</summary>
+    public string? AdminKey { get; init; }
+
     public HttpRequestMessage ToRequest()
     {
         var request = new HttpRequestMessage(Method, Path);
+        if (AdminKey is not null) request.Headers.TryAddWithoutValidation("Authorization", $"Bearer {AdminKey}");
         if (Body is not null)
         {
             request.Content = new ByteArrayContent(Body);
@@ -33,8 +38,20 @@ public sealed record FuzzCase(string Kind, HttpMethod Method, string Path, byte[
     }
 }
 
+
+/// <summary>One request written byte by byte on a raw socket: what no HttpClient sends (broken chunked framing, a body cut
+/// off mid-way, a body that stalls). The client then reads the answer, or, when <see cref="Abandon"/>, closes the connection
+/// after a moment (a client that gives up mid-body: nobody can read an answer, so the check is that the server logs no
+/// error for it). Kestrel has no half-close: a client's FIN aborts the request, so "send part, then FIN" is abandoning too.</summary>
+public sealed record RawCase(string Kind, string Path, byte[] Head, byte[] Body, bool Abandon, int? Expected)
+{
+    public override string ToString() =>
+        $"raw {Kind}: POST {Path} head[{Head.Length}] body[{Body.Length}]{(Abandon ? " then close" : "")}";
+}
+
 /// <summary>Seeded generator of malformed requests across every endpoint, and a runner that holds the server to its
-/// contract: every answer is 4xx problem+json (or 2xx when a case is valid by chance), never 5xx, never a hang.</summary>
+/// contract: every answer is 4xx problem+json (OpenAI's error object on the OpenAI-style routes), or 2xx when a case is
+/// valid by chance; never 5xx, never a hang.</summary>
 public static class BadInputFuzzer
 {
     private static readonly string[] Endpoints = ["/v1/images", "/v1/models", "/v1/classes", "/health/live", "/health/ready",
@@ -79,9 +96,13 @@ public static class BadInputFuzzer
         "?seed=-1&cfg_scale=NaN", "?%zz", "?utf8=%E2%80%AE",
     ];
 
-    public static IReadOnlyList<FuzzCase> Generate(int count, int seed)
+    /// <param name="adminKey">When given, most cases on admin routes carry it, so the admin bodies are parsed.</param>
+    public static IReadOnlyList<FuzzCase> Generate(int count, int seed, string? adminKey = null)
     {
         var rng = new Random(seed);
+        // Which POST endpoint a body case goes to comes from its own generator, so the cases of a seed stay what they were
+        // before the other endpoints were added.
+        var route = new Random(seed ^ 0x5EED);
         var cases = new List<FuzzCase>(count);
         // Two 10 MB bodies are always in (one per shape), whatever the count; more would only cost time.
         cases.Add(Images("10 MB body", Encoding.UTF8.GetBytes("{\"class_label\": \"" + new string('a', 10 << 20) + "\"}")));
@@ -91,12 +112,12 @@ public static class BadInputFuzzer
             cases.Add((rng.Next(16)) switch
             {
                 <= 5 => Images("field value", Encoding.UTF8.GetBytes(MutatedBody(rng))),
-                6 => Images("structure", Encoding.UTF8.GetBytes(Structural(rng))),
+                6 => Images("structure", Encoding.UTF8.GetBytes(Structural(rng)), rng: route),
                 7 => Images("deep JSON", Encoding.UTF8.GetBytes(Deep(rng))),
                 8 => Images("bytes", RandomBytes(rng)),
                 9 => Images("content type", Encoding.UTF8.GetBytes(MutatedBody(rng)), Pick(rng, ContentTypes)),
                 10 => Images("accept", Encoding.UTF8.GetBytes(Valid()), "application/json", Pick(rng, Accepts)),
-                11 => Images("encoding", Encoded(rng)),
+                11 => Images("encoding", Encoded(rng), rng: route),
                 12 => new FuzzCase("method", Pick(rng, Methods), Pick(rng, Endpoints), rng.Next(2) == 0 ? null : Encoding.UTF8.GetBytes(MutatedBody(rng)),
                     "application/json", Pick(rng, Accepts)),
                 13 => new FuzzCase("query", rng.Next(3) == 0 ? HttpMethod.Post : HttpMethod.Get, Pick(rng, Endpoints) + Pick(rng, Queries),
@@ -107,11 +128,20 @@ public static class BadInputFuzzer
                 _ => Images("mixed", Encoding.UTF8.GetBytes(MutatedBody(rng)), Pick(rng, ContentTypes), Pick(rng, Accepts)),
             });
         }
+        if (adminKey is not null)
+            for (int i = 0; i < cases.Count; i++)
+                if (cases[i].Path.StartsWith("/v1/admin", StringComparison.Ordinal) && route.Next(6) > 0) cases[i] = cases[i] with { AdminKey = adminKey };
         return cases;
     }
 
-    private static FuzzCase Images(string kind, byte[] body, string? contentType = "application/json", string? accept = null) =>
-        new(kind, HttpMethod.Post, "/v1/images", body, contentType, accept);
+    /// <summary>Every POST endpoint that reads a body; the admin ones answer 401 without the key (or 404 when the admin
+    /// API is off), which is as good an answer as any 4xx.</summary>
+    public static readonly string[] PostEndpoints =
+        ["/v1/images", "/v1/jobs", "/v1/images/generations", "/v1/admin/training/jobs", "/v1/admin/training/jobs/nope/activate", "/v1/admin/training/jobs/nope/resume"];
+
+    /// <summary>Body cases go mostly to <c>/v1/images</c> (the richest parser), the rest to the other POST endpoints.</summary>
+    private static FuzzCase Images(string kind, byte[] body, string? contentType = "application/json", string? accept = null, Random? rng = null) =>
+        new(kind, HttpMethod.Post, rng is null || rng.Next(3) > 0 ? "/v1/images" : Pick(rng, PostEndpoints), body, contentType, accept);
 
     private static T Pick<T>(Random rng, IReadOnlyList<T> items) => items[rng.Next(items.Count)];
 
@@ -165,15 +195,205 @@ public static class BadInputFuzzer
         return bytes;
     }
 
-    /// <summary>The valid body in another encoding, with a BOM, or with invalid UTF-8 inside a string.</summary>
-    private static byte[] Encoded(Random rng) => rng.Next(5) switch
+    /// <summary>The valid body in another encoding, with a BOM, or with invalid UTF-8 inside a string or a field name.</summary>
+    private static byte[] Encoded(Random rng) => rng.Next(9) switch
     {
+        5 => [.. "{\""u8.ToArray(), 0xFF, 0xFE, .. "\": 1, \"prompt\": \"1\", \"class_label\": 1}"u8.ToArray()],  // invalid UTF-8 in a key
+        6 => [.. "{\"class_label"u8.ToArray(), 0xC3, .. "\": 1, \"prompt\": 1}"u8.ToArray()],                    // a cut-off sequence in a key
+        7 => "{\"\\ud800\": 1, \"prompt\": \"1\", \"class_label\": 1}"u8.ToArray(),                                 // an escaped lone surrogate as a key
+        8 => [.. "{\"prompt\": \""u8.ToArray(), 0xF0, 0x9F, 0x98, .. "\", \"dataset\": \"x\"}"u8.ToArray()],           // truncated 4-byte sequence in a value
         0 => Encoding.Unicode.GetBytes(Valid()),
         1 => [.. Encoding.UTF8.GetPreamble(), .. Encoding.UTF8.GetBytes(Valid())],
         2 => Encoding.UTF32.GetBytes(Valid()),
         3 => [.. "{\"class_label\": \""u8.ToArray(), 0xC3, 0x28, 0xFF, 0xFE, .. "\", \"steps\": 2}"u8.ToArray()],
         _ => [.. "{\"class_label\": \""u8.ToArray(), 0xED, 0xA0, 0x80, .. "\", \"steps\": 2}"u8.ToArray()], // an encoded surrogate
     };
+
+    /// <summary>Raw-socket cases across every POST endpoint (with the admin key when one is given, so admin bodies are
+    /// read): malformed and truncated chunked framing, a declared length never reached, oversize bodies, stalled bodies
+    /// (one in <paramref name="stallEvery"/>, each lasting the server's body timeout), invalid UTF-8 in keys and values.
+    /// <see cref="RawCase.Expected"/> is the status where only one is right.</summary>
+    public static IReadOnlyList<RawCase> GenerateRaw(int count, int seed, string? adminKey, int stallEvery = 40, int maxBody = 8192)
+    {
+        var rng = new Random(seed);
+        var cases = new List<RawCase>(count);
+        string valid = """{"class_label": 1, "prompt": "1", "steps": 2, "dataset": "none", "output": "x"}""";
+        while (cases.Count < count)
+        {
+            string path = Pick(rng, PostEndpoints);
+            bool admin = path.StartsWith("/v1/admin", StringComparison.Ordinal);
+            // A body on a path that refuses before reading (a wrong admin id: 404; no key: 401) still gets a 4xx, not a fixed one.
+            bool reads = !admin || (adminKey is not null && path == "/v1/admin/training/jobs");
+            string? auth = admin && adminKey is not null && rng.Next(6) > 0 ? adminKey : null;
+            reads &= !admin || auth is not null;
+            int? Exact(int status) => reads ? status : null;
+            byte[] Head(string framing) => Encoding.ASCII.GetBytes(
+                $"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{(auth is null ? "" : $"Authorization: Bearer {auth}\r\n")}{framing}\r\n");
+            const string Chunked = "Transfer-Encoding: chunked\r\n";
+            static byte[] B(string text) => Encoding.UTF8.GetBytes(text);
+            string chunk = $"{Encoding.UTF8.GetByteCount(valid):X}\r\n{valid}\r\n";
+            if (cases.Count % stallEvery == stallEvery - 1)
+            {
+                // Slow senders: part of the body, then silence until the server's body timeout answers 408.
+                var body = B(valid);
+                cases.Add(rng.Next(2) == 0
+                    ? new RawCase("slow content-length", path, Head($"Content-Length: {body.Length}\r\n"), body[..(body.Length / 2)], false, Exact(408))
+                    : new RawCase("slow chunked", path, Head(Chunked), B($"{body.Length:X}\r\n{valid[..10]}"), false, Exact(408)));
+                continue;
+            }
+            cases.Add(rng.Next(14) switch
+            {
+                0 => new RawCase("chunked: bad size", path, Head(Chunked), B($"ZZ\r\n{valid}\r\n0\r\n\r\n"), false, Exact(400)),
+                1 => new RawCase("chunked: size overflow", path, Head(Chunked), B($"FFFFFFFFFFFFFFFFFFFFFF\r\n{valid}\r\n0\r\n\r\n"), false, Exact(400)),
+                2 => new RawCase("chunked: no CRLF after data", path, Head(Chunked), B($"{Encoding.UTF8.GetByteCount(valid):X}\r\n{valid}XY0\r\n\r\n"), false, Exact(400)),
+                3 => new RawCase("chunked: cut off in a chunk", path, Head(Chunked), B($"{Encoding.UTF8.GetByteCount(valid) + 40:X}\r\n{valid}"), true, null),
+                4 => new RawCase("chunked: cut off before the last chunk", path, Head(Chunked), B(chunk), true, null),
+                5 => new RawCase("chunked: control byte in an extension", path, Head(Chunked), B($"{Encoding.UTF8.GetByteCount(valid):X};\u0001\r\n{valid}\r\n0\r\n\r\n"), false, null),
+                6 => new RawCase("chunked: over the size limit", path, Head(Chunked),
+                    B(string.Concat(Enumerable.Repeat($"1000\r\n{new string(' ', 4096)}\r\n", admin ? 20 : maxBody / 4096 + 2)) + "0\r\n\r\n"), false, Exact(413)),
+                7 => new RawCase("content-length: cut off", path, Head("Content-Length: 400\r\n"), B(valid), true, null),
+                8 => new RawCase("content-length: huge", path, Head("Content-Length: 100000000\r\n"), B(valid), false, Exact(413)),
+                9 => new RawCase("content-length and chunked", path, Head($"Content-Length: 5\r\n{Chunked}"), B(chunk + "0\r\n\r\n"), false, null),
+                10 => new RawCase("content-length: negative", path, Head("Content-Length: -1\r\n"), B(valid), false, null),
+                11 => new RawCase("invalid UTF-8 in a key", path, Head($"Content-Length: {valid.Length + 2}\r\n"),
+                    [.. "{\""u8.ToArray(), 0xC3, 0x28, .. B(valid[1..])], false, Exact(400)),
+                12 => new RawCase("invalid UTF-8 in a value, chunked", path, Head(Chunked),
+                    [.. B($"{valid.Length + 1:X}\r\n"), .. B(valid[..16]), 0xFF, .. B(valid[16..]), .. B("\r\n0\r\n\r\n")], false, Exact(400)),
+                _ => new RawCase("garbage after the body", path, Head($"Content-Length: {valid.Length}\r\n"), B(valid + "\r\nGARBAGE / HTTP/9\r\n\r\n"), false, null),
+            });
+        }
+        return cases;
+    }
+
+    /// <summary>Sends raw cases to <paramref name="address"/> (<paramref name="parallelism"/> at a time). A violation is a
+    /// 5xx, no answer within <paramref name="timeout"/>, a connection closed without an answer, a 4xx app answer that is
+    /// not problem+json, or another status than the one <see cref="RawCase.Expected"/> names. Kestrel's own empty 400
+    /// for a request it refuses before the app (bad framing headers) counts as an answer. Abandoned cases have no answer
+    /// (status -1); what the server made of them shows in its log, which the caller checks.</summary>
+    public static async Task<Report> RunRawAsync(Uri address, IReadOnlyList<RawCase> cases, int parallelism, TimeSpan timeout)
+    {
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var byStatus = new Dictionary<int, int>();
+        var failures = new List<string>();
+        int ok = 0, client4 = 0, server5 = 0, violations = 0, protocol = 0;
+        using var gate = new SemaphoreSlim(parallelism);
+        await Task.WhenAll(cases.Select(async c =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                var (status, type, body, error) = await SendRawAsync(address, c, timeout);
+                string? problem = error;
+                if (c.Abandon) { }
+                else if (problem is null)
+                {
+                    if (status >= 500) problem = $"{status}";
+                    else if (status is < 400 or >= 500) problem = $"{status} (expected 4xx)";
+                    else if (c.Expected is int expected && status != expected) problem = $"{status} (expected {expected})";
+                    else if (type is null && body.Length == 0 && status == 400) Interlocked.Increment(ref protocol);
+                    else if (!IsErrorBody(c.Path, status, type, body)) problem = $"{status} with content type {type ?? "none"}, not the route's error body: {body[..Math.Min(body.Length, 80)]}";
+                }
+                lock (failures)
+                {
+                    byStatus[status] = byStatus.GetValueOrDefault(status) + 1;
+                    if (status is >= 200 and < 300) ok++;
+                    else if (status is >= 400 and < 500) client4++;
+                    else if (status >= 500) server5++;
+                    if (problem is not null)
+                    {
+                        violations++;
+                        if (failures.Count < 20) failures.Add($"{problem} ← {c}");
+                    }
+                }
+            }
+            finally { gate.Release(); }
+        }));
+        return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
+    }
+
+    /// <summary>True when <paramref name="body"/> is the error body <paramref name="path"/> speaks: OpenAI's error object on
+    /// the OpenAI-style routes, problem+json with the same status everywhere else.</summary>
+    public static bool IsErrorBody(string path, int status, string? contentType, string body)
+    {
+        var bytes = Encoding.UTF8.GetBytes(body);
+        return OpenAIRoute(path)
+            ? contentType == "application/json" && IsOpenAIError(bytes)
+            : contentType == "application/problem+json" && IsProblem(bytes, status);
+    }
+
+    /// <summary>Writes one raw case and reads the answer's status line, content type and body (0 status: none).</summary>
+    public static async Task<(int Status, string? ContentType, string Body, string? Error)> SendRawAsync(Uri address, RawCase c, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Parse(address.Host), address.Port), cts.Token);
+            await socket.SendAsync(c.Head, SocketFlags.None, cts.Token);
+            try { await socket.SendAsync(c.Body, SocketFlags.None, cts.Token); }
+            catch (SocketException) { } // the server answered and closed before the whole body was sent: read what it said
+            if (c.Abandon)
+            {
+                await Task.Delay(100, cts.Token); // the server is reading the body by now
+                socket.Close();
+                return (-1, null, "", null);
+            }
+            var received = new MemoryStream();
+            var buffer = new byte[16384];
+            while (true)
+            {
+                int n;
+                try { n = await socket.ReceiveAsync(buffer, SocketFlags.None, cts.Token); }
+                catch (SocketException) when (received.Length > 0) { break; } // reset after the answer
+                if (n == 0) break;
+                received.Write(buffer, 0, n);
+                if (Complete(received.GetBuffer().AsSpan(0, (int)received.Length))) break;
+            }
+            var text = Encoding.Latin1.GetString(received.GetBuffer(), 0, (int)received.Length);
+            if (!text.StartsWith("HTTP/1.1 ", StringComparison.Ordinal) || text.Length < 12)
+                return (0, null, "", received.Length == 0 ? "connection closed without an answer" : $"not an HTTP answer: {text[..Math.Min(40, text.Length)]}");
+            int status = int.Parse(text.AsSpan(9, 3), System.Globalization.CultureInfo.InvariantCulture);
+            int split = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            var headers = split < 0 ? text : text[..split];
+            string? type = headers.Split("\r\n").Where(h => h.StartsWith("Content-Type:", StringComparison.OrdinalIgnoreCase))
+                .Select(h => h[13..].Split(';')[0].Trim()).FirstOrDefault();
+            var body = split < 0 ? "" : text[(split + 4)..];
+            if (headers.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase)) body = Dechunk(body);
+            // The text was read as Latin-1 to find the framing; the body is UTF-8.
+            return (status, type, Encoding.UTF8.GetString(Encoding.Latin1.GetBytes(body)), null);
+        }
+        catch (OperationCanceledException) { return (0, null, "", $"no answer within {timeout.TotalSeconds:F0} s"); }
+        catch (SocketException e) { return (0, null, "", $"connection failed: {e.Message}"); }
+    }
+
+    /// <summary>The payload of a chunked answer (hex size line, data, CRLF, … 0).</summary>
+    private static string Dechunk(string chunked)
+    {
+        var payload = new StringBuilder();
+        int at = 0;
+        while (at < chunked.Length)
+        {
+            int eol = chunked.IndexOf("\r\n", at, StringComparison.Ordinal);
+            if (eol < 0) break;
+            int size = Convert.ToInt32(chunked[at..eol].Split(';')[0].Trim(), 16);
+            if (size == 0) break;
+            payload.Append(chunked, eol + 2, Math.Min(size, chunked.Length - eol - 2));
+            at = eol + 2 + size + 2;
+        }
+        return payload.ToString();
+    }
+
+    /// <summary>True once the head and a Content-Length body (or a chunked body's last chunk) are in.</summary>
+    private static bool Complete(ReadOnlySpan<byte> data)
+    {
+        int split = data.IndexOf("\r\n\r\n"u8);
+        if (split < 0) return false;
+        var head = Encoding.Latin1.GetString(data[..split]);
+        foreach (var line in head.Split("\r\n"))
+            if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
+                return data.Length - split - 4 >= int.Parse(line[15..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        return head.Contains("chunked", StringComparison.OrdinalIgnoreCase) && data.EndsWith("0\r\n\r\n"u8);
+    }
 
     /// <summary>What the server answered to the cases.</summary>
     public sealed record Report(int Cases, int Status2xx, int Status4xx, int Status5xx, int Violations, IReadOnlyDictionary<int, int> ByStatus,
@@ -212,7 +432,13 @@ public static class BadInputFuzzer
                     else if (kestrel) { }
                     else if (status is >= 400 and < 500 && c.Method != HttpMethod.Head)
                     {
-                        if (type != "application/problem+json") problem = $"{status} with content type {type ?? "none"}";
+                        // The OpenAI-style routes answer in OpenAI's error dialect instead of problem+json.
+                        if (OpenAIRoute(c.Path))
+                        {
+                            if (type != "application/json") problem = $"{status} with content type {type ?? "none"} (OpenAI route)";
+                            else if (!IsOpenAIError(body)) problem = $"{status} with a body that is not OpenAI's error object";
+                        }
+                        else if (type != "application/problem+json") problem = $"{status} with content type {type ?? "none"}";
                         else if (!IsProblem(body, status)) problem = $"{status} with a body that is not a problem object";
                     }
                     else if (status is < 200 or >= 300 and < 400) problem = $"{status}";
@@ -235,6 +461,24 @@ public static class BadInputFuzzer
             finally { gate.Release(); }
         }));
         return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
+    }
+
+    private static bool OpenAIRoute(string path)
+    {
+        var route = path.Split('?')[0].TrimEnd('/');
+        return route.Equals("/v1/images/generations", StringComparison.OrdinalIgnoreCase)
+            || (route.StartsWith("/v1/models/", StringComparison.OrdinalIgnoreCase) && route.Length > "/v1/models/".Length);
+    }
+
+    private static bool IsOpenAIError(byte[] body)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(body);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var e)
+                && e.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String;
+        }
+        catch (JsonException) { return false; }
     }
 
     private static bool IsProblem(byte[] body, int status)

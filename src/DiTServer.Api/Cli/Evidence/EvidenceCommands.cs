@@ -23,29 +23,53 @@ public static class EvidenceCommands
     private static Command Fuzz(TextWriter stdout, TextWriter stderr)
     {
         var model = ModelOption();
-        var cases = new Option<int>("--cases") { DefaultValueFactory = _ => 1200 };
+        var cases = new Option<int>("--cases") { Description = "HttpClient cases", DefaultValueFactory = _ => 4000 };
+        var rawCases = new Option<int>("--raw-cases") { Description = "Raw-socket cases (chunked framing, cut-off and stalled bodies, invalid UTF-8)", DefaultValueFactory = _ => 1200 };
+        var bodyTimeout = new Option<int>("--body-timeout-seconds") { Description = "RequestBody:Timeout of the server; every stalled raw case waits this long", DefaultValueFactory = _ => 2 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var parallel = new Option<int>("--parallel") { DefaultValueFactory = _ => 8 };
-        var command = new Command("fuzz", "Send generated malformed requests to every endpoint; expect only 4xx problem+json (or 2xx), no 5xx, a healthy server after")
-        { model, cases, seed, parallel };
+        var command = new Command("fuzz", "Send generated malformed requests to every endpoint, admin included, over HttpClient and raw sockets; expect only 4xx problem+json (or 2xx), no 5xx, no error or stack trace in the server's log, a healthy server after")
+        { model, cases, rawCases, bodyTimeout, seed, parallel };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
-            await using var server = await ChildServer.StartAsync(parse.GetValue(model)!, new Dictionary<string, string>(), TimeSpan.FromMinutes(2));
-            var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed));
-            stdout.WriteLine($"# bench fuzz: {generated.Count} cases (seed {parse.GetValue(seed)}) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
-            // Raw UTF-8 header bytes (an emoji Accept) go on the wire as a hostile client would send them.
-            using var raw = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 })
-            { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
-            var report = await BadInputFuzzer.RunAsync(raw, generated, parse.GetValue(parallel), TimeSpan.FromSeconds(60), protocolRejects: true);
-            var ready = (int)(await server.Client.GetAsync("/health/ready", ct)).StatusCode;
-            var after = await server.Client.PostAsync("/v1/images", new StringContent("""{"class_label": 1, "steps": 2}""", System.Text.Encoding.UTF8, "application/json"), ct);
-            var kinds = generated.GroupBy(c => c.Kind).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}");
-            stdout.WriteLine($"kinds\t{string.Join(", ", kinds)}");
-            stdout.WriteLine($"status\t{string.Join(", ", report.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"result\t{report.Cases} cases in {report.Elapsed.TotalSeconds:F1} s: 2xx {report.Status2xx}, 4xx {report.Status4xx}, 5xx {report.Status5xx}, violations {report.Violations}; empty 400 from Kestrel before the app (protocol errors) {report.ProtocolRejects}; after: /health/ready {ready}, a valid request {(int)after.StatusCode}"));
-            foreach (var f in report.Failures) stdout.WriteLine($"violation\t{f}");
-            return report.Violations == 0 && ready == 200 && after.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
+            var root = Directory.CreateTempSubdirectory("dit-fuzz-").FullName;
+            try
+            {
+                var manifest = DiTServer.Core.Checkpoints.ModelManifest.Load(parse.GetValue(model)!);
+                var settings = TrainingShutdown.Settings(root, manifest.Config.InputSize, manifest.Config.NumClasses);
+                settings["RequestBody__Timeout"] = TimeSpan.FromSeconds(parse.GetValue(bodyTimeout)).ToString("c", CultureInfo.InvariantCulture);
+                await using var server = await ChildServer.StartAsync(parse.GetValue(model)!, settings, TimeSpan.FromMinutes(2));
+                // Only the cases' lines count: the readiness polls during warm-up log 503s at error level.
+                await Task.Delay(300, ct);
+                int logStart = File.ReadAllLines(server.LogPath).Length;
+                var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue);
+                var raw = BadInputFuzzer.GenerateRaw(parse.GetValue(rawCases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue);
+                stdout.WriteLine($"# bench fuzz: {generated.Count} HttpClient + {raw.Count} raw-socket cases (seed {parse.GetValue(seed)}, body timeout {parse.GetValue(bodyTimeout)} s, admin API on) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {Load()}");
+                // Raw UTF-8 header bytes (an emoji Accept) go on the wire as a hostile client would send them.
+                using var client = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 })
+                { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
+                var report = await BadInputFuzzer.RunAsync(client, generated, parse.GetValue(parallel), TimeSpan.FromSeconds(60), protocolRejects: true);
+                var rawReport = await BadInputFuzzer.RunRawAsync(server.Address, raw, parse.GetValue(parallel), TimeSpan.FromSeconds(60));
+                var ready = (int)(await server.Client.GetAsync("/health/ready", ct)).StatusCode;
+                var after = await server.Client.PostAsync("/v1/images", new StringContent("""{"class_label": 1, "steps": 2}""", System.Text.Encoding.UTF8, "application/json"), ct);
+                await Task.Delay(500, ct); // the child's log comes through a pipe
+                var log = File.ReadAllLines(server.LogPath).Skip(logStart).ToList();
+                int errors = log.Count(l => l.Contains(" ERR]") || l.Contains(" FTL]")), stackLines = log.Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
+                int warnings = log.Count(l => l.Contains("Client fault"));
+                foreach (var (name, r, list) in new[] { ("http", report, generated.Select(c => c.Kind)), ("raw", rawReport, raw.Select(c => c.Kind)) })
+                {
+                    stdout.WriteLine($"kinds\t{name}: {string.Join(", ", list.GroupBy(k => k).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}"))}");
+                    stdout.WriteLine($"status\t{name}: {string.Join(", ", r.ByStatus.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}: {kv.Value}"))}");
+                    stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"result\t{name}: {r.Cases} cases in {r.Elapsed.TotalSeconds:F1} s: 2xx {r.Status2xx}, 4xx {r.Status4xx}, 5xx {r.Status5xx}, violations {r.Violations}; empty 400 from Kestrel before the app (protocol errors) {r.ProtocolRejects}"));
+                    foreach (var f in r.Failures) stdout.WriteLine($"violation\t{f}");
+                }
+                int total5xx = report.Status5xx + rawReport.Status5xx;
+                stdout.WriteLine($"total\t{report.Cases + rawReport.Cases} cases: 5xx {total5xx}, violations {report.Violations + rawReport.Violations}; server log: {errors} error lines, {stackLines} stack-trace lines, {warnings} 'Client fault' warnings; after: /health/ready {ready}, a valid request {(int)after.StatusCode}");
+                return report.Violations + rawReport.Violations == 0 && errors == 0 && stackLines == 0 && ready == 200 && after.IsSuccessStatusCode
+                    ? CommandLine.ExitOk : CommandLine.ExitFailure;
+            }
+            finally { Directory.Delete(root, recursive: true); }
         }));
         return command;
     }
@@ -88,7 +112,7 @@ public static class EvidenceCommands
         var late = new Option<int>("--late-requests") { Description = "Requests sent after the signal, each on a new connection", DefaultValueFactory = _ => 4 };
         var shutdownTimeout = new Option<int>("--expiry-shutdown-seconds") { Description = "Host shutdown timeout of the drain-expiry run", DefaultValueFactory = _ => 10 };
         var drain = new Option<int>("--expiry-drain-seconds") { Description = "Serving:DrainTimeout of the drain-expiry run (1000-step requests outlive it)", DefaultValueFactory = _ => 3 };
-        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM with requests running and queued (200 or 503 + Retry-After each, exit 0), then the same past the drain time (running ones cut off with 503, exit within the shutdown timeout)")
+        var command = new Command("faults", "Clients disconnecting mid-generation (slots freed, no live tensors left), then SIGTERM with requests running and queued (200 or 503 + Retry-After each, exit 0), then the same past the drain time (running ones cut off with 503, exit within the shutdown timeout), then SIGTERM during an admin training job (exit 0, a loadable checkpoint)")
         { model, clients, underLoad, sigtermSteps, late, shutdownTimeout, drain };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
@@ -154,7 +178,31 @@ public static class EvidenceCommands
             foreach (var v in cut.Violations) stdout.WriteLine($"violation\t{v.What}");
             bool cutOk = !cut.Violations.Any() && cut.ExitCode == 0 && cut.ExitAfter < timeout && cut.Count(ShutdownUnderLoad.Kind.CutOff) == running
                 && cut.Count(ShutdownUnderLoad.Kind.NotStarted) == m - running;
-            return drainedOk && cutOk && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
+
+            // 4. SIGTERM while an admin training job fine-tunes the served model: exit 0 within the host's shutdown timeout,
+            // with a checkpoint that loads at least at the step reached (resumable). Pixel models with one channel only:
+            // the job trains on a synthetic IDX set of the model's size.
+            bool trainingOk = true;
+            var manifest = DiTServer.Core.Checkpoints.ModelManifest.Load(parse.GetValue(model)!);
+            if (manifest.VaePath is null && manifest.Config.InChannels == 1)
+            {
+                var root = Directory.CreateTempSubdirectory("dit-faults-train-").FullName;
+                try
+                {
+                    await using var training = await ChildServer.StartAsync(parse.GetValue(model)!,
+                        TrainingShutdown.Settings(root, manifest.Config.InputSize, manifest.Config.NumClasses), TimeSpan.FromMinutes(2));
+                    var t = await TrainingShutdown.RunAsync(training, Path.Combine(root, "runs"), minSteps: 5, TimeSpan.FromSeconds(60));
+                    stdout.WriteLine($"training\tSIGTERM during an admin fine-tuning job: {t.Summary()} (host shutdown timeout 30 s); load {Load()}");
+                    await using var restarted = await ChildServer.StartAsync(parse.GetValue(model)!,
+                        TrainingShutdown.Settings(root, manifest.Config.InputSize, manifest.Config.NumClasses), TimeSpan.FromMinutes(2));
+                    var (listed, listedStep, final, finalStep) = await TrainingShutdown.ResumeAfterRestartAsync(restarted, moreSteps: 3);
+                    stdout.WriteLine($"resume\tafter a restart the run is listed {listed} at step {listedStep}; POST .../resume with steps {listedStep + 3}: {final} at step {finalStep}");
+                    trainingOk = t.Ok && listed == "Interrupted" && listedStep == t.CheckpointStep && final == "Succeeded" && finalStep == listedStep + 3;
+                }
+                finally { Directory.Delete(root, recursive: true); }
+            }
+            else stdout.WriteLine("training\tskipped: the SIGTERM-during-training run fine-tunes one-channel pixel models only");
+            return drainedOk && cutOk && trainingOk && ok.IsSuccessStatusCode ? CommandLine.ExitOk : CommandLine.ExitFailure;
         }));
         return command;
     }

@@ -33,6 +33,13 @@ public static class LoadBenchmark
         source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
+            // The lists first: a typo is a one-line usage error (exit 2) before any model is loaded.
+            var rateList = BenchCommand.ParseNumbers(parse.GetValue(rates)!, "--rates", 1e-9, 1e6);
+            var stepValues = BenchCommand.ParseNumbers(parse.GetValue(steps)!, "--steps", 1, 1000);
+            if (stepValues.Any(v => v != Math.Floor(v))) throw new UsageException("--steps takes whole numbers");
+            var kinds = parse.GetValue(mix) is { } m ? ParseMix(m) : stepValues.Select(v => (Sampler: SamplerKind.Ddpm, Steps: (int)v)).ToArray();
+            var stepList = kinds.Select(k => k.Steps).ToArray();
+            var cfgList = BenchCommand.ParseNumbers(parse.GetValue(cfgs)!, "--cfg", 1, 20);
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             if (parse.GetValue(engines) is < 1 or > 64) throw new UsageException("--engines must be in 1..64");
             using var loaded = source.Load(parse);
@@ -45,14 +52,12 @@ public static class LoadBenchmark
             }).ToList();
             using var _ = new DisposeAll(copies);
             var models = (IReadOnlyList<LoadedModel>)[loaded, .. copies];
-            var rateList = parse.GetValue(rates)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-            var kinds = parse.GetValue(mix) is { } m ? ParseMix(m) : parse.GetValue(steps)!.Split(',').Select(s => (Sampler: SamplerKind.Ddpm, Steps: int.Parse(s, CultureInfo.InvariantCulture))).ToArray();
-            var stepList = kinds.Select(k => k.Steps).ToArray();
-            var cfgList = parse.GetValue(cfgs)!.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
             stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {models.Count} engine(s) × {parse.GetValue(threads)?.ToString(CultureInfo.InvariantCulture) ?? "default"} threads, {n} requests per point, steps {string.Join('/', stepList)}, " +
                 $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, samplers {string.Join('/', kinds.Select(k => $"{k.Sampler.Name()}:{k.Steps}"))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
-            var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load";
+            // cpu_s: this process's CPU time over the point. On a shared machine wall-clock throughput depends on the neighbours;
+            // CPU seconds per request (the service demand) hardly does, so capacity planning (docs/scaling.md) starts from it.
+            var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load,cpu_s";
             stdout.WriteLine(header.Replace(',', '\t'));
             var lines = new List<string> { header };
             foreach (var rate in rateList)
@@ -70,11 +75,13 @@ public static class LoadBenchmark
                 var per = new Dictionary<BatchingMode, double>();
                 foreach (var mode in new[] { BatchingMode.Step, BatchingMode.Request })
                 {
+                    var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
                     var (latencies, wall) = await Run(models, mode, rows, work, parse.GetValue(threads), ct);
+                    var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
                     var all = latencies.Select(l => l.TotalMilliseconds).ToList();
                     var shorts = latencies.Where((_, i) => work[i].Parameters.Sampling.Steps == stepList.Min()).Select(l => l.TotalMilliseconds).ToList();
                     var line = string.Create(CultureInfo.InvariantCulture,
-                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()}");
+                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()},{cpu.TotalSeconds:F1}");
                     per[mode] = P(all, 50);
                     lines.Add(line);
                     stdout.WriteLine(line.Replace(',', '\t'));

@@ -1,0 +1,118 @@
+using System.Globalization;
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using DiTServer.Api.Endpoints;
+using DiTServer.Core.Checkpoints;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace DiTServer.Api.Jobs;
+
+/// <summary>The <c>/v1/jobs/{id}</c> answers for a job another replica runs, from what it published in the shared store
+/// (<see cref="ISharedJobs"/>): the same status JSON, event types and result bytes as on the owner, except that previews
+/// are not shared and the status is polled (every <see cref="Poll"/>).</summary>
+public static class RemoteJobs
+{
+    public static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>How long a DELETE waits for the owner to record the cancellation before answering with what it knows.</summary>
+    public static readonly TimeSpan CancelWait = TimeSpan.FromSeconds(3);
+
+    private static bool IsFinal(string state) => state is "succeeded" or "failed" or "cancelled";
+
+    private static string EventType(string state) => state switch
+    {
+        "queued" => "queued",
+        "running" => "progress",
+        "succeeded" => "done",
+        "failed" => "failed",
+        _ => "cancelled",
+    };
+
+    /// <summary>The job's status events until the final one (or until it expires from the store, or the client leaves).</summary>
+    public static async IAsyncEnumerable<SseItem<string>> Stream(string id, ISharedJobs shared, [EnumeratorCancellation] CancellationToken aborted)
+    {
+        string? last = null;
+        while (!aborted.IsCancellationRequested)
+        {
+            SharedJob? job;
+            try { job = await shared.GetAsync(id, aborted); }
+            catch (OperationCanceledException) { yield break; }
+            if (job is null) yield break;
+            var s = job.Status;
+            var seen = $"{s.State}/{s.Step}/{s.QueuePosition}";
+            if (seen != last)
+            {
+                last = seen;
+                yield return new SseItem<string>(JsonSerializer.Serialize(s), EventType(s.State));
+                if (IsFinal(s.State)) yield break;
+            }
+            try { await Task.Delay(Poll, aborted); }
+            catch (OperationCanceledException) { yield break; }
+        }
+    }
+
+    public static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Result(
+        string id, int? index, HttpContext http, LoadedModel model, ISharedJobs shared)
+    {
+        if (await shared.GetAsync(id, http.RequestAborted) is not { } job) return JobsEndpoints.NotFound(id);
+        if (!ImageResults.Negotiate(http.Request, out bool json))
+            return TypedResults.Problem(detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them",
+                statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable");
+        var s = job.Status;
+        if (s.State != "succeeded" || job.Images.Count == 0)
+        {
+            var detail = s.State switch
+            {
+                "queued" => $"job {id} is still queued (place {s.QueuePosition}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
+                "running" => $"job {id} is running (step {s.Step} of {s.TotalSteps}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
+                "failed" => $"job {id} failed and has no result: {s.Error}",
+                "succeeded" => $"job {id} succeeded but its images are not in the shared store",
+                _ => $"job {id} was cancelled and has no result",
+            };
+            return TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Job has no result");
+        }
+        var images = job.Images;
+        if (index is { } i && (i < 0 || i >= images.Count))
+            return ImageBody.Invalid(new() { ["index"] = [$"index must be in 0..{images.Count - 1} (this job made {images.Count} image(s)), got {i}"] });
+        http.Response.Headers["X-Seed"] = (s.Parameters?.Seed ?? images[0].Seed).ToString(CultureInfo.InvariantCulture);
+        http.Response.Headers["X-Class-Label"] = (s.Parameters?.ClassLabel ?? images[0].ClassLabel).ToString(CultureInfo.InvariantCulture);
+        if (json)
+        {
+            var items = new List<ImageItem>();
+            IReadOnlyList<SharedImage> chosen = index is { } one ? [images[one]] : images;
+            foreach (var image in chosen)
+            {
+                var bytes = await shared.GetPngAsync(id, image.Index, http.RequestAborted);
+                if (bytes is null) return JobsEndpoints.NotFound(id); // expired between the two reads
+                // batch_size is the job's image count: with seed and index it reproduces the image (see ImageItem).
+                items.Add(new ImageItem(image.Index, image.Seed, images.Count, image.ClassLabel, image.ClassName, Convert.ToBase64String(bytes)));
+            }
+            return TypedResults.Ok(new ImagesResponse(model.Name, items));
+        }
+        var png = await shared.GetPngAsync(id, index ?? (images.Count == 1 ? 0 : null), http.RequestAborted);
+        return png is null ? JobsEndpoints.NotFound(id) : TypedResults.File(png, "image/png");
+    }
+
+    /// <summary>Unfinished: the owner is asked to cancel it, 202 with its status once cancelled (or as last known after
+    /// <see cref="CancelWait"/>). Finished: forgotten everywhere, 204.</summary>
+    public static async Task<Results<Accepted<JobResponse>, NoContent, ProblemHttpResult>> Delete(string id, ISharedJobs shared)
+    {
+        if (await shared.GetAsync(id) is not { } job) return JobsEndpoints.NotFound(id);
+        if (IsFinal(job.Status.State))
+        {
+            await shared.RequestAsync(id, SharedCommand.Forget);
+            await shared.ForgetAsync(id);
+            return TypedResults.NoContent();
+        }
+        await shared.RequestAsync(id, SharedCommand.Cancel);
+        var deadline = DateTime.UtcNow + CancelWait;
+        var latest = job;
+        while (!IsFinal(latest.Status.State) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(Poll / 5);
+            latest = await shared.GetAsync(id) ?? latest;
+        }
+        return TypedResults.Accepted($"/v1/jobs/{id}", latest.Status);
+    }
+}

@@ -1,0 +1,51 @@
+using System.Text.Json.Nodes;
+using DiTServer.Api.Endpoints;
+using Microsoft.OpenApi;
+using Swashbuckle.AspNetCore.SwaggerGen;
+
+namespace DiTServer.Api.OpenApi;
+
+/// <summary>What an endpoint's JSON body looks like, for the OpenAPI document only.</summary>
+/// <remarks>Our handlers read their bodies themselves (one parser gives every field its own message), so the framework
+/// cannot infer a body. <c>Accepts&lt;T&gt;</c> would document it but also makes routing answer a bare 415 before the
+/// handler can explain, so the type travels as plain metadata instead.</remarks>
+public sealed record DocumentedBody(Type Type, string Example, string Description);
+
+public static class DocumentedBodyExtensions
+{
+    /// <summary>Documents the JSON body as <typeparamref name="T"/> with an example that "Try it out" sends as is.</summary>
+    public static RouteHandlerBuilder WithJsonBody<T>(this RouteHandlerBuilder route, string example, string description) =>
+        route.WithMetadata(new DocumentedBody(typeof(T), example, description));
+}
+
+/// <summary>Turns <see cref="DocumentedBody"/> into the operation's request body (schema and example), and lists both
+/// 200 representations of <c>POST /v1/images</c> (PNG bytes and JSON).</summary>
+public sealed class RequestBodyFilter : IOperationFilter
+{
+    public void Apply(OpenApiOperation operation, OperationFilterContext context)
+    {
+        if (context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<DocumentedBody>().LastOrDefault() is { } body)
+        {
+            operation.RequestBody = new OpenApiRequestBody
+            {
+                Required = true,
+                Description = body.Description,
+                Content = new Dictionary<string, IOpenApiMediaType>
+                {
+                    ["application/json"] = new OpenApiMediaType
+                    {
+                        Schema = context.SchemaGenerator.GenerateSchema(body.Type, context.SchemaRepository),
+                        Example = JsonNode.Parse(body.Example),
+                    },
+                },
+            };
+        }
+        if (operation.OperationId == ImagesEndpoints.GenerateName
+            && operation.Responses?.TryGetValue("200", out var ok) == true && ok is OpenApiResponse response)
+        {
+            response.Description = "Accept: image/png (default) → one PNG (a grid of 4 per row for num_images > 1), headers X-Seed and X-Class-Label; Accept: application/json → every image as its own base64 PNG.";
+            response.Content ??= new Dictionary<string, IOpenApiMediaType>();
+            response.Content["image/png"] = new OpenApiMediaType { Schema = new OpenApiSchema { Type = JsonSchemaType.String, Format = "binary" } };
+        }
+    }
+}

@@ -1,0 +1,50 @@
+using System.Globalization;
+using DiTServer.Core.Checkpoints;
+
+namespace DiTServer.Core.Sampling;
+
+/// <summary>The <c>parameters</c> PNG text chunk in AUTOMATIC1111's infotext format, which its "PNG Info" tab,
+/// ComfyUI, InvokeAI and image browsers already read: the prompt on the first line (here the class name), then
+/// <c>Key: value</c> pairs.</summary>
+/// <remarks>Our own tEXt keys (model, class, seed, …) stay the machine-readable record; this is the same facts in the
+/// spelling those tools know. "Batch size" and "Batch pos" are A1111's own keys for an image's place in its batch,
+/// which with one generator per request is what reproduces it.</remarks>
+public static class A1111Parameters
+{
+    public const string Keyword = "parameters";
+
+    public static string Format(LoadedModel model, IReadOnlyList<int> labels, int index, SamplingOptions o, int width, int height)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var pairs = new List<string>
+        {
+            $"Steps: {o.Steps.ToString(inv)}",
+            $"Sampler: {SamplerName(o.Sampler)}",
+            $"CFG scale: {o.CfgScale.ToString("R", inv)}",
+            $"Seed: {o.Seed.ToString(inv)}",
+            $"Size: {width.ToString(inv)}x{height.ToString(inv)}",
+            $"Model: {Clean(model.Name)}",
+            $"Class: {labels[index].ToString(inv)}",
+            $"Guidance: {o.Guidance.ToString().ToLowerInvariant()}",
+        };
+        if (o.Sampler == SamplerKind.Ddim) pairs.Add($"Eta: {o.Eta.ToString("R", inv)}");
+        if (labels.Count > 1)
+        {
+            pairs.Add($"Batch size: {labels.Count.ToString(inv)}");
+            pairs.Add($"Batch pos: {index.ToString(inv)}");
+        }
+        pairs.Add("Version: DiTServer");
+        return $"{Clean(model.Classes[labels[index]])}\n{string.Join(", ", pairs)}";
+    }
+
+    /// <summary>A1111's names where it has one (DDPM, DDIM); our API's name otherwise.</summary>
+    private static string SamplerName(SamplerKind s) => s switch
+    {
+        SamplerKind.Ddpm => "DDPM",
+        SamplerKind.Ddim => "DDIM",
+        _ => s.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>Infotext splits on ", " and ": " and lines; keep free text from breaking the pairs.</summary>
+    private static string Clean(string text) => text.Replace('\n', ' ').Replace(", ", " ").Replace(": ", " ");
+}

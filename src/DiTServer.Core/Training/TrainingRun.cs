@@ -1,0 +1,74 @@
+using DiTServer.Core.Checkpoints;
+using static TorchSharp.torch;
+
+namespace DiTServer.Core.Training;
+
+/// <summary>How a <see cref="TrainingRun"/> ended.</summary>
+/// <param name="Finished">True when it reached its step count (and was exported); false when cancelled (checkpoint kept).</param>
+/// <param name="ExportedFiles">The export's files when finished.</param>
+public sealed record TrainingRunOutcome(bool Finished, long Step, string CheckpointPath, IReadOnlyList<string> ExportedFiles);
+
+/// <summary>One training run from its description to its export, new or resumed: the orchestration behind the
+/// <c>train</c> verb and the admin training API, which only map their arguments to a <see cref="TrainingRunInfo"/>.</summary>
+/// <remarks>Everything here runs on the caller's thread and owns its tensors: the latent cache, the trainer and the
+/// initial weights are disposed on that thread before it returns, so a host can await the thread and then exit.</remarks>
+public static class TrainingRun
+{
+    /// <summary>The dataset <paramref name="info"/> names (IDX folder or one subfolder of images per class); the caller disposes it.</summary>
+    public static ITrainingDataset OpenDataset(TrainingRunInfo info) => info.DatasetKind switch
+    {
+        "idx" => IdxDataset.FromFolder(info.Dataset ?? throw new InvalidDataException("the run names no dataset"), padTo: info.PadTo),
+        "image-folder" => ImageFolderDataset.Load(info.Dataset ?? throw new InvalidDataException("the run names no dataset"),
+            info.ImageSize ?? throw new InvalidDataException("an image-folder run needs its image size"), info.Channels ?? 3),
+        _ => throw new InvalidDataException($"unknown dataset kind '{info.DatasetKind}' in the run"),
+    };
+
+    /// <summary>The run's info with the model input and class count the dataset (or its latents) makes.</summary>
+    public static TrainingRunInfo FitToDataset(TrainingRunInfo info, ITrainingDataset dataset) => info with
+    {
+        Config = info.Config with
+        {
+            InputSize = dataset.ImageSize, InChannels = dataset.Channels,
+            NumClasses = Math.Max(dataset.NumClasses, info.ClassNames?.Count ?? 0),
+        },
+    };
+
+    /// <summary>Trains on <paramref name="images"/> (encoded once to latents for a latent run) until the step count or
+    /// cancellation, checkpointing atomically; at the end exports the EMA model into <paramref name="outDir"/>.</summary>
+    /// <param name="resume">Continue from <c>outDir/checkpoint.ckpt</c>: its weights, optimizer, RNG and step; only the
+    /// step count of <paramref name="info"/> may differ from the checkpoint's.</param>
+    /// <param name="initial">Weights to start a new run from (fine-tuning); disposed by the caller.</param>
+    /// <param name="started">Called once the trainer is ready (before the first step), with the info it trains.</param>
+    /// <param name="exportWeightsName">Also export the raw weights under this name (the CLI writes <c>name.pt</c>).</param>
+    public static TrainingRunOutcome Execute(TrainingRunInfo info, string outDir, ITrainingDataset images, bool resume,
+        IReadOnlyDictionary<string, Tensor>? initial, CancellationToken cancel, Action<TrainingProgress>? progress = null,
+        Action<string>? log = null, Device? device = null, Action<Trainer, TrainingRunInfo>? started = null, string? exportWeightsName = null,
+        Func<TrainingSession, CancellationToken, bool>? runSession = null)
+    {
+        if (resume) info.Latent?.VerifyUnchanged(); // the same VAE, or the resumed steps would train on other latents
+        using var latents = info.Latent is { } latent
+            ? LatentCache.LoadOrEncode(Path.Combine(outDir, LatentCache.FileName), images, latent, log)
+            : null;
+        ITrainingDataset dataset = latents ?? images;
+        info = FitToDataset(info, dataset);
+        if (info.ClassNames is { } names && names.Count != info.Config.NumClasses)
+            throw new ArgumentException($"{names.Count} class names given but the dataset has {info.Config.NumClasses} classes");
+        cancel.ThrowIfCancellationRequested();
+
+        using var trainer = new Trainer(info.Config, info.Options, dataset, device);
+        if (resume)
+            info = TrainingCheckpoint.Restore(Path.Combine(outDir, TrainingSession.CheckpointFile), trainer) with { Options = info.Options };
+        else if (initial is not null)
+        {
+            StateDict.LoadStrict(trainer.Model, initial, "init_from");
+            StateDict.LoadStrict(trainer.Ema.Model, initial, "init_from");
+        }
+        var session = new TrainingSession(trainer, info, outDir);
+        started?.Invoke(trainer, info);
+        bool finished = runSession is null ? session.Run(cancel, progress) : runSession(session, cancel);
+        if (!finished) return new TrainingRunOutcome(false, trainer.Step, session.CheckpointPath, []);
+        var files = ModelExport.Write(outDir, info.Name ?? new DirectoryInfo(outDir).Name, trainer.Config, trainer.Ema.Model, trainer.Model,
+            info.ClassNames, exportWeightsName, info.Latent?.Vae);
+        return new TrainingRunOutcome(true, trainer.Step, session.CheckpointPath, files);
+    }
+}
