@@ -1,4 +1,4 @@
-using DiTServer.Api.Cli.Evidence;
+using DiTServer.Bench.Evidence;
 using System.Net;
 using System.Text;
 using System.Text.Json;

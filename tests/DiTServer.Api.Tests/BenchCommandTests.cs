@@ -1,11 +1,12 @@
 using System.Globalization;
 using DiTServer.Api.Cli;
-using DiTServer.Api.Cli.Evidence;
+using DiTServer.Bench;
+using DiTServer.Bench.Evidence;
 using DiTServer.Core.Model;
 
 namespace DiTServer.Api.Tests;
 
-/// <summary>The <c>bench</c> verbs' command-line contract: bad input is one line and exit 2 (before: a FormatException
+/// <summary>The benchmark program's command-line contract: bad input is one line and exit 2 (before: a FormatException
 /// and exit 1 for <c>--rates 2,x</c>), and <c>bench forward</c> counts FLOPs from the architecture (before: DiT-XL/2's
 /// 118.6 Gflops for every preset, so DiT-S/8 "ran" at 12,629 GFLOP/s).</summary>
 public sealed class BenchCommandTests
@@ -21,7 +22,7 @@ public sealed class BenchCommandTests
         string[] args = verb == "load"
             ? ["bench", "load", "--model", TestPaths.TinyModel, option, value]
             : ["bench", verb, "--arch", "DiT-S/8", "--image-size", "64", option, value];
-        int code = await CommandLine.RunAsync(args, new StringWriter(), stderr);
+        int code = await BenchProgram.RunAsync(args, new StringWriter(), stderr);
         Assert.Equal(2, code);
         var lines = stderr.ToString().TrimEnd().Split('\n');
         Assert.Single(lines);
@@ -41,11 +42,31 @@ public sealed class BenchCommandTests
     public async Task Bench_forward_reports_the_presets_own_cost()
     {
         var stdout = new StringWriter();
-        int code = await CommandLine.RunAsync(["bench", "forward", "--arch", "DiT-S/8", "--image-size", "64", "--batch", "1", "--warmup", "0", "--iters", "1"],
+        int code = await BenchProgram.RunAsync(["bench", "forward", "--arch", "DiT-S/8", "--image-size", "64", "--batch", "1", "--warmup", "0", "--iters", "1"],
             stdout, new StringWriter());
         Assert.Equal(0, code);
         var header = stdout.ToString().Split('\n')[0];
         double expected = PeakBenchmark.ForwardFlops(DiTConfig.FromPreset("DiT-S/8") with { InputSize = 8 }) / 2 / 1e9;
         Assert.Contains($"{expected.ToString("F2", CultureInfo.InvariantCulture)} paper Gflops per image", header);
+    }
+
+    [Fact]
+    public async Task The_server_has_no_bench_verb_and_says_where_it_went()
+    {
+        // The benchmarks left the server assembly (issue 14): its CLI points at the new program instead of failing oddly.
+        var stderr = new StringWriter();
+        Assert.Equal(2, await CommandLine.RunAsync(["bench", "forward"], new StringWriter(), stderr));
+        Assert.Contains("tools/DiTServer.Bench", stderr.ToString());
+        Assert.DoesNotContain(typeof(Program).Assembly.GetTypes(), t => t.Namespace?.Contains("Evidence") == true || t.Name.Contains("Bench"));
+    }
+
+    [Fact]
+    public async Task Bench_word_is_optional()
+    {
+        var (a, b) = (new StringWriter(), new StringWriter());
+        Assert.Equal(0, await BenchProgram.RunAsync(["bench", "sgemm", "--m", "8", "--k", "8", "--n", "8", "--iters", "1"], a, new StringWriter()));
+        Assert.Equal(0, await BenchProgram.RunAsync(["sgemm", "--m", "8", "--k", "8", "--n", "8", "--iters", "1"], b, new StringWriter()));
+        Assert.StartsWith("sgemm (8x8)", a.ToString());
+        Assert.StartsWith("sgemm (8x8)", b.ToString());
     }
 }

@@ -1,5 +1,5 @@
 using System.Text;
-using DiTServer.Api.Cli.Evidence;
+using DiTServer.Bench.Evidence;
 
 namespace DiTServer.Api.Tests;
 

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using DiTServer.Api.Cli;
+using DiTServer.Bench;
 using DiTServer.Tests.Shared;
 
 namespace DiTServer.Api.Tests;
@@ -40,8 +41,8 @@ public sealed partial class DocumentedCommandsTests : IDisposable
             foreach (var args in commands)
             {
                 var where = $"{document}:{block.Line}: {string.Join(' ', args)}";
-                var parsed = CommandLine.Root(TextWriter.Null, TextWriter.Null).Parse(args);
-                Assert.True(parsed.Errors.Count == 0, $"{where}\n  does not parse: {string.Join("; ", parsed.Errors.Select(e => e.Message))}");
+                var errors = ParseErrors(args);
+                Assert.True(errors.Count == 0, $"{where}\n  does not parse: {string.Join("; ", errors)}");
                 if (mode != "run") continue;
                 var run = Override(args, overrides.GetValueOrDefault(args[0], []));
                 var (stdout, stderr) = (new StringWriter(), new StringWriter());
@@ -51,7 +52,7 @@ public sealed partial class DocumentedCommandsTests : IDisposable
         }
     }
 
-    /// <summary>Inline commands are parsed too. In a table row a command stands alone, so it must parse completely
+    /// <summary>Inline commands are parsed too. At the start of a table cell a command stands alone, so it must parse completely
     /// (<c>`bench soak --requests 10000`</c> without its required <c>--model</c> fails); in prose, with "…" or without
     /// options it is a fragment or a verb's name, so only unknown verbs and options fail (<c>`eval train-classifier`</c>).</summary>
     [Theory]
@@ -63,14 +64,14 @@ public sealed partial class DocumentedCommandsTests : IDisposable
             foreach (Match m in InlineCode().Matches(line))
             {
                 var span = m.Groups[1].Value;
-                bool fragment = !line.TrimStart().StartsWith('|') || span.Contains('…');
+                // A command that opens a table cell stands alone; one inside a sentence is a mention.
+                bool fragment = !line[..m.Index].TrimEnd().EndsWith('|') || span.Contains('…');
                 // "<IDX folder>" is one placeholder value; "[--vae <folder>]" an optional part.
                 var words = Tokens(Placeholder().Replace(span.Replace("[", "").Replace("]", ""), "X")).Where(w => w != "…").ToArray();
                 if (words.Length < 2 || !Verbs.Contains(words[0])) continue;
                 fragment |= !words.Any(w => w.StartsWith("--", StringComparison.Ordinal)); // `bench soak` names a verb
-                var errors = CommandLine.Root(TextWriter.Null, TextWriter.Null).Parse(words).Errors
-                    .Where(e => !fragment || e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)).ToList();
-                if (errors.Count > 0) failures.Add($"`{span}`: {errors[0].Message}");
+                var errors = ParseErrors(words).Where(e => !fragment || e.StartsWith("Unrecognized", StringComparison.Ordinal)).ToList();
+                if (errors.Count > 0) failures.Add($"`{span}`: {errors[0]}");
             }
         Assert.True(failures.Count == 0, $"{document}:\n  " + string.Join("\n  ", failures));
     }
@@ -146,20 +147,37 @@ public sealed partial class DocumentedCommandsTests : IDisposable
         return (mode, overrides);
     }
 
-    /// <summary>The verb and its arguments when the line invokes the CLI (dotnet run … --, the published DLL, or $B), else null.</summary>
+    /// <summary>The verb and its arguments when the line invokes a CLI (the server's: dotnet run --project
+    /// src/DiTServer.Api … --, or its DLL; the benchmarks': tools/DiTServer.Bench, its DLL, or $B), else null.</summary>
     private static string[]? Invocation(string line)
     {
         var tokens = Tokens(line).ToList();
         int start = -1;
+        bool bench = false;
         for (int i = 0; i < tokens.Count; i++)
         {
-            if (tokens[i] == "$B") { start = i + 1; break; }
-            if (tokens[i].EndsWith("DiTServer.Api.dll", StringComparison.Ordinal) && i > 0 && tokens[i - 1] == "dotnet") { start = i + 1; break; }
+            if (tokens[i] == "$B") { start = i + 1; bench = true; break; }
+            if (i > 0 && tokens[i - 1] == "dotnet" && tokens[i].EndsWith("DiTServer.Api.dll", StringComparison.Ordinal)) { start = i + 1; break; }
+            if (i > 0 && tokens[i - 1] == "dotnet" && tokens[i].EndsWith("DiTServer.Bench.dll", StringComparison.Ordinal)) { start = i + 1; bench = true; break; }
             if (tokens[i] == "--" && tokens.Take(i).Contains("src/DiTServer.Api")) { start = i + 1; break; }
+            if (tokens[i] == "--" && tokens.Take(i).Contains("tools/DiTServer.Bench")) { start = i + 1; bench = true; break; }
         }
-        if (start < 0 || start >= tokens.Count || !Verbs.Contains(tokens[start])) return null;
-        return tokens.Skip(start).ToArray();
+        if (start < 0 || start >= tokens.Count) return null;
+        var args = tokens.Skip(start).ToArray();
+        if (bench) return args[0] == "bench" ? args : ["bench", .. args]; // the bench program's leading "bench" is optional
+        if (args[0] == "bench") return [ServerBench, .. args[1..]]; // a command written for the server's former bench verb
+        return Verbs.Contains(args[0]) ? args : null;
     }
+
+    /// <summary>Parse errors of a command against the program that runs it: "bench …" is the benchmark program's
+    /// (the server's own CLI refuses it), everything else the server's.</summary>
+    private static IReadOnlyList<string> ParseErrors(string[] args) =>
+        args[0] == ServerBench ? [CommandLine.BenchMoved]
+        : args[0] == "bench"
+            ? BenchProgram.Root(TextWriter.Null, TextWriter.Null).Parse(BenchProgram.Verb(args)).Errors.Select(e => e.Message).ToList()
+            : CommandLine.Root(TextWriter.Null, TextWriter.Null).Parse(args).Errors.Select(e => e.Message).ToList();
+
+    private const string ServerBench = "(server) bench";
 
     private static readonly string[] Verbs = ["sample", "bench", "train", "export", "eval", "models"];
 
@@ -221,7 +239,7 @@ public sealed partial class DocumentedCommandsTests : IDisposable
         var folder = Directory.GetCurrentDirectory();
         int threads = TorchSharp.torch.get_num_threads();
         Directory.SetCurrentDirectory(RepositoryPaths.Root);
-        try { return await CommandLine.RunAsync(args, stdout, stderr); }
+        try { return args[0] == "bench" ? await BenchProgram.RunAsync(args, stdout, stderr) : await CommandLine.RunAsync(args, stdout, stderr); }
         finally
         {
             Directory.SetCurrentDirectory(folder);

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text;
-using DiTServer.Api.Cli.Evidence;
+using DiTServer.Bench.Evidence;
 
 namespace DiTServer.Api.Tests;
 

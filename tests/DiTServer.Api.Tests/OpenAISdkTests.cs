@@ -74,6 +74,7 @@ public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture
         });
         var uri = result.Value.ImageUri;
         Assert.NotNull(uri);
+        Assert.True(uri.IsAbsoluteUri, uri.ToString());
         var png = await server.Factory.CreateClient().GetByteArrayAsync(uri.PathAndQuery);
         Assert.Equal(size, PngWidth(png));
     }

@@ -1,9 +1,9 @@
-using DiTServer.Api.Cli.Evidence;
+using DiTServer.Bench.Evidence;
 using DiTServer.Api.Hosting;
 using DiTServer.Core.Serving;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using Kind = DiTServer.Api.Cli.Evidence.ShutdownUnderLoad.Kind;
+using Kind = DiTServer.Bench.Evidence.ShutdownUnderLoad.Kind;
 
 namespace DiTServer.Api.Tests;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Net;
-using DiTServer.Api.Cli.Evidence;
+using DiTServer.Bench.Evidence;
 
 namespace DiTServer.Api.Tests;
 

@@ -1,4 +1,4 @@
-using DiTServer.Api.Cli.Evidence;
+using DiTServer.Bench.Evidence;
 
 namespace DiTServer.Api.Tests;
 

@@ -65,7 +65,7 @@ public static class AdminTrainingEndpoints
             .WithDescription("409 when there is no checkpoint or the architecture differs, 422 when the checkpoint cannot be loaded; either way the previous weights keep serving.")
             .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         group.MapPost("/{id}/resume", Resume).WithName("ResumeTrainingJob")
-            .WithJsonBody<ResumeRequest>("""{"steps": 2000}""", "Optional: a new total step count (absent or an empty body: the run's own).")
+            .WithJsonBody<ResumeRequest>("""{"steps": 2000}""", "Optional: a new total step count (absent or an empty body: the run's own).", required: false)
             .WithSummary("Continue a stopped run (Interrupted by a restart, Cancelled, or Failed after a checkpoint) from its checkpoint")
             .WithDescription("Optional body {\"steps\": N} raises the total step count. Same weights, optimizer, RNG and options as the run had; 409 while a job runs or when the run is already at its step count, 422 when its checkpoint or dataset cannot be used.")
             .ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)

@@ -12,10 +12,18 @@ public static class CommandLine
     public static bool IsVerb(string[] args) =>
         args.Length > 0 && (Verbs.Contains(args[0]) || args[0] is "--help" or "-h" or "-?" or "--version");
 
+    /// <summary>Where the benchmarks went: their own program, so the server carries none of their code.</summary>
+    public const string BenchMoved = "benchmarks are a separate program now: dotnet run --project tools/DiTServer.Bench -c Release -- bench …";
+
     public static async Task<int> RunAsync(string[] args, TextWriter? stdout = null, TextWriter? stderr = null)
     {
         stdout ??= Console.Out;
         stderr ??= Console.Error;
+        if (args.Length > 0 && args[0] == "bench")
+        {
+            stderr.WriteLine($"error: {BenchMoved}");
+            return ExitUsage;
+        }
         var parsed = Root(stdout, stderr).Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -30,7 +38,6 @@ public static class CommandLine
         new("DiTServer: Diffusion Transformer inference from the command line")
         {
             SampleCommand.Create(stdout, stderr),
-            BenchCommand.Create(stdout, stderr),
             TrainCommand.Create(stdout, stderr),
             ExportCommand.Create(stdout, stderr),
             EvalCommand.Create(stdout, stderr),

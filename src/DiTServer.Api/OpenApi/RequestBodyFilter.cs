@@ -9,13 +9,13 @@ namespace DiTServer.Api.OpenApi;
 /// <remarks>Our handlers read their bodies themselves (one parser gives every field its own message), so the framework
 /// cannot infer a body. <c>Accepts&lt;T&gt;</c> would document it but also makes routing answer a bare 415 before the
 /// handler can explain, so the type travels as plain metadata instead.</remarks>
-public sealed record DocumentedBody(Type Type, string Example, string Description);
+public sealed record DocumentedBody(Type Type, string Example, string Description, bool Required = true);
 
 public static class DocumentedBodyExtensions
 {
     /// <summary>Documents the JSON body as <typeparamref name="T"/> with an example that "Try it out" sends as is.</summary>
-    public static RouteHandlerBuilder WithJsonBody<T>(this RouteHandlerBuilder route, string example, string description) =>
-        route.WithMetadata(new DocumentedBody(typeof(T), example, description));
+    public static RouteHandlerBuilder WithJsonBody<T>(this RouteHandlerBuilder route, string example, string description, bool required = true) =>
+        route.WithMetadata(new DocumentedBody(typeof(T), example, description, required));
 }
 
 /// <summary>Turns <see cref="DocumentedBody"/> into the operation's request body (schema and example), and lists both
@@ -28,7 +28,7 @@ public sealed class RequestBodyFilter : IOperationFilter
         {
             operation.RequestBody = new OpenApiRequestBody
             {
-                Required = true,
+                Required = body.Required,
                 Description = body.Description,
                 Content = new Dictionary<string, IOpenApiMediaType>
                 {

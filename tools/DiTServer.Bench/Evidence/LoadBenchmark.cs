@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 using DiTServer.Core.Model;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary><c>bench load</c>: open-loop load on the engine in-process (no HTTP): Poisson arrivals at several rates, a
 /// mix of step counts and guidance scales, the same arrival sequence under <c>step</c> and <c>request</c> batching;

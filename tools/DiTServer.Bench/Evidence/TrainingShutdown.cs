@@ -6,7 +6,7 @@ using System.Text.Json;
 using DiTServer.Api.Admin;
 using DiTServer.Core.Training;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary>SIGTERM to a child server while an admin training job fine-tunes the served model: the process must exit
 /// with 0 within the host's shutdown timeout and leave a checkpoint that loads, at least at the step the job had reached,

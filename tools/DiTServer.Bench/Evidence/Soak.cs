@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary>One reading of the server's memory: RSS, the worker's live tensors, and whether it still has work.</summary>
 public readonly record struct MemorySample(long Rss, long LiveTensors, bool Busy);

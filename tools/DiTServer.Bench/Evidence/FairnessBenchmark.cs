@@ -6,7 +6,7 @@ using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary><c>bench fairness</c>: one client floods the engine (in-process, no HTTP) with wide, long requests and keeps
 /// its queue share full; another client sends small requests one after another. Reports the small requests' latency

@@ -4,7 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary>This same program started as the HTTP server in a child process on 127.0.0.1 (a free port), for the
 /// evidence benchmarks: its RSS is read from /proc, its worker's live tensors from <c>/metrics</c>.</summary>
@@ -36,9 +36,9 @@ public sealed class ChildServer : IAsyncDisposable
     {
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        // This program's apphost when it runs from it; otherwise `dotnet DiTServer.Api.dll`: when it runs as
-        // `dotnet DiTServer.Api.dll`, and inside a test host that references it (the tests start servers this way too).
-        var dll = typeof(ChildServer).Assembly.Location;
+        // The server's apphost when this process is the server; otherwise `dotnet DiTServer.Api.dll` beside this
+        // program (the bench program and the test host both reference the server, so its dll is in their folders).
+        var dll = typeof(global::Program).Assembly.Location;
         var self = Environment.ProcessPath;
         var name = self is null ? null : Path.GetFileNameWithoutExtension(self);
         var exe = name == Path.GetFileNameWithoutExtension(dll) || name == "dotnet"

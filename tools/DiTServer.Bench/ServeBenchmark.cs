@@ -7,7 +7,7 @@ using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace DiTServer.Api.Cli;
+namespace DiTServer.Bench;
 
 /// <summary><c>bench serve</c>: the serving engine in-process (no HTTP) against the raw single-request sampler loop,
 /// and a mixed short/long workload under step-level vs request-level batching.</summary>

@@ -2,7 +2,7 @@ using System.CommandLine;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Model;
 
-namespace DiTServer.Api.Cli;
+namespace DiTServer.Bench;
 
 /// <summary>The model a benchmark runs: a model folder (<c>--model</c>) or a preset with random weights
 /// (<c>--arch</c>, <c>--image-size</c>), on <c>--device</c> in <c>--precision</c>. Shared by the benchmark verbs so

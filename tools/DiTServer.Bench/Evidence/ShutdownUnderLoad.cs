@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary>SIGTERM to a child server while some requests run and others wait in its queue, then a few more requests on
 /// new connections: every request must be answered, 200 (finished) or 503 problem+json with <c>Retry-After</c> (not

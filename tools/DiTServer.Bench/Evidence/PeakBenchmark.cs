@@ -4,7 +4,7 @@ using System.Globalization;
 using DiTServer.Core.Model;
 using static TorchSharp.torch;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary><c>bench peak</c>: in one run, libtorch's float32 matmul rate on this machine (the ceiling) and the DiT forward
 /// FLOP rate of DiT-XL/2 at 256 and of the demo model's size, with the ratio of each to the ceiling.</summary>

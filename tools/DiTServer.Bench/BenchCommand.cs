@@ -5,7 +5,7 @@ using DiTServer.Core.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace DiTServer.Api.Cli;
+namespace DiTServer.Bench;
 
 /// <summary><c>bench forward</c>: DiT forward latency with random weights, and the GFLOP/s it implies.</summary>
 public static class BenchCommand

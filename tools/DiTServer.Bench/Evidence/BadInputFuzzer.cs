@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 
-namespace DiTServer.Api.Cli.Evidence;
+namespace DiTServer.Bench.Evidence;
 
 /// <summary>One generated request: method, path with query, optional body and headers.</summary>
 public sealed record FuzzCase(string Kind, HttpMethod Method, string Path, byte[]? Body, string? ContentType, string? Accept)
@@ -267,7 +267,7 @@ public static class BadInputFuzzer
 
     /// <summary>Sends raw cases to <paramref name="address"/> (<paramref name="parallelism"/> at a time). A violation is a
     /// 5xx, no answer within <paramref name="timeout"/>, a connection closed without an answer, a 4xx app answer that is
-    /// not problem+json, or another status than the one <see cref="RawCase.Expected"/> names. Kestrel's own empty 400
+    /// not problem+json (OpenAI's JSON error on its routes), or another status than the one <see cref="RawCase.Expected"/> names. Kestrel's own empty 400
     /// for a request it refuses before the app (bad framing headers) counts as an answer. Abandoned cases have no answer
     /// (status -1); what the server made of them shows in its log, which the caller checks.</summary>
     public static async Task<Report> RunRawAsync(Uri address, IReadOnlyList<RawCase> cases, int parallelism, TimeSpan timeout)
@@ -462,6 +462,9 @@ public static class BadInputFuzzer
         }));
         return new Report(cases.Count, ok, client4, server5, violations, byStatus, failures, started.Elapsed, protocol);
     }
+
+    /// <summary>The media type of an error answer on <paramref name="path"/>: OpenAI's dialect on its routes.</summary>
+    public static string ErrorMediaType(string path) => OpenAIRoute(path) ? "application/json" : "application/problem+json";
 
     private static bool OpenAIRoute(string path)
     {

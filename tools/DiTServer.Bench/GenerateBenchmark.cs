@@ -9,7 +9,7 @@ using DiTServer.Core.Sampling;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace DiTServer.Api.Cli;
+namespace DiTServer.Bench;
 
 /// <summary><c>bench generate</c>: images/s of whole generations (sampler loop + VAE decode + pixels on the host)
 /// by batch size and precision, with random weights (a random SD VAE for latent models).</summary>
