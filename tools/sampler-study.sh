@@ -22,7 +22,7 @@ if [ "$mode" = csv ]; then
         spacing = ""; if (match(line, /(time_uniform|logsnr|time_quadratic)/)) spacing = substr(line, RSTART, RLENGTH)
         match(line, /[0-9]+ steps/); steps = substr(line, RSTART, RLENGTH - 6)
         match(line, /[0-9]+ samples per class/); per = substr(line, RSTART, RLENGTH - 18)
-        match(line, /\([0-9]+ s to generate/); secs = substr(line, RSTART + 1, RLENGTH - 14)
+        match(line, /\([0-9]+ s to generate/); secs = substr(line, RSTART + 1, RLENGTH - 15)
         match(line, /[0-9.]+ images\/s/); ips = substr(line, RSTART, RLENGTH - 9)
         extra = ""
         if (match(line, /guidance interval \[[0-9., ]+\]/)) { extra = substr(line, RSTART + 18, RLENGTH - 18); gsub(/[\[\] ]/, "", extra); sub(/,/, "-", extra); extra = "interval " extra }

@@ -54,7 +54,7 @@ public sealed class ReproducibleImageTests(ReproducibleImageTests.Server server)
     public async Task Pngs_carry_a1111_parameters_that_its_png_info_parses()
     {
         var response = await server.Factory.CreateClient().PostAsync("/v1/images",
-            Json("""{"class_label": 4, "num_images": 2, "steps": 5, "cfg_scale": 2.5, "seed": 77}"""));
+            Json("""{"class_label": 4, "num_images": 2, "steps": 5, "cfg_scale": 2.5, "seed": 77, "sampler": "ddpm"}"""));
         var grid = await response.Content.ReadAsByteArrayAsync();
         var parameters = PngWriter.ReadText(grid)["parameters"];
         var lines = parameters.Split('\n');
@@ -69,6 +69,17 @@ public sealed class ReproducibleImageTests(ReproducibleImageTests.Server server)
         Assert.Equal("2", pairs["Batch size"]);
         Assert.False(pairs.ContainsKey("Batch pos")); // a grid is the whole batch
         Assert.Matches("^[0-9]+x[0-9]+$", pairs["Size"]);
+    }
+
+    [Fact]
+    public async Task Solver_pngs_name_the_sampler_as_a1111_does_and_carry_its_settings()
+    {
+        var response = await server.Factory.CreateClient().PostAsync("/v1/images",
+            Json("""{"class_label": 4, "steps": 6, "seed": 7, "sampler": "unipc", "order": 3, "spacing": "logsnr", "guidance_interval": [100, 700]}"""));
+        var pairs = PngWriter.ReadText(await response.Content.ReadAsByteArrayAsync())["parameters"].Split('\n')[1]
+            .Split(", ").Select(p => p.Split(": ", 2)).ToDictionary(p => p[0], p => p[1]);
+        Assert.Equal(("UniPC", "logsnr", "3", "bh2", "100-700"),
+            (pairs["Sampler"], pairs["Spacing"], pairs["Order"], pairs["UniPC variant"], pairs["Guidance interval"]));
     }
 
     [Fact]

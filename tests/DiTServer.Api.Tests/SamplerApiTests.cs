@@ -17,8 +17,7 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
 {
     public sealed class Server : IDisposable
     {
-        // A short step delay keeps the jobs test's blocker running while it subscribes (as JobPreviewTests do).
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "64")) { StepDelay = TimeSpan.FromMilliseconds(5) };
+        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "64"));
         public void Dispose() => Factory.Dispose();
     }
 
@@ -149,27 +148,12 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         Assert.Contains("bh1 or bh2", error.GetProperty("message").GetString());
     }
 
-    [Fact]
-    public async Task A_solver_job_reports_its_settings_and_previews_its_x0_prediction()
-    {
-        const string body = """{"class_label": 3, "steps": 6, "seed": 2, "sampler": "unipc", "spacing": "logsnr", "preview_every": 2}""";
-        var (events, _) = await JobPreviewTests.RunWatched(server.Factory, client, body);
-        var job = await client.GetJob(events[^1].Data.GetProperty("id").GetString()!);
-        var parameters = job.GetProperty("parameters");
-        Assert.Equal(("unipc", "logsnr", 2, "bh2"), (parameters.GetProperty("sampler").GetString(), parameters.GetProperty("spacing").GetString(),
-            parameters.GetProperty("order").GetInt32(), parameters.GetProperty("unipc_variant").GetString()));
-        Assert.False(parameters.TryGetProperty("guidance_interval", out _));
-        // Previews every 2 steps but the last, each from the solver's x̂₀ of that model call.
-        Assert.Equal([2, 4], events.Where(e => e.Type == "preview").Select(e => e.Data.GetProperty("step").GetInt32()));
-        Assert.Equal("done", events[^1].Type);
-    }
-
     public static TheoryData<string, string, string> BadInputs => new()
     {
         { """{"class_label": 1, "sampler": "dpm++"}""", "sampler", "use ddpm, ddim, dpmpp_2m, dpmpp_3m or unipc" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "spacing": "karras"}""", "spacing", "unknown spacing 'karras'; use time_uniform, logsnr or time_quadratic" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "spacing": 3}""", "spacing", "spacing must be a string" },
-        { """{"class_label": 1, "spacing": "logsnr"}""", "spacing", "spacing applies to the ODE solvers only" },
+        { """{"class_label": 1, "sampler": "ddim", "spacing": "logsnr"}""", "spacing", "spacing applies to the ODE solvers only" },
         { """{"class_label": 1, "sampler": "unipc", "unipc_variant": "bh3"}""", "unipc_variant", "unknown unipc_variant 'bh3'; use bh1 or bh2" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "unipc_variant": "bh1"}""", "unipc_variant", "applies to the unipc sampler only" },
         { """{"class_label": 1, "sampler": "unipc", "order": 4}""", "order", "order must be in 1..3" },
@@ -190,7 +174,8 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         { """{"class_label": 1, "guidance_interval": [0, "500"]}""", "guidance_interval", "two numbers" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "thresholding": true}""", "thresholding", "pixel-space models" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "thresholding": "yes"}""", "thresholding", "thresholding must be true or false" },
-        { """{"class_label": 1, "thresholding": true}""", "thresholding", "applies to the ODE solvers only" },
+        { """{"class_label": 1, "sampler": "ddpm", "thresholding": true}""", "thresholding", "applies to the ODE solvers only" },
+        { """{"class_label": 1, "steps": 1}""", "steps", "steps must be at least the solver's order (2) for unipc" },
     };
 
     [Theory]
@@ -233,5 +218,28 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
             "--sampler", "dpmpp_2m", "--spacing", "logsnr", "--order", "3"], new StringWriter(), stderr);
         Assert.Equal(2, code);
         Assert.Contains("order is fixed by the sampler's name", stderr.ToString());
+    }
+}
+
+/// <summary>A UniPC job watched from its queued state, on JobPreviewTests' server settings (small batches and a step
+/// delay, so its blocker really holds the job in the queue while the test subscribes).</summary>
+public sealed class SolverJobTests(JobPreviewTests.Server server) : IClassFixture<JobPreviewTests.Server>
+{
+    private readonly HttpClient client = server.Factory.CreateClient();
+
+    [Fact]
+    public async Task A_solver_job_reports_its_settings_and_previews_its_x0_prediction()
+    {
+        // Two guided images = 4 rows: they cannot join the blocker within MaxBatchRows 4, so the job waits queued.
+        const string body = """{"class_label": 3, "num_images": 2, "steps": 6, "seed": 2, "sampler": "unipc", "spacing": "logsnr", "preview_every": 2}""";
+        var (events, _) = await JobPreviewTests.RunWatched(server.Factory, client, body);
+        var job = await client.GetJob(events[^1].Data.GetProperty("id").GetString()!);
+        var parameters = job.GetProperty("parameters");
+        Assert.Equal(("unipc", "logsnr", 2, "bh2"), (parameters.GetProperty("sampler").GetString(), parameters.GetProperty("spacing").GetString(),
+            parameters.GetProperty("order").GetInt32(), parameters.GetProperty("unipc_variant").GetString()));
+        Assert.False(parameters.TryGetProperty("guidance_interval", out _));
+        // Previews every 2 steps but the last, each from the solver's x̂₀ of that model call.
+        Assert.Equal([2, 4], events.Where(e => e.Type == "preview").Select(e => e.Data.GetProperty("step").GetInt32()));
+        Assert.Equal("done", events[^1].Type);
     }
 }

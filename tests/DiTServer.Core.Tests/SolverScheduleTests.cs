@@ -116,3 +116,38 @@ public class SolverScheduleTests
     private static Dictionary<string, string> MetadataOf(LoadedModel loaded, SamplingOptions options) =>
         ImagePipeline.Metadata(loaded, [1], 0, options).ToDictionary(kv => kv.Key, kv => kv.Value);
 }
+
+/// <summary>The solvers on a model without learned sigma (its whole output is ε) and with every option combination.</summary>
+public class SolverOptionCombinationTests
+{
+    public static IEnumerable<object[]> Combinations() =>
+        from sampler in new[] { SamplerKind.DpmPP2M, SamplerKind.DpmPP3M, SamplerKind.UniPc }
+        from spacing in Enum.GetValues<StepSpacing>()
+        select new object[] { sampler, spacing };
+
+    [Theory]
+    [MemberData(nameof(Combinations))]
+    public void Fixed_variance_model_samples_deterministically_with_every_sampler_and_spacing(SamplerKind sampler, StepSpacing spacing)
+    {
+        using var loaded = LoadedModel.Load(Fixtures.PathOf("dit-tiny-fixed"));
+        Assert.False(loaded.Config.LearnSigma);
+        foreach (var (order, variant) in sampler == SamplerKind.UniPc
+                     ? new (int?, UniPcVariant?)[] { (1, UniPcVariant.Bh1), (3, UniPcVariant.Bh2) }
+                     : new (int?, UniPcVariant?)[] { (null, null) })
+        {
+            var options = new SamplingOptions
+            {
+                Sampler = sampler, Spacing = spacing, Order = order, UniPcVariant = variant, Steps = 4, CfgScale = 2,
+                Guidance = GuidanceMode.All, Seed = 12, GuidanceInterval = new GuidanceInterval(0, 600),
+            };
+            var a = ImagePipeline.Generate(loaded, [4, 6], options);
+            var b = ImagePipeline.Generate(loaded, [4, 6], options);
+            Assert.Equal(a[1].Png, b[1].Png);
+            var text = PngWriterText(a[0].Png);
+            Assert.Equal(sampler.Name(), text["sampler"]);
+            Assert.Equal(spacing.Name(), text["spacing"]);
+        }
+    }
+
+    private static IReadOnlyDictionary<string, string> PngWriterText(byte[] png) => Imaging.PngWriter.ReadText(png);
+}

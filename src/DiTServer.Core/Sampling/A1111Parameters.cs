@@ -28,6 +28,16 @@ public static class A1111Parameters
             $"Guidance: {o.Guidance.ToString().ToLowerInvariant()}",
         };
         if (o.Sampler == SamplerKind.Ddim) pairs.Add($"Eta: {o.Eta.ToString("R", inv)}");
+        if (o.IsSolver)
+        {
+            // A1111 has no keys for these; its parser keeps unknown pairs, so they travel with the image.
+            pairs.Add($"Spacing: {o.EffectiveSpacing.Name()}");
+            pairs.Add($"Order: {o.EffectiveOrder.ToString(inv)}");
+            if (o.Sampler == SamplerKind.UniPc) pairs.Add($"UniPC variant: {o.EffectiveUniPcVariant.Name()}");
+            if (o.Thresholding) pairs.Add("Thresholding: true");
+        }
+        if (o.GuidanceInterval is { } interval)
+            pairs.Add($"Guidance interval: {interval.Lo.ToString("R", inv)}-{interval.Hi.ToString("R", inv)}");
         if (labels.Count > 1)
         {
             pairs.Add($"Batch size: {labels.Count.ToString(inv)}");
@@ -37,12 +47,16 @@ public static class A1111Parameters
         return $"{Clean(model.Classes[labels[index]])}\n{string.Join(", ", pairs)}";
     }
 
-    /// <summary>A1111's names where it has one (DDPM, DDIM); our API's name otherwise.</summary>
+    /// <summary>The names A1111/ComfyUI users know ("DPM++ 2M", "UniPC"); DPM++ 3M has only an SDE form there, so
+    /// ours keeps the plain name.</summary>
     private static string SamplerName(SamplerKind s) => s switch
     {
         SamplerKind.Ddpm => "DDPM",
         SamplerKind.Ddim => "DDIM",
-        _ => s.ToString().ToLowerInvariant(),
+        SamplerKind.DpmPP2M => "DPM++ 2M",
+        SamplerKind.DpmPP3M => "DPM++ 3M",
+        SamplerKind.UniPc => "UniPC",
+        _ => s.Name(),
     };
 
     /// <summary>Infotext splits on ", " and ": " and lines; keep free text from breaking the pairs.</summary>

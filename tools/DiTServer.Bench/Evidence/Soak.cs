@@ -63,12 +63,16 @@ public static class Soak
     }
 
     /// <summary>Request <paramref name="i"/> of the soak: a deterministic mix of cheap valid requests (PNG or JSON, one or
-    /// two images, cfg 1 or 4), invalid ones (every 10th) and ones whose client leaves after 20 ms (every 25th); 0 = abandoned.</summary>
+    /// two images, cfg 1 or 4, DDPM, DPM-Solver++ and UniPC), invalid ones (every 10th) and ones whose client leaves after
+    /// 20 ms (every 25th); 0 = abandoned.</summary>
     private static async Task<int> One(HttpClient client, int i, int maxSteps)
     {
+        // The solvers need at least their order (2) in steps; DDPM takes any count from 1.
+        string sampler = (i / 10 % 3) switch { 0 => "ddpm", 1 => "dpmpp_2m", _ => "unipc" };
+        int steps = sampler == "ddpm" ? 1 + i % maxSteps : 2 + i % Math.Max(1, maxSteps - 1);
         string body = i % 10 == 9
             ? $$"""{"class_label": {{i % 10}}, "steps": -{{i}}}"""
-            : $$"""{"class_label": {{i % 10}}, "num_images": {{1 + i % 2}}, "steps": {{1 + i % maxSteps}}, "cfg_scale": {{(i % 3 == 0 ? 1 : 4)}}, "seed": {{i}}}""";
+            : $$"""{"class_label": {{i % 10}}, "num_images": {{1 + i % 2}}, "steps": {{steps}}, "cfg_scale": {{(i % 3 == 0 ? 1 : 4)}}, "seed": {{i}}, "sampler": "{{sampler}}"}""";
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/images") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         if (i % 2 == 0) request.Headers.Accept.ParseAdd("application/json");
         using var cts = i % 25 == 24 ? new CancellationTokenSource(TimeSpan.FromMilliseconds(20)) : new CancellationTokenSource(TimeSpan.FromMinutes(5));
