@@ -19,6 +19,10 @@ public static class AdminTrainingEndpoints
             .Validate(o => o.MaxParameters > 0 && o.MaxMemoryBytes > 0, "Training:MaxParameters and Training:MaxMemoryBytes must be positive")
             .Validate(o => o.MaxBodyBytes > 0, "Training:MaxBodyBytes must be positive")
             .ValidateOnStart();
+        builder.Services.AddAuthentication().AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, AdminKeyAuthentication>(
+            AdminKeyAuthentication.SchemeName, null);
+        builder.Services.AddAuthorizationBuilder().AddPolicy(AdminKeyAuthentication.Policy, policy =>
+            policy.AddAuthenticationSchemes(AdminKeyAuthentication.SchemeName).RequireAuthenticatedUser());
         builder.Services.AddSingleton<TrainingJobs>();
         // Stopped by the host like the generation worker: shutdown cancels a running job and awaits its thread.
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TrainingJobs>());
@@ -42,14 +46,7 @@ public static class AdminTrainingEndpoints
             jobs.DataRoot, jobs.OutputRoot, recovered);
 
         var group = app.MapGroup("/v1/admin/training/jobs").WithTags("Admin training")
-            .AddEndpointFilter(async (context, next) =>
-            {
-                if (key.Accepts(context.HttpContext.Request.Headers.Authorization))
-                    return await next(context);
-                context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
-                return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
-                    detail: "this route needs 'Authorization: Bearer <admin key>'");
-            })
+            .RequireAuthorization(AdminKeyAuthentication.Policy)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .WithMetadata(new AdminBearer());
         group.MapPost("/", Create).WithName("CreateTrainingJob").WithSummary("Start a training or fine-tuning job (one per device)")
