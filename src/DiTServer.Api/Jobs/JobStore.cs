@@ -7,7 +7,11 @@ namespace DiTServer.Api.Jobs;
 /// <summary>All known jobs by id: creates them (into the engine's queue), finds them, and forgets finished ones
 /// after <see cref="JobOptions.ResultTtl"/> or when more than <see cref="JobOptions.MaxResults"/> or
 /// <see cref="JobOptions.MaxResultBytes"/> are kept (oldest finished first).</summary>
-/// <remarks>With a shared store (<see cref="ISharedJobs"/>) each new job is also published for the other replicas.</remarks>
+/// <remarks>With a shared store (<see cref="ISharedJobs"/>) each new job is also published for the other replicas.
+/// <para>Not <c>IMemoryCache</c> with a <c>SizeLimit</c>, on purpose: these rules are tested and a cache would lose them.
+/// Running jobs are never evicted (a cache may drop any entry under pressure); eviction is oldest-finished first,
+/// under two limits at once (count and bytes, where a cache has one size); the newest result always survives one fetch;
+/// and expiry follows the injected <see cref="TimeProvider"/>, which the retention tests drive by hand.</para></remarks>
 public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOptions, IOptions<ServingOptions> servingOptions,
     TimeProvider time, ILogger<JobStore> logger, ISharedJobs? shared = null)
 {

@@ -51,8 +51,7 @@ public static class PeakBenchmark
         return command;
     }
 
-    private static int[] Batches(string text) => text.Length == 0 ? [] :
-        text.Split(',').Select(s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'")).ToArray();
+    private static int[] Batches(string text) => BenchCommand.ParseBatchSizes(text);
 
     private static void Run(TextWriter stdout, int iters, int[] xl, int[] demo, int profileBatch)
     {
