@@ -4,8 +4,8 @@ using DiTServer.Tests.Shared;
 
 namespace DiTServer.Api.Tests;
 
-/// <summary>A real `train` process killed with SIGKILL while it writes checkpoints leaves a loadable checkpoint, and
-/// `--resume` finishes the run from it.</summary>
+/// <summary>A real `train` process killed with SIGKILL inside a checkpoint write (held there by the writer's fault hook,
+/// so the kill cannot land between writes) leaves a loadable checkpoint, and `--resume` finishes the run from it.</summary>
 public class TrainingKillTests : IDisposable
 {
     private readonly string root = Directory.CreateTempSubdirectory("dit-kill-").FullName;
@@ -14,11 +14,14 @@ public class TrainingKillTests : IDisposable
 
     private readonly System.Text.StringBuilder output = new();
 
-    private Process Train(params string[] args)
+    private Process Train(string? stallMarker, params string[] args)
     {
         // The Api's apphost sits beside the test assembly (project reference).
         var exe = Path.Combine(AppContext.BaseDirectory, "DiTServer.Api");
         var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // AtomicFile's fault hook: the 4th atomic write of the process (a checkpoint; three complete ones before it) stops
+        // after 4 KiB and says so through the marker file.
+        if (stallMarker is not null) info.Environment["DITSERVER_FAULT_STALL_WRITE"] = $"{stallMarker};4";
         info.ArgumentList.Add("train");
         foreach (var a in args) info.ArgumentList.Add(a);
         var p = Process.Start(info)!;
@@ -43,20 +46,22 @@ public class TrainingKillTests : IDisposable
         long lastStep = 0;
         for (int cycle = 0; cycle < 3; cycle++)
         {
-            // A checkpoint after every step: the process spends most of its time writing one, so a kill lands mid-write.
+            string marker = Path.Combine(root, $"stalled-{cycle}");
             using var p = cycle == 0
-                ? Train([.. common, "--data", data, "--out", run, "--steps", "1000000"])
-                : Train("--out", run, "--resume", "--steps", "1000000");
+                ? Train(marker, [.. common, "--data", data, "--out", run, "--steps", "1000000"])
+                : Train(marker, "--out", run, "--resume", "--steps", "1000000");
             var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (!(File.Exists(ckpt) && TrainingCheckpoint.ReadInfo(ckpt).Step > lastStep + 3))
+            while (!File.Exists(marker))
             {
                 Assert.False(p.HasExited, $"train exited early: {Output()}");
-                Assert.True(DateTime.UtcNow < deadline, $"no checkpoint progress within 60 s: {Output()}");
+                Assert.True(DateTime.UtcNow < deadline, $"the writer never reached its fault hook within 60 s: {Output()}");
                 await Task.Delay(20);
             }
-            await Task.Delay(Random.Shared.Next(5, 60));
+            // Inside a write: the temp file holds a partial checkpoint beside the complete one.
+            Assert.True(new FileInfo(ckpt + ".tmp").Length >= 4096);
             p.Kill(entireProcessTree: true); // SIGKILL: no handler runs
             await p.WaitForExitAsync();
+            Assert.True(File.Exists(ckpt + ".tmp"), "the kill did not land inside the write");
 
             // Whatever the kill interrupted, the checkpoint in place is complete.
             var info = TrainingCheckpoint.ReadInfo(ckpt);
@@ -68,7 +73,7 @@ public class TrainingKillTests : IDisposable
         }
 
         long target = lastStep + 3;
-        using var final = Train("--out", run, "--resume", "--steps", target.ToString());
+        using var final = Train(null, "--out", run, "--resume", "--steps", target.ToString());
         await final.WaitForExitAsync();
         Assert.True(final.ExitCode == 0, $"resume failed ({final.ExitCode}): {Output()}");
         Assert.Equal(target, TrainingCheckpoint.ReadInfo(ckpt).Step);
