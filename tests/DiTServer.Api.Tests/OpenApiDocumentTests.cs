@@ -73,4 +73,23 @@ public sealed class OpenApiDocumentTests : IDisposable
         var name = reference.GetString()!.Split('/').Last();
         return doc.GetProperty("components").GetProperty("schemas").GetProperty(name);
     }
+
+    [Theory]
+    [InlineData("/v1/images")]
+    [InlineData("/v1/jobs")]
+    public async Task Generation_bodies_offer_one_example_per_kind_of_sampler_and_each_is_accepted(string path)
+    {
+        using var factory = new ServerFactory(("Serving:WarmUp", "false"));
+        var client = factory.CreateClient();
+        var doc = JsonDocument.Parse(await client.GetStringAsync("/swagger/v1/swagger.json")).RootElement;
+        var examples = doc.GetProperty("paths").GetProperty(path).GetProperty("post").GetProperty("requestBody")
+            .GetProperty("content").GetProperty("application/json").GetProperty("examples");
+        Assert.Equal(["ddpm", "dpmpp_2m", "unipc"], examples.EnumerateObject().Select(e => e.Name).Order());
+        foreach (var example in examples.EnumerateObject())
+        {
+            // "Try it out" sends the example as it stands: the server must take it.
+            var response = await client.PostAsync(path, JobsTestClient.Json(example.Value.GetProperty("value").GetRawText()));
+            Assert.True(response.IsSuccessStatusCode, $"{path} example {example.Name}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+    }
 }

@@ -9,6 +9,16 @@ public record ImageRequest
     /// <summary>The OpenAPI example, which Swagger's "Try it out" sends unchanged.</summary>
     public const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "sampler": "ddpm", "guidance": "official"}""";
 
+    /// <summary>One example per kind of sampler, for Swagger UI's example menu.</summary>
+    public static readonly IReadOnlyList<(string Name, string Summary, string Json)> SamplerExamples =
+    [
+        ("ddpm", "DDPM, 50 steps (the official sampler)", Example),
+        ("dpmpp_2m", "DPM-Solver++ 2M, 10 steps, logSNR spacing",
+            """{"class_label": 3, "num_images": 2, "steps": 10, "cfg_scale": 4.0, "seed": 42, "sampler": "dpmpp_2m", "spacing": "logsnr"}"""),
+        ("unipc", "UniPC order 3, bh1, 8 steps, guided only for model timesteps 0..700",
+            """{"class_label": 3, "steps": 8, "cfg_scale": 4.0, "seed": 42, "sampler": "unipc", "order": 3, "unipc_variant": "bh1", "guidance_interval": [0, 700]}"""),
+    ];
+
     [JsonPropertyName("class_label"), Description("Class index (0..num_classes-1) or class name; required")]
     public required object ClassLabel { get; init; }
     [JsonPropertyName("num_images"), Description("1..Serving:MaxImagesPerRequest; default 1")]

@@ -25,7 +25,7 @@ public static class ImagesEndpoints
             .WithSummary("Generate images of one class")
             .WithDescription("Queued and batched per denoising step with other requests; the same seed and parameters give the same pixels alone or batched.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
-            .WithJsonBody<ImageRequest>(ImageRequest.Example, "What to generate. Only class_label is required.")
+            .WithJsonBody<ImageRequest>(ImageRequest.Example, "What to generate. Only class_label is required.", examples: ImageRequest.SamplerExamples)
             .Produces<ImagesResponse>(StatusCodes.Status200OK, "application/json")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status406NotAcceptable)

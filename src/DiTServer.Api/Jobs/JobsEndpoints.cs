@@ -31,7 +31,8 @@ public static class JobsEndpoints
             .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
             .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with small PNGs of the predicted images after every k-th step but the last). Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
-            .WithJsonBody<JobRequest>(JobRequest.Example, "What to generate (the body of POST /v1/images) and how often to send previews.")
+            .WithJsonBody<JobRequest>(JobRequest.Example, "What to generate (the body of POST /v1/images) and how often to send previews.",
+                examples: ImageRequest.SamplerExamples)
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status408RequestTimeout)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
