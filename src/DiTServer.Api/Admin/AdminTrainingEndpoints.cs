@@ -14,7 +14,8 @@ public static class AdminTrainingEndpoints
         builder.Services.AddOptions<AdminOptions>().BindConfiguration(AdminOptions.Section)
             .Validate(o => { _ = AdminKey.FromConfiguredHash(o.ApiKeySha256); return true; }).ValidateOnStart();
         builder.Services.AddOptions<TrainingApiOptions>().BindConfiguration(TrainingApiOptions.Section)
-            .Validate(o => !string.IsNullOrWhiteSpace(o.DataRoot) && !string.IsNullOrWhiteSpace(o.OutputRoot), "Training:DataRoot and Training:OutputRoot must be set")
+            .Validate(o => !string.IsNullOrWhiteSpace(o.DataRoot) && !string.IsNullOrWhiteSpace(o.OutputRoot),
+                "Training:DataRoot and Training:OutputRoot must be set")
             .Validate(o => o.ActivationTimeout > TimeSpan.Zero, "Training:ActivationTimeout must be positive")
             .Validate(o => o.MaxParameters > 0 && o.MaxMemoryBytes > 0, "Training:MaxParameters and Training:MaxMemoryBytes must be positive")
             .Validate(o => o.MaxBodyBytes > 0, "Training:MaxBodyBytes must be positive")
@@ -50,7 +51,8 @@ public static class AdminTrainingEndpoints
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .WithMetadata(new AdminBearer());
         group.MapPost("/", Create).WithName("CreateTrainingJob").WithSummary("Start a training or fine-tuning job (one per device)")
-            .WithJsonBody<TrainingJobRequest>(TrainingJobRequest.Example, "The dataset and run folders (relative to Training:DataRoot and OutputRoot), the model and the schedule.")
+            .WithJsonBody<TrainingJobRequest>(TrainingJobRequest.Example,
+                "The dataset and run folders (relative to Training:DataRoot and OutputRoot), the model and the schedule.")
             .ProducesValidationProblem().ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status408RequestTimeout)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
         group.MapGet("/", (TrainingJobs all) => TypedResults.Ok(all.List())).WithName("ListTrainingJobs")
@@ -59,12 +61,15 @@ public static class AdminTrainingEndpoints
         group.MapDelete("/{id}", Cancel).WithName("CancelTrainingJob").WithSummary("Cancel a job; its last checkpoint is kept");
         group.MapPost("/{id}/activate", Activate).WithName("ActivateTrainingJob")
             .WithSummary("Serve the job's latest EMA weights (same architecture), without failing running requests")
-            .WithDescription("409 when there is no checkpoint or the architecture differs, 422 when the checkpoint cannot be loaded; either way the previous weights keep serving.")
-            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .WithDescription("409 when there is no checkpoint or the architecture differs, 422 when the checkpoint cannot be loaded; either way the previous " +
+                "weights keep serving.")
+            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         group.MapPost("/{id}/resume", Resume).WithName("ResumeTrainingJob")
             .WithJsonBody<ResumeRequest>("""{"steps": 2000}""", "Optional: a new total step count (absent or an empty body: the run's own).", required: false)
             .WithSummary("Continue a stopped run (Interrupted by a restart, Cancelled, or Failed after a checkpoint) from its checkpoint")
-            .WithDescription("Optional body {\"steps\": N} raises the total step count. Same weights, optimizer, RNG and options as the run had; 409 while a job runs or when the run is already at its step count, 422 when its checkpoint or dataset cannot be used.")
+            .WithDescription("Optional body {\"steps\": N} raises the total step count. Same weights, optimizer, RNG and options as the run had; 409 while a " +
+                "job runs or when the run is already at its step count, 422 when its checkpoint or dataset cannot be used.")
             .ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         return app;
@@ -74,7 +79,8 @@ public static class AdminTrainingEndpoints
         IOptions<TrainingApiOptions> options)
     {
         if (!(http.ContentType ?? "").StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", detail: "send the job as application/json");
+            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type",
+                detail: "send the job as application/json");
         var body = await RequestBody.ReadAsync(http, options.Value.MaxBodyBytes);
         if (ParseJson<TrainingJobRequest>(body, "job") is not { } parsed) return Invalid("the body must be a JSON object");
         if (parsed.Error is { } error) return Invalid(error);
@@ -111,11 +117,13 @@ public static class AdminTrainingEndpoints
         }
         catch (InvalidOperationException e)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot activate", detail: $"{e.Message}; the previous weights keep serving");
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot activate",
+                detail: $"{e.Message}; the previous weights keep serving");
         }
         catch (UnusableCheckpointException e)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Unusable checkpoint", detail: $"{e.Message}; the previous weights keep serving");
+            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Unusable checkpoint",
+                detail: $"{e.Message}; the previous weights keep serving");
         }
         catch (TimeoutException)
         {
@@ -159,8 +167,14 @@ public static class AdminTrainingEndpoints
             return TypedResults.Accepted($"/v1/admin/training/jobs/{resumed.Id}", resumed.Status);
         }
         catch (ArgumentException e) { return Invalid(e.Message); }
-        catch (InvalidOperationException e) { return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot resume", detail: e.Message); }
-        catch (UnusableCheckpointException e) { return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Cannot resume", detail: e.Message); }
+        catch (InvalidOperationException e)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Cannot resume", detail: e.Message);
+        }
+        catch (UnusableCheckpointException e)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "Cannot resume", detail: e.Message);
+        }
     }
 
     private static ValidationProblem Invalid(string detail) =>

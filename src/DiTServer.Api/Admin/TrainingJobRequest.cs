@@ -7,7 +7,8 @@ namespace DiTServer.Api.Admin;
 public sealed record TrainingJobRequest
 {
     /// <summary>The OpenAPI example: a small model trained from scratch on an IDX folder.</summary>
-    public const string Example = """{"dataset": "fashion-mnist", "output": "run-1", "model": {"hidden_size": 128, "depth": 6, "num_heads": 4, "patch_size": 4}, "steps": 1000, "batch_size": 64}""";
+    public const string Example = """{"dataset": "fashion-mnist", "output": "run-1", "model": """ +
+        """{"hidden_size": 128, "depth": 6, "num_heads": 4, "patch_size": 4}, "steps": 1000, "batch_size": 64}""";
 
     /// <summary>Dataset folder relative to <c>Training:DataRoot</c>: IDX files (MNIST / Fashion-MNIST layout), or one
     /// subfolder of images per class (then <see cref="ImageSize"/> is required).</summary>

@@ -74,7 +74,8 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
             catch (InvalidDataException e)
             {
                 job = new TrainingJob(id, folder, Relative(folder), 0, since);
-                job.Update(s => s with { State = TrainingJobState.Failed, Error = $"checkpoint unreadable: {e.Message}", LastCheckpoint = checkpoint, FinishedAt = since });
+                job.Update(s => s with { State = TrainingJobState.Failed, Error = $"checkpoint unreadable: {e.Message}", LastCheckpoint = checkpoint,
+                    FinishedAt = since });
             }
             job.MarkFinished();
             jobs[id] = job;
@@ -106,7 +107,8 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         string output = ConfinedPath.Resolve(OutputRoot, request.Output ?? throw new ArgumentException("'output' is required"), "output");
         if (!Directory.Exists(datasetFolder)) throw new ArgumentException($"dataset '{request.Dataset}' does not exist under the data root");
         if (File.Exists(Path.Combine(output, TrainingSession.CheckpointFile)))
-            throw new ArgumentException($"output '{request.Output}' already holds a training run (job {IdOf(output)}); resume it with POST /v1/admin/training/jobs/{IdOf(output)}/resume or choose a new folder");
+            throw new ArgumentException($"output '{request.Output}' already holds a training run (job {IdOf(output)}); resume it with POST " +
+                $"/v1/admin/training/jobs/{IdOf(output)}/resume or choose a new folder");
         var trainingOptions = new TrainingOptions
         {
             Steps = request.Steps, BatchSize = request.BatchSize, LearningRate = request.LearningRate, EmaDecay = request.EmaDecay,
@@ -134,7 +136,8 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                     ImageSize = dataset is ImageFolderDataset ? dataset.ImageSize : null,
                     Channels = dataset is ImageFolderDataset ? dataset.Channels : null,
                     Latent = latent,
-                    ClassNames = request.ClassNames ?? (request.InitFrom == "served" ? Enumerable.Range(0, served.Classes.Count).Select(i => served.Classes[i]).ToList()
+                    ClassNames = request.ClassNames
+                        ?? (request.InitFrom == "served" ? Enumerable.Range(0, served.Classes.Count).Select(i => served.Classes[i]).ToList()
                         : (dataset as ImageFolderDataset)?.ClassNames),
                     Options = trainingOptions,
                     Config = config,
@@ -256,8 +259,10 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                     job.Id, resume ? "resumed" : "started", trainer.Step, i.Options.Steps, job.OutputFolder));
             if (!outcome.Finished)
             {
-                final = s => s with { State = TrainingJobState.Cancelled, Step = outcome.Step, LastCheckpoint = outcome.CheckpointPath, FinishedAt = DateTimeOffset.UtcNow };
-                logger.LogInformation("Training job {Job} stopped at step {Step}; checkpoint {Checkpoint} kept (resume with POST /v1/admin/training/jobs/{Job}/resume)",
+                final = s => s with { State = TrainingJobState.Cancelled, Step = outcome.Step, LastCheckpoint = outcome.CheckpointPath,
+                    FinishedAt = DateTimeOffset.UtcNow };
+                logger.LogInformation("Training job {Job} stopped at step {Step}; checkpoint {Checkpoint} kept (resume with POST " +
+                    "/v1/admin/training/jobs/{Job}/resume)",
                     job.Id, outcome.Step, outcome.CheckpointPath, job.Id);
             }
             else
@@ -327,7 +332,8 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
             if (from != "served") throw new ArgumentException("init_from must be \"served\" (fine-tune the served model) or absent");
             var config = served.Config;
             if (input.Side != config.InputSize || input.Channels != config.InChannels)
-                throw new ArgumentException($"the dataset's {dataset.Channels}×{dataset.ImageSize}² images make {input.Channels}×{input.Side}² model inputs, which do not fit the served model's {config.InChannels}×{config.InputSize}² input");
+                throw new ArgumentException($"the dataset's {dataset.Channels}×{dataset.ImageSize}² images make {input.Channels}×{input.Side}² model " +
+                    $"inputs, which do not fit the served model's {config.InChannels}×{config.InputSize}² input");
             return config;
         }
         var spec = request.Model ?? new TrainingModelSpec();
@@ -369,7 +375,8 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                     $"job {job.Id} trains a different architecture than the served model; serve its export by restarting with DiT__Model={job.OutputFolder}");
             if (info.Latent?.Vae != served.Manifest.VaePath)
                 throw new InvalidOperationException(
-                    $"job {job.Id} trains in the space of {(info.Latent is null ? "pixels" : $"the VAE at {info.Latent.Vae}")} but the served model decodes with {served.Manifest.VaePath ?? "no VAE"}; serve its export by restarting with DiT__Model={job.OutputFolder}");
+                    $"job {job.Id} trains in the space of {(info.Latent is null ? "pixels" : $"the VAE at {info.Latent.Vae}")} but the served model decodes " +
+                        $"with {served.Manifest.VaePath ?? "no VAE"}; serve its export by restarting with DiT__Model={job.OutputFolder}");
             var weights = ema.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
             swap = engine.ReplaceWeightsAsync(weights, $"the EMA of training job {job.Id} at step {info.Step}");
             try { await swap.WaitAsync(options.Value.ActivationTimeout, cancel); }

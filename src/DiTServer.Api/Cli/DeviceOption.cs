@@ -12,7 +12,8 @@ public static class DeviceOption
         if (!DeviceName.TryParse(value, out var type, out int index)) throw new UsageException($"unknown device '{value}'; use {DeviceName.Expected}");
         if (type == DeviceType.CPU) return CPU;
         if (!cuda.is_available())
-            throw new UsageException($"device '{value}' asked for, but CUDA is not available (this build uses the CPU libtorch; build with -p:TorchBackend=cuda on a GPU host)");
+            throw new UsageException($"device '{value}' asked for, but CUDA is not available (this build uses the CPU libtorch; build with " +
+                $"-p:TorchBackend=cuda on a GPU host)");
         if (index >= cuda.device_count()) throw new UsageException($"device '{value}': only {cuda.device_count()} CUDA device(s)");
         return new Device(DeviceType.CUDA, index);
     }

@@ -17,7 +17,8 @@ public static class EvalCommand
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json", Required = true };
         var data = new Option<string>("--data") { Description = "IDX dataset folder (train-* to train the classifier, t10k-* to test)", Required = true };
-        var classifier = new Option<string>("--classifier") { Description = "Classifier weights (.safetensors); trained and written there when missing", Required = true };
+        var classifier = new Option<string>("--classifier") { Description = "Classifier weights (.safetensors); trained and written there when missing",
+            Required = true };
         var retrain = new Option<bool>("--train-classifier") { Description = "Train the classifier even if the file exists (overwrites it)" };
         var epochs = new Option<int>("--epochs") { Description = "Classifier training epochs", DefaultValueFactory = _ => 2 };
         var perClass = new Option<int>("--per-class") { Description = "Generated samples per class", DefaultValueFactory = _ => 50 };
@@ -44,7 +45,8 @@ public static class EvalCommand
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!);
             if (loaded.ImageChannels != 1 || loaded.ImageSize < ImageClassifier.ImageSize)
-                throw new UsageException($"eval needs a grayscale model of at least 28×28 pixels; {loaded.Name} makes {loaded.ImageChannels}×{loaded.ImageSize}²");
+                throw new UsageException($"eval needs a grayscale model of at least 28×28 pixels; {loaded.Name} makes " +
+                    $"{loaded.ImageChannels}×{loaded.ImageSize}²");
             SampleCommand.ValidateForModel(loaded, options);
             string dataDir = parse.GetValue(data)!;
             using var train = IdxDataset.FromFolder(dataDir);
@@ -75,7 +77,9 @@ public static class EvalCommand
             int generated = n * loaded.Config.NumClasses;
             string interval = options.GuidanceInterval is { } gi ? $", guidance interval {gi}" : "";
             string thresholding = options.Thresholding ? ", dynamic thresholding" : "";
-            stdout.WriteLine(string.Create(inv, $"model {loaded.Name}: {SampleCommand.Describe(options)} {options.Steps} steps, cfg {options.CfgScale}{interval}{thresholding}, seed {options.Seed}, {n} samples per class ({r.GenerationSeconds:F0} s to generate, {generated / r.GenerationSeconds:F2} images/s)"));
+            stdout.WriteLine(string.Create(inv,
+                $"model {loaded.Name}: {SampleCommand.Describe(options)} {options.Steps} steps, cfg {options.CfgScale}{interval}{thresholding}, seed " +
+                $"{options.Seed}, {n} samples per class ({r.GenerationSeconds:F0} s to generate, {generated / r.GenerationSeconds:F2} images/s)"));
             stdout.WriteLine("| metric | value |");
             stdout.WriteLine("|---|---|");
             stdout.WriteLine(string.Create(inv, $"| classifier accuracy, real test set ({r.TestImages} images) | {r.RealTestAccuracy:F4} |"));

@@ -23,18 +23,22 @@ public static class ModelsCommand
         new("DiT-XL/2-512", "dit-xl-2-512", "https://dl.fbaipublicfiles.com/DiT/models/", ["DiT-XL-2-512x512.pt"],
             new JsonObject { ["architecture"] = "DiT-XL/2", ["input_size"] = 64, ["in_channels"] = 4, ["num_classes"] = 1000, ["learn_sigma"] = true,
                 ["weights"] = "DiT-XL-2-512x512.pt", ["vae"] = "../sd-vae-ft-mse" }),
-        new("sd-vae-ft-ema", "sd-vae-ft-ema", "https://huggingface.co/stabilityai/sd-vae-ft-ema/resolve/main/", ["config.json", "diffusion_pytorch_model.safetensors"], null),
-        new("sd-vae-ft-mse", "sd-vae-ft-mse", "https://huggingface.co/stabilityai/sd-vae-ft-mse/resolve/main/", ["config.json", "diffusion_pytorch_model.safetensors"], null),
+        new("sd-vae-ft-ema", "sd-vae-ft-ema", "https://huggingface.co/stabilityai/sd-vae-ft-ema/resolve/main/",
+            ["config.json", "diffusion_pytorch_model.safetensors"], null),
+        new("sd-vae-ft-mse", "sd-vae-ft-mse", "https://huggingface.co/stabilityai/sd-vae-ft-mse/resolve/main/",
+            ["config.json", "diffusion_pytorch_model.safetensors"], null),
     ];
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var name = new Argument<string>("name") { Description = $"One of: {string.Join(", ", Catalog.Select(c => c.Name))}" };
         var output = new Option<string>("--out") { Description = "Folder that receives the model folder", DefaultValueFactory = _ => "models" };
-        var sha = new Option<string[]>("--sha256") { Description = "FILE=HEX, the published SHA-256 of each file (repeat per file)", AllowMultipleArgumentsPerToken = true };
+        var sha = new Option<string[]>("--sha256") { Description = "FILE=HEX, the published SHA-256 of each file (repeat per file)",
+            AllowMultipleArgumentsPerToken = true };
         var baseUrl = new Option<string?>("--base-url") { Description = "Download from this mirror instead of the official URL (same file names)" };
         var attempts = new Option<int>("--attempts") { Description = "Connection attempts per file (each resumes the last)", DefaultValueFactory = _ => 5 };
-        var retryDelay = new Option<double>("--retry-delay") { Description = "Seconds before the first retry; each later one waits about twice as long", DefaultValueFactory = _ => 1.0 };
+        var retryDelay = new Option<double>("--retry-delay") { Description = "Seconds before the first retry; each later one waits about twice as long",
+            DefaultValueFactory = _ => 1.0 };
 
         var pull = new Command("pull", "Download released weights with resume and SHA-256 verification; write a ready model folder")
         {
@@ -72,7 +76,8 @@ public static class ModelsCommand
             }
             if (entry.Manifest is { } manifest)
             {
-                File.WriteAllText(Path.Combine(folder, "model.json"), manifest.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+                File.WriteAllText(Path.Combine(folder, "model.json"), manifest.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true })
+                    + "\n");
                 stdout.WriteLine($"{Path.Combine(folder, "model.json")}\twritten (uses ../sd-vae-ft-mse: pull it too)");
             }
             return CommandLine.ExitOk;

@@ -13,19 +13,23 @@ public static class SampleCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file", Required = true };
-        var labels = new Option<string>("--labels") { Description = "Comma-separated class indices or names, one image each (e.g. 207,\"golden retriever\")", Required = true };
+        var labels = new Option<string>("--labels") { Description = "Comma-separated class indices or names, one image each (e.g. 207,\"golden retriever\")",
+            Required = true };
         var cfg = new Option<double>("--cfg") { Description = "Classifier-free guidance scale (1 = no guidance)", DefaultValueFactory = _ => 4.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the run's generator", DefaultValueFactory = _ => 0 };
         var samplerOptions = new SamplerCliOptions(SamplerDefaults.Sampler.Name());
         var eta = new Option<double>("--eta") { Description = "DDIM eta (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
-        var guidance = new Option<string>("--guidance") { Description = "official (first 3 channels, as the DiT code) or all (every ε channel, as diffusers)", DefaultValueFactory = _ => "official" };
+        var guidance = new Option<string>("--guidance") { Description = "official (first 3 channels, as the DiT code) or all (every ε channel, as diffusers)",
+            DefaultValueFactory = _ => "official" };
         var output = new Option<string>("--out") { Description = "Output folder for 0.png, 1.png, …", Required = true };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
-        var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16: how the DiT computes", DefaultValueFactory = _ => "fp32" };
+        var precision = new Option<string>("--precision") { Description = "fp32, tf32 (CUDA) or bf16: how the DiT computes",
+            DefaultValueFactory = _ => "fp32" };
         var index = new Option<int?>("--index")
         {
-            Description = "Write only the image at this batch position (0-based): with the request's labels and seed it is that image of a server response, which one generator per batch makes depend on the whole batch",
+            Description = "Write only the image at this batch position (0-based): with the request's labels and seed it is that image of a server response, " +
+                "which one generator per batch makes depend on the whole batch",
         };
 
         var command = new Command("sample", "Generate images with a DiT model and write them as PNG files")
@@ -67,7 +71,8 @@ public static class SampleCommand
                 File.WriteAllBytes(path, image.Png);
                 stdout.WriteLine($"{path}\tclass {image.ClassLabel} ({image.ClassName})");
             }
-            stdout.WriteLine($"{images.Count} image(s), {options.Steps} {Describe(options)} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, seed {options.Seed}, {started.Elapsed.TotalSeconds:F1} s");
+            stdout.WriteLine($"{images.Count} image(s), {options.Steps} {Describe(options)} steps, cfg " +
+                $"{options.CfgScale.ToString(CultureInfo.InvariantCulture)}, seed {options.Seed}, {started.Elapsed.TotalSeconds:F1} s");
             return CommandLine.ExitOk;
         }));
         return command;

@@ -16,7 +16,8 @@ public static class TrainCommand
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var data = new Option<string?>("--data") { Description = "Folder with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] (MNIST / Fashion-MNIST layout), or one subfolder of images per class" };
+        var data = new Option<string?>("--data") { Description = "Folder with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] (MNIST / " +
+            "Fashion-MNIST layout), or one subfolder of images per class" };
         var imageSize = new Option<int?>("--image-size") { Description = "Image side for a class-subfolder dataset (center crop + resize, as train.py)" };
         var channels = new Option<int>("--channels") { Description = "1 or 3 channels for a class-subfolder dataset", DefaultValueFactory = _ => 3 };
         var output = new Option<string>("--out") { Description = "Run folder: checkpoint.ckpt, loss.csv, and the exported model at the end", Required = true };
@@ -27,9 +28,11 @@ public static class TrainCommand
         var depth = new Option<int>("--depth") { Description = "Number of DiT blocks", DefaultValueFactory = _ => 6 };
         var heads = new Option<int>("--heads") { Description = "Attention heads", DefaultValueFactory = _ => 4 };
         var patch = new Option<int>("--patch") { Description = "Patch size", DefaultValueFactory = _ => 4 };
-        var conditioning = new Option<string>("--conditioning") { Description = "adaLN-Zero (paper default), adaLN, cross-attention or in-context", DefaultValueFactory = _ => "adaLN-Zero" };
+        var conditioning = new Option<string>("--conditioning") { Description = "adaLN-Zero (paper default), adaLN, cross-attention or in-context",
+            DefaultValueFactory = _ => "adaLN-Zero" };
         var padTo = new Option<int?>("--pad-to") { Description = "Zero-pad images to this side (e.g. 32); default: native size" };
-        var classDropout = new Option<double>("--class-dropout") { Description = "Label dropout probability (null class for guidance)", DefaultValueFactory = _ => 0.1 };
+        var classDropout = new Option<double>("--class-dropout") { Description = "Label dropout probability (null class for guidance)",
+            DefaultValueFactory = _ => 0.1 };
         var learnSigma = new Option<bool>("--learn-sigma") { Description = "Learn the variance (official loss mse + vb)", DefaultValueFactory = _ => true };
         var classNames = new Option<string?>("--class-names") { Description = "Comma-separated class names for model.json (e.g. T-shirt/top,Trouser,…)" };
         var steps = new Option<long>("--steps") { Description = "Total optimizer steps", DefaultValueFactory = _ => 1000 };
@@ -40,11 +43,14 @@ public static class TrainCommand
         var seed = new Option<long>("--seed") { Description = "Seed (weights, batches, timesteps, noise, label dropout)", DefaultValueFactory = _ => 0 };
         var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
         var logEvery = new Option<int>("--log-every") { Description = "Steps per loss-curve row", DefaultValueFactory = _ => 50 };
-        var ckptEvery = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints (0: only at the end / on interrupt)", DefaultValueFactory = _ => 500 };
+        var ckptEvery = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints (0: only at the end / on interrupt)",
+            DefaultValueFactory = _ => 500 };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };
-        var vae = new Option<string?>("--vae") { Description = "Train in the latent space of this diffusers AutoencoderKL folder (images encoded once into <out>/latents.cache; the export decodes with it)" };
+        var vae = new Option<string?>("--vae") { Description = "Train in the latent space of this diffusers AutoencoderKL folder (images encoded once into " +
+            "<out>/latents.cache; the export decodes with it)" };
 
-        var command = new Command("train", "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) or class-subfolder dataset, in pixel space or in a VAE's latent space")
+        var command = new Command("train",
+            "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) or class-subfolder dataset, in pixel space or in a VAE's latent space")
         {
             data, imageSize, channels, output, resume, name, arch, hidden, depth, heads, patch, conditioning, padTo, classDropout, learnSigma, classNames,
             steps, batch, lr, ema, emaWarmup, seed, threads, logEvery, ckptEvery, device, vae,
@@ -95,7 +101,8 @@ public static class TrainCommand
                     Latent = parse.GetValue(vae) is { } vaeDir ? LatentSettings.ForFolder(vaeDir).Settings : null,
                     ClassNames = parse.GetValue(classNames)?.Split(',', StringSplitOptions.TrimEntries),
                     Options = options,
-                    Config = ArchitectureFrom(parse.GetValue(arch), parse.GetValue(hidden), parse.GetValue(depth), parse.GetValue(heads), parse.GetValue(patch)) with
+                    Config = ArchitectureFrom(parse.GetValue(arch), parse.GetValue(hidden), parse.GetValue(depth), parse.GetValue(heads),
+                        parse.GetValue(patch)) with
                     {
                         ClassDropoutProb = parse.GetValue(classDropout),
                         Conditioning = ParseConditioning(parse.GetValue(conditioning)!),
@@ -119,12 +126,16 @@ public static class TrainCommand
                 started: (trainer, run) =>
                 {
                     long parameters = trainer.Model.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
-                    stdout.WriteLine($"training {run.Name}: hidden {run.Config.HiddenSize}, depth {run.Config.Depth}, heads {run.Config.NumHeads}, patch {run.Config.PatchSize}, " +
-                                     $"{run.Config.InChannels}×{run.Config.InputSize}² {(run.Latent is null ? "pixel" : "latent")} input, {run.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
-                                     $"{trainer.DatasetCount} images; from step {trainer.Step} to {run.Options.Steps}, batch {run.Options.BatchSize}, lr {run.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
+                    stdout.WriteLine($"training {run.Name}: hidden {run.Config.HiddenSize}, depth {run.Config.Depth}, heads {run.Config.NumHeads}, " +
+                                     $"patch {run.Config.PatchSize}, " +
+                                     $"{run.Config.InChannels}×{run.Config.InputSize}² {(run.Latent is null ? "pixel" : "latent")} input, " +
+                                     $"{run.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
+                                     $"{trainer.DatasetCount} images; from step {trainer.Step} to {run.Options.Steps}, batch {run.Options.BatchSize}, " +
+                                     $"lr {run.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
                 },
                 exportWeightsName: $"{info.Name}.pt",
-                runSession: (session, cancel) => plain ? session.Run(cancel, PlainProgress(stdout, info.Options.LogEvery)) : RunWithProgressBar(session, cancel));
+                runSession: (session, cancel) => plain ? session.Run(cancel, PlainProgress(stdout, info.Options.LogEvery))
+                    : RunWithProgressBar(session, cancel));
             if (!outcome.Finished)
             {
                 stdout.WriteLine($"interrupted at step {outcome.Step}; checkpoint {outcome.CheckpointPath}; continue with: train --out {outDir} --resume");

@@ -7,7 +7,8 @@ namespace DiTServer.Api.Endpoints;
 public record ImageRequest
 {
     /// <summary>The OpenAPI example, which Swagger's "Try it out" sends unchanged.</summary>
-    public const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "sampler": "ddpm", "guidance": "official"}""";
+    public const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": """ +
+        """42, "sampler": "ddpm", "guidance": "official"}""";
 
     /// <summary>One example per kind of sampler, for Swagger UI's example menu.</summary>
     public static readonly IReadOnlyList<(string Name, string Summary, string Json)> SamplerExamples =
@@ -16,7 +17,8 @@ public record ImageRequest
         ("dpmpp_2m", "DPM-Solver++ 2M, 10 steps, logSNR spacing",
             """{"class_label": 3, "num_images": 2, "steps": 10, "cfg_scale": 4.0, "seed": 42, "sampler": "dpmpp_2m", "spacing": "logsnr"}"""),
         ("unipc", "UniPC order 3, bh1, 8 steps, guided only for model timesteps 0..700",
-            """{"class_label": 3, "steps": 8, "cfg_scale": 4.0, "seed": 42, "sampler": "unipc", "order": 3, "unipc_variant": "bh1", "guidance_interval": [0, 700]}"""),
+            """{"class_label": 3, "steps": 8, "cfg_scale": 4.0, "seed": 42, "sampler": "unipc", "order": """ +
+            """3, "unipc_variant": "bh1", "guidance_interval": [0, 700]}"""),
     ];
 
     [JsonPropertyName("class_label"), Description("Class index (0..num_classes-1) or class name; required")]
@@ -35,13 +37,15 @@ public record ImageRequest
     public string? Guidance { get; init; }
     [JsonPropertyName("eta"), Description("DDIM only: 0 (deterministic, default) .. 1")]
     public double? Eta { get; init; }
-    [JsonPropertyName("spacing"), Description("ODE solvers (dpmpp_2m, dpmpp_3m, unipc) only: time_uniform (default) | logsnr | time_quadratic, case-insensitive")]
+    [JsonPropertyName("spacing"),
+        Description("ODE solvers (dpmpp_2m, dpmpp_3m, unipc) only: time_uniform (default) | logsnr | time_quadratic, case-insensitive")]
     public string? Spacing { get; init; }
     [JsonPropertyName("order"), Description("unipc only: 1..3, default 2 (dpmpp_2m/dpmpp_3m take theirs from the name)")]
     public int? Order { get; init; }
     [JsonPropertyName("unipc_variant"), Description("unipc only: bh1 | bh2 (default)")]
     public string? UniPcVariant { get; init; }
-    [JsonPropertyName("guidance_interval"), Description("[lo, hi] in model timesteps 0..1000: guidance only while lo ≤ t ≤ hi, one unguided row outside; default always guided")]
+    [JsonPropertyName("guidance_interval"),
+        Description("[lo, hi] in model timesteps 0..1000: guidance only while lo ≤ t ≤ hi, one unguided row outside; default always guided")]
     public double[]? GuidanceInterval { get; init; }
     [JsonPropertyName("thresholding"), Description("ODE solvers on pixel-space models only: dynamic thresholding of x0 (ratio 0.995, max 1); default false")]
     public bool? Thresholding { get; init; }
@@ -53,6 +57,7 @@ public sealed record JobRequest : ImageRequest
 {
     public new const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "preview_every": 10}""";
 
-    [JsonPropertyName("preview_every"), Description("0 or absent: no previews; k in 1..steps: a preview event with small PNGs after every k-th step but the last")]
+    [JsonPropertyName("preview_every"),
+        Description("0 or absent: no previews; k in 1..steps: a preview event with small PNGs after every k-th step but the last")]
     public int? PreviewEvery { get; init; }
 }

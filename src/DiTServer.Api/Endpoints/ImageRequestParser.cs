@@ -78,7 +78,8 @@ public static class ImageRequestParser
         int steps = Integer(fields, "steps", SamplerDefaults.Steps(sampler), 1, MaxSteps, errors);
         double cfg = Number(fields, "cfg_scale", 4.0, 1, MaxCfgScale, errors);
         long seed = Seed(fields, errors);
-        var guidance = Choice(fields, "guidance", GuidanceMode.Official, new Dictionary<string, GuidanceMode> { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All }, errors);
+        var guidance = Choice(fields, "guidance", GuidanceMode.Official,
+            new Dictionary<string, GuidanceMode> { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All }, errors);
         double eta = Number(fields, "eta", 0, 0, 1, errors);
         if (fields.ContainsKey("eta") && sampler != SamplerKind.Ddim && samplerOk)
             Add(errors, "eta", "eta applies to the ddim sampler only");
@@ -92,7 +93,8 @@ public static class ImageRequestParser
         int? order = Present(fields, "order") ? Integer(fields, "order", 2, 1, 3, errors) : null;
         if (order is not null && sampler != SamplerKind.UniPc && samplerOk)
             Add(errors, "order", sampler.IsSolver()
-                ? $"order is fixed by the sampler's name ({sampler.Name()} is order {new SamplingOptions { Sampler = sampler }.EffectiveOrder}); order (1, 2 or 3) applies to unipc only"
+                ? $"order is fixed by the sampler's name ({sampler.Name()} is order {new SamplingOptions { Sampler = sampler }.EffectiveOrder}); order (1, 2 " +
+                    $"or 3) applies to unipc only"
                 : "order (1, 2 or 3) applies to unipc only");
         UniPcVariant? variant = Present(fields, "unipc_variant") ? Choice(fields, "unipc_variant", UniPcVariant.Bh2, SamplerNames.Variants, errors) : null;
         if (variant is not null && sampler != SamplerKind.UniPc && samplerOk)
@@ -131,7 +133,8 @@ public static class ImageRequestParser
     /// <summary><c>guidance_interval</c>: [lo, hi] in model timesteps, 0 ≤ lo &lt; hi ≤ 1000; absent or null = always guided.</summary>
     private static GuidanceInterval? Interval(Dictionary<string, JsonElement> fields, Dictionary<string, string[]> errors)
     {
-        const string name = "guidance_interval", rule = "guidance_interval must be [lo, hi]: two numbers with 0 ≤ lo < hi ≤ 1000 (model timesteps; guidance is on for lo ≤ t ≤ hi)";
+        const string name = "guidance_interval", rule = "guidance_interval must be [lo, hi]: two numbers with 0 ≤ lo < hi ≤ 1000 (model timesteps; " +
+            "guidance is on for lo ≤ t ≤ hi)";
         if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
         if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() != 2
             || v.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out var d) || !double.IsFinite(d)))
@@ -198,7 +201,8 @@ public static class ImageRequestParser
         return (int)value;
     }
 
-    private static double Number(Dictionary<string, JsonElement> fields, string name, double fallback, double min, double max, Dictionary<string, string[]> errors)
+    private static double Number(Dictionary<string, JsonElement> fields, string name, double fallback, double min, double max,
+        Dictionary<string, string[]> errors)
     {
         if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var value) || !double.IsFinite(value))
@@ -227,7 +231,8 @@ public static class ImageRequestParser
         return seed;
     }
 
-    private static T Choice<T>(Dictionary<string, JsonElement> fields, string name, T fallback, IReadOnlyDictionary<string, T> choices, Dictionary<string, string[]> errors)
+    private static T Choice<T>(Dictionary<string, JsonElement> fields, string name, T fallback, IReadOnlyDictionary<string, T> choices,
+        Dictionary<string, string[]> errors)
     {
         if (!fields.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
         string allowed = SamplerNames.Alternatives(choices.Keys);

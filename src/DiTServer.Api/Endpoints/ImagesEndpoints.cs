@@ -39,7 +39,8 @@ public static class ImagesEndpoints
     }
 
     private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, GenerationEngine engine, IOptions<ServingOptions> serving, ServingMetrics metrics, GenerationMetrics outcomes)
+        HttpContext http, LoadedModel model, GenerationQueue queue, GenerationEngine engine, IOptions<ServingOptions> serving,
+        ServingMetrics metrics, GenerationMetrics outcomes)
     {
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;

@@ -17,13 +17,15 @@ public static class ModelsEndpoints
         var group = app.MapGroup("/v1").WithTags("Models");
         group.MapGet("/models", GetModels).WithName("GetModels").WithSummary("The loaded model, its samplers and the request limits");
         group.MapGet("/models/{id}", GetModel).WithName("GetModel").WithOpenAIErrors()
-            .WithSummary("OpenAI's model object for the loaded model (what the OpenAI SDKs' models.retrieve reads); 404 in OpenAI's error shape for any other id")
+            .WithSummary("OpenAI's model object for the loaded model (what the OpenAI SDKs' models.retrieve reads); 404 in OpenAI's error shape for any " +
+                "other id")
             .Produces<OpenAIModel>();
         group.MapGet("/classes", GetClasses).WithName("GetClasses").WithSummary("The model's classes: index, display name and aliases");
         return app;
     }
 
-    private static Ok<ModelsResponse> GetModels(LoadedModel model, Hosting.ServedModels served, IOptions<ServingOptions> serving, IOptions<Jobs.JobOptions> jobs)
+    private static Ok<ModelsResponse> GetModels(LoadedModel model, Hosting.ServedModels served, IOptions<ServingOptions> serving,
+        IOptions<Jobs.JobOptions> jobs)
     {
         var o = serving.Value;
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
@@ -65,7 +67,9 @@ public sealed record OpenAIModel(
     [JsonPropertyName("object")] public string Object => "model";
 
     public static OpenAIModel Of(LoadedModel model) =>
-        new(model.Name, File.Exists(model.Manifest.WeightsPath) ? new DateTimeOffset(File.GetLastWriteTimeUtc(model.Manifest.WeightsPath)).ToUnixTimeSeconds() : 0, "ditserver");
+        new(model.Name,
+            File.Exists(model.Manifest.WeightsPath) ? new DateTimeOffset(File.GetLastWriteTimeUtc(model.Manifest.WeightsPath)).ToUnixTimeSeconds() : 0,
+            "ditserver");
 }
 
 public sealed record ModelInfo(

@@ -105,7 +105,9 @@ public static class OpenAIImageRequestParser
                         var allowed = Constrained[name];
                         var v = value.ValueKind == JsonValueKind.String ? value.GetString()!.Trim().ToLowerInvariant() : null;
                         if (v is null || !allowed.Contains(v))
-                            Add(errors, name, $"{name} must be {string.Join(" or ", allowed.Select(a => $"\"{a}\""))} (this server writes opaque PNGs), not {value.GetRawText()}");
+                            Add(errors, name,
+                                $"{name} must be {string.Join(" or ", allowed.Select(a => $"\"{a}\""))} (this server writes opaque PNGs), not " +
+                                $"{value.GetRawText()}");
                         break;
                     default:
                         if (Extras.Contains(name)) { forwarded.WritePropertyName(name); value.WriteTo(forwarded); }

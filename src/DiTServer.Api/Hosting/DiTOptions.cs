@@ -11,7 +11,8 @@ public sealed class DiTOptions
     public const string DemoModelFolder = "models/dit-fashion-mnist";
 
     /// <summary>A model folder with model.json, or the manifest file. Defaults to the embedded demo model when present.</summary>
-    [Required(ErrorMessage = "DiT:Model is not set and the demo model (" + DemoModelFolder + ") is not in this build: set DiT__Model to a model folder with model.json")]
+    [Required(ErrorMessage = "DiT:Model is not set and the demo model (" + DemoModelFolder
+        + ") is not in this build: set DiT__Model to a model folder with model.json")]
     public string? Model { get; set; }
 
     /// <summary><c>cpu</c> or <c>cuda[:index]</c>.</summary>

@@ -29,7 +29,8 @@ public sealed class DiTOptionsSetup(IHostEnvironment environment) : IPostConfigu
         if (string.IsNullOrWhiteSpace(options.Model)) return ValidateOptionsResult.Skip; // [Required] reports it
         var path = Path.GetFullPath(options.Model, environment.ContentRootPath);
         if (!File.Exists(path) && !Directory.Exists(path))
-            return ValidateOptionsResult.Fail($"DiT:Model '{options.Model}' does not exist (resolved to {path}); set DiT__Model to a model folder with model.json");
+            return ValidateOptionsResult.Fail($"DiT:Model '{options.Model}' does not exist (resolved to {path}); set DiT__Model to a model folder with " +
+                $"model.json");
         return ValidateOptionsResult.Success;
     }
 }

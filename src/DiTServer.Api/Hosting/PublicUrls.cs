@@ -35,7 +35,8 @@ public sealed class PublicUrlOptions : IValidatableObject
     {
         if (!string.IsNullOrEmpty(BaseUrl)
             && (!Uri.TryCreate(BaseUrl, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.Query != "" || uri.Fragment != ""))
-            yield return new ValidationResult($"PublicUrls:BaseUrl must be an absolute http(s) URL without query or fragment, got '{BaseUrl}'", [nameof(BaseUrl)]);
+            yield return new ValidationResult($"PublicUrls:BaseUrl must be an absolute http(s) URL without query or fragment, got '{BaseUrl}'",
+                [nameof(BaseUrl)]);
         foreach (var proxy in KnownProxies.Where(p => !IPAddress.TryParse(p, out _)))
             yield return new ValidationResult($"PublicUrls:KnownProxies: '{proxy}' is not an IP address", [nameof(KnownProxies)]);
         foreach (var network in KnownNetworks.Where(n => !System.Net.IPNetwork.TryParse(n, out _)))

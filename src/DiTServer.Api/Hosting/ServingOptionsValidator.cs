@@ -14,7 +14,9 @@ public sealed class ServingOptionsValidator(IOptions<HostOptions> host) : IValid
         // Past the host's timeout Kestrel aborts open connections: a request cut off then would get no answer at all.
         if (shutdown != Timeout.InfiniteTimeSpan && options.DrainTimeout >= shutdown)
             return ValidateOptionsResult.Fail(
-                $"Serving:DrainTimeout ({options.DrainTimeout}) must be shorter than the host's shutdown timeout ({shutdown}, setting shutdownTimeoutSeconds): running requests are answered 503 when the drain time is up, and the answers must go out before the host aborts the connections");
+                $"Serving:DrainTimeout ({options.DrainTimeout}) must be shorter than the host's shutdown timeout ({shutdown}, setting " +
+                    $"shutdownTimeoutSeconds): running requests are answered 503 when the drain time is up, and the answers must go out before the host " +
+                    $"aborts the connections");
         return ValidateOptionsResult.Success;
     }
 }

@@ -32,7 +32,8 @@ public static class ServingRegistration
             var models = new List<ServedModel>();
             try
             {
-                for (int i = 0; i < devices.Count; i++) models.Add(new ServedModel(LoadedModel.Load(path, DeviceOption.Parse(devices[i]), precision), labels[i]));
+                for (int i = 0; i < devices.Count; i++)
+                    models.Add(new ServedModel(LoadedModel.Load(path, DeviceOption.Parse(devices[i]), precision), labels[i]));
             }
             catch
             {
@@ -83,7 +84,8 @@ public static class ServingRegistration
             return null;
         }
         catch (OptionsValidationException e) { return string.Join("; ", e.Failures); }
-        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException or UsageException or InvalidOperationException)
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException
+            or UsageException or InvalidOperationException)
         {
             return $"could not load the model: {e.Message}";
         }

@@ -33,7 +33,8 @@ public static class ClientFaults
             }
             catch (BadHttpRequestException e) when (!context.Response.HasStarted)
             {
-                logger.LogWarning("Client fault {Status} on {Method} {Path}: {Reason}", e.StatusCode, context.Request.Method, context.Request.Path.Value, e.Message);
+                logger.LogWarning("Client fault {Status} on {Method} {Path}: {Reason}", e.StatusCode, context.Request.Method, context.Request.Path.Value,
+                    e.Message);
                 context.Response.Clear();
                 context.Response.StatusCode = e.StatusCode;
                 // The rest of the body is unread (or unreadable): the connection cannot carry another request.
@@ -54,7 +55,8 @@ public static class ClientFaults
                     },
                 });
             }
-            catch (Exception e) when (context.RequestAborted.IsCancellationRequested && e is OperationCanceledException or IOException or BadHttpRequestException)
+            catch (Exception e) when (context.RequestAborted.IsCancellationRequested
+                && e is OperationCanceledException or IOException or BadHttpRequestException)
             {
                 // The client closed the connection: nobody reads an answer. 499 is nginx's "client closed request".
                 logger.LogInformation("Client closed the connection during {Method} {Path}", context.Request.Method, context.Request.Path.Value);

@@ -29,7 +29,9 @@ public static class JobsEndpoints
         var group = app.MapGroup("/v1/jobs").WithTags("Jobs");
         group.MapPost("/", Create).WithName("CreateJob").WithGenerationMetrics("/v1/jobs")
             .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
-            .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with small PNGs of the predicted images after every k-th step but the last). Follow the job with GET /v1/jobs/{id} or its events; fetch the images from /v1/jobs/{id}/result.")
+            .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with " +
+                "small PNGs of the predicted images after every k-th step but the last). Follow the job with GET /v1/jobs/{id} or its events; fetch the " +
+                "images from /v1/jobs/{id}/result.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
             .WithJsonBody<JobRequest>(JobRequest.Example, "What to generate (the body of POST /v1/images) and how often to send previews.",
                 examples: ImageRequest.SamplerExamples)
@@ -42,7 +44,8 @@ public static class JobsEndpoints
             .WithSummary("A job's state: queued (with queue_position), running (step of total_steps), succeeded, failed (error) or cancelled")
             .ProducesProblem(StatusCodes.Status404NotFound);
         group.MapGet("/{id}/events", Events).WithName("GetJobEvents")
-            .WithSummary("Server-Sent Events: the current state first, then queued, progress (every step), preview (every preview_every steps, if asked), and one final done, failed or cancelled; then the stream ends")
+            .WithSummary("Server-Sent Events: the current state first, then queued, progress (every step), preview (every preview_every steps, if asked), " +
+                "and one final done, failed or cancelled; then the stream ends")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
             .ProducesProblem(StatusCodes.Status404NotFound);
         group.MapGet("/{id}/result", Result).WithName("GetJobResult")
@@ -90,7 +93,8 @@ public static class JobsEndpoints
         return await shared.GetAsync(id) is { } remote ? TypedResults.Ok(remote.Status) : NotFound(id);
     }
 
-    private static async Task<Results<ServerSentEventsResult<string>, ProblemHttpResult>> Events(string id, HttpContext http, JobStore store, ISharedJobs shared)
+    private static async Task<Results<ServerSentEventsResult<string>, ProblemHttpResult>> Events(string id, HttpContext http, JobStore store,
+        ISharedJobs shared)
     {
         if (store.Get(id) is { } job) return TypedResults.ServerSentEvents(Stream(job, store, shared, http.RequestAborted));
         if (await shared.GetAsync(id) is not null) return TypedResults.ServerSentEvents(RemoteJobs.Stream(id, shared, http.RequestAborted));
@@ -99,7 +103,8 @@ public static class JobsEndpoints
 
     /// <summary>The job's events until the final one. When the client leaves, the stream ends quietly and the
     /// job goes on (an event stream only watches; DELETE cancels).</summary>
-    private static async IAsyncEnumerable<SseItem<string>> Stream(Job job, JobStore store, ISharedJobs shared, [EnumeratorCancellation] CancellationToken aborted)
+    private static async IAsyncEnumerable<SseItem<string>> Stream(Job job, JobStore store, ISharedJobs shared,
+        [EnumeratorCancellation] CancellationToken aborted)
     {
         using var subscription = job.Subscribe();
         long? lastPosition = null;
@@ -183,7 +188,8 @@ public static class JobsEndpoints
         return await ImageResults.Png(model, job.Parameters, images);
     }
 
-    private static async Task<Results<Accepted<JobResponse>, NoContent, ProblemHttpResult>> Delete(string id, JobStore store, LoadedModel model, ISharedJobs shared)
+    private static async Task<Results<Accepted<JobResponse>, NoContent, ProblemHttpResult>> Delete(string id, JobStore store, LoadedModel model,
+        ISharedJobs shared)
     {
         if (store.Get(id) is not { } job) return await RemoteJobs.Delete(id, shared);
         if (job.Cancel()) return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
@@ -206,11 +212,13 @@ public static class JobsEndpoints
         if (outcome == EnqueueResult.ClientLimit)
             return TypedResults.Problem(detail: ClientLimitDetail(o), statusCode: StatusCodes.Status429TooManyRequests, title: "Too many queued requests");
         return outcome == EnqueueResult.Closed
-            ? TypedResults.Problem(detail: "the server is shutting down and accepts no new jobs", statusCode: StatusCodes.Status503ServiceUnavailable, title: "Shutting down")
+            ? TypedResults.Problem(detail: "the server is shutting down and accepts no new jobs", statusCode: StatusCodes.Status503ServiceUnavailable,
+                title: "Shutting down")
             : TypedResults.Problem(detail: $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s",
                 statusCode: StatusCodes.Status503ServiceUnavailable, title: GenerationMetrics.QueueFullTitle);
     }
 
     public static string ClientLimitDetail(ServingOptions o) =>
-        $"this client already has {o.MaxQueuedCostPerClient} row-steps (rows × steps; a guided image is two rows) waiting, its share of the queue (Serving:MaxQueuedCostPerClient); retry in {o.RetryAfterSeconds} s";
+        $"this client already has {o.MaxQueuedCostPerClient} row-steps (rows × steps; a guided image is two rows) waiting, its share of the queue " +
+            $"(Serving:MaxQueuedCostPerClient); retry in {o.RetryAfterSeconds} s";
 }

@@ -17,6 +17,7 @@ public sealed class ProblemJsonFallbackWriter(IOptions<ProblemDetailsOptions> op
         problem.Status ??= http.Response.StatusCode;
         problem.Title ??= Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(http.Response.StatusCode);
         options.Value.CustomizeProblemDetails?.Invoke(context);
-        return new ValueTask(http.Response.WriteAsJsonAsync(problem, typeof(Microsoft.AspNetCore.Mvc.ProblemDetails), options: null, contentType: "application/problem+json"));
+        return new ValueTask(http.Response.WriteAsJsonAsync(problem, typeof(Microsoft.AspNetCore.Mvc.ProblemDetails), options: null,
+            contentType: "application/problem+json"));
     }
 }

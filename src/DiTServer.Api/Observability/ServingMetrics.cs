@@ -19,13 +19,16 @@ public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObser
         new HistogramConfiguration { Buckets = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64], LabelNames = DeviceLabel });
     private static readonly Histogram QueueWait = Metrics.CreateHistogram("dit_queue_wait_seconds", "Time from enqueue to admission",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 18), LabelNames = DeviceLabel });
-    private static readonly Histogram StepDuration = Metrics.CreateHistogram("dit_step_duration_seconds", "One batched denoising step (forward + sampler updates)",
+    private static readonly Histogram StepDuration = Metrics.CreateHistogram("dit_step_duration_seconds",
+        "One batched denoising step (forward + sampler updates)",
         new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 18), LabelNames = DeviceLabel });
-    private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors", "Tensors alive on the worker thread (flat after warm-up unless something leaks)", DeviceLabel);
+    private static readonly Gauge LiveTensors = Metrics.CreateGauge("dit_worker_live_tensors",
+        "Tensors alive on the worker thread (flat after warm-up unless something leaks)", DeviceLabel);
     private static readonly Counter PausedSteps = Metrics.CreateCounter("dit_run_steps_paused_total",
         "Steps a running request sat out to share the forward with other clients (fair sharing)", DeviceLabel);
     private static readonly Counter Images = Metrics.CreateCounter("dit_images_generated_total", "Images generated", DeviceLabel);
-    private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total", "Failures inside the worker (a request's step, decode or encode)", DeviceLabel);
+    private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total",
+        "Failures inside the worker (a request's step, decode or encode)", DeviceLabel);
 
     /// <summary>The shared queue's depth (endpoints call this right after enqueueing, before a worker reports).</summary>
     public void Queued(int depth) => QueueDepth.Set(depth);

@@ -50,7 +50,8 @@ public sealed class RequestBodyFilter : IOperationFilter
         if (operation.OperationId == ImagesEndpoints.GenerateName
             && operation.Responses?.TryGetValue("200", out var ok) == true && ok is OpenApiResponse response)
         {
-            response.Description = "Accept: image/png (default) → one PNG (a grid of 4 per row for num_images > 1), headers X-Seed and X-Class-Label; Accept: application/json → every image as its own base64 PNG.";
+            response.Description = "Accept: image/png (default) → one PNG (a grid of 4 per row for num_images > 1), headers X-Seed and X-Class-Label; " +
+                "Accept: application/json → every image as its own base64 PNG.";
             response.Content ??= new Dictionary<string, IOpenApiMediaType>();
             response.Content["image/png"] = new OpenApiMediaType { Schema = new OpenApiSchema { Type = JsonSchemaType.String, Format = "binary" } };
         }

@@ -49,7 +49,8 @@ public sealed class LoadedModel : IDisposable
                 vae = AutoencoderKL.FromFolder(manifest.VaePath);
                 if (vae.Config.LatentChannels != manifest.Config.InChannels)
                     throw new InvalidDataException(
-                        $"{manifest.ManifestPath}: in_channels is {manifest.Config.InChannels} but the VAE at {manifest.VaePath} has {vae.Config.LatentChannels} latent channels");
+                        $"{manifest.ManifestPath}: in_channels is {manifest.Config.InChannels} but the VAE at {manifest.VaePath} has " +
+                            $"{vae.Config.LatentChannels} latent channels");
             }
             if (device.type != DeviceType.CPU)
             {

@@ -38,7 +38,8 @@ public sealed record ModelManifest
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
+            root = JsonNode.Parse(File.ReadAllText(path),
+                documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
                    ?? throw new InvalidDataException($"{path}: the manifest must be a JSON object");
         }
         catch (JsonException e)
@@ -54,7 +55,8 @@ public sealed record ModelManifest
         string Resolve(string p) => Path.GetFullPath(Path.IsPathRooted(p) ? p : Path.Combine(folder, p));
         InvalidDataException Bad(string field, string why) => new($"{path}: '{field}' {why}");
 
-        var arch = root["architecture"] ?? throw Bad("architecture", "is required (a preset such as \"DiT-XL/2\" or {depth, hidden_size, num_heads, patch_size})");
+        var arch = root["architecture"]
+            ?? throw Bad("architecture", "is required (a preset such as \"DiT-XL/2\" or {depth, hidden_size, num_heads, patch_size})");
         DiTConfig config;
         string archName;
         try

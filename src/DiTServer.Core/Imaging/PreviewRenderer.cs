@@ -14,7 +14,8 @@ public static class PreviewRenderer
     /// <summary>Why this model cannot make previews, or null when it can.</summary>
     public static string? Unsupported(LoadedModel model) =>
         model.Vae is not null && model.Config.InChannels != LatentRgbProjection.Channels
-            ? $"this model's latents have {model.Config.InChannels} channels; previews need a pixel-space model or {LatentRgbProjection.Channels}-channel Stable-Diffusion latents"
+            ? $"this model's latents have {model.Config.InChannels} channels; previews need a pixel-space model or {LatentRgbProjection.Channels}-channel " +
+                $"Stable-Diffusion latents"
             : null;
 
     /// <summary>Side of a square preview: the image's side, but at most <paramref name="maxSide"/> (DiT images are square).</summary>

@@ -9,7 +9,8 @@ namespace DiTServer.Core.Sampling;
 /// <summary>Labels + options → PNG images, in one call: sample latents, decode, encode (the `sample` verb's path).</summary>
 public static class ImagePipeline
 {
-    public static IReadOnlyList<GeneratedImage> Generate(LoadedModel model, IReadOnlyList<int> labels, SamplingOptions options, Action<int, int>? progress = null)
+    public static IReadOnlyList<GeneratedImage> Generate(LoadedModel model, IReadOnlyList<int> labels, SamplingOptions options,
+        Action<int, int>? progress = null)
     {
         ValidateFor(model, options);
         using var scope = NewDisposeScope();

@@ -72,12 +72,14 @@ public sealed record SamplingOptions
     public void Validate(int numTimesteps = 1000)
     {
         if (Steps < 1 || Steps > numTimesteps) throw new ArgumentOutOfRangeException("steps", Steps, $"steps must be in 1..{numTimesteps}");
-        if (!(CfgScale >= 1) || double.IsInfinity(CfgScale)) throw new ArgumentOutOfRangeException("cfg_scale", CfgScale, "cfg_scale must be a finite number ≥ 1");
+        if (!(CfgScale >= 1) || double.IsInfinity(CfgScale))
+            throw new ArgumentOutOfRangeException("cfg_scale", CfgScale, "cfg_scale must be a finite number ≥ 1");
         if (!(Eta >= 0) || Eta > 1) throw new ArgumentOutOfRangeException("eta", Eta, "eta must be in 0..1");
         if (Seed < 0) throw new ArgumentOutOfRangeException("seed", Seed, "seed must be ≥ 0");
         if (Eta > 0 && Sampler != SamplerKind.Ddim) throw new ArgumentException("eta applies to the ddim sampler only", "eta");
         if (!IsSolver && Spacing is not null)
-            throw new ArgumentException($"spacing applies to the ODE solvers only ({SamplerNames.SolverList}); {Sampler.Name()} uses the official respacing", "spacing");
+            throw new ArgumentException($"spacing applies to the ODE solvers only ({SamplerNames.SolverList}); {Sampler.Name()} uses the official respacing",
+                "spacing");
         if (Order is { } order)
         {
             if (Sampler != SamplerKind.UniPc)
@@ -88,9 +90,11 @@ public sealed record SamplingOptions
         }
         if (IsSolver && Steps < EffectiveOrder)
             throw new ArgumentOutOfRangeException("steps", Steps, $"steps must be at least the solver's order ({EffectiveOrder}) for {Sampler.Name()}");
-        if (UniPcVariant is not null && Sampler != SamplerKind.UniPc) throw new ArgumentException("unipc_variant applies to unipc only; use bh1 or bh2 with sampler unipc", "unipc_variant");
+        if (UniPcVariant is not null && Sampler != SamplerKind.UniPc)
+            throw new ArgumentException("unipc_variant applies to unipc only; use bh1 or bh2 with sampler unipc", "unipc_variant");
         if (GuidanceInterval is { } gi && (!(gi.Lo >= 0) || !(gi.Hi <= Sampling.GuidanceInterval.Max) || !(gi.Lo < gi.Hi)))
-            throw new ArgumentOutOfRangeException("guidance_interval", gi.ToString(), "guidance_interval must be [lo, hi] with 0 ≤ lo < hi ≤ 1000 (model timesteps)");
+            throw new ArgumentOutOfRangeException("guidance_interval", gi.ToString(),
+                "guidance_interval must be [lo, hi] with 0 ≤ lo < hi ≤ 1000 (model timesteps)");
         if (Thresholding && !IsSolver)
             throw new ArgumentException($"thresholding applies to the ODE solvers only ({SamplerNames.SolverList})", "thresholding");
     }

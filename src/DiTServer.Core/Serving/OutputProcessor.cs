@@ -19,8 +19,10 @@ public sealed class OutputProcessor(LoadedModel model, IServingObserver observer
         var p = request.Parameters;
         observer.Admitted(request.Age);
         using (logger.BeginScope(Tags(request)))
-            logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue for {Client}: {Images} image(s) of class {Class}, {Steps} {Sampler} steps, cfg {Cfg}, seed {Seed}",
-                request.Age.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel, p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale, p.Sampling.Seed);
+            logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue for {Client}: {Images} image(s) of class {Class}, {Steps} {Sampler} " +
+                "steps, cfg {Cfg}, seed {Seed}",
+                request.Age.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel,
+                p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale, p.Sampling.Seed);
         Progress(run);
     }
 

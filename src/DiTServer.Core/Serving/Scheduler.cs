@@ -87,7 +87,8 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
             if (request.Cancellation.IsCancellationRequested) ended.Add(new EndedRequest(request, run, null));
             else if (request.IsExpired)
                 ended.Add(new EndedRequest(request, run, new GenerationException(GenerationFailure.Timeout,
-                    $"the request did not finish within Serving:RequestTimeout ({options.RequestTimeout}); it had done {run.StepsDone} of {run.TotalSteps} steps")));
+                    $"the request did not finish within Serving:RequestTimeout ({options.RequestTimeout}); it had done {run.StepsDone} of {run.TotalSteps} " +
+                        $"steps")));
             else continue;
             Remove(run);
         }

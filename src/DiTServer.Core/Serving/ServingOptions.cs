@@ -64,7 +64,8 @@ public sealed class ServingOptions
     public string? Check()
     {
         if (MaxBatchRows < 2 * MaxImagesPerRequest)
-            return $"Serving:MaxBatchRows ({MaxBatchRows}) must be at least 2 × Serving:MaxImagesPerRequest ({MaxImagesPerRequest}): a guided image costs two rows, and every request must fit one forward";
+            return $"Serving:MaxBatchRows ({MaxBatchRows}) must be at least 2 × Serving:MaxImagesPerRequest ({MaxImagesPerRequest}): a guided image costs " +
+                $"two rows, and every request must fit one forward";
         if (EffectiveMaxRunningRows < MaxBatchRows)
             return $"Serving:MaxRunningRows ({EffectiveMaxRunningRows}) must be at least Serving:MaxBatchRows ({MaxBatchRows})";
         return null;

@@ -33,6 +33,7 @@ public sealed record LatentSettings
     {
         string now = VaeFingerprint.Of(Vae);
         if (now != VaeSha256)
-            throw new InvalidDataException($"the VAE at {Vae} is not the one this run was trained with (sha256 {now[..12]}… ≠ {VaeSha256[..12]}…); resuming with a different VAE is not possible");
+            throw new InvalidDataException($"the VAE at {Vae} is not the one this run was trained with (sha256 {now[..12]}… ≠ {VaeSha256[..12]}…); " +
+                $"resuming with a different VAE is not possible");
     }
 }

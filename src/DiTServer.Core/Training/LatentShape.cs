@@ -10,7 +10,8 @@ public static class LatentShape
     {
         int f = vae.DownsamplingFactor;
         if (imageSize % f != 0)
-            throw new ArgumentException($"image size {imageSize} is not divisible by the VAE's downsampling factor {f} (pad or resize the images to a multiple of {f}, e.g. {(imageSize / f + 1) * f})");
+            throw new ArgumentException($"image size {imageSize} is not divisible by the VAE's downsampling factor {f} (pad or resize the images to a " +
+                $"multiple of {f}, e.g. {(imageSize / f + 1) * f})");
         // Grayscale images go in as gray RGB (the channel repeated): an SD VAE is RGB-only.
         if (imageChannels != vae.InChannels && !(imageChannels == 1 && vae.InChannels == 3))
             throw new ArgumentException($"the images have {imageChannels} channel(s) but the VAE takes {vae.InChannels}");

@@ -29,9 +29,11 @@ public static class LossCurve
         string Y(double loss) => (top + plotH * (hi - Math.Log10(loss)) / (hi - lo)).ToString("F1", CultureInfo.InvariantCulture);
 
         var svg = new StringBuilder();
-        svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
         svg.Append(CultureInfo.InvariantCulture, $"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n");
-        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{width / 2}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{System.Security.SecurityElement.Escape(title)}</text>\n");
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<text x=\"{width / 2}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{System.Security.SecurityElement.Escape(title)}</text>\n");
         // Horizontal grid at "nice" loss values inside the range.
         foreach (double v in new[] { 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 2, 3, 5 })
         {
@@ -46,7 +48,8 @@ public static class LossCurve
             svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{X(s)}\" y=\"{height - bottom + 16}\" text-anchor=\"middle\">{s}</text>\n");
         }
         svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{left + plotW / 2}\" y=\"{height - 8}\" text-anchor=\"middle\">step</text>\n");
-        svg.Append(CultureInfo.InvariantCulture, $"<text transform=\"translate(16 {top + plotH / 2}) rotate(-90)\" text-anchor=\"middle\">loss (mse + vb), log scale</text>\n");
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<text transform=\"translate(16 {top + plotH / 2}) rotate(-90)\" text-anchor=\"middle\">loss (mse + vb), log scale</text>\n");
         svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{left}\" y=\"{top}\" width=\"{plotW}\" height=\"{plotH}\" fill=\"none\" stroke=\"#444\"/>\n");
         svg.Append("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"");
         svg.AppendJoin(' ', rows.Select(r => $"{X(r.Step)},{Y(r.Loss)}"));

@@ -35,7 +35,8 @@ public sealed class Trainer : IDisposable
         options.Validate();
         if (data.ImageSize != config.InputSize || data.Channels != config.InChannels)
             throw new ArgumentException(
-                $"dataset images are {data.Channels}×{data.ImageSize}×{data.ImageSize} but the model expects {config.InChannels}×{config.InputSize}×{config.InputSize}");
+                $"dataset images are {data.Channels}×{data.ImageSize}×{data.ImageSize} but the model expects " +
+                    $"{config.InChannels}×{config.InputSize}×{config.InputSize}");
         if (data.NumClasses > config.NumClasses)
             throw new ArgumentException($"dataset has {data.NumClasses} classes but the model only {config.NumClasses}");
         if (data.Count == 0) throw new ArgumentException("dataset is empty");

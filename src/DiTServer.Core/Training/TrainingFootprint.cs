@@ -36,8 +36,10 @@ public static class TrainingFootprint
     {
         double parameters = Parameters(c), bytes = TrainingBytes(c, batchSize);
         if (parameters > maxParameters)
-            throw new ArgumentException($"the model would have {parameters / 1e6:F1} M parameters; this server trains at most {maxParameters / 1e6:F1} M (Training:MaxParameters)");
+            throw new ArgumentException($"the model would have {parameters / 1e6:F1} M parameters; this server trains at most {maxParameters / 1e6:F1} M " +
+                $"(Training:MaxParameters)");
         if (bytes > maxBytes)
-            throw new ArgumentException($"training it with batch_size {batchSize} needs about {bytes / (1 << 30):F1} GiB; this server allows {maxBytes / (1 << 30):F1} GiB (Training:MaxMemoryBytes); lower batch_size or the model size");
+            throw new ArgumentException($"training it with batch_size {batchSize} needs about {bytes / (1 << 30):F1} GiB; this server allows " +
+                $"{maxBytes / (1 << 30):F1} GiB (Training:MaxMemoryBytes); lower batch_size or the model size");
     }
 }

@@ -68,7 +68,8 @@ public sealed class TrainingSession
         csv.Flush();
         var rows = LossCurve.Read(LossPath);
         if (rows.Count > 0)
-            File.WriteAllText(Path.Combine(outDir, LossPlotFile), LossCurve.Svg(rows, $"{info.Name ?? "DiT"}: training loss (mean per {options.LogEvery} steps)"));
+            File.WriteAllText(Path.Combine(outDir, LossPlotFile),
+                LossCurve.Svg(rows, $"{info.Name ?? "DiT"}: training loss (mean per {options.LogEvery} steps)"));
         return trainer.Step >= options.Steps;
     }
 

@@ -16,7 +16,8 @@ public static class VaeFingerprint
         if (!File.Exists(config)) throw new FileNotFoundException($"VAE folder '{folder}' has no config.json", config);
         string weights = File.Exists(safetensors) ? safetensors
             : File.Exists(pickle) ? pickle
-            : throw new FileNotFoundException($"VAE folder '{folder}' has neither {AutoencoderKL.SafetensorsFileName} nor {AutoencoderKL.PickleFileName}", safetensors);
+            : throw new FileNotFoundException($"VAE folder '{folder}' has neither {AutoencoderKL.SafetensorsFileName} nor {AutoencoderKL.PickleFileName}",
+                safetensors);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var file in new[] { config, weights })
         {

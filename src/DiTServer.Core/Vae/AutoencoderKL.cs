@@ -9,7 +9,8 @@ using static TorchSharp.torch.nn;
 
 namespace DiTServer.Core.Vae;
 
-/// <summary>The Stable-Diffusion VAE: encoder to a diagonal Gaussian over latents, decoder back to pixels (diffusers autoencoders/autoencoder_kl.py <c>AutoencoderKL</c>).</summary>
+/// <summary>The Stable-Diffusion VAE: encoder to a diagonal Gaussian over latents, decoder back to pixels (diffusers autoencoders/autoencoder_kl.py
+/// <c>AutoencoderKL</c>).</summary>
 /// <remarks>Latents are unscaled here: callers multiply encoder samples by <see cref="VaeConfig.ScalingFactor"/>
 /// and divide diffusion latents by it before <see cref="Decode"/>, as diffusers pipelines do.
 /// <c>forward</c> is diffusers' <c>vae(x, sample_posterior=False).sample</c>: decode the posterior mean.</remarks>

@@ -6,7 +6,8 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace DiTServer.Core.Vae;
 
-/// <summary>Latent to image: conv_in, mid block, up levels over the reversed widths, GroupNorm+SiLU, conv_out (diffusers autoencoders/vae.py <c>Decoder</c>).</summary>
+/// <summary>Latent to image: conv_in, mid block, up levels over the reversed widths, GroupNorm+SiLU, conv_out (diffusers autoencoders/vae.py
+/// <c>Decoder</c>).</summary>
 public sealed class Decoder : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv_in;

@@ -6,7 +6,8 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace DiTServer.Core.Vae;
 
-/// <summary>Image to latent moments: conv_in, down levels, mid block, GroupNorm+SiLU, conv_out to 2·latent channels (diffusers autoencoders/vae.py <c>Encoder</c>, double_z=True).</summary>
+/// <summary>Image to latent moments: conv_in, down levels, mid block, GroupNorm+SiLU, conv_out to 2·latent channels (diffusers autoencoders/vae.py
+/// <c>Encoder</c>, double_z=True).</summary>
 public sealed class Encoder : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv_in;

@@ -10,7 +10,8 @@ namespace DiTServer.Core.Vae;
 // embedding (temb_channels=None), output_scale_factor 1, dropout 0, GroupNorm eps 1e-6. Field names are the
 // diffusers state-dict names (norm1, conv1, conv_shortcut, downsamplers.0.conv, attentions.0.to_q, ...).
 
-/// <summary>Residual block GroupNorm→SiLU→conv3×3→GroupNorm→SiLU→conv3×3, plus a 1×1 shortcut when channels change (diffusers resnet.py <c>ResnetBlock2D</c>).</summary>
+/// <summary>Residual block GroupNorm→SiLU→conv3×3→GroupNorm→SiLU→conv3×3, plus a 1×1 shortcut when channels change (diffusers resnet.py
+/// <c>ResnetBlock2D</c>).</summary>
 public sealed class ResnetBlock2D : Module<Tensor, Tensor>
 {
     public const double Eps = 1e-6;
@@ -41,7 +42,8 @@ public sealed class ResnetBlock2D : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Halves H and W: zero-pad right and bottom by one, then a stride-2 3×3 conv without padding (diffusers downsampling.py <c>Downsample2D</c>, padding=0).</summary>
+/// <summary>Halves H and W: zero-pad right and bottom by one, then a stride-2 3×3 conv without padding (diffusers downsampling.py <c>Downsample2D</c>,
+/// padding=0).</summary>
 public sealed class Downsample2D : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv;
@@ -78,7 +80,8 @@ public sealed class Upsample2D : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Single-head self-attention over the H·W positions with a residual connection (diffusers attention_processor.py <c>Attention</c> as built by <c>UNetMidBlock2D</c>: heads = 1, dim_head = C, residual_connection, rescale_output_factor 1).</summary>
+/// <summary>Single-head self-attention over the H·W positions with a residual connection (diffusers attention_processor.py <c>Attention</c> as built by
+/// <c>UNetMidBlock2D</c>: heads = 1, dim_head = C, residual_connection, rescale_output_factor 1).</summary>
 public sealed class VaeAttention : Module<Tensor, Tensor>
 {
     private readonly GroupNorm group_norm;
@@ -111,7 +114,8 @@ public sealed class VaeAttention : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Middle of encoder and decoder: resnet, attention, resnet at constant width (diffusers unet_2d_blocks.py <c>UNetMidBlock2D</c>, one layer).</summary>
+/// <summary>Middle of encoder and decoder: resnet, attention, resnet at constant width (diffusers unet_2d_blocks.py <c>UNetMidBlock2D</c>, one
+/// layer).</summary>
 public sealed class UNetMidBlock2D : Module<Tensor, Tensor>
 {
     private readonly ModuleList<ResnetBlock2D> resnets;
