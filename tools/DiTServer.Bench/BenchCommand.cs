@@ -19,7 +19,8 @@ public static class BenchCommand
         var iters = new Option<int>("--iters") { Description = "Timed runs per batch size (median reported)", DefaultValueFactory = _ => 3 };
         var gflops = new Option<double?>("--gflops-per-image")
         {
-            Description = "Override the forward cost per image in the paper's Gflops (multiply-adds, as fvcore counts; real FLOPs are twice that). Default: counted from --arch and --image-size (118.6 for DiT-XL/2 at 256)",
+            Description = "Override the forward cost per image in the paper's Gflops (multiply-adds, as fvcore counts; real FLOPs are twice that). Default: " +
+                "counted from --arch and --image-size (118.6 for DiT-XL/2 at 256)",
         };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads");
@@ -47,7 +48,8 @@ public static class BenchCommand
             model.to(dev).eval();
             mode.Apply(model);
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"# {parse.GetValue(arch)} at {size}px (latent {config.InputSize}, {config.NumPatches} tokens), {perImage:F2} paper Gflops per image, {mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd}"));
+                $"# {parse.GetValue(arch)} at {size}px (latent {config.InputSize}, {config.NumPatches} tokens), {perImage:F2} paper Gflops per image, " +
+                    $"{mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd}"));
             stdout.WriteLine("batch\tmedian_ms\tms_per_image\tpaper_Gflops/s\tGFLOP/s(2x)");
             foreach (var batch in sizes)
             {
@@ -67,11 +69,13 @@ public static class BenchCommand
                 }
                 times.Sort();
                 double median = times[times.Count / 2];
-                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{batch}\t{median:F0}\t{median / batch:F0}\t{perImage * batch / (median / 1000):F1}\t{2 * perImage * batch / (median / 1000):F1}"));
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{batch}\t{median:F0}\t{median / batch:F0}\t{perImage * batch / (median / 1000):F1}\t{2 * perImage * batch / (median / 1000):F1}"));
             }
             return CommandLine.ExitOk;
         }));
-        var bench = new Command("bench", "Benchmarks and reliability runs (programs, not tests)") { forward, CreateSgemm(stdout, stderr), GenerateBenchmark.Create(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
+        var bench = new Command("bench", "Benchmarks and reliability runs (programs, not tests)") { forward, CreateSgemm(stdout, stderr),
+            GenerateBenchmark.Create(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
         foreach (var c in Evidence.EvidenceCommands.Create(stdout, stderr)) bench.Subcommands.Add(c);
         return bench;
     }
@@ -89,7 +93,9 @@ public static class BenchCommand
     {
         var numbers = ParseList(value, s =>
             double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v)
-                ? v >= min && v <= max ? v : throw new UsageException($"{option}: {s} is outside {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}")
+                ? v >= min && v <= max ? v
+                    : throw new UsageException(
+                        $"{option}: {s} is outside {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}")
                 : throw new UsageException($"{option}: '{s}' is not a number (expected a comma-separated list such as 2,4,8)"));
         return numbers.Length > 0 ? numbers : throw new UsageException($"{option} is empty");
     }
@@ -126,7 +132,8 @@ public static class BenchCommand
             times.Sort();
             double median = times[times.Count / 2], gflop = 2.0 * rows * inner * cols / 1e9;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"sgemm ({rows}x{inner})·({inner}x{cols}): {gflop:F1} GFLOP, median {median:F1} ms, {gflop / (median / 1000):F1} GFLOP/s, {mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}"));
+                $"sgemm ({rows}x{inner})·({inner}x{cols}): {gflop:F1} GFLOP, median {median:F1} ms, {gflop / (median / 1000):F1} GFLOP/s, " +
+                    $"{mode.ToOptionValue()}, device {GenerateBenchmark.DeviceName(dev)}"));
             return CommandLine.ExitOk;
         }));
         return command;

@@ -10,7 +10,8 @@ namespace DiTServer.Bench;
 public sealed class BenchModelOptions
 {
     public Option<string> Model { get; } = new("--model") { Description = "Model folder with model.json, or the manifest file (or use --arch)" };
-    public Option<string> Arch { get; } = new("--arch") { Description = "Instead of --model: a preset with random weights (and a random SD VAE for latent models), e.g. DiT-XL/2" };
+    public Option<string> Arch { get; } = new("--arch") { Description = "Instead of --model: a preset with random weights (and a random SD VAE for latent " +
+        "models), e.g. DiT-XL/2" };
     public Option<int> ImageSize { get; } = new("--image-size") { Description = "With --arch: image size in pixels", DefaultValueFactory = _ => 256 };
     public Option<string> Precision { get; } = new("--precision") { Description = "fp32, tf32 (CUDA) or bf16", DefaultValueFactory = _ => "fp32" };
     public Option<string> Device { get; } = new("--device") { Description = "cpu or cuda[:i]", DefaultValueFactory = _ => "cpu" };

@@ -54,7 +54,10 @@ public static class GenerateBenchmark
                 var config = loaded.Config;
                 if (!header)
                 {
-                    stdout.WriteLine($"# bench generate: {preset} at {size}px ({config.NumPatches} tokens), {options.Steps} {SampleCommand.Describe(options)} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, VAE decode {(loaded.Vae is null ? "none (pixel space)" : "sd (random weights)")}, device {DeviceName(dev)}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+                    stdout.WriteLine($"# bench generate: {preset} at {size}px ({config.NumPatches} tokens), {options.Steps} " +
+                        $"{SampleCommand.Describe(options)} steps, cfg {options.CfgScale.ToString(CultureInfo.InvariantCulture)}, VAE decode " +
+                        $"{(loaded.Vae is null ? "none (pixel space)" : "sd (random weights)")}, device {DeviceName(dev)}, " +
+                        $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
                     stdout.WriteLine("precision\tbatch\tseconds\timages_per_s\tms_per_step\tdecode_ms");
                     header = true;
                 }
@@ -65,7 +68,8 @@ public static class GenerateBenchmark
                     var runs = Enumerable.Range(0, nIter).Select(_ => Generate(loaded, labels, options)).OrderBy(r => r.Total).ToList();
                     var (total, decode) = runs[runs.Count / 2];
                     stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{precision.ToOptionValue()}\t{batch}\t{total:F2}\t{batch / total:F2}\t{(total - decode) * 1000 / options.Steps:F1}\t{decode * 1000:F0}"));
+                        $"{precision.ToOptionValue()}\t{batch}\t{total:F2}\t{batch / total:F2}\t" +
+                        $"{(total - decode) * 1000 / options.Steps:F1}\t{decode * 1000:F0}"));
                     stdout.Flush();
                 }
             }

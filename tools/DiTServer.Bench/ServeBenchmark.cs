@@ -20,7 +20,8 @@ public static class ServeBenchmark
         var steps = new Option<int>("--steps") { Description = "Throughput: steps per request", DefaultValueFactory = _ => 50 };
         var cfg = new Option<double>("--cfg") { Description = "Guidance scale of every request", DefaultValueFactory = _ => 4.0 };
         var maxRows = new Option<int>("--max-batch-rows") { Description = "Serving:MaxBatchRows for both parts", DefaultValueFactory = _ => 16 };
-        var mixed = new Option<int>("--mixed") { Description = "Mixed workload: requests, alternating short and long, submitted at once", DefaultValueFactory = _ => 24 };
+        var mixed = new Option<int>("--mixed") { Description = "Mixed workload: requests, alternating short and long, submitted at once",
+            DefaultValueFactory = _ => 24 };
         var shortSteps = new Option<int>("--short-steps") { DefaultValueFactory = _ => 10 };
         var longSteps = new Option<int>("--long-steps") { DefaultValueFactory = _ => 100 };
         var threads = new Option<int?>("--threads");
@@ -40,8 +41,10 @@ public static class ServeBenchmark
             int classes = loaded.Config.NumClasses;
             SamplingOptions Options(int s, long seed) => new() { Steps = s, CfgScale = scale, Seed = seed };
 
-            stdout.WriteLine($"# bench serve: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, " +
-                $"torch threads {TorchSharp.torch.get_num_threads()}, cfg {scale.ToString(CultureInfo.InvariantCulture)}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd}");
+            stdout.WriteLine($"# bench serve: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, " +
+                $"{loaded.Precision.ToOptionValue()}, " +
+                $"torch threads {TorchSharp.torch.get_num_threads()}, cfg {scale.ToString(CultureInfo.InvariantCulture)}, MaxBatchRows {rows}, " +
+                $"{DateTime.UtcNow:yyyy-MM-dd}");
 
             // 1. Throughput: the same n one-image requests, one after another through the sample verb's pipeline, then all at once through the engine.
             var throughput = Enumerable.Range(0, n).Select(i => new GenerationParameters(i % classes, 1, Options(parse.GetValue(steps), i))).ToList();
@@ -55,12 +58,14 @@ public static class ServeBenchmark
                 return sw.Elapsed;
             });
             double raw = n / rawWall.TotalSeconds;
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"throughput\traw sampler loop\t{n} requests x {parse.GetValue(steps)} steps\t{raw:F2} images/s"));
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"throughput\traw sampler loop\t{n} requests x {parse.GetValue(steps)} steps\t{raw:F2} images/s"));
             foreach (var batching in new[] { BatchingMode.Step, BatchingMode.Request })
             {
                 var (wall, _) = await RunEngine(loaded, batching, rows, throughput, ct);
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"throughput\tserver, {batching.ToString().ToLowerInvariant()} batching\t{n} requests x {parse.GetValue(steps)} steps\t{n / wall.TotalSeconds:F2} images/s ({n / wall.TotalSeconds / raw:F2}x raw)"));
+                    $"throughput\tserver, {batching.ToString().ToLowerInvariant()} batching\t{n} requests x {parse.GetValue(steps)} " +
+                        $"steps\t{n / wall.TotalSeconds:F2} images/s ({n / wall.TotalSeconds / raw:F2}x raw)"));
             }
 
             // 2. Mixed: short and long requests arriving together; latency per request from submission to PNG.
@@ -74,7 +79,8 @@ public static class ServeBenchmark
                 var shorts = latencies.Where((_, i) => mix[i].Sampling.Steps == s1).Select(l => l.TotalMilliseconds).ToList();
                 var longs = latencies.Where((_, i) => mix[i].Sampling.Steps == s2).Select(l => l.TotalMilliseconds).ToList();
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"mixed\t{batching.ToString().ToLowerInvariant()}\t{m} ({s1}/{s2} steps)\t{P(all, 50):F0}\t{P(all, 95):F0}\t{P(shorts, 50):F0}\t{P(shorts, 95):F0}\t{P(longs, 50):F0}\t{P(longs, 95):F0}\t{wall.TotalSeconds:F2}"));
+                    $"mixed\t{batching.ToString().ToLowerInvariant()}\t{m} ({s1}/{s2} steps)\t{P(all, 50):F0}\t{P(all, 95):F0}\t" +
+                    $"{P(shorts, 50):F0}\t{P(shorts, 95):F0}\t{P(longs, 50):F0}\t{P(longs, 95):F0}\t{wall.TotalSeconds:F2}"));
             }
             return CommandLine.ExitOk;
         }));

@@ -137,7 +137,8 @@ public static class BadInputFuzzer
     /// <summary>Every POST endpoint that reads a body; the admin ones answer 401 without the key (or 404 when the admin
     /// API is off), which is as good an answer as any 4xx.</summary>
     public static readonly string[] PostEndpoints =
-        ["/v1/images", "/v1/jobs", "/v1/images/generations", "/v1/admin/training/jobs", "/v1/admin/training/jobs/nope/activate", "/v1/admin/training/jobs/nope/resume"];
+        ["/v1/images", "/v1/jobs", "/v1/images/generations", "/v1/admin/training/jobs", "/v1/admin/training/jobs/nope/activate",
+            "/v1/admin/training/jobs/nope/resume"];
 
     /// <summary>Body cases go mostly to <c>/v1/images</c> (the richest parser), the rest to the other POST endpoints.</summary>
     private static FuzzCase Images(string kind, byte[] body, string? contentType = "application/json", string? accept = null, Random? rng = null) =>
@@ -228,7 +229,8 @@ public static class BadInputFuzzer
             reads &= !admin || auth is not null;
             int? Exact(int status) => reads ? status : null;
             byte[] Head(string framing) => Encoding.ASCII.GetBytes(
-                $"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{(auth is null ? "" : $"Authorization: Bearer {auth}\r\n")}{framing}\r\n");
+                $"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " +
+                    $"application/json\r\n{(auth is null ? "" : $"Authorization: Bearer {auth}\r\n")}{framing}\r\n");
             const string Chunked = "Transfer-Encoding: chunked\r\n";
             static byte[] B(string text) => Encoding.UTF8.GetBytes(text);
             string chunk = $"{Encoding.UTF8.GetByteCount(valid):X}\r\n{valid}\r\n";
@@ -245,12 +247,15 @@ public static class BadInputFuzzer
             {
                 0 => new RawCase("chunked: bad size", path, Head(Chunked), B($"ZZ\r\n{valid}\r\n0\r\n\r\n"), false, Exact(400)),
                 1 => new RawCase("chunked: size overflow", path, Head(Chunked), B($"FFFFFFFFFFFFFFFFFFFFFF\r\n{valid}\r\n0\r\n\r\n"), false, Exact(400)),
-                2 => new RawCase("chunked: no CRLF after data", path, Head(Chunked), B($"{Encoding.UTF8.GetByteCount(valid):X}\r\n{valid}XY0\r\n\r\n"), false, Exact(400)),
+                2 => new RawCase("chunked: no CRLF after data", path, Head(Chunked), B($"{Encoding.UTF8.GetByteCount(valid):X}\r\n{valid}XY0\r\n\r\n"), false,
+                    Exact(400)),
                 3 => new RawCase("chunked: cut off in a chunk", path, Head(Chunked), B($"{Encoding.UTF8.GetByteCount(valid) + 40:X}\r\n{valid}"), true, null),
                 4 => new RawCase("chunked: cut off before the last chunk", path, Head(Chunked), B(chunk), true, null),
-                5 => new RawCase("chunked: control byte in an extension", path, Head(Chunked), B($"{Encoding.UTF8.GetByteCount(valid):X};\u0001\r\n{valid}\r\n0\r\n\r\n"), false, null),
+                5 => new RawCase("chunked: control byte in an extension", path, Head(Chunked),
+                    B($"{Encoding.UTF8.GetByteCount(valid):X};\u0001\r\n{valid}\r\n0\r\n\r\n"), false, null),
                 6 => new RawCase("chunked: over the size limit", path, Head(Chunked),
-                    B(string.Concat(Enumerable.Repeat($"1000\r\n{new string(' ', 4096)}\r\n", admin ? 20 : maxBody / 4096 + 2)) + "0\r\n\r\n"), false, Exact(413)),
+                    B(string.Concat(Enumerable.Repeat($"1000\r\n{new string(' ', 4096)}\r\n", admin ? 20 : maxBody / 4096 + 2))
+                        + "0\r\n\r\n"), false, Exact(413)),
                 7 => new RawCase("content-length: cut off", path, Head("Content-Length: 400\r\n"), B(valid), true, null),
                 8 => new RawCase("content-length: huge", path, Head("Content-Length: 100000000\r\n"), B(valid), false, Exact(413)),
                 9 => new RawCase("content-length and chunked", path, Head($"Content-Length: 5\r\n{Chunked}"), B(chunk + "0\r\n\r\n"), false, null),
@@ -259,7 +264,8 @@ public static class BadInputFuzzer
                     [.. "{\""u8.ToArray(), 0xC3, 0x28, .. B(valid[1..])], false, Exact(400)),
                 12 => new RawCase("invalid UTF-8 in a value, chunked", path, Head(Chunked),
                     [.. B($"{valid.Length + 1:X}\r\n"), .. B(valid[..16]), 0xFF, .. B(valid[16..]), .. B("\r\n0\r\n\r\n")], false, Exact(400)),
-                _ => new RawCase("garbage after the body", path, Head($"Content-Length: {valid.Length}\r\n"), B(valid + "\r\nGARBAGE / HTTP/9\r\n\r\n"), false, null),
+                _ => new RawCase("garbage after the body", path, Head($"Content-Length: {valid.Length}\r\n"), B(valid + "\r\nGARBAGE / HTTP/9\r\n\r\n"), false,
+                    null),
             });
         }
         return cases;
@@ -289,7 +295,8 @@ public static class BadInputFuzzer
                     else if (status is < 400 or >= 500) problem = $"{status} (expected 4xx)";
                     else if (c.Expected is int expected && status != expected) problem = $"{status} (expected {expected})";
                     else if (type is null && body.Length == 0 && status == 400) Interlocked.Increment(ref protocol);
-                    else if (!IsErrorBody(c.Path, status, type, body)) problem = $"{status} with content type {type ?? "none"}, not the route's error body: {body[..Math.Min(body.Length, 80)]}";
+                    else if (!IsErrorBody(c.Path, status, type, body))
+                        problem = $"{status} with content type {type ?? "none"}, not the route's error body: {body[..Math.Min(body.Length, 80)]}";
                 }
                 tally.Add(status, problem, c);
             }

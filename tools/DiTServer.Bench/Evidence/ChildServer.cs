@@ -64,7 +64,11 @@ public sealed class ChildServer : IAsyncDisposable
             if (process.HasExited) throw new InvalidOperationException($"the server exited with {process.ExitCode} at start; see {log}");
             try { if ((await server.Client.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK) return server; }
             catch (HttpRequestException) { }
-            if (DateTime.UtcNow > deadline) { await server.DisposeAsync(); throw new TimeoutException($"the server was not ready within {startTimeout}; see {log}"); }
+            if (DateTime.UtcNow > deadline)
+            {
+                await server.DisposeAsync();
+                throw new TimeoutException($"the server was not ready within {startTimeout}; see {log}");
+            }
             await Task.Delay(200);
         }
     }

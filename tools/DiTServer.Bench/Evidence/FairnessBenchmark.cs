@@ -34,8 +34,10 @@ public static class FairnessBenchmark
             var probe = new GenerationParameters(0, 1, new SamplingOptions { Steps = parse.GetValue(probeSteps), CfgScale = 4, Seed = 1 });
             var flood = new GenerationParameters(1, Math.Min(parse.GetValue(floodImages), rows / 2),
                 new SamplingOptions { Steps = parse.GetValue(floodSteps), CfgScale = 4, Seed = 2 });
-            stdout.WriteLine($"# bench fairness: {model.Name} ({model.Manifest.ArchitectureName}) on {model.Device}; probe {probe.NumImages} image × {probe.Sampling.Steps} steps cfg 4, " +
-                $"flood {flood.NumImages} images × {flood.Sampling.Steps} steps cfg 4, MaxBatchRows {rows}; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
+            stdout.WriteLine($"# bench fairness: {model.Name} ({model.Manifest.ArchitectureName}) on {model.Device}; " +
+                $"probe {probe.NumImages} image × {probe.Sampling.Steps} steps cfg 4, " +
+                $"flood {flood.NumImages} images × {flood.Sampling.Steps} steps cfg 4, MaxBatchRows {rows}; " +
+                $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
             stdout.WriteLine("scenario\tp50_ms\tmax_ms\tratio_to_idle");
             double idle = 0;
             foreach (var (name, floodClient) in new[] { ("idle", (string?)null), ("flood, fair", "flood"), ("flood, one client (FIFO)", "probe") })

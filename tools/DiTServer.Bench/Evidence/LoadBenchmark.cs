@@ -27,7 +27,8 @@ public static class LoadBenchmark
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var csv = new Option<string?>("--csv") { Description = "Write the results here as CSV" };
         var threads = new Option<int?>("--threads") { Description = "Torch intra-op threads of each engine" };
-        var engines = new Option<int>("--engines") { Description = "Engines (model copies, worker threads) on --device sharing one queue, as DiT:Devices does", DefaultValueFactory = _ => 1 };
+        var engines = new Option<int>("--engines") { Description = "Engines (model copies, worker threads) on --device sharing one queue, as DiT:Devices does",
+            DefaultValueFactory = _ => 1 };
         var command = new Command("load", "Open-loop Poisson load: latency percentiles and throughput per offered rate, step vs request batching")
         { rates, requests, steps, mix, cfgs, maxRows, seed, csv, threads, engines };
         source.AddTo(command);
@@ -53,8 +54,13 @@ public static class LoadBenchmark
             using var _ = new DisposeAll(copies);
             var models = (IReadOnlyList<LoadedModel>)[loaded, .. copies];
             int n = parse.GetValue(requests), rows = parse.GetValue(maxRows);
-            stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, {loaded.Precision.ToOptionValue()}, {models.Count} engine(s) × {parse.GetValue(threads)?.ToString(CultureInfo.InvariantCulture) ?? "default"} threads, {n} requests per point, steps {string.Join('/', stepList)}, " +
-                $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, samplers {string.Join('/', kinds.Select(k => $"{k.Sampler.Name()}:{k.Steps}"))}, MaxBatchRows {rows}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
+            stdout.WriteLine($"# bench load: {loaded.Name} ({loaded.Manifest.ArchitectureName}, {loaded.ImageSize}px) on {loaded.Device}, " +
+                $"{loaded.Precision.ToOptionValue()}, {models.Count} engine(s) × " +
+                $"{parse.GetValue(threads)?.ToString(CultureInfo.InvariantCulture) ?? "default"} threads, {n} requests per point, " +
+                $"steps {string.Join('/', stepList)}, " +
+                $"cfg {string.Join('/', cfgList.Select(c => c.ToString(CultureInfo.InvariantCulture)))}, " +
+                $"samplers {string.Join('/', kinds.Select(k => $"{k.Sampler.Name()}:{k.Steps}"))}, MaxBatchRows {rows}, " +
+                $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
             // cpu_s: this process's CPU time over the point. On a shared machine wall-clock throughput depends on the neighbours;
             // CPU seconds per request (the service demand) hardly does, so capacity planning (docs/scaling.md) starts from it.
             var header = "offered_rps,batching,requests,p50_ms,p95_ms,p99_ms,short_p50_ms,throughput_rps,wall_s,load,cpu_s";
@@ -81,12 +87,14 @@ public static class LoadBenchmark
                     var all = latencies.Select(l => l.TotalMilliseconds).ToList();
                     var shorts = latencies.Where((_, i) => work[i].Parameters.Sampling.Steps == stepList.Min()).Select(l => l.TotalMilliseconds).ToList();
                     var line = string.Create(CultureInfo.InvariantCulture,
-                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0},{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()},{cpu.TotalSeconds:F1}");
+                        $"{rate},{mode.ToString().ToLowerInvariant()},{n},{P(all, 50):F0},{P(all, 95):F0},{P(all, 99):F0},{P(shorts, 50):F0}," +
+                        $"{n / wall.TotalSeconds:F2},{wall.TotalSeconds:F1},{EvidenceCommands.Load()},{cpu.TotalSeconds:F1}");
                     per[mode] = P(all, 50);
                     lines.Add(line);
                     stdout.WriteLine(line.Replace(',', '\t'));
                 }
-                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# rate {rate}: step p50 / request p50 = {per[BatchingMode.Step] / per[BatchingMode.Request]:F2}"));
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"# rate {rate}: step p50 / request p50 = {per[BatchingMode.Step] / per[BatchingMode.Request]:F2}"));
             }
             if (parse.GetValue(csv) is { } path) await File.WriteAllLinesAsync(path, lines, ct);
             return CommandLine.ExitOk;
@@ -106,7 +114,8 @@ public static class LoadBenchmark
         };
         var queue = new GenerationQueue(options.QueueCapacity);
         var labels = DeviceLabels.Of(models.Select(m => m.Device.ToString()).ToList());
-        var engine = new GenerationEngine(models.Select((m, i) => new GenerationEngine.Device(new ModelRunner(m), NullServingObserver.Instance, labels[i])).ToList(),
+        var engine = new GenerationEngine(models.Select((m, i) => new GenerationEngine.Device(new ModelRunner(m), NullServingObserver.Instance, labels[i]))
+            .ToList(),
             queue, options, NullLogger.Instance);
         var loop = engine.Start();
         while (!engine.Ready) await Task.Delay(5, ct);
@@ -128,7 +137,8 @@ public static class LoadBenchmark
     }
 
     /// <summary>"ddpm:50,dpmpp_2m:10" → (sampler, steps) pairs, each checked as a request would be.</summary>
-    private static (SamplerKind Sampler, int Steps)[] ParseMix(string text) => text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(part =>
+    private static (SamplerKind Sampler, int Steps)[] ParseMix(string text) =>
+        text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(part =>
     {
         var pieces = part.Split(':');
         if (pieces.Length != 2 || !int.TryParse(pieces[1], NumberStyles.None, CultureInfo.InvariantCulture, out var n))

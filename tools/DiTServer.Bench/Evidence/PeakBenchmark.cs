@@ -22,9 +22,12 @@ public static class PeakBenchmark
         var demoBatch = new Option<string>("--demo-batch") { DefaultValueFactory = _ => "1,2,8,16,64" };
         var iters = new Option<int>("--iters") { Description = "Timed forwards per batch (median); one warm-up per model", DefaultValueFactory = _ => 2 };
         var threads = new Option<int?>("--threads");
-        var profile = new Option<int>("--profile-batch") { Description = "Also time each op of one XL/2 block at this batch (0: skip)", DefaultValueFactory = _ => 8 };
-        var compare = new Option<int>("--compare-block-scopes") { Description = "Only time XL/2 forwards at this batch with and without a dispose scope per block, alternating (0: off)", DefaultValueFactory = _ => 0 };
-        var command = new Command("peak", "sgemm peak vs DiT forward GFLOP/s (XL/2 at 256 and the demo size), ratios from one run") { xlBatch, demoBatch, iters, threads, profile, compare };
+        var profile = new Option<int>("--profile-batch") { Description = "Also time each op of one XL/2 block at this batch (0: skip)",
+            DefaultValueFactory = _ => 8 };
+        var compare = new Option<int>("--compare-block-scopes") { Description = "Only time XL/2 forwards at this batch with and without a dispose scope per " +
+            "block, alternating (0: off)", DefaultValueFactory = _ => 0 };
+        var command = new Command("peak", "sgemm peak vs DiT forward GFLOP/s (XL/2 at 256 and the demo size), ratios from one run") { xlBatch, demoBatch, iters,
+            threads, profile, compare };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
@@ -152,10 +155,12 @@ public static class PeakBenchmark
             results.Add((name, ms, flops));
         }
         double total = results.Sum(r => r.Item2);
-        stdout.WriteLine($"# profile: one DiT-XL/2 block at batch {batch} ({t} tokens), ops timed alone, median of {iters}; block total {total:F0} ms × {c.Depth} blocks");
+        stdout.WriteLine($"# profile: one DiT-XL/2 block at batch {batch} ({t} tokens), ops timed alone, median of {iters}; block total {total:F0} ms × " +
+            $"{c.Depth} blocks");
         stdout.WriteLine("op	ms	share	GFLOP/s");
         foreach (var (name, ms, flops) in results)
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}	{ms:F1}	{100 * ms / total:F0}%	{(flops > 0 ? (flops / 1e9 / (ms / 1000)).ToString("F1", CultureInfo.InvariantCulture) : "-")}"));
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{name}	{ms:F1}	{100 * ms / total:F0}%	{(flops > 0 ? (flops / 1e9 / (ms / 1000)).ToString("F1", CultureInfo.InvariantCulture) : "-")}"));
     }
 
     /// <summary>XL/2 forwards at <paramref name="batch"/> alternating with and without <see cref="DiT.ScopePerBlock"/> on its own model
@@ -168,7 +173,8 @@ public static class PeakBenchmark
         model.RandomizeWeights(0.02);
         model.eval();
         double gflop = ForwardFlops(config) / 1e9 * batch;
-        stdout.WriteLine($"# bench peak --compare-block-scopes {batch}: torch threads {get_num_threads()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load {EvidenceCommands.Load()}");
+        stdout.WriteLine($"# bench peak --compare-block-scopes {batch}: torch threads {get_num_threads()}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, load " +
+            $"{EvidenceCommands.Load()}");
         double Forward(int b)
         {
             using var scope = NewDisposeScope();

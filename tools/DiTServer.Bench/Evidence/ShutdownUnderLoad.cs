@@ -38,7 +38,8 @@ public static class ShutdownUnderLoad
         public IEnumerable<Answer> Violations => Answers.Where(a => a.Kind == Kind.Violation || (!a.Late && a.Kind == Kind.NotAccepted));
 
         public string Summary() => string.Create(CultureInfo.InvariantCulture,
-            $"{RunningAtSignal} running and {QueuedAtSignal} queued at the signal: {Line(false)}; late: {Line(true)}; exit code {ExitCode} after {ExitAfter.TotalSeconds:F1} s");
+            $"{RunningAtSignal} running and {QueuedAtSignal} queued at the signal: {Line(false)}; late: {Line(true)}; exit code {ExitCode} after " +
+                $"{ExitAfter.TotalSeconds:F1} s");
 
         private string Line(bool late) => string.Join(", ", Enum.GetValues<Kind>()
             .Select(k => (k, n: Count(k, late))).Where(x => x.n > 0).Select(x => $"{x.k} {x.n}")) is { Length: > 0 } s ? s : "none";
@@ -60,7 +61,8 @@ public static class ShutdownUnderLoad
             queued = await server.Metric("dit_queue_depth");
             if (active == running && queued == requests - running) break;
             if (DateTime.UtcNow > deadline || accepted.Any(t => t.IsCompleted))
-                throw new TimeoutException($"expected {running} running and {requests - running} queued before the signal; saw {active} and {queued} (steps too few for this machine?); see {server.LogPath}");
+                throw new TimeoutException($"expected {running} running and {requests - running} queued before the signal; saw {active} and {queued} (steps " +
+                    $"too few for this machine?); see {server.LogPath}");
             await Task.Delay(20);
         }
 
@@ -94,7 +96,8 @@ public static class ShutdownUnderLoad
             var type = response.Content.Headers.ContentType?.MediaType;
             if (response.StatusCode == HttpStatusCode.OK && type == "image/png") return new(late, Kind.Finished, "200");
             string text = Encoding.UTF8.GetString(bytes);
-            if (response.StatusCode != HttpStatusCode.ServiceUnavailable || type != "application/problem+json" || response.Headers.RetryAfter?.Delta is not { } retry || retry <= TimeSpan.Zero)
+            if (response.StatusCode != HttpStatusCode.ServiceUnavailable || type != "application/problem+json"
+                || response.Headers.RetryAfter?.Delta is not { } retry || retry <= TimeSpan.Zero)
                 return new(late, Kind.Violation, $"{(int)response.StatusCode} {type} Retry-After {response.Headers.RetryAfter}: {text}");
             var detail = JsonDocument.Parse(text).RootElement.GetProperty("detail").GetString() ?? "";
             var kind = detail.Contains("was not started", StringComparison.Ordinal) ? Kind.NotStarted
@@ -115,7 +118,9 @@ public static class ShutdownUnderLoad
         }
         catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException or JsonException)
         {
-            return new(late, Kind.Violation, $"{e.GetType().Name} ({(e as HttpRequestException)?.HttpRequestError}): {e.Message} {e.InnerException?.GetType().Name}: {e.InnerException?.Message}");
+            return new(late, Kind.Violation,
+                $"{e.GetType().Name} ({(e as HttpRequestException)?.HttpRequestError}): {e.Message} {e.InnerException?.GetType().Name}: " +
+                $"{e.InnerException?.Message}");
         }
     }
 }

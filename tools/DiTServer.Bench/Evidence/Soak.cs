@@ -35,7 +35,8 @@ public static class Soak
             await Phase(from, Math.Min(requests, from + chunk));
             var s = await sample();
             maxRss = Math.Max(maxRss, s.Rss);
-            progress?.Invoke($"{Math.Min(requests, from + chunk)} requests: RSS {s.Rss / 1e6:F1} MB, live tensors {s.LiveTensors}, {sw.Elapsed.TotalSeconds:F0} s");
+            progress?.Invoke($"{Math.Min(requests, from + chunk)} requests: RSS {s.Rss / 1e6:F1} MB, live tensors {s.LiveTensors}, " +
+                $"{sw.Elapsed.TotalSeconds:F0} s");
         }
         var final = await Idle(sample);
         maxRss = Math.Max(maxRss, final.Rss);
@@ -72,7 +73,8 @@ public static class Soak
         int steps = sampler == "ddpm" ? 1 + i % maxSteps : 2 + i % Math.Max(1, maxSteps - 1);
         string body = i % 10 == 9
             ? $$"""{"class_label": {{i % 10}}, "steps": -{{i}}}"""
-            : $$"""{"class_label": {{i % 10}}, "num_images": {{1 + i % 2}}, "steps": {{steps}}, "cfg_scale": {{(i % 3 == 0 ? 1 : 4)}}, "seed": {{i}}, "sampler": "{{sampler}}"}""";
+            : $$"""{"class_label": {{i % 10}}, "num_images": {{1 + i % 2}}, "steps": {{steps}}, "cfg_scale": """ +
+                $$"""{{(i % 3 == 0 ? 1 : 4)}}, "seed": {{i}}, "sampler": "{{sampler}}"}""";
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/images") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         if (i % 2 == 0) request.Headers.Accept.ParseAdd("application/json");
         using var cts = i % 25 == 24 ? new CancellationTokenSource(TimeSpan.FromMilliseconds(20)) : new CancellationTokenSource(TimeSpan.FromMinutes(5));

@@ -21,7 +21,8 @@ public static class TrainingShutdown
         public bool Ok => ExitCode == 0 && CheckpointError is null && CheckpointStep >= StepAtSignal && StepAtSignal > 0;
 
         public string Summary() => string.Create(CultureInfo.InvariantCulture,
-            $"step {StepAtSignal} at the signal; exit code {ExitCode} after {ExitAfter.TotalSeconds:F1} s; checkpoint {(CheckpointError is null ? $"at step {CheckpointStep}, loads" : $"unusable: {CheckpointError}")}");
+            $"step {StepAtSignal} at the signal; exit code {ExitCode} after {ExitAfter.TotalSeconds:F1} s; checkpoint " +
+                $"{(CheckpointError is null ? $"at step {CheckpointStep}, loads" : $"unusable: {CheckpointError}")}");
     }
 
     /// <summary>The configuration a child server needs for the admin training API under <paramref name="root"/>
@@ -45,7 +46,8 @@ public static class TrainingShutdown
     {
         using var admin = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
         admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKeyValue);
-        const string job = """{ "dataset": "noise", "output": "sigterm", "init_from": "served", "steps": 1000000, "batch_size": 8, "checkpoint_every": 0, "log_every": 1 }""";
+        const string job = """{ "dataset": "noise", "output": "sigterm", "init_from": "served", "steps": 1000000, "batch_size": """ +
+            """8, "checkpoint_every": 0, "log_every": 1 }""";
         var created = await admin.PostAsync("/v1/admin/training/jobs", new StringContent(job, Encoding.UTF8, "application/json"));
         var text = await created.Content.ReadAsStringAsync();
         if (!created.IsSuccessStatusCode) throw new InvalidOperationException($"the training job was refused: {(int)created.StatusCode} {text}");
@@ -84,7 +86,8 @@ public static class TrainingShutdown
     /// <summary>On a server restarted with the same roots: the run is listed as Interrupted at the checkpoint's step, and
     /// resuming it through the API for <paramref name="moreSteps"/> more steps finishes it.</summary>
     /// <returns>What the list said (state, step), then the resumed job's final state and step.</returns>
-    public static async Task<(string ListedState, long ListedStep, string FinalState, long FinalStep)> ResumeAfterRestartAsync(ChildServer server, int moreSteps)
+    public static async Task<(string ListedState, long ListedStep, string FinalState, long FinalStep)> ResumeAfterRestartAsync(ChildServer server,
+        int moreSteps)
     {
         using var admin = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
         admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKeyValue);
