@@ -29,7 +29,8 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     private static string Job(string output, long steps, string extra = "") =>
-        $$"""{ "dataset": "bands", "output": "{{output}}", "steps": {{steps}}, "batch_size": 8, "checkpoint_every": 0, "log_every": 1, "model": { "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } {{extra}} }""";
+        $$"""{ "dataset": "bands", "output": "{{output}}", "steps": {{steps}}, "batch_size": 8, "checkpoint_every": 0, "log_every": 1, "model": """ +
+        $$"""{ "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } {{extra}} }""";
 
     private static async Task<JsonElement> WaitForState(HttpClient client, string id, params string[] states)
     {
@@ -63,7 +64,8 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
             await WaitForState(client, finished, "Succeeded");
             interrupted = await Start(client, Job("nested/long", 1_000_000));
             await WaitForState(client, interrupted, "Running");
-            while ((await client.GetFromJsonAsync<JsonElement>($"/v1/admin/training/jobs/{interrupted}")).GetProperty("step").GetInt64() < 2) await Task.Delay(20);
+            while ((await client.GetFromJsonAsync<JsonElement>($"/v1/admin/training/jobs/{interrupted}")).GetProperty("step").GetInt64() < 2)
+                await Task.Delay(20);
         } // disposing the host stops it like SIGTERM: the job writes its checkpoint
         stepAtStop = TrainingCheckpoint.ReadInfo(Path.Combine(OutputRoot, "nested", "long", TrainingSession.CheckpointFile)).Step;
         Assert.True(stepAtStop >= 2);
@@ -105,7 +107,8 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
             ["top", "bottom"]);
         var server = Server(modelDir);
         var client = Admin(server);
-        var id = await Start(client, """{ "dataset": "bands", "output": "tune", "init_from": "served", "steps": 4, "batch_size": 8, "learning_rate": 0.01, "ema_decay": 0.5 }""");
+        var id = await Start(client,
+            """{ "dataset": "bands", "output": "tune", "init_from": "served", "steps": 4, "batch_size": 8, "learning_rate": 0.01, "ema_decay": 0.5 }""");
         await WaitForState(client, id, "Succeeded");
         return (server, client, id);
     }
@@ -185,7 +188,8 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
             Directory.CreateDirectory(Path.Combine(shapes, cls));
             for (int i = 0; i < 4; i++)
             {
-                using var image = new SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.L8>(12, 10, new SixLabors.ImageSharp.PixelFormats.L8((byte)(shade + i)));
+                using var image = new SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.L8>(12, 10,
+                    new SixLabors.ImageSharp.PixelFormats.L8((byte)(shade + i)));
                 SixLabors.ImageSharp.ImageExtensions.SaveAsPng(image, Path.Combine(shapes, cls, $"{i}.png"));
             }
         }
@@ -194,9 +198,12 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
         var missing = await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "shapes", "output": "s" }"""));
         Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
         Assert.Contains("image_size", await missing.Content.ReadAsStringAsync());
-        Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "shapes", "output": "s", "image_size": 100000 }"""))).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest,
+            (await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "shapes", "output": "s", "image_size": 100000 }"""))).StatusCode);
 
-        var id = await Start(client, """{ "dataset": "shapes", "output": "s", "image_size": 8, "channels": 1, "steps": 2, "batch_size": 4, "model": { "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } }""");
+        var id = await Start(client,
+            """{ "dataset": "shapes", "output": "s", "image_size": 8, "channels": 1, "steps": 2, "batch_size": 4, "model": """ +
+            """{ "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } }""");
         var done = await WaitForState(client, id, "Succeeded", "Failed");
         Assert.True(done.GetProperty("state").GetString() == "Succeeded", done.ToString());
         using var exported = DiTServer.Core.Checkpoints.LoadedModel.Load(Path.Combine(OutputRoot, "s"));

@@ -35,7 +35,8 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     private static string Job(string output, string extra = "") =>
-        $$"""{ "dataset": "bands", "output": "{{output}}", "steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 1, "model": { "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } {{extra}} }""";
+        $$"""{ "dataset": "bands", "output": "{{output}}", "steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 1, "model": """ +
+        $$"""{ "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } {{extra}} }""";
 
     private static async Task<JsonElement> WaitForState(HttpClient client, string id, params string[] states)
     {
@@ -199,7 +200,9 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         const string body = """{ "class_label": 1, "steps": 150, "seed": 5, "cfg_scale": 2 }""";
         var before = await (await client.PostAsync("/v1/images", Json(body))).Content.ReadAsByteArrayAsync();
 
-        var job = await client.PostAsync("/v1/admin/training/jobs", Json("""{ "dataset": "bands", "output": "tune", "init_from": "served", "steps": 20, "batch_size": 8, "learning_rate": 0.01, "ema_decay": 0.5, "checkpoint_every": 10 }"""));
+        var job = await client.PostAsync("/v1/admin/training/jobs",
+            Json("""{ "dataset": "bands", "output": "tune", "init_from": "served", "steps": 20, "batch_size": 8, "learning_rate": """ +
+                 """0.01, "ema_decay": 0.5, "checkpoint_every": 10 }"""));
         Assert.Equal(HttpStatusCode.Accepted, job.StatusCode);
         var id = (await job.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         await WaitForState(client, id, "Succeeded");

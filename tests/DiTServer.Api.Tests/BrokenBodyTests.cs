@@ -33,7 +33,8 @@ public sealed class BrokenBodyTests(BrokenBodyTests.Server server) : IClassFixtu
 
     private static RawCase Case(string path, string framing, string body, int? expected, bool abandon = false) => new(
         "test", path,
-        Encoding.ASCII.GetBytes($"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {Server.Key}\r\n{framing}\r\n"),
+        Encoding.ASCII.GetBytes($"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer " +
+            $"{Server.Key}\r\n{framing}\r\n"),
         Encoding.UTF8.GetBytes(body), abandon, expected);
 
     public static TheoryData<string, string> Endpoints()

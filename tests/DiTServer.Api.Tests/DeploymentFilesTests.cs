@@ -159,7 +159,8 @@ public class DeploymentFilesTests
         int restore = instructions.FindIndex(i => i.Keyword == "RUN" && i.Args.Contains("dotnet restore"));
         if (all < 0 || restore < 0 || restore > instructions.FindIndex(i => i.Keyword == "COPY" && i.Args.StartsWith(". ", StringComparison.Ordinal)))
             failures.Add("dotnet restore must run in its own layer before COPY . .");
-        if (copies.Take(Math.Max(0, all)).Any(c => c.Split(' ')[..^1].Any(f => !f.EndsWith(".csproj", StringComparison.Ordinal) && !f.StartsWith("Directory.", StringComparison.Ordinal))))
+        if (copies.Take(Math.Max(0, all))
+            .Any(c => c.Split(' ')[..^1].Any(f => !f.EndsWith(".csproj", StringComparison.Ordinal) && !f.StartsWith("Directory.", StringComparison.Ordinal))))
             failures.Add("the restore layer copies more than project and Directory.* files");
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }

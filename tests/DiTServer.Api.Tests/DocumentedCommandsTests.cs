@@ -23,7 +23,8 @@ public sealed partial class DocumentedCommandsTests : IDisposable
     public void Dispose() => Directory.Delete(tmp, recursive: true);
 
     private static string[] DocumentFiles() =>
-        ["README.md", .. Directory.GetFiles(Path.Combine(RepositoryPaths.Root, "docs"), "*.md").Select(f => Path.GetRelativePath(RepositoryPaths.Root, f)).Order()];
+        ["README.md", .. Directory.GetFiles(Path.Combine(RepositoryPaths.Root, "docs"), "*.md")
+            .Select(f => Path.GetRelativePath(RepositoryPaths.Root, f)).Order()];
 
     public static TheoryData<string> Documents() => new(DocumentFiles());
 
@@ -36,7 +37,8 @@ public sealed partial class DocumentedCommandsTests : IDisposable
         {
             var commands = block.Lines.Select(Invocation).OfType<string[]>().ToList();
             if (commands.Count == 0) continue;
-            Assert.True(block.Marker is not null, $"{document}:{block.Line}: a fenced block with CLI commands needs a '{MarkerPrefix} parse|run … -->' line before it");
+            Assert.True(block.Marker is not null,
+                $"{document}:{block.Line}: a fenced block with CLI commands needs a '{MarkerPrefix} parse|run … -->' line before it");
             var (mode, overrides) = ParseMarker(block.Marker!);
             foreach (var args in commands)
             {
@@ -88,7 +90,8 @@ public sealed partial class DocumentedCommandsTests : IDisposable
     public void Every_setting_is_in_the_readme_configuration_table()
     {
         var readme = File.ReadAllText(Path.Combine(RepositoryPaths.Root, "README.md"));
-        var settings = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.Root, "src/DiTServer.Api/appsettings.json"))).RootElement;
+        var settings = System.Text.Json.JsonDocument.Parse(
+            File.ReadAllText(Path.Combine(RepositoryPaths.Root, "src/DiTServer.Api/appsettings.json"))).RootElement;
         var missing = settings.EnumerateObject().Where(section => section.Name is not ("Serilog" or "AllowedHosts" or "Logging"))
             .SelectMany(section => section.Value.EnumerateObject().Select(key => $"{section.Name}:{key.Name}"))
             .Where(key => !readme.Contains($"`{key}`", StringComparison.Ordinal)).ToList();
@@ -158,7 +161,10 @@ public sealed partial class DocumentedCommandsTests : IDisposable
         {
             if (tokens[i] == "$B") { start = i + 1; bench = true; break; }
             if (i > 0 && tokens[i - 1] == "dotnet" && tokens[i].EndsWith("DiTServer.Api.dll", StringComparison.Ordinal)) { start = i + 1; break; }
-            if (i > 0 && tokens[i - 1] == "dotnet" && tokens[i].EndsWith("DiTServer.Bench.dll", StringComparison.Ordinal)) { start = i + 1; bench = true; break; }
+            if (i > 0 && tokens[i - 1] == "dotnet" && tokens[i].EndsWith("DiTServer.Bench.dll", StringComparison.Ordinal))
+            {
+                start = i + 1; bench = true; break;
+            }
             if (tokens[i] == "--" && tokens.Take(i).Contains("src/DiTServer.Api")) { start = i + 1; break; }
             if (tokens[i] == "--" && tokens.Take(i).Contains("tools/DiTServer.Bench")) { start = i + 1; bench = true; break; }
         }

@@ -64,7 +64,8 @@ public sealed class FairnessTests
         Assert.Equal(alonePng, await mixed.Content.ReadAsByteArrayAsync());
         // The flood's two 16-row runs cannot share a 16-row forward: they took turns, and the metric counted it.
         var metrics = await light.GetStringAsync("/metrics");
-        var paused = System.Text.RegularExpressions.Regex.Match(metrics, @"^dit_run_steps_paused_total\{[^}]*\} (\S+)$", System.Text.RegularExpressions.RegexOptions.Multiline);
+        var paused = System.Text.RegularExpressions.Regex.Match(metrics, @"^dit_run_steps_paused_total\{[^}]*\} (\S+)$",
+            System.Text.RegularExpressions.RegexOptions.Multiline);
         Assert.True(paused.Success && double.Parse(paused.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 0, "no paused steps counted");
         foreach (var id in jobs) await flood.DeleteAsync($"/v1/jobs/{id}");
     }

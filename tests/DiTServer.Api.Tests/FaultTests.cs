@@ -70,7 +70,8 @@ public sealed class FaultTests
         long baseline = factory.Engine.Snapshot().WorkerLiveTensors;
 
         long inFlight = await DisconnectWave(factory, client, 20, 200);
-        Assert.True(inFlight > baseline, $"the worker reported {inFlight} live tensors with 16 runs in flight (baseline {baseline}); the statistic is not wired");
+        Assert.True(inFlight > baseline,
+            $"the worker reported {inFlight} live tensors with 16 runs in flight (baseline {baseline}); the statistic is not wired");
         var after = factory.Engine.Snapshot();
         Assert.True(after.WorkerLiveTensors == baseline, $"live tensors on the worker: {baseline} before, {after.WorkerLiveTensors} after 20 disconnects");
         Assert.True(after.Forwards < 2000, $"cancelled requests ran on: {after}");
@@ -86,7 +87,8 @@ public sealed class FaultTests
         var posts = ctss.Select((cts, i) => Post(client, Body(seedBase + i, 1000, i % 10), cts.Token)).ToList();
         int running = Math.Min(count, 16);
         long forwards = factory.Engine.Snapshot().Forwards;
-        await factory.WaitFor(s => s.ActiveRequests == running && s.QueueDepth == count - running && s.Forwards > forwards + 3, $"{count} requests in flight", 30);
+        await factory.WaitFor(s => s.ActiveRequests == running && s.QueueDepth == count - running && s.Forwards > forwards + 3, $"{count} requests in flight",
+            30);
         long inFlight = factory.Engine.Snapshot().WorkerLiveTensors;
         foreach (var cts in ctss) cts.Cancel();
         foreach (var post in posts) await Assert.ThrowsAnyAsync<OperationCanceledException>(() => post);

@@ -128,7 +128,8 @@ public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Serv
     {
         var cases = new (string Body, int Label, int N, SamplingOptions Options)[]
         {
-            ("""{"class_label": 1, "num_images": 2, "steps": 120, "cfg_scale": 4, "seed": 1, "sampler": "ddpm"}""", 1, 2, new() { Steps = 120, CfgScale = 4, Seed = 1 }),
+            ("""{"class_label": 1, "num_images": 2, "steps": 120, "cfg_scale": 4, "seed": 1, "sampler": "ddpm"}""", 1, 2,
+                new() { Steps = 120, CfgScale = 4, Seed = 1 }),
             ("""{"class_label": 5, "steps": 150, "cfg_scale": 1, "seed": 2, "sampler": "ddpm"}""", 5, 1, new() { Steps = 150, CfgScale = 1, Seed = 2 }),
             ("""{"class_label": 7, "steps": 100, "cfg_scale": 2.5, "seed": 3, "sampler": "ddim", "guidance": "all"}""", 7, 1,
                 new() { Steps = 100, CfgScale = 2.5, Seed = 3, Sampler = SamplerKind.Ddim, Guidance = GuidanceMode.All }),
@@ -136,9 +137,11 @@ public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Serv
                 new() { Steps = 90, CfgScale = 6, Seed = 4, Sampler = SamplerKind.Ddim, Eta = 0.5 }),
             ("""{"class_label": 9, "steps": 60, "cfg_scale": 4, "seed": 5, "sampler": "ddpm"}""", 9, 1, new() { Steps = 60, CfgScale = 4, Seed = 5 }),
             // The server's default sampler (no "sampler" field) and an ODE solver with its own spacing, in the same forwards.
-            ("""{"class_label": 2, "steps": 12, "cfg_scale": 3, "seed": 6}""", 2, 1, new() { Sampler = SamplerDefaults.Sampler, Steps = 12, CfgScale = 3, Seed = 6 }),
+            ("""{"class_label": 2, "steps": 12, "cfg_scale": 3, "seed": 6}""", 2, 1,
+                new() { Sampler = SamplerDefaults.Sampler, Steps = 12, CfgScale = 3, Seed = 6 }),
             ("""{"class_label": 4, "num_images": 2, "steps": 9, "cfg_scale": 4, "seed": 7, "sampler": "dpmpp_3m", "spacing": "time_quadratic"}""", 4, 2,
-                new() { Sampler = SamplerKind.DpmPP3M, Spacing = DiTServer.Core.Sampling.Solvers.StepSpacing.TimeQuadratic, Steps = 9, CfgScale = 4, Seed = 7 }),
+                new() { Sampler = SamplerKind.DpmPP3M, Spacing = DiTServer.Core.Sampling.Solvers.StepSpacing.TimeQuadratic, Steps = 9, CfgScale = 4,
+                    Seed = 7 }),
         };
         var answers = await Task.WhenAll(cases.Select(c => PostJson(c.Body)));
         Assert.True(server.Factory.Engine.Snapshot().MaxRequestsInOneForward >= 2, "the requests never shared a forward");
@@ -161,7 +164,8 @@ public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Serv
         Assert.Equal("dit-tiny", model.GetProperty("name").GetString());
         Assert.Equal(16, model.GetProperty("image_size").GetInt32());
         Assert.Equal(10, model.GetProperty("num_classes").GetInt32());
-        Assert.Equal(["ddpm", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc"], model.GetProperty("samplers").EnumerateArray().Select(s => s.GetProperty("name").GetString()));
+        Assert.Equal(["ddpm", "ddim", "dpmpp_2m", "dpmpp_3m", "unipc"],
+            model.GetProperty("samplers").EnumerateArray().Select(s => s.GetProperty("name").GetString()));
         Assert.Equal(8, model.GetProperty("limits").GetProperty("max_images_per_request").GetInt32());
         Assert.Equal("step", model.GetProperty("batching").GetProperty("mode").GetString());
         Assert.Equal("cpu", model.GetProperty("device").GetString());

@@ -34,7 +34,8 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
     private readonly HttpClient client = server.Factory.CreateClient();
 
     /// <summary>Creates the job behind a blocker, subscribes, releases it; returns every event and the result as JSON.</summary>
-    internal static async Task<(List<(string Type, JsonElement Data)> Events, JsonElement Result)> RunWatched(ServerFactory factory, HttpClient client, string body)
+    internal static async Task<(List<(string Type, JsonElement Data)> Events, JsonElement Result)> RunWatched(ServerFactory factory, HttpClient client,
+        string body)
     {
         await factory.WaitFor(s => s.Ready && s.ActiveRequests == 0 && s.QueueDepth == 0, "an idle engine");
         var (blocker, _, _) = await client.CreateJob(Blocker);
@@ -166,7 +167,8 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
         var error = JsonDocument.Parse(await openai.Content.ReadAsStringAsync()).RootElement.GetProperty("error"); // OpenAI's dialect
         Assert.Equal("preview_every", error.GetProperty("param").GetString());
 
-        var both = await AssertProblem(await client.PostAsync("/v1/jobs", Json("""{"class_label": 1, "steps": 0, "colour": 1, "preview_every": -2}""")), HttpStatusCode.BadRequest);
+        var both = await AssertProblem(await client.PostAsync("/v1/jobs", Json("""{"class_label": 1, "steps": 0, "colour": 1, "preview_every": -2}""")),
+            HttpStatusCode.BadRequest);
         var errors = both.GetProperty("errors");
         Assert.Contains("steps must be in 1..1000", errors.GetProperty("steps")[0].GetString());
         Assert.Contains("preview_every", errors.GetProperty("colour")[0].GetString()); // the list of fields names it
@@ -182,7 +184,8 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
         {
             RandomModel.Write(dir, new DiTConfig { InputSize = 16, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 3 },
                 ["circle", "square", "triangle"]);
-            using var factory = new ServerFactory(("DiT:Model", dir), ("Serving:MaxBatchRows", "4"), ("Serving:MaxImagesPerRequest", "2"), ("Jobs:PreviewMaxSize", "8"))
+            using var factory = new ServerFactory(("DiT:Model", dir), ("Serving:MaxBatchRows", "4"), ("Serving:MaxImagesPerRequest", "2"),
+                ("Jobs:PreviewMaxSize", "8"))
             {
                 StepDelay = TimeSpan.FromMilliseconds(10),
             };

@@ -61,7 +61,8 @@ public class ModelsPullTests : IAsyncLifetime
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int code = await CommandLine.RunAsync(["models", "pull", "DiT-XL/2-256", "--out", root, "--base-url", $"{baseUrl}/{path}", "--retry-delay", "0.05", .. extra], stdout, stderr);
+        int code = await CommandLine.RunAsync(["models", "pull", "DiT-XL/2-256", "--out", root, "--base-url", $"{baseUrl}/{path}", "--retry-delay", "0.05",
+            .. extra], stdout, stderr);
         return (code, stdout.ToString(), stderr.ToString());
     }
 
@@ -106,7 +107,8 @@ public class ModelsPullTests : IAsyncLifetime
     [InlineData(new[] { "models", "pull", "DiT-XL/2-256" }, "no SHA-256 for DiT-XL-2-256x256.pt")]
     [InlineData(new[] { "models", "pull", "DiT-XL/3-256", "--sha256", "x=1" }, "unknown model")]
     [InlineData(new[] { "models", "pull", "DiT-XL/2-256", "--sha256", "DiT-XL-2-256x256.pt=abc" }, "64 hex digits")]
-    [InlineData(new[] { "models", "pull", "sd-vae-ft-ema", "--sha256", "config.json=0000000000000000000000000000000000000000000000000000000000000000" }, "no SHA-256 for diffusion_pytorch_model.safetensors")]
+    [InlineData(new[] { "models", "pull", "sd-vae-ft-ema", "--sha256", "config.json=0000000000000000000000000000000000000000000000000000000000000000" },
+        "no SHA-256 for diffusion_pytorch_model.safetensors")]
     public async Task Bad_arguments_exit_2_without_downloading(string[] args, string expected)
     {
         var stderr = new StringWriter();

@@ -45,7 +45,8 @@ public sealed class OpenAIImagesTests(OpenAIImagesTests.Server server) : IClassF
     {
         int size = await ImageSize();
         var before = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var root = await Generate($$"""{"model": "dall-e-2", "prompt": "3", "n": 2, "size": "{{size}}x{{size}}", "response_format": "b64_json", "seed": 7, "steps": 6, "cfg_scale": 4}""");
+        var root = await Generate($$"""{"model": "dall-e-2", "prompt": "3", "n": 2, "size": "{{size}}x{{size}}", "response_format": "b64_json", "seed": """ +
+            $$"""7, "steps": 6, "cfg_scale": 4}""");
         Assert.InRange(root.GetProperty("created").GetInt64(), before, before + 60);
         var data = root.GetProperty("data").EnumerateArray().ToList();
         Assert.Equal(2, data.Count);

@@ -89,7 +89,8 @@ public sealed class OpenApiDocumentTests : IDisposable
         {
             // "Try it out" sends the example as it stands: the server must take it.
             var response = await client.PostAsync(path, JobsTestClient.Json(example.Value.GetProperty("value").GetRawText()));
-            Assert.True(response.IsSuccessStatusCode, $"{path} example {example.Name}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            Assert.True(response.IsSuccessStatusCode,
+                $"{path} example {example.Name}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         }
     }
 }

@@ -72,7 +72,8 @@ public sealed class PlaygroundBrowserTests
             if (Interlocked.Increment(ref jobPosts) == 1)
                 await route.FulfillAsync(new RouteFulfillOptions
                 {
-                    Status = 503, ContentType = "application/problem+json", Body = """{"title": "Queue full", "status": 503, "detail": "all 64 queue places are taken"}""",
+                    Status = 503, ContentType = "application/problem+json",
+                    Body = """{"title": "Queue full", "status": 503, "detail": "all 64 queue places are taken"}""",
                 });
             else await route.ContinueAsync();
         });

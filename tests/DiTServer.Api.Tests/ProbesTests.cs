@@ -28,7 +28,8 @@ public sealed class ProbesTests
         var client = factory.CreateClient();
         await factory.WaitFor(s => s.Ready, "warm-up");
         var before = await client.GetStringAsync("/metrics");
-        var response = await client.PostAsync("/v1/images", new StringContent("""{"class_label": 4, "num_images": 2, "steps": 4}""", Encoding.UTF8, "application/json"));
+        var response = await client.PostAsync("/v1/images",
+            new StringContent("""{"class_label": 4, "num_images": 2, "steps": 4}""", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var after = await client.GetStringAsync("/metrics");
 

@@ -40,7 +40,8 @@ public sealed class ReproducibleImageTests(ReproducibleImageTests.Server server)
         // Only what the item and its PNG say goes into the command.
         var labels = string.Join(",", Enumerable.Repeat(item.GetProperty("class_label").GetInt32(), batch));
         var stdout = new StringWriter();
-        int code = await CommandLine.RunAsync(["sample", "--model", TestPaths.TinyModel, "--labels", labels, "--seed", item.GetProperty("seed").GetInt64().ToString(),
+        int code = await CommandLine.RunAsync(["sample", "--model", TestPaths.TinyModel, "--labels", labels,
+            "--seed", item.GetProperty("seed").GetInt64().ToString(),
             "--steps", text["steps"], "--cfg", text["cfg_scale"], "--sampler", text["sampler"], "--eta", text["eta"], "--guidance", text["guidance"],
             "--index", item.GetProperty("index").GetInt32().ToString(), "--out", outDir], stdout, new StringWriter());
         Assert.Equal(0, code);

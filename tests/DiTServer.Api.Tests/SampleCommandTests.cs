@@ -46,7 +46,8 @@ public class SampleCommandTests : IDisposable
         string fp32 = Path.Combine(outDir, "fp32"), bf16 = Path.Combine(outDir, "bf16");
         foreach (var (dir, precision) in new[] { (fp32, "fp32"), (bf16, "bf16") })
         {
-            var (code, _, err) = await Run("sample", "--model", TestPaths.TinyModel, "--labels", "3", "--steps", "4", "--seed", "5", "--precision", precision, "--out", dir);
+            var (code, _, err) = await Run("sample", "--model", TestPaths.TinyModel, "--labels", "3", "--steps", "4", "--seed", "5", "--precision", precision,
+                "--out", dir);
             Assert.True(code == 0, err);
         }
         var text = System.Text.Encoding.Latin1.GetString(File.ReadAllBytes(Path.Combine(bf16, "0.png")));

@@ -31,7 +31,8 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
     {
         { """{"class_label": 3, "steps": 5, "cfg_scale": 4, "seed": 11, "sampler": "dpmpp_2m"}""", "solver-4" },
         { """{"class_label": 5, "steps": 20, "cfg_scale": 1, "seed": 7, "sampler": "dpmpp_3m", "spacing": "logSNR"}""", "solver-1" },
-        { """{"class_label": 0, "steps": 15, "cfg_scale": 1.5, "seed": 5, "sampler": "unipc", "order": 3, "unipc_variant": "bh1", "spacing": "time_quadratic"}""", "solver-3" },
+        { """{"class_label": 0, "steps": 15, "cfg_scale": 1.5, "seed": 5, "sampler": "unipc", "order": """ +
+            """3, "unipc_variant": "bh1", "spacing": "time_quadratic"}""", "solver-3" },
     };
 
     private static byte[] Rgb(byte[] png)
@@ -91,7 +92,8 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
             "--seed", "8", "--sampler", "unipc", "--order", "1", "--spacing", "logsnr", "--guidance-interval", "100,600", "--out", outDir],
             new StringWriter(), new StringWriter());
         Assert.Equal(0, code);
-        var png = await PostPng("""{"class_label": 6, "steps": 7, "cfg_scale": 3, "seed": 8, "sampler": "unipc", "order": 1, "spacing": "LogSNR", "guidance_interval": [100, 600]}""");
+        var png = await PostPng("""{"class_label": 6, "steps": 7, "cfg_scale": 3, "seed": 8, "sampler": "unipc", "order": """ +
+            """1, "spacing": "LogSNR", "guidance_interval": [100, 600]}""");
         var expected = File.ReadAllBytes(Path.Combine(outDir, "0.png"));
         AssertClose(Rgb(expected), Rgb(png), "unipc via HTTP vs sample");
         Assert.Equal(PngWriter.ReadText(expected), PngWriter.ReadText(png));
@@ -151,7 +153,8 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
     public static TheoryData<string, string, string> BadInputs => new()
     {
         { """{"class_label": 1, "sampler": "dpm++"}""", "sampler", "use ddpm, ddim, dpmpp_2m, dpmpp_3m or unipc" },
-        { """{"class_label": 1, "sampler": "dpmpp_2m", "spacing": "karras"}""", "spacing", "unknown spacing 'karras'; use time_uniform, logsnr or time_quadratic" },
+        { """{"class_label": 1, "sampler": "dpmpp_2m", "spacing": "karras"}""", "spacing",
+            "unknown spacing 'karras'; use time_uniform, logsnr or time_quadratic" },
         { """{"class_label": 1, "sampler": "dpmpp_2m", "spacing": 3}""", "spacing", "spacing must be a string" },
         { """{"class_label": 1, "sampler": "ddim", "spacing": "logsnr"}""", "spacing", "spacing applies to the ODE solvers only" },
         { """{"class_label": 1, "sampler": "unipc", "unipc_variant": "bh3"}""", "unipc_variant", "unknown unipc_variant 'bh3'; use bh1 or bh2" },

@@ -89,7 +89,8 @@ public sealed class SharedJobStoreTests(RedisServer redis) : IClassFixture<Redis
         var (id, _, _) = await a.CreateJob("""{"class_label": 3, "num_images": 2, "steps": 4, "cfg_scale": 4, "seed": 5}""");
         var done = await b.WaitForJob(id, j => j.GetProperty("state").GetString() == "succeeded", "succeeded, seen from B");
         var owners = await a.GetStringAsync($"/v1/jobs/{id}");
-        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(owners), System.Text.Json.Nodes.JsonNode.Parse(done.GetRawText())),
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(owners),
+            System.Text.Json.Nodes.JsonNode.Parse(done.GetRawText())),
             $"owner: {owners}\nother replica: {done.GetRawText()}");
 
         // The event stream through B ends with the same final event the owner sends.

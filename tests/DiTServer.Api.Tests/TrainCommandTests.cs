@@ -37,7 +37,8 @@ public class TrainCommandTests : IDisposable
         Assert.True(code == 0, err + stdout);
         Assert.Contains("step 4/4", stdout);
         Assert.Equal(4, TrainingCheckpoint.ReadInfo(Path.Combine(run, "checkpoint.ckpt")).Step);
-        Assert.Equal(["step,loss,mse,vb,elapsed_s", "2,", "4,"], File.ReadAllLines(Path.Combine(run, "loss.csv")).Select(l => l.Split(',')[0] == "step" ? l : l[..2]));
+        Assert.Equal(["step,loss,mse,vb,elapsed_s", "2,", "4,"], File.ReadAllLines(Path.Combine(run, "loss.csv"))
+            .Select(l => l.Split(',')[0] == "step" ? l : l[..2]));
 
         // A second run into the same folder must not silently overwrite it.
         (code, _, err) = await Run(TinyRun(data, run, 4));

@@ -127,7 +127,8 @@ public class DiTParityTests
         using var model = new DiT(TinyConfig);
         using var scope = NewDisposeScope();
         var sd = model.state_dict();
-        foreach (var key in new[] { "blocks.0.adaLN_modulation.1.weight", "blocks.1.adaLN_modulation.1.bias", "final_layer.linear.weight", "final_layer.adaLN_modulation.1.weight", "x_embedder.proj.bias" })
+        foreach (var key in new[] { "blocks.0.adaLN_modulation.1.weight", "blocks.1.adaLN_modulation.1.bias", "final_layer.linear.weight",
+            "final_layer.adaLN_modulation.1.weight", "x_embedder.proj.bias" })
             Assert.Equal(0.0, sd[key].abs().max().item<float>());
         var table = sd["y_embedder.embedding_table.weight"];
         Assert.InRange(table.std().item<float>(), 0.015, 0.025);

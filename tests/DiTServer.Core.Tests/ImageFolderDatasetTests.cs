@@ -46,7 +46,8 @@ public sealed class ImageFolderDatasetTests : IDisposable
         Assert.True(allclose(x[2], green, rtol: 0, atol: 0.02), "centre crop of the wide image is green only");
 
         // The trainer flips with its own generator and trains on it.
-        using var trainer = new Trainer(new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 3, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 },
+        using var trainer = new Trainer(new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 3, HiddenSize = 32, Depth = 1, NumHeads = 2,
+            NumClasses = 2 },
             new TrainingOptions { BatchSize = 4, Steps = 2 }, data);
         Assert.True(double.IsFinite(trainer.TrainStep().Loss));
     }

@@ -24,7 +24,8 @@ public class ManifestAndCheckpointTests : IDisposable
         var m = ModelManifest.Load(Fixtures.PathOf("dit-tiny"));
         Assert.Equal(Path.GetFullPath(Fixtures.PathOf("dit-tiny/model.pt")), m.WeightsPath);
         Assert.Equal(Path.GetFullPath(Fixtures.PathOf("vae-tiny")), m.VaePath);
-        Assert.Equal((8, 2, 64, 2, 4, 10, true), (m.Config.InputSize, m.Config.PatchSize, m.Config.HiddenSize, m.Config.Depth, m.Config.NumHeads, m.Config.NumClasses, m.Config.LearnSigma));
+        Assert.Equal((8, 2, 64, 2, 4, 10, true),
+            (m.Config.InputSize, m.Config.PatchSize, m.Config.HiddenSize, m.Config.Depth, m.Config.NumHeads, m.Config.NumClasses, m.Config.LearnSigma));
     }
 
     [Fact]
@@ -45,7 +46,8 @@ public class ManifestAndCheckpointTests : IDisposable
     [InlineData("""{ "architecture": "DiT-S/2", "weights": "w.pt", "vae": "nowhere" }""", "is not a folder")]
     [InlineData("""{ "architecture": "DiT-S/2", "weights": "w.pt", "vae": null, "input_size": "big" }""", "'input_size' must be an integer")]
     [InlineData("""{ "architecture": "DiT-S/8", "weights": "w.pt", "vae": null, "input_size": 12 }""", "divisible by patch_size")]
-    [InlineData("""{ "architecture": { "depth": 2, "hidden_size": 30, "num_heads": 4, "patch_size": 2 }, "weights": "w.pt", "vae": null }""", "multiple of num_heads")]
+    [InlineData("""{ "architecture": { "depth": 2, "hidden_size": 30, "num_heads": 4, "patch_size": 2 }, "weights": "w.pt", "vae": null }""",
+        "multiple of num_heads")]
     [InlineData("""[1, 2]""", "must be a JSON object")]
     [InlineData("""{ "architecture": """, "malformed JSON")]
     public void Bad_manifests_fail_with_the_field_named(string json, string expected)
@@ -66,7 +68,8 @@ public class ManifestAndCheckpointTests : IDisposable
     public void Class_count_must_match_num_classes()
     {
         File.WriteAllLines(Path.Combine(dir, "names.txt"), new[] { "a", "b" });
-        var json = $$"""{ "architecture": { "depth": 2, "hidden_size": 64, "num_heads": 4, "patch_size": 2 }, "input_size": 8, "num_classes": 10, "weights": "{{Fixtures.PathOf("dit-tiny/model.safetensors")}}", "vae": null, "class_names": "names.txt" }""";
+        var json = $$"""{ "architecture": { "depth": 2, "hidden_size": 64, "num_heads": 4, "patch_size": 2 }, "input_size": 8, "num_classes": """ +
+            $$"""10, "weights": "{{Fixtures.PathOf("dit-tiny/model.safetensors")}}", "vae": null, "class_names": "names.txt" }""";
         var e = Assert.Throws<InvalidDataException>(() => LoadedModel.Load(Write(json)));
         Assert.Contains("lists 2 classes but num_classes is 10", e.Message);
     }
@@ -96,10 +99,12 @@ public class ManifestAndCheckpointTests : IDisposable
 
         var missing = new Dictionary<string, Tensor>(sd);
         missing.Remove("blocks.1.attn.qkv.bias");
-        Assert.Contains("missing 1 key(s): blocks.1.attn.qkv.bias", Assert.Throws<StateDictMismatchException>(() => StateDict.LoadStrict(model, missing, "w")).Message);
+        Assert.Contains("missing 1 key(s): blocks.1.attn.qkv.bias",
+            Assert.Throws<StateDictMismatchException>(() => StateDict.LoadStrict(model, missing, "w")).Message);
 
         var extra = new Dictionary<string, Tensor>(sd) { ["blocks.2.attn.qkv.bias"] = zeros(192) };
-        Assert.Contains("unexpected 1 key(s): blocks.2.attn.qkv.bias", Assert.Throws<StateDictMismatchException>(() => StateDict.LoadStrict(model, extra, "w")).Message);
+        Assert.Contains("unexpected 1 key(s): blocks.2.attn.qkv.bias",
+            Assert.Throws<StateDictMismatchException>(() => StateDict.LoadStrict(model, extra, "w")).Message);
 
         var shaped = new Dictionary<string, Tensor>(sd) { ["final_layer.linear.weight"] = zeros(16, 64) };
         Assert.Contains("'final_layer.linear.weight' has shape [16, 64] in the file but the model expects [32, 64]",

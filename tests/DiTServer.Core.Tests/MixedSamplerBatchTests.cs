@@ -33,7 +33,8 @@ public class MixedSamplerBatchTests
             Sampler = SamplerKind.DpmPP2M, Steps = 7, Spacing = StepSpacing.LogSnr, CfgScale = 3, Seed = 17,
             GuidanceInterval = new GuidanceInterval(200, 700),
         }, [4, 6], null);
-        yield return new Entry("ddpm interval", new SamplingOptions { Steps = 12, CfgScale = 2.5, Seed = 3, GuidanceInterval = new GuidanceInterval(0, 500) }, [8], null);
+        yield return new Entry("ddpm interval", new SamplingOptions { Steps = 12, CfgScale = 2.5, Seed = 3, GuidanceInterval = new GuidanceInterval(0, 500) },
+            [8], null);
         yield return new Entry("unipc order 1", new SamplingOptions { Sampler = SamplerKind.UniPc, Order = 1, Steps = 4, CfgScale = 1, Seed = 21 }, [2], null);
     }
 
@@ -76,7 +77,8 @@ public class MixedSamplerBatchTests
                 if (e.FixturePixels is null) continue;
                 var expected = Fixtures.Load(e.FixturePixels)["pixels"];
                 for (int j = 0; j < e.Labels.Length; j++)
-                    PipelineParityTests.AssertPixelsClose(expected[j].permute(1, 2, 0).contiguous().data<byte>().ToArray(), batched[i][j], $"{e.Name} image {j}: batched vs fixture");
+                    PipelineParityTests.AssertPixelsClose(expected[j].permute(1, 2, 0).contiguous().data<byte>().ToArray(), batched[i][j],
+                        $"{e.Name} image {j}: batched vs fixture");
             }
         }
         finally

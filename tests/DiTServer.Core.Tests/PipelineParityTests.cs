@@ -61,7 +61,8 @@ public class PipelineParityTests
         for (int s = 0; s < 10; s++)
         {
             int i = 9 - s;
-            var output = Denoiser.Forward(dit, x, full(n, (long)d.TimestepMap[i], dtype: int64), f["labels"], Enumerable.Repeat(4.0, n).ToArray(), GuidanceMode.Official);
+            var output = Denoiser.Forward(dit, x, full(n, (long)d.TimestepMap[i], dtype: int64), f["labels"], Enumerable.Repeat(4.0, n).ToArray(),
+                GuidanceMode.Official);
             x = d.DdpmStep(output, x, full(n, (long)i, dtype: int64), f["step_noise"][s][..n]);
         }
         double maxRef = f["latents"].abs().max().item<float>();

@@ -16,7 +16,8 @@ public class PreviewRendererTests
         var dir = Directory.CreateTempSubdirectory("dit-preview-").FullName;
         try
         {
-            RandomModel.Write(dir, new DiTConfig { InputSize = 12, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 3 }, ["a", "b", "c"]);
+            RandomModel.Write(dir, new DiTConfig { InputSize = 12, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 3 },
+                ["a", "b", "c"]);
             using var model = LoadedModel.Load(dir);
             using var scope = NewDisposeScope();
             var x0 = randn([2, 1, 12, 12], generator: new TorchSharp.torch.Generator(5)) * 1.5f; // beyond [-1, 1] on purpose

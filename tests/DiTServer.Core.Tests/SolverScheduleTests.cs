@@ -109,7 +109,8 @@ public class SolverScheduleTests
     public void Thresholding_is_refused_for_a_latent_model()
     {
         using var loaded = LoadedModel.Load(Fixtures.PathOf("dit-tiny"));
-        var e = Assert.Throws<ArgumentException>(() => ImagePipeline.ValidateFor(loaded, new SamplingOptions { Sampler = SamplerKind.UniPc, Thresholding = true }));
+        var e = Assert.Throws<ArgumentException>(() => ImagePipeline.ValidateFor(loaded,
+            new SamplingOptions { Sampler = SamplerKind.UniPc, Thresholding = true }));
         Assert.Equal("thresholding", e.ParamName);
     }
 

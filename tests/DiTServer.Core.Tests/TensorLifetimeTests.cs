@@ -23,7 +23,8 @@ public class TensorLifetimeTests
     [Fact]
     public void Copying_weights_into_a_model_leaves_no_live_tensors_on_the_thread()
     {
-        var config = new DiTServer.Core.Model.DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 };
+        var config = new DiTServer.Core.Model.DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2,
+            NumClasses = 2 };
         using var target = new DiTServer.Core.Model.DiT(config);
         using var source = new DiTServer.Core.Model.DiT(config);
         var weights = source.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);

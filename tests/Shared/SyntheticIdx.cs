@@ -8,7 +8,8 @@ namespace DiTServer.Tests.Shared;
 public static class SyntheticIdx
 {
     /// <summary>Writes {prefix}-images-idx3-ubyte[.gz] and {prefix}-labels-idx1-ubyte[.gz] into <paramref name="folder"/>.</summary>
-    public static (byte[] Images, byte[] Labels) Write(string folder, int count = 64, int side = 8, int classes = 2, bool gzip = true, int seed = 1, string prefix = "train")
+    public static (byte[] Images, byte[] Labels) Write(string folder, int count = 64, int side = 8, int classes = 2, bool gzip = true, int seed = 1,
+        string prefix = "train")
     {
         Directory.CreateDirectory(folder);
         var rng = new Random(seed);

@@ -147,5 +147,6 @@ public sealed class CrdSchema
 
     private static bool IsString(JsonNode node) => node is JsonValue v && v.TryGetValue<string>(out _);
     private static bool IsInteger(JsonNode node) => node is JsonValue v && v.TryGetValue<long>(out _);
-    private static string Describe(JsonNode node) => node is JsonValue ? $"{node.GetValueKind().ToString().ToLowerInvariant()} {node.ToJsonString()}" : node.GetType().Name;
+    private static string Describe(JsonNode node) => node is JsonValue ? $"{node.GetValueKind().ToString().ToLowerInvariant()} {node.ToJsonString()}"
+        : node.GetType().Name;
 }

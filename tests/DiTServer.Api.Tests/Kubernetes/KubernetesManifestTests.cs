@@ -13,7 +13,8 @@ namespace DiTServer.Api.Tests.Kubernetes;
 /// every object loads strictly (the official client for built-in kinds, the KEDA and Prometheus Operator CRD schemas for
 /// the rest), and probes, ports, grace period, autoscaling metric and settings agree with the server. Each check is also
 /// shown to fail on a drifted copy.</summary>
-public sealed class KubernetesManifestTests(KubernetesManifestTests.Server server, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<KubernetesManifestTests.Server>
+public sealed class KubernetesManifestTests(KubernetesManifestTests.Server server, Xunit.Abstractions.ITestOutputHelper output)
+    : IClassFixture<KubernetesManifestTests.Server>
 {
     /// <summary>One warmed-up server on the tiny model: the source of the facts the manifests must agree with.</summary>
     public sealed class Server : IAsyncLifetime
@@ -28,7 +29,8 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
             var metrics = await client.GetStringAsync("/metrics");
             // Each metric's label names, from its samples (a family with no sample yet has none).
             var exported = Regex.Matches(metrics, @"^# TYPE (\S+) ", RegexOptions.Multiline).Select(m => m.Groups[1].Value)
-                .ToDictionary(name => name, name => (IReadOnlySet<string>)Regex.Matches(metrics, "^" + Regex.Escape(name) + @"\{([^}]*)\}", RegexOptions.Multiline)
+                .ToDictionary(name => name,
+                    name => (IReadOnlySet<string>)Regex.Matches(metrics, "^" + Regex.Escape(name) + @"\{([^}]*)\}", RegexOptions.Multiline)
                     .SelectMany(s => Regex.Matches(s.Groups[1].Value, @"(\w+)=""").Select(l => l.Groups[1].Value)).ToHashSet());
             var appSettings = JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.Root, "src", "DiTServer.Api", "appsettings.json")))!.AsObject();
             Facts = new ServerFacts(async path => (await client.GetAsync(path)).StatusCode, exported,
@@ -129,7 +131,8 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
             var objects = Manifests.Parse(Manifests.RenderFolder(folder));
             Assert.All(objects, o => Assert.Equal("dit", (string?)o.Json["metadata"]!["namespace"]));
             var d = ManifestChecks.Deployment(objects);
-            Assert.All(d.Spec.Template.Spec.Containers.Concat(d.Spec.Template.Spec.InitContainers), c => Assert.Equal("registry.example.com/ditserver:cuda", c.Image));
+            Assert.All(d.Spec.Template.Spec.Containers.Concat(d.Spec.Template.Spec.InitContainers),
+                c => Assert.Equal("registry.example.com/ditserver:cuda", c.Image));
             var models = Manifests.Get<k8s.Models.V1ConfigMap>(objects, "ConfigMap", "ditserver-models").Data;
             Assert.StartsWith("<sha256 of", models["DIT_WEIGHTS_SHA256"]);
             Assert.Equal("DiT-XL/2-256", models["DIT_MODEL"]); // merged, not replaced
@@ -166,7 +169,8 @@ public sealed class KubernetesManifestTests(KubernetesManifestTests.Server serve
     [InlineData("DrainTimeout\": \"00:00:25\"", "DrainTimeout\": \"00:00:40\"", "grace")]
     [InlineData("- \"5\"", "- \"20\"", "grace")]
     [InlineData("dit_queue_depth{service", "dit_queue_length{service", "autoscaling")]
-    [InlineData("sum(avg_over_time(dit_queue_depth{service=\"ditserver\"}[1m])) + sum(avg_over_time(dit_active_requests", "sum(avg_over_time(dit_queue_depth{service=\"ditserver\"}[1m]) + avg_over_time(dit_active_requests", "autoscaling")]
+    [InlineData("sum(avg_over_time(dit_queue_depth{service=\"ditserver\"}[1m])) + sum(avg_over_time(dit_active_requests",
+        "sum(avg_over_time(dit_queue_depth{service=\"ditserver\"}[1m]) + avg_over_time(dit_active_requests", "autoscaling")]
     [InlineData("threshold: \"6\"", "threshold: \"64\"", "autoscaling")]
     [InlineData("\"QueueCapacity\": 64", "\"QueueCapacity\": 4", "autoscaling")]
     [InlineData("\"DrainTimeout\"", "\"DrainTime\"", "settings")]

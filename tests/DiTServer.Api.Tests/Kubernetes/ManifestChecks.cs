@@ -14,7 +14,8 @@ namespace DiTServer.Api.Tests.Kubernetes;
 /// <param name="HostShutdownTimeout">The host's shutdown timeout, as the server resolves it.</param>
 /// <param name="ImagePort">The port the image listens on (Dockerfile's ASPNETCORE_URLS).</param>
 /// <param name="AppSettings">src/DiTServer.Api/appsettings.json.</param>
-public sealed record ServerFacts(Func<string, Task<HttpStatusCode>> Get, IReadOnlyDictionary<string, IReadOnlySet<string>> ExportedMetrics, TimeSpan HostShutdownTimeout,
+public sealed record ServerFacts(Func<string, Task<HttpStatusCode>> Get, IReadOnlyDictionary<string, IReadOnlySet<string>> ExportedMetrics,
+    TimeSpan HostShutdownTimeout,
     int ImagePort, JsonObject AppSettings);
 
 /// <summary>Cross-checks of one rendered overlay; each returns its problems (empty when all agree), so a test can show
@@ -42,11 +43,13 @@ public static class ManifestChecks
         var named = c.Ports.SingleOrDefault(p => p.Name == "http");
         if (named is null) problems.Add("the container has no port named http");
         else if (named.ContainerPort != facts.ImagePort) problems.Add($"containerPort {named.ContainerPort}, but the image listens on {facts.ImagePort}");
-        foreach (var (what, probe, path) in new[] { ("startupProbe", c.StartupProbe, ReadyPath), ("readinessProbe", c.ReadinessProbe, ReadyPath), ("livenessProbe", c.LivenessProbe, LivePath) })
+        foreach (var (what, probe, path) in new[] { ("startupProbe", c.StartupProbe, ReadyPath), ("readinessProbe", c.ReadinessProbe, ReadyPath),
+            ("livenessProbe", c.LivenessProbe, LivePath) })
         {
             if (probe?.HttpGet is not { } get) { problems.Add($"{what}: missing or not httpGet"); continue; }
             if (get.Path != path) problems.Add($"{what} path {get.Path}, expected {path}");
-            if (get.Port.Value != "http" && get.Port.Value != facts.ImagePort.ToString(CultureInfo.InvariantCulture)) problems.Add($"{what} port {get.Port.Value} is not the server's");
+            if (get.Port.Value != "http" && get.Port.Value != facts.ImagePort.ToString(CultureInfo.InvariantCulture))
+                problems.Add($"{what} port {get.Port.Value} is not the server's");
             var status = await facts.Get(get.Path);
             if (status != HttpStatusCode.OK) problems.Add($"{what} path {get.Path} answers {(int)status} on a warmed-up server");
         }
@@ -66,9 +69,11 @@ public static class ManifestChecks
             ?? (preStop?.Exec?.Command is ["sleep", var s] ? double.Parse(s, CultureInfo.InvariantCulture) : double.NaN);
         if (double.IsNaN(delay)) { problems.Add("no preStop delay (sleep) on the server container"); delay = 0; }
         var drain = TimeSpan.Parse(Setting(o, facts, "Serving", "DrainTimeout")!, CultureInfo.InvariantCulture);
-        if (drain >= facts.HostShutdownTimeout) problems.Add($"Serving:DrainTimeout {drain} is not under the host's shutdown timeout {facts.HostShutdownTimeout}");
+        if (drain >= facts.HostShutdownTimeout)
+            problems.Add($"Serving:DrainTimeout {drain} is not under the host's shutdown timeout {facts.HostShutdownTimeout}");
         if (grace <= delay + facts.HostShutdownTimeout.TotalSeconds)
-            problems.Add($"terminationGracePeriodSeconds {grace} must exceed the preStop delay {delay} s + the host's shutdown timeout {facts.HostShutdownTimeout.TotalSeconds} s (Serving:DrainTimeout {drain.TotalSeconds} s runs inside it)");
+            problems.Add($"terminationGracePeriodSeconds {grace} must exceed the preStop delay {delay} s + the host's shutdown timeout " +
+                $"{facts.HostShutdownTimeout.TotalSeconds} s (Serving:DrainTimeout {drain.TotalSeconds} s runs inside it)");
         return problems;
     }
 
@@ -85,9 +90,11 @@ public static class ManifestChecks
         {
             var trigger = scaled.Json["spec"]!["triggers"]!.AsArray().Single()!;
             if ((string?)trigger["type"] != "prometheus") problems.Add("the KEDA trigger is not prometheus");
-            if ((string?)scaled.Json["spec"]!["scaleTargetRef"]!["name"] != Deployment(o).Metadata.Name) problems.Add("the ScaledObject targets another Deployment");
+            if ((string?)scaled.Json["spec"]!["scaleTargetRef"]!["name"] != Deployment(o).Metadata.Name)
+                problems.Add("the ScaledObject targets another Deployment");
             problems.AddRange(Metrics((string)trigger["metadata"]!["query"]!, "ScaledObject query", facts));
-            problems.AddRange(Threshold(double.Parse((string)trigger["metadata"]!["threshold"]!, CultureInfo.InvariantCulture), capacity, "ScaledObject threshold"));
+            problems.AddRange(Threshold(double.Parse((string)trigger["metadata"]!["threshold"]!, CultureInfo.InvariantCulture), capacity,
+                "ScaledObject threshold"));
         }
         if (hpa is not null)
         {
@@ -117,7 +124,8 @@ public static class ManifestChecks
         var known = names.Where(facts.ExportedMetrics.ContainsKey).ToList();
         if (known.Select(n => string.Join(',', facts.ExportedMetrics[n].Order())).Distinct().Count() > 1)
             foreach (var name in known.Where(n => !Regex.IsMatch(query, @"sum(\s+by\s*\([^)]*\))?\s*\(\s*(avg_over_time\s*\(\s*)?" + n + @"\b")))
-                yield return $"{where}: {name} (labels {string.Join(", ", facts.ExportedMetrics[name])}) is combined with metrics of other labels without its own sum(...)";
+                yield return $"{where}: {name} (labels {string.Join(", ", facts.ExportedMetrics[name])}) is combined with metrics of other labels without " +
+                    $"its own sum(...)";
     }
 
     private static IEnumerable<string> Threshold(double perPod, int capacity, string where)
@@ -145,7 +153,8 @@ public static class ManifestChecks
             if (OptionsSections.TryGetValue(section, out var type))
             {
                 foreach (var (key, _) in node!.AsObject())
-                    if (type.GetProperty(key, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase) is not { CanWrite: true })
+                    if (type.GetProperty(key, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance
+                            | System.Reflection.BindingFlags.IgnoreCase) is not { CanWrite: true })
                         problems.Add($"ConfigMap setting {section}:{key} is not a property of {type.Name}");
             }
             else if (facts.AppSettings.FirstOrDefault(kv => string.Equals(kv.Key, section, StringComparison.OrdinalIgnoreCase)).Value is not JsonObject known)
@@ -174,7 +183,8 @@ public static class ManifestChecks
         var pod = d.Spec.Template.Spec;
         var c = Server(d);
         var labels = d.Spec.Template.Metadata.Labels;
-        bool Selects(IDictionary<string, string>? selector) => selector is { Count: > 0 } && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
+        bool Selects(IDictionary<string, string>? selector) => selector is { Count: > 0 }
+            && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
         // Every pod of the overlay (the server's, and a weights Job's if any): non-root, read-only root, writable /tmp.
         var pods = new List<(string Name, V1PodSpec Spec)> { ("Deployment", pod) };
         pods.AddRange(o.Where(x => x.Kind == "Job").Select(x => ("Job " + x.Name, Manifests.Get<V1Job>(o, "Job", x.Name).Spec.Template.Spec)));
@@ -204,13 +214,15 @@ public static class ManifestChecks
         if (!Selects(service.Spec.Selector)) problems.Add("the Service does not select the pods");
         var port = service.Spec.Ports.Single();
         if (port.TargetPort.Value != "http") problems.Add($"the Service targets port {port.TargetPort.Value}, not the container's http");
-        if (!Selects(Manifests.Get<V1PodDisruptionBudget>(o, "PodDisruptionBudget").Spec.Selector.MatchLabels)) problems.Add("the PDB does not select the pods");
+        if (!Selects(Manifests.Get<V1PodDisruptionBudget>(o, "PodDisruptionBudget").Spec.Selector.MatchLabels))
+            problems.Add("the PDB does not select the pods");
         var monitor = o.Single(x => x.Kind == "ServiceMonitor").Json["spec"]!;
         var endpoint = monitor["endpoints"]!.AsArray().Single()!;
         if ((string?)endpoint["port"] != port.Name) problems.Add($"the ServiceMonitor scrapes port {endpoint["port"]}, the Service's is {port.Name}");
         if ((string?)endpoint["path"] != "/metrics") problems.Add("the ServiceMonitor does not scrape /metrics");
         var monitorLabels = monitor["selector"]!["matchLabels"]!.AsObject().ToDictionary(kv => kv.Key, kv => (string)kv.Value!);
-        if (!monitorLabels.All(kv => service.Metadata.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value)) problems.Add("the ServiceMonitor does not select the Service");
+        if (!monitorLabels.All(kv => service.Metadata.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value))
+            problems.Add("the ServiceMonitor does not select the Service");
         // Jobs live in the pod that accepted them unless they are shared through Redis: then affinity is required; with the
         // shared store it would only unbalance the pods.
         bool shared = SharesJobs(o);
@@ -218,12 +230,14 @@ public static class ManifestChecks
         {
             var ingress = Manifests.Get<V1Ingress>(o, "Ingress");
             var backend = ingress.Spec.Rules.Single().Http.Paths.Single().Backend.Service;
-            if (backend.Name != service.Metadata.Name || backend.Port.Name != port.Name) problems.Add($"the Ingress routes to {backend.Name}:{backend.Port.Name}, not the Service's {service.Metadata.Name}:{port.Name}");
+            if (backend.Name != service.Metadata.Name || backend.Port.Name != port.Name)
+                problems.Add($"the Ingress routes to {backend.Name}:{backend.Port.Name}, not the Service's {service.Metadata.Name}:{port.Name}");
             bool cookie = ingress.Metadata.Annotations.TryGetValue("nginx.ingress.kubernetes.io/affinity", out var affinity) && affinity == "cookie";
             if (!shared && !cookie) problems.Add("the Ingress has no cookie affinity: a client's follow-up calls could reach a pod that does not hold its job");
             if (shared && cookie) problems.Add("the Ingress keeps cookie affinity although jobs are shared");
         }
-        if (!shared && service.Spec.SessionAffinity != "ClientIP") problems.Add("the Service has no ClientIP affinity: a client's follow-up calls could reach a pod that does not hold its job");
+        if (!shared && service.Spec.SessionAffinity != "ClientIP")
+            problems.Add("the Service has no ClientIP affinity: a client's follow-up calls could reach a pod that does not hold its job");
         if (shared && service.Spec.SessionAffinity is not (null or "None")) problems.Add("the Service keeps its affinity although jobs are shared");
         return problems;
     }
@@ -249,7 +263,8 @@ public static class ManifestChecks
             var marker = Regex.Match(jobScript, @"touch (\S+)").Groups[1].Value;
             var wait = pod.InitContainers?.SingleOrDefault(c => c.Name == "wait-for-weights");
             if (marker == "") problems.Add("the weights Job writes no marker file");
-            else if (wait is null || !string.Join(' ', wait.Command).Contains($"-f {marker}")) problems.Add($"no init container waits for the Job's marker {marker}");
+            else if (wait is null || !string.Join(' ', wait.Command).Contains($"-f {marker}"))
+                problems.Add($"no init container waits for the Job's marker {marker}");
             static string? Claim(V1PodSpec spec, V1Container c) =>
                 c.VolumeMounts?.SingleOrDefault(m => m.MountPath == "/models") is { } mount
                     ? spec.Volumes.SingleOrDefault(v => v.Name == mount.Name)?.PersistentVolumeClaim?.ClaimName
@@ -265,7 +280,8 @@ public static class ManifestChecks
         foreach (Match m in Regex.Matches(script, @"--out\s+(\S+)"))
             if (m.Groups[1].Value != mounted) problems.Add($"models pull writes to {m.Groups[1].Value}, but the weights volume is mounted at {mounted}");
         var config = Manifests.Get<V1ConfigMap>(o, "ConfigMap", "ditserver-models").Data;
-        foreach (var (modelKey, files) in new[] { ("DIT_MODEL", new[] { "$DIT_WEIGHTS_FILE" }), ("VAE_MODEL", new[] { "config.json", "diffusion_pytorch_model.safetensors" }) })
+        foreach (var (modelKey, files) in new[] { ("DIT_MODEL", new[] { "$DIT_WEIGHTS_FILE" }),
+            ("VAE_MODEL", new[] { "config.json", "diffusion_pytorch_model.safetensors" }) })
         {
             var entry = DiTServer.Api.Cli.ModelsCommand.Catalog.SingleOrDefault(e => e.Name == config[modelKey]);
             if (entry is null) { problems.Add($"{modelKey} {config[modelKey]} is not in the models pull catalogue"); continue; }

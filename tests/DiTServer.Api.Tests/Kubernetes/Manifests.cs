@@ -57,7 +57,8 @@ public static class Manifests
         try { process = Process.Start(start)!; }
         catch (System.ComponentModel.Win32Exception e)
         {
-            throw new InvalidOperationException("kubectl not found: these checks render the overlays with `kubectl kustomize` (kubectl is on the dotnet machine image)", e);
+            throw new InvalidOperationException("kubectl not found: these checks render the overlays with `kubectl kustomize` (kubectl is on the dotnet " +
+                "machine image)", e);
         }
         using (process)
         {
