@@ -1,0 +1,35 @@
+namespace DiTServer.Api.Tests;
+
+/// <summary>House rules that hold for every file in the repository, checked so that they keep holding.</summary>
+public class RepositoryRulesTests
+{
+    // .editorconfig sets max_line_length = 160 for *.cs; editors only show it, this test enforces it.
+    private const int MaxLineLength = 160;
+
+    [Fact]
+    public void No_CSharp_line_is_longer_than_160_characters()
+    {
+        var offenders = new List<string>();
+        foreach (var file in SourceFiles())
+        {
+            var lines = File.ReadAllLines(file);
+            for (int i = 0; i < lines.Length; i++)
+            {
+                int length = lines[i].EnumerateRunes().Count();
+                if (length > MaxLineLength)
+                    offenders.Add($"{Path.GetRelativePath(RepositoryPaths.Root, file)}:{i + 1}:{length}");
+            }
+        }
+        Assert.True(offenders.Count == 0,
+            $"{offenders.Count} line(s) longer than {MaxLineLength} characters (file:line:length; first 20):\n" +
+            string.Join("\n", offenders.Take(20)));
+    }
+
+    /// <summary>Every *.cs file under the repository root, except build outputs (any bin or obj folder).</summary>
+    private static IEnumerable<string> SourceFiles() =>
+        Directory.EnumerateFiles(RepositoryPaths.Root, "*.cs", SearchOption.AllDirectories)
+            .Where(f => !Path.GetRelativePath(RepositoryPaths.Root, f)
+                .Split(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar)
+                .Any(segment => segment is "bin" or "obj"))
+            .Order(StringComparer.Ordinal);
+}
