@@ -26,23 +26,9 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
         return client;
     }
 
-    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
-
     private static string Job(string output, long steps, string extra = "") =>
         $$"""{ "dataset": "bands", "output": "{{output}}", "steps": {{steps}}, "batch_size": 8, "checkpoint_every": 0, "log_every": 1, "model": """ +
         $$"""{ "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } {{extra}} }""";
-
-    private static async Task<JsonElement> WaitForState(HttpClient client, string id, params string[] states)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var status = await client.GetFromJsonAsync<JsonElement>($"/v1/admin/training/jobs/{id}");
-            if (states.Contains(status.GetProperty("state").GetString())) return status;
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"job {id}: {status}");
-            await Task.Delay(50);
-        }
-    }
 
     private static async Task<string> Start(HttpClient client, string body)
     {
