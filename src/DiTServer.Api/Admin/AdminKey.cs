@@ -27,9 +27,8 @@ public sealed class AdminKey
     /// <summary>True when the Authorization header is "Bearer &lt;key&gt;" with the configured key.</summary>
     public bool Accepts(string? authorizationHeader)
     {
-        const string scheme = "Bearer ";
-        if (authorizationHeader is null || !authorizationHeader.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)) return false;
-        var presented = SHA256.HashData(Encoding.UTF8.GetBytes(authorizationHeader[scheme.Length..].Trim()));
+        if (Http.BearerToken.From(authorizationHeader) is not { } token) return false;
+        var presented = SHA256.HashData(Encoding.UTF8.GetBytes(token));
         // Comparing hashes of equal length in constant time: no timing signal about the key.
         return CryptographicOperations.FixedTimeEquals(presented, expectedHash);
     }

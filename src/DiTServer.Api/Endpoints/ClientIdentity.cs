@@ -23,10 +23,9 @@ public static class ClientIdentity
     public static string Of(HttpContext http)
     {
         var keys = http.RequestServices.GetService<IOptions<ClientOptions>>()?.Value.ApiKeys;
-        if (keys is { Count: > 0 } && http.Request.Headers.Authorization.ToString() is { } auth
-            && auth.StartsWith("Bearer ", StringComparison.Ordinal))
+        if (keys is { Count: > 0 } && Http.BearerToken.From(http.Request.Headers.Authorization) is { } token)
         {
-            var given = Encoding.UTF8.GetBytes(auth["Bearer ".Length..]);
+            var given = Encoding.UTF8.GetBytes(token);
             foreach (var (name, key) in keys)
                 if (key.Length > 0 && CryptographicOperations.FixedTimeEquals(given, Encoding.UTF8.GetBytes(key)))
                     return $"key:{name}";

@@ -39,7 +39,7 @@ public static class ImagesEndpoints
     }
 
     private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, GenerationEngine engine, IOptions<ServingOptions> serving,
+        HttpContext http, LoadedModel model, GenerationQueue queue, IOptions<ServingOptions> serving,
         ServingMetrics metrics, GenerationMetrics outcomes)
     {
         var o = serving.Value;
