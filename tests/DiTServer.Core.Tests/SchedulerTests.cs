@@ -188,4 +188,91 @@ public class SchedulerTests
         Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(Request("b", 8, steps: 1000)));   // another client; alone larger than the cap
         Assert.Equal(EnqueueResult.ClientLimit, queue.TryEnqueue(Request("b", 1, steps: 1)));
     }
+
+    [Fact]
+    public void A_request_cancelled_in_the_inbox_gives_its_place_back_at_once_and_leaves_at_the_next_drain()
+    {
+        var (scheduler, queue) = Make(capacity: 2);
+        using var cancel = new CancellationTokenSource();
+        var first = Request("a", 1, cancel: cancel.Token);
+        var second = Request("b", 1);
+        Enqueue(queue, first, second);
+        Assert.Equal(EnqueueResult.Full, queue.TryEnqueue(Request("c", 1)));
+        Assert.Equal(2, queue.PositionOf(second));
+
+        cancel.Cancel(); // still in the inbox: no worker has drained it
+        Assert.True(first.Completion.IsCanceled);
+        Assert.Equal(1, queue.Count);
+        Assert.Null(queue.PositionOf(first));
+        Assert.Equal(1, queue.PositionOf(second));
+
+        var plan = scheduler.Schedule(admit: true); // the drain passes it over: it never runs and is not answered twice
+        Assert.Equal([second], plan.Admitted.Select(r => r.Request));
+        Assert.Empty(plan.Ended);
+        Assert.Equal(0, queue.Count);
+    }
+
+    [Fact]
+    public void A_place_freed_in_the_inbox_takes_a_new_request_before_any_worker_drains_it()
+    {
+        var (_, queue) = Make(capacity: 1);
+        using var cancel = new CancellationTokenSource();
+        Enqueue(queue, Request("a", 1, cancel: cancel.Token));
+        cancel.Cancel();
+        var next = Request("b", 1);
+        Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(next)); // the writer drains the dead request out of the bounded inbox
+        Assert.Equal(1, queue.PositionOf(next));
+    }
+
+    [Fact]
+    public void Positions_count_the_older_waiting_requests_across_the_inbox_and_the_client_queues()
+    {
+        var (scheduler, queue) = Make(maxBatchRows: 2, maxRunningRows: 2);
+        var requests = new[] { Request("a", 1), Request("a", 1), Request("b", 1) };
+        Enqueue(queue, requests);
+        scheduler.Schedule(admit: true); // the first runs (the batch holds one guided image); the others are drained
+        Assert.Null(queue.PositionOf(requests[0]));
+        var late = Request("c", 1);
+        Enqueue(queue, late); // still in the inbox
+        Assert.Equal([1L, 2L, 3L], new[] { requests[1], requests[2], late }.Select(r => queue.PositionOf(r) ?? 0));
+    }
+
+    [Fact]
+    public void A_waiting_request_times_out_while_admission_is_paused()
+    {
+        var (scheduler, queue) = Make();
+        var expired = Request("a", 1, timeout: TimeSpan.Zero);
+        Enqueue(queue, expired);
+        Thread.Sleep(1);
+        var plan = scheduler.Schedule(admit: false);
+        Assert.Equal(GenerationFailure.Timeout, Assert.Single(plan.Ended).Error!.Failure);
+        Assert.Equal(0, queue.Count);
+    }
+
+    [Fact]
+    public void A_weight_swap_waits_for_the_running_requests_and_the_queued_ones_run_on_the_new_weights()
+    {
+        var (scheduler, queue) = Make();
+        var log = new List<string>();
+        var swapper = new WeightSwapper((_, description) => log.Add($"swap {description}"), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        Enqueue(queue, Request("a", 1, steps: 2));
+        scheduler.Update(scheduler.Schedule(admit: true), NoFailures);
+
+        var swapped = swapper.Request(new Dictionary<string, TorchSharp.torch.Tensor>(), "new");
+        var queued = Request("b", 1, steps: 1);
+        Enqueue(queue, queued);
+        // The loop's order (EngineCore): a pending swap closes admission while anything runs.
+        Assert.True(swapper.TrySwap(scheduler.Running.Count));
+        var plan = scheduler.Schedule(admit: false);
+        Assert.Empty(plan.Admitted);
+        var done = scheduler.Update(plan, NoFailures);
+        log.Add($"finished {Assert.Single(done).Request.Client}");
+        Assert.False(swapped.IsCompleted);
+
+        Assert.False(swapper.TrySwap(scheduler.Running.Count)); // nothing runs: the swap happens now, then admission resumes
+        Assert.True(swapped.IsCompletedSuccessfully);
+        var after = scheduler.Schedule(admit: true);
+        log.Add($"admitted {Assert.Single(after.Admitted).Request.Client}");
+        Assert.Equal(["finished a", "swap new", "admitted b"], log);
+    }
 }

@@ -36,7 +36,7 @@ public sealed class EngineCore
         this.logger = logger;
         scheduler = new Scheduler(options, queue);
         outputs = new OutputProcessor(runner.Model, observer, logger);
-        swapper = new WeightSwapper(runner, logger);
+        swapper = new WeightSwapper(runner.ReplaceWeights, logger);
         work = queue.Subscribe();
     }
 
@@ -58,9 +58,8 @@ public sealed class EngineCore
     /// active ones run to completion. Call <see cref="Abort"/> when the host's shutdown time is up.</summary>
     public void BeginShutdown()
     {
-        queue.Close();
-        stopAdmitting.Cancel();
-        queue.Wake();
+        queue.Close(); // first: once a worker sees stopAdmitting, nothing new can arrive behind its last drain
+        stopAdmitting.Cancel(); // also ends the worker's wait for work
     }
 
     /// <summary>Fails the requests still running at the next step boundary and ends the loop.</summary>
@@ -115,13 +114,7 @@ public sealed class EngineCore
         }
         finally
         {
-            var reason = abort.IsCancellationRequested ? "the server shut down before this request finished" : "the generation worker stopped";
-            foreach (var run in scheduler.Running.ToList())
-            {
-                scheduler.Remove(run);
-                End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.ShuttingDown, reason))]);
-            }
-            End(scheduler.DrainQueue());
+            End(scheduler.EndAll(abort.IsCancellationRequested ? "the server shut down before this request finished" : "the generation worker stopped"));
             Publish();
             swapper.Cancel();
             finished.TrySetResult();
@@ -132,19 +125,16 @@ public sealed class EngineCore
     private bool WarmUp()
     {
         var sw = Stopwatch.StartNew();
-        try
-        {
-            bool ok = runner.WarmUp();
-            if (ok) logger.LogInformation("Warm-up generation on {Device} finished in {Elapsed:F0} ms; ready", Label, sw.Elapsed.TotalMilliseconds);
-            else logger.LogError("Warm-up generation on {Device} produced NaN or infinity; the server stays not ready", Label);
-            return ok;
-        }
+        string? problem;
+        try { problem = runner.WarmUp() ? null : "produced NaN or infinity"; }
         catch (Exception e)
         {
             observer.WorkerError();
-            logger.LogError("Warm-up generation on {Device} failed: {Error}; the server stays not ready", Label, e.Message);
-            return false;
+            problem = $"failed: {e.Message}";
         }
+        if (problem is null) logger.LogInformation("Warm-up generation on {Device} finished in {Elapsed:F0} ms; ready", Label, sw.Elapsed.TotalMilliseconds);
+        else logger.LogError("Warm-up generation on {Device} {Problem}; the server stays not ready", Label, problem);
+        return problem is null;
     }
 
     private void StartRun(ScheduledRun run)
@@ -157,12 +147,9 @@ public sealed class EngineCore
         catch (Exception e)
         {
             scheduler.Remove(run);
-            Fail(run, "generation failed", e);
+            End([EndedRequest.Failed(run, "generation failed", e)]);
         }
     }
-
-    private void Fail(ScheduledRun run, string what, Exception e) =>
-        End([new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.Error, $"{what}: {e.Message}", e))]);
 
     /// <summary>One forward over the plan's batch, then the scheduler's bookkeeping, previews, progress and decoding.</summary>
     private void Step(SchedulerOutput plan)
@@ -177,28 +164,20 @@ public sealed class EngineCore
         if (scheduler.Running.Count > batch.Count) observer.Paused(scheduler.Running.Count - batch.Count);
         stats.Forward(batch.Count);
         var done = scheduler.Update(plan, failed);
-        foreach (var (run, error) in failed) Fail(run, "generation failed", error);
+        End(failed.Select(f => EndedRequest.Failed(f.Key, "generation failed", f.Value)).ToList());
         foreach (var run in batch.Where(r => !failed.ContainsKey(r)))
         {
             outputs.Progress(run);
             if (previewing.Contains(run)) outputs.Preview(run, () => runner.Preview(run.Sampling!, run.Request.Preview!.MaxSide));
         }
-        Decode(done);
-        Publish();
-    }
-
-    /// <summary>Decodes the runs that finished this step and hands their pixels to the output processor; a run that
-    /// cannot be decoded fails alone.</summary>
-    private void Decode(IReadOnlyList<ScheduledRun> done)
-    {
-        if (done.Count == 0) return;
-        var decoded = runner.DecodeEach(done.Select(r => r.Sampling!).ToList());
-        for (int i = 0; i < done.Count; i++)
+        if (done.Count > 0)
         {
-            done[i].Release();
-            if (decoded[i].Pixels is { } images) outputs.Succeed(done[i], images);
-            else Fail(done[i], "decoding failed", decoded[i].Error!);
+            // Decoded together, released here (their tensors are this thread's), encoded and answered by the output processor.
+            var decoded = runner.DecodeEach(done.Select(r => r.Sampling!).ToList());
+            foreach (var run in done) run.Release();
+            outputs.Finished(done, decoded);
         }
+        Publish();
     }
 
     /// <summary>Answers requests that leave without a result and frees their runner state.</summary>

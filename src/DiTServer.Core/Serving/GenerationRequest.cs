@@ -36,7 +36,10 @@ public sealed class GenerationRequest
     /// <summary>Optional: low-resolution previews every k steps (see <see cref="PreviewRequest"/>). Null for none.</summary>
     public PreviewRequest? Preview { get; init; }
 
-    /// <summary>Its place in <see cref="GenerationQueue"/> while it waits (guarded by the queue's lock).</summary>
+    // The rest is guarded by GenerationQueue's lock: where the request is, its order of arrival, and its node in its
+    // client's queue while it waits there.
+    internal QueueState QueueState { get; set; }
+    internal long Sequence { get; set; }
     internal LinkedListNode<GenerationRequest>? QueueNode { get; set; }
     /// <summary>Takes it out of the queue when <see cref="Cancellation"/> fires while it waits.</summary>
     internal CancellationTokenRegistration QueueExit { get; set; }

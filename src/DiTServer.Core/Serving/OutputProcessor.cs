@@ -68,6 +68,16 @@ public sealed class OutputProcessor(LoadedModel model, IServingObserver observer
         }, TaskScheduler.Default);
     }
 
+    /// <summary>Runs that finished this step, with their decoded pixels or why decoding failed (each fails alone).</summary>
+    public void Finished(IReadOnlyList<ScheduledRun> done, IReadOnlyList<(byte[][]? Pixels, Exception? Error)> decoded)
+    {
+        for (int i = 0; i < done.Count; i++)
+        {
+            if (decoded[i].Pixels is { } images) Succeed(done[i], images);
+            else End(EndedRequest.Failed(done[i], "decoding failed", decoded[i].Error!));
+        }
+    }
+
     /// <summary>Encodes a finished run's images (HWC bytes) after its previews, and completes its task.</summary>
     public void Succeed(ScheduledRun run, byte[][] hwc)
     {

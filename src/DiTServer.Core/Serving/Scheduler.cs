@@ -5,6 +5,8 @@ namespace DiTServer.Core.Serving;
 /// <summary>Decides what runs: which queued requests are admitted, which running ones take part in each forward, and
 /// which leave (client gone, time up, done). It owns the running set and never touches tensors (vLLM's scheduler).</summary>
 /// <remarks>
+/// <para>Requests arrive through <see cref="GenerationQueue"/>'s channel inbox, drained at every step into per-client
+/// queues.</para>
 /// <para>Costs are rows as the forward sees them: two per guided image.</para>
 /// <para>Fairness between clients (<see cref="GenerationRequest.Client"/>) at two points:</para>
 /// <list type="bullet">
@@ -29,13 +31,17 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
     public IReadOnlyList<ScheduledRun> Running => running;
     public int RunningRows => running.Sum(r => r.Rows);
 
-    /// <summary>Plans one engine step.</summary>
-    /// <param name="admit">False while admission is paused (shutdown, weight swap): nothing leaves the queue.</param>
+    /// <summary>Plans one engine step: drains the inbox into the client queues, lets go of what left or timed out, admits,
+    /// and picks the runs of the next forward.</summary>
+    /// <param name="admit">False while admission is paused (shutdown, weight swap): queued requests wait, unless their
+    /// time runs out.</param>
     public SchedulerOutput Schedule(bool admit)
     {
         var ended = new List<EndedRequest>();
+        queue.Drain();
         DropLeft(ended);
-        var admitted = admit ? Admit(ended) : [];
+        ExpireWaiting(ended);
+        var admitted = admit ? Admit() : [];
         return new SchedulerOutput(admitted, ended, Pick());
     }
 
@@ -68,15 +74,20 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
         if (!running.Any(r => r.Client == run.Client)) served.Remove(run.Client);
     }
 
-    /// <summary>Shutdown: every queued request leaves (cancelled, timed out, or refused because the server stops).</summary>
-    public IReadOnlyList<EndedRequest> DrainQueue()
+    /// <summary>The loop is ending: every running request leaves with <paramref name="reason"/>, then every queued one
+    /// (<see cref="DrainQueue"/>).</summary>
+    public IReadOnlyList<EndedRequest> EndAll(string reason)
     {
-        var ended = new List<EndedRequest>();
-        while (queue.TryRead(out var request))
-            ended.Add(EndIfLeft(request) ?? new EndedRequest(request, null,
-                new GenerationException(GenerationFailure.ShuttingDown, "the server is shutting down; the request was not started")));
-        return ended;
+        var ended = running.Select(run => new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.ShuttingDown, reason))).ToList();
+        running.Clear();
+        served.Clear();
+        return [.. ended, .. DrainQueue()];
     }
+
+    /// <summary>Shutdown: every queued request leaves (cancelled, timed out, or refused because the server stops).</summary>
+    public IReadOnlyList<EndedRequest> DrainQueue() =>
+        queue.TakeAll().Select(request => EndIfLeft(request) ?? new EndedRequest(request, null,
+            new GenerationException(GenerationFailure.ShuttingDown, "the server is shutting down; the request was not started"))).ToList();
 
     /// <summary>Running requests whose client left or whose time ran out leave before the next forward.</summary>
     private void DropLeft(List<EndedRequest> ended)
@@ -94,7 +105,14 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
         }
     }
 
-    private List<ScheduledRun> Admit(List<EndedRequest> ended)
+    /// <summary>Waiting requests whose time ran out (or whose client is leaving) leave their queue, admitted or not.</summary>
+    private void ExpireWaiting(List<EndedRequest> ended)
+    {
+        foreach (var request in queue.Waiting())
+            if (EndIfLeft(request) is { } end && queue.TryRemove(request)) ended.Add(end);
+    }
+
+    private List<ScheduledRun> Admit()
     {
         var admitted = new List<ScheduledRun>();
         if (Mode == BatchingMode.Request && running.Count > 0) return admitted;
@@ -104,20 +122,9 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
         while (true)
         {
             // The oldest request of each client, least-running client first, then oldest first.
-            var heads = new List<GenerationRequest>();
-            var seen = new HashSet<string>();
-            foreach (var request in queue.Waiting())
-            {
-                if (EndIfLeft(request) is { } end)
-                {
-                    if (queue.TryRemove(request)) ended.Add(end);
-                    continue;
-                }
-                if (seen.Add(request.Client)) heads.Add(request);
-            }
-            var next = heads
+            var next = queue.Heads()
                 .Where(r => perClient.GetValueOrDefault(r.Client) + r.Parameters.RowsPerStep <= options.MaxBatchRows)
-                .OrderBy(r => perClient.GetValueOrDefault(r.Client)).ThenBy(r => r.EnqueuedAt)
+                .OrderBy(r => perClient.GetValueOrDefault(r.Client)).ThenBy(r => r.Sequence)
                 .FirstOrDefault();
             if (next is null || rows + next.Parameters.RowsPerStep > budget) return admitted;
             if (!queue.TryRemove(next)) continue; // its client left since the look: look again

@@ -16,11 +16,9 @@ public sealed record SchedulerOutput(
 }
 
 /// <summary>A request leaving without a result: <see cref="Run"/> is set when it had been admitted.</summary>
-public sealed record EndedRequest(GenerationRequest Request, ScheduledRun? Run, GenerationException? Error);
-
-/// <summary>What the runner reports back for one step: the runs that failed (with the reason) and the runs that are
-/// done. Every other run of the batch advanced one step.</summary>
-public sealed record StepOutcome(IReadOnlyDictionary<ScheduledRun, Exception> Failed, IReadOnlySet<ScheduledRun> Finished)
+public sealed record EndedRequest(GenerationRequest Request, ScheduledRun? Run, GenerationException? Error)
 {
-    public static StepOutcome AllAdvanced { get; } = new(new Dictionary<ScheduledRun, Exception>(), new HashSet<ScheduledRun>());
+    /// <summary>An admitted run that failed in the model's code (<paramref name="what"/>: "generation failed", "decoding failed").</summary>
+    public static EndedRequest Failed(ScheduledRun run, string what, Exception e) =>
+        new(run.Request, run, new GenerationException(GenerationFailure.Error, $"{what}: {e.Message}", e));
 }

@@ -6,7 +6,9 @@ namespace DiTServer.Core.Serving;
 /// <summary>Hot weight swap for one engine: serves new weights for the same architecture without failing anyone.</summary>
 /// <remarks>Admission pauses, the requests already running finish on the old weights, then the worker copies the new
 /// ones in (strictly: same keys and shapes) and admission resumes. Queued requests wait meanwhile.</remarks>
-public sealed class WeightSwapper(ModelRunner runner, ILogger logger)
+/// <param name="replace">Copies the weights in (<see cref="ModelRunner.ReplaceWeights"/>); a delegate so that the
+/// ordering can be tested without a model.</param>
+public sealed class WeightSwapper(Action<IReadOnlyDictionary<string, Tensor>, string> replace, ILogger logger)
 {
     private readonly Lock gate = new();
     private Swap? pending;
@@ -39,7 +41,7 @@ public sealed class WeightSwapper(ModelRunner runner, ILogger logger)
         if (running > 0) return true;
         try
         {
-            runner.ReplaceWeights(swap.Weights, swap.Description);
+            replace(swap.Weights, swap.Description);
             logger.LogInformation("Now serving {Weights}", swap.Description);
             swap.Done.TrySetResult();
         }
