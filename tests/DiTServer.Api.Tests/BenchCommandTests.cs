@@ -30,6 +30,20 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
+    public async Task Every_benchmark_answers_help()
+    {
+        // Before: the commands had two parents (a "bench" command and the root), and --help on any of them was an error.
+        foreach (var command in BenchProgram.Root(TextWriter.Null, TextWriter.Null).Subcommands.Select(c => c.Name))
+        {
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            Assert.Equal(0, await BenchProgram.RunAsync(["bench", command, "--help"], stdout, stderr));
+            Assert.Contains("Usage:", stdout.ToString());
+            Assert.Equal("", stderr.ToString());
+        }
+    }
+
+    [Fact]
     public void Forward_flops_follow_the_architecture_and_match_the_paper_for_xl2()
     {
         // The paper's Table 4 (fvcore, multiply-adds): DiT-XL/2 118.6, DiT-S/8 0.36 Gflops at 256 px.

@@ -7,14 +7,16 @@ using static TorchSharp.torch;
 
 namespace DiTServer.Bench;
 
-/// <summary><c>bench forward</c>: DiT forward latency with random weights, and the GFLOP/s it implies.</summary>
+/// <summary>Every benchmark command; <c>bench forward</c> (DiT forward latency with random weights, and the GFLOP/s it
+/// implies) and <c>bench sgemm</c> are defined here.</summary>
 public static class BenchCommand
 {
-    public static Command Create(TextWriter stdout, TextWriter stderr)
+    /// <summary>The commands, each added to one parent only (the program's root), so the root's --help reaches them.</summary>
+    public static IReadOnlyList<Command> Create(TextWriter stdout, TextWriter stderr)
     {
         var arch = new Option<string>("--arch") { Description = "DiT preset", DefaultValueFactory = _ => "DiT-XL/2" };
         var imageSize = new Option<int>("--image-size") { Description = "Image size in pixels (latent = size/8)", DefaultValueFactory = _ => 256 };
-        var batches = new Option<string>("--batch") { Description = "Comma-separated batch sizes", DefaultValueFactory = _ => "2,8" };
+        var batches = ListOption.Create("--batch", "Batch sizes", "2,8", ListOption.BatchSize);
         var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 1 };
         var iters = new Option<int>("--iters") { Description = "Timed runs per batch size (median reported)", DefaultValueFactory = _ => 3 };
         var gflops = new Option<double?>("--gflops-per-image")
@@ -38,7 +40,7 @@ public static class BenchCommand
             int size = parse.GetValue(imageSize);
             if (size <= 0 || size % 8 != 0) throw new UsageException("--image-size must be a positive multiple of 8");
             var config = DiTConfig.FromPreset(parse.GetValue(arch)!) with { InputSize = size / 8 };
-            var sizes = ParseBatchSizes(parse.GetValue(batches)!);
+            var sizes = parse.GetValue(batches)!;
             int nWarm = parse.GetValue(warmup), nIter = Math.Max(1, parse.GetValue(iters));
             // Counted from the architecture: a fixed XL/2 figure made DiT-S/8 report 12,629 "GFLOP/s".
             double perImage = parse.GetValue(gflops) ?? Evidence.PeakBenchmark.ForwardFlops(config) / 2 / 1e9;
@@ -74,31 +76,10 @@ public static class BenchCommand
             }
             return CommandLine.ExitOk;
         }));
-        var bench = new Command("bench", "Benchmarks and reliability runs (programs, not tests)") { forward, CreateSgemm(stdout, stderr),
-            GenerateBenchmark.Create(stdout, stderr), ServeBenchmark.Create(stdout, stderr) };
-        foreach (var c in Evidence.EvidenceCommands.Create(stdout, stderr)) bench.Subcommands.Add(c);
-        return bench;
+        return [forward, CreateSgemm(stdout, stderr), GenerateBenchmark.Create(stdout, stderr), ServeBenchmark.Create(stdout, stderr),
+            .. Evidence.EvidenceCommands.Create(stdout, stderr)];
     }
 
-    /// <summary>"1,2,8" → batch sizes, each positive.</summary>
-    internal static int[] ParseBatchSizes(string value) =>
-        ParseList(value, s => int.TryParse(s, out var b) && b > 0 ? b : throw new UsageException($"bad batch size '{s}'"));
-
-    internal static T[] ParseList<T>(string value, Func<string, T> parse) =>
-        value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(parse).ToArray();
-
-    /// <summary>"2,3.5" → numbers in [min, max]; anything else is a usage error naming the option (exit 2, one line),
-    /// never a FormatException.</summary>
-    internal static double[] ParseNumbers(string value, string option, double min, double max)
-    {
-        var numbers = ParseList(value, s =>
-            double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v)
-                ? v >= min && v <= max ? v
-                    : throw new UsageException(
-                        $"{option}: {s} is outside {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}")
-                : throw new UsageException($"{option}: '{s}' is not a number (expected a comma-separated list such as 2,4,8)"));
-        return numbers.Length > 0 ? numbers : throw new UsageException($"{option} is empty");
-    }
 
     /// <summary><c>bench sgemm</c>: the float32 matmul rate libtorch reaches here, the ceiling for a DiT forward.</summary>
     private static Command CreateSgemm(TextWriter stdout, TextWriter stderr)

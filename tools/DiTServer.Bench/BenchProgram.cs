@@ -30,7 +30,7 @@ public static class BenchProgram
     public static RootCommand Root(TextWriter stdout, TextWriter stderr)
     {
         var root = new RootCommand("DiTServer benchmarks and reliability runs (programs, not tests)");
-        foreach (var command in BenchCommand.Create(stdout, stderr).Subcommands) root.Subcommands.Add(command);
+        foreach (var command in BenchCommand.Create(stdout, stderr)) root.Subcommands.Add(command);
         return root;
     }
 }

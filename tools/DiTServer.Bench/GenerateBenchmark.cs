@@ -24,8 +24,8 @@ public static class GenerateBenchmark
         var imageSize = new Option<int>("--image-size") { Description = "Image size in pixels (latent = size/8 with the VAE)", DefaultValueFactory = _ => 256 };
         var samplerOptions = new SamplerCliOptions("ddim");
         var cfg = new Option<double>("--cfg") { DefaultValueFactory = _ => 4.0 };
-        var batches = new Option<string>("--batch") { Description = "Comma-separated images per generation", DefaultValueFactory = _ => "1,2,4,8,16,32,64" };
-        var precisions = new Option<string>("--precision") { Description = "Comma-separated: fp32, tf32, bf16", DefaultValueFactory = _ => "fp32" };
+        var batches = ListOption.Create("--batch", "Images per generation", "1,2,4,8,16,32,64", ListOption.BatchSize);
+        var precisions = ListOption.Create("--precision", "fp32, tf32 (CUDA), bf16", "fp32", s => s);
         var iters = new Option<int>("--iters") { Description = "Timed generations per point (median reported)", DefaultValueFactory = _ => 1 };
         var device = new Option<string>("--device") { DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads");
@@ -42,8 +42,8 @@ public static class GenerateBenchmark
             int size = parse.GetValue(imageSize);
             string preset = parse.GetValue(arch)!;
             var options = samplerOptions.Read(parse, new SamplingOptions { CfgScale = parse.GetValue(cfg), Seed = 0 });
-            var sizes = BenchCommand.ParseBatchSizes(parse.GetValue(batches)!);
-            var modes = BenchCommand.ParseList(parse.GetValue(precisions)!, s => DeviceOption.ParsePrecision(s, dev));
+            var sizes = parse.GetValue(batches)!;
+            var modes = parse.GetValue(precisions)!.Select(s => DeviceOption.ParsePrecision(s, dev)).ToArray(); // by device: after parsing
             int nIter = Math.Max(1, parse.GetValue(iters));
 
             bool header = false;

@@ -18,11 +18,11 @@ public static class LoadBenchmark
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var source = new BenchModelOptions();
-        var rates = new Option<string>("--rates") { Description = "Offered loads in requests/s", DefaultValueFactory = _ => "2,4,8" };
+        var rates = ListOption.Create("--rates", "Offered loads in requests/s", "2,4,8", ListOption.Number("--rates", 1e-9, 1e6));
         var requests = new Option<int>("--requests") { Description = "Requests per rate and batching mode", DefaultValueFactory = _ => 60 };
-        var steps = new Option<string>("--steps") { Description = "Step counts, drawn uniformly", DefaultValueFactory = _ => "4,20,100" };
-        var mix = new Option<string?>("--mix") { Description = "Sampler:steps pairs drawn uniformly instead of --steps, e.g. ddpm:50,dpmpp_2m:10" };
-        var cfgs = new Option<string>("--cfg") { Description = "Guidance scales, drawn uniformly", DefaultValueFactory = _ => "1,4" };
+        var steps = ListOption.Create("--steps", "Step counts, drawn uniformly", "4,20,100", StepCount);
+        var mix = ListOption.Optional("--mix", "Sampler:steps pairs drawn uniformly instead of --steps, e.g. ddpm:50,dpmpp_2m:10", MixItem);
+        var cfgs = ListOption.Create("--cfg", "Guidance scales, drawn uniformly", "1,4", ListOption.Number("--cfg", 1, 20));
         var maxRows = new Option<int>("--max-batch-rows") { DefaultValueFactory = _ => 32 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var csv = new Option<string?>("--csv") { Description = "Write the results here as CSV" };
@@ -34,13 +34,10 @@ public static class LoadBenchmark
         source.AddTo(command);
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
-            // The lists first: a typo is a one-line usage error (exit 2) before any model is loaded.
-            var rateList = BenchCommand.ParseNumbers(parse.GetValue(rates)!, "--rates", 1e-9, 1e6);
-            var stepValues = BenchCommand.ParseNumbers(parse.GetValue(steps)!, "--steps", 1, 1000);
-            if (stepValues.Any(v => v != Math.Floor(v))) throw new UsageException("--steps takes whole numbers");
-            var kinds = parse.GetValue(mix) is { } m ? ParseMix(m) : stepValues.Select(v => (Sampler: SamplerKind.Ddpm, Steps: (int)v)).ToArray();
+            var rateList = parse.GetValue(rates)!;
+            var kinds = parse.GetValue(mix) ?? parse.GetValue(steps)!.Select(n => (Sampler: SamplerKind.Ddpm, Steps: n)).ToArray();
             var stepList = kinds.Select(k => k.Steps).ToArray();
-            var cfgList = BenchCommand.ParseNumbers(parse.GetValue(cfgs)!, "--cfg", 1, 20);
+            var cfgList = parse.GetValue(cfgs)!;
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             if (parse.GetValue(engines) is < 1 or > 64) throw new UsageException("--engines must be in 1..64");
             using var loaded = source.Load(parse);
@@ -136,9 +133,15 @@ public static class LoadBenchmark
         return (results.Select(r => r.Total).ToArray(), wall);
     }
 
-    /// <summary>"ddpm:50,dpmpp_2m:10" → (sampler, steps) pairs, each checked as a request would be.</summary>
-    private static (SamplerKind Sampler, int Steps)[] ParseMix(string text) =>
-        text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(part =>
+    /// <summary>A step count of --steps: a whole number in 1..1000.</summary>
+    private static int StepCount(string s)
+    {
+        double v = ListOption.Number("--steps", 1, 1000)(s);
+        return v == Math.Floor(v) ? (int)v : throw new UsageException("--steps takes whole numbers");
+    }
+
+    /// <summary>"ddpm:50" → (sampler, steps), checked as a request would be.</summary>
+    private static (SamplerKind Sampler, int Steps) MixItem(string part)
     {
         var pieces = part.Split(':');
         if (pieces.Length != 2 || !int.TryParse(pieces[1], NumberStyles.None, CultureInfo.InvariantCulture, out var n))
@@ -146,7 +149,7 @@ public static class LoadBenchmark
         var kind = SampleCommand.ParseSampler(pieces[0]);
         SampleCommand.ValidateOptions(new SamplingOptions { Sampler = kind, Steps = n });
         return (kind, n);
-    }).ToArray() is { Length: > 0 } pairs ? pairs : throw new UsageException("--mix is empty");
+    }
 
     /// <summary>Nearest-rank percentile.</summary>
     private static double P(List<double> values, int percentile)

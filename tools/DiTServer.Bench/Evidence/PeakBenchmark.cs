@@ -18,8 +18,8 @@ public static class PeakBenchmark
 
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var xlBatch = new Option<string>("--xl-batch") { Description = "DiT-XL/2 at 256 batch sizes (empty: skip)", DefaultValueFactory = _ => "1,2,8" };
-        var demoBatch = new Option<string>("--demo-batch") { DefaultValueFactory = _ => "1,2,8,16,64" };
+        var xlBatch = ListOption.Create("--xl-batch", "DiT-XL/2 at 256 batch sizes (empty: skip)", "1,2,8", ListOption.BatchSize, allowEmpty: true);
+        var demoBatch = ListOption.Create("--demo-batch", "Demo-size batch sizes (empty: skip)", "1,2,8,16,64", ListOption.BatchSize, allowEmpty: true);
         var iters = new Option<int>("--iters") { Description = "Timed forwards per batch (median); one warm-up per model", DefaultValueFactory = _ => 2 };
         var threads = new Option<int?>("--threads");
         var profile = new Option<int>("--profile-batch") { Description = "Also time each op of one XL/2 block at this batch (0: skip)",
@@ -32,8 +32,8 @@ public static class PeakBenchmark
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             int n = Math.Max(1, parse.GetValue(iters));
-            var xl = Batches(parse.GetValue(xlBatch)!);
-            var demo = Batches(parse.GetValue(demoBatch)!);
+            var xl = parse.GetValue(xlBatch)!;
+            var demo = parse.GetValue(demoBatch)!;
             int profileBatch = parse.GetValue(profile), compareBatch = parse.GetValue(compare);
             // A fresh thread, like the server's worker: the main thread's OpenMP team spin-waits on a busy machine (docs/server.md).
             Exception? error = null;
@@ -53,8 +53,6 @@ public static class PeakBenchmark
         }));
         return command;
     }
-
-    private static int[] Batches(string text) => BenchCommand.ParseBatchSizes(text);
 
     private static void Run(TextWriter stdout, int iters, int[] xl, int[] demo, int profileBatch)
     {
