@@ -103,4 +103,38 @@ public class MixedSamplerBatchTests
             Assert.Empty(runner.Step([run]));
         }
     }
+
+    [Fact]
+    public void Each_forward_counts_the_rows_it_ran_across_a_guidance_interval_edge()
+    {
+        // A 2-image guided run outside [0, 500] for its first steps: 2 rows then, 4 rows inside. The scheduler plans 4 rows
+        // (it has no sampler state yet), the runner makes each forward's count exact, and fair sharing counts those rows
+        // rather than the next step's.
+        using var loaded = LoadedModel.Load(Fixtures.PathOf("dit-tiny"));
+        var runner = new ModelRunner(loaded);
+        var serving = new ServingOptions();
+        var queue = new GenerationQueue(serving);
+        var scheduler = new Scheduler(serving, queue);
+        var options = new SamplingOptions { Steps = 6, CfgScale = 4, Seed = 1, GuidanceInterval = new GuidanceInterval(0, 500) };
+        Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(new GenerationRequest("r", new GenerationParameters(1, 2, options), TimeSpan.FromHours(1),
+            CancellationToken.None)));
+        var ran = new List<(int Planned, int Ran, bool Guided)>();
+        while (true)
+        {
+            var plan = scheduler.Schedule(admit: true);
+            if (plan.Batch.Count == 0) break;
+            foreach (var admitted in plan.Admitted) admitted.Sampling = runner.Start(admitted.Request.Parameters);
+            var run = plan.Batch.Single();
+            int planned = plan.BatchRows;
+            bool guided = run.Sampling!.CfgScaleThisStep != 1;
+            Assert.Empty(runner.Execute(plan.Batch, new HashSet<ScheduledRun>()));
+            ran.Add((planned, plan.BatchRows, guided));
+            foreach (var done in scheduler.Update(plan, new Dictionary<ScheduledRun, Exception>())) done.Release();
+        }
+        Assert.Equal(6, ran.Count);
+        Assert.Equal(4, ran[0].Planned); // admission counts the full rows
+        Assert.All(ran, r => Assert.Equal(r.Guided ? 4 : 2, r.Ran));
+        Assert.Contains(ran, r => r.Guided);
+        Assert.Contains(ran, r => !r.Guided);
+    }
 }

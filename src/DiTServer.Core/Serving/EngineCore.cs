@@ -157,10 +157,9 @@ public sealed class EngineCore
         var batch = plan.Batch;
         // Runs for which this step is a preview step keep its x̂₀ (the sampler computes it anyway).
         var previewing = batch.Where(r => r.Request.Preview is { } p && p.Wants(r.StepsDone + 1, r.TotalSteps)).ToHashSet();
-        int rows = plan.BatchRows; // before the runs advance: a guidance interval changes the next step's rows
         var sw = Stopwatch.StartNew();
         var failed = runner.Execute(batch, previewing);
-        observer.Forward(rows, batch.Count, sw.Elapsed);
+        observer.Forward(plan.BatchRows, batch.Count, sw.Elapsed);
         if (scheduler.Running.Count > batch.Count) observer.Paused(scheduler.Running.Count - batch.Count);
         stats.Forward(batch.Count);
         var done = scheduler.Update(plan, failed);

@@ -104,6 +104,7 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     public Dictionary<ScheduledRun, Exception> Execute(IReadOnlyList<ScheduledRun> batch, IReadOnlySet<ScheduledRun> previewing)
     {
         var byRun = batch.ToDictionary(r => r.Sampling!);
+        foreach (var run in batch) run.LastStepRows = run.StepRows; // before the step: it moves a run across guidance-interval edges
         var failed = Step(byRun.Keys.ToList(), previewing.Select(r => r.Sampling!).ToHashSet());
         return failed.ToDictionary(f => byRun[f.Run], f => f.Error);
     }

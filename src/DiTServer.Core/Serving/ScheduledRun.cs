@@ -20,6 +20,9 @@ public sealed class ScheduledRun
     /// <summary>Rows it adds to the next forward: fewer than <see cref="Rows"/> while a guided run is outside its
     /// guidance interval (one unguided row per image). Admission counts <see cref="Rows"/>, each forward this.</summary>
     public int StepRows => Sampling is { Done: false } sampling ? sampling.RowsThisStep : Rows;
+    /// <summary>Rows of its latest forward, which fair sharing counts: the scheduler's plan (<see cref="StepRows"/> when
+    /// picked), made exact by the runner just before the forward (a run admitted this step has no sampler state at planning).</summary>
+    public int LastStepRows { get; internal set; }
     public int TotalSteps => Request.Parameters.Sampling.Steps;
     /// <summary>Steps done, counted by the scheduler from the runner's outcomes.</summary>
     public int StepsDone { get; internal set; }

@@ -57,7 +57,7 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
         {
             if (failed.ContainsKey(run)) { Remove(run); continue; }
             run.StepsDone++;
-            served[run.Client] = served.GetValueOrDefault(run.Client) + run.StepRows;
+            served[run.Client] = served.GetValueOrDefault(run.Client) + run.LastStepRows;
             if (run.StepsDone >= run.TotalSteps)
             {
                 Remove(run);
@@ -157,6 +157,7 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
                 if (fit is null) continue;
                 runs.Remove(fit);
                 picked.Add(fit);
+                fit.LastStepRows = fit.StepRows;
                 rows += fit.StepRows;
                 progress = true;
             }

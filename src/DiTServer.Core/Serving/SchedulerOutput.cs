@@ -11,8 +11,8 @@ public sealed record SchedulerOutput(
     IReadOnlyList<EndedRequest> Ended,
     IReadOnlyList<ScheduledRun> Batch)
 {
-    /// <summary>Rows of this step's forward (guidance intervals included); read it before the runs advance.</summary>
-    public int BatchRows => Batch.Sum(r => r.StepRows);
+    /// <summary>Rows of this step's forward (guidance intervals included), as planned or, once the runner has run it, as run.</summary>
+    public int BatchRows => Batch.Sum(r => r.LastStepRows);
 }
 
 /// <summary>A request leaving without a result: <see cref="Run"/> is set when it had been admitted.</summary>
