@@ -1,9 +1,12 @@
 using System.ComponentModel;
+using System.Globalization;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace DiTServer.Api.Endpoints;
 
-/// <summary>The body of <c>POST /v1/images</c> as documented in Swagger; <see cref="ImageRequestParser"/> reads it field by field.</summary>
+/// <summary>The body of <c>POST /v1/images</c>: System.Text.Json reads it (<see cref="JsonContract{T}"/>),
+/// <see cref="ImageRequestValidator"/> checks it, and Swagger documents it.</summary>
 public record ImageRequest
 {
     /// <summary>The OpenAPI example, which Swagger's "Try it out" sends unchanged.</summary>
@@ -22,7 +25,8 @@ public record ImageRequest
     ];
 
     [JsonPropertyName("class_label"), Description("Class index (0..num_classes-1) or class name; required")]
-    public required object ClassLabel { get; init; }
+    [JsonConverter(typeof(ClassLabelJson))]
+    public required string? ClassLabel { get; init; }
     [JsonPropertyName("num_images"), Description("1..Serving:MaxImagesPerRequest; default 1")]
     public int? NumImages { get; init; }
     [JsonPropertyName("steps"), Description("Sampling steps (model calls) 1..1000; default per sampler (GET /v1/models: samplers[].default_steps)")]
@@ -51,13 +55,29 @@ public record ImageRequest
     public bool? Thresholding { get; init; }
 }
 
-/// <summary>The body of <c>POST /v1/jobs</c> as documented in OpenAPI: the images body plus <c>preview_every</c>;
-/// <see cref="Jobs.JobRequestParser"/> reads it.</summary>
+/// <summary>The body of <c>POST /v1/jobs</c>: the images body plus <c>preview_every</c>, checked by
+/// <see cref="Jobs.JobRequestValidator"/>.</summary>
 public sealed record JobRequest : ImageRequest
 {
     public new const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "preview_every": 10}""";
 
-    [JsonPropertyName("preview_every"),
+    /// <remarks>Ordered after the images fields (System.Text.Json puts a derived record's own properties first), so the
+    /// list of fields in an error message reads as the images body plus this.</remarks>
+    [JsonPropertyName("preview_every"), JsonPropertyOrder(1),
         Description("0 or absent: no previews; k in 1..steps: a preview event with small PNGs after every k-th step but the last")]
     public int? PreviewEvery { get; init; }
+}
+
+/// <summary>A class label as sent: a class name, or an integer class index (read as its decimal text, which
+/// <see cref="DiTServer.Core.Model.ClassNames.TryResolve"/> takes as an index); any other value is not a class label.</summary>
+public sealed class ClassLabelJson : JsonConverter<string>
+{
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch
+    {
+        JsonTokenType.String => reader.GetString(),
+        JsonTokenType.Number when reader.TryGetInt32(out var index) => index.ToString(CultureInfo.InvariantCulture),
+        _ => throw new JsonException("a class label is a class name or an integer class index"),
+    };
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteStringValue(value);
 }

@@ -1,34 +1,28 @@
 using System.ComponentModel;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace DiTServer.Api.Endpoints;
 
-/// <summary>The body of <c>POST /v1/images/generations</c> as documented in OpenAPI; <see cref="OpenAIImageRequestParser"/>
-/// reads it field by field so that every mistake is named in OpenAI's error object.</summary>
+/// <summary>The body of <c>POST /v1/images/generations</c> (OpenAI's image API): System.Text.Json reads it
+/// (<see cref="JsonContract{T}"/>), <see cref="OpenAIImageRequestParser"/> checks it, and Swagger documents it.</summary>
+/// <remarks>Four kinds of field: OpenAI's that we honour (<c>prompt</c> = class name or index, <c>n</c>, <c>size</c>,
+/// <c>response_format</c>); our extras, the options of <c>POST /v1/images</c>; OpenAI's that its clients send and that
+/// change nothing here, accepted with any value and ignored (<see cref="IgnoredJson"/>); and gpt-image-1's with one value
+/// we honour (PNG, opaque), any other value refused by name rather than silently giving the client something it did not
+/// ask for. The list of fields in an error message follows this order.</remarks>
 public sealed record OpenAIImageRequest
 {
     [JsonPropertyName("prompt"), Description("A class name or index (see GET /v1/classes); required")]
-    public required string Prompt { get; init; }
+    [JsonConverter(typeof(ClassLabelJson))]
+    public required string? Prompt { get; init; }
     [JsonPropertyName("n"), Description("Number of images, 1..Serving:MaxImagesPerRequest; default 1")]
     public int? N { get; init; }
     [JsonPropertyName("size"), Description("Must be the model's resolution, e.g. \"256x256\" (GET /v1/models: image_size)")]
     public string? Size { get; init; }
     [JsonPropertyName("response_format"), Description("b64_json (default) or url (a /v1/jobs/{id}/result?index=i URL per image)")]
     public string? ResponseFormat { get; init; }
-    [JsonPropertyName("model"), Description("Accepted and ignored: one model is served")]
-    public string? Model { get; init; }
-    [JsonPropertyName("output_format"), Description("png only")]
-    public string? OutputFormat { get; init; }
-    [JsonPropertyName("background"), Description("auto or opaque; transparent is refused")]
-    public string? Background { get; init; }
-    [JsonPropertyName("quality"), Description("Accepted and ignored")]
-    public string? Quality { get; init; }
-    [JsonPropertyName("style"), Description("Accepted and ignored")]
-    public string? Style { get; init; }
-    [JsonPropertyName("moderation"), Description("Accepted and ignored (a class label needs no moderation)")]
-    public string? Moderation { get; init; }
-    [JsonPropertyName("user"), Description("Accepted and ignored")]
-    public string? User { get; init; }
+
     [JsonPropertyName("seed"), Description("Extra: int64 ≥ 0; random when absent")]
     public long? Seed { get; init; }
     [JsonPropertyName("steps"), Description("Extra: sampling steps 1..1000; default 50")]
@@ -37,4 +31,55 @@ public sealed record OpenAIImageRequest
     public double? CfgScale { get; init; }
     [JsonPropertyName("sampler"), Description("Extra: a sampler of GET /v1/models; default ddpm")]
     public string? Sampler { get; init; }
+    [JsonPropertyName("guidance"), Description("Extra: as in POST /v1/images")]
+    public string? Guidance { get; init; }
+    [JsonPropertyName("eta"), Description("Extra: as in POST /v1/images")]
+    public double? Eta { get; init; }
+    [JsonPropertyName("spacing"), Description("Extra: as in POST /v1/images")]
+    public string? Spacing { get; init; }
+    [JsonPropertyName("order"), Description("Extra: as in POST /v1/images")]
+    public int? Order { get; init; }
+    [JsonPropertyName("unipc_variant"), Description("Extra: as in POST /v1/images")]
+    public string? UniPcVariant { get; init; }
+    [JsonPropertyName("guidance_interval"), Description("Extra: as in POST /v1/images")]
+    public double[]? GuidanceInterval { get; init; }
+    [JsonPropertyName("thresholding"), Description("Extra: as in POST /v1/images")]
+    public bool? Thresholding { get; init; }
+
+    [JsonPropertyName("model"), Description("Accepted and ignored: one model is served"), JsonConverter(typeof(IgnoredJson))]
+    public string? Model { get; init; }
+    [JsonPropertyName("user"), Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
+    public string? User { get; init; }
+    [JsonPropertyName("quality"), Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
+    public string? Quality { get; init; }
+    [JsonPropertyName("style"), Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
+    public string? Style { get; init; }
+    [JsonPropertyName("moderation"), Description("Accepted and ignored (a class label needs no moderation)"), JsonConverter(typeof(IgnoredJson))]
+    public string? Moderation { get; init; }
+
+    [JsonPropertyName("output_format"), Description("png only")]
+    public string? OutputFormat { get; init; }
+    [JsonPropertyName("background"), Description("auto or opaque; transparent is refused")]
+    public string? Background { get; init; }
+
+    /// <summary>The <c>POST /v1/images</c> body this asks for, checked by its rules.</summary>
+    public ImageRequest ToImageRequest() => new()
+    {
+        ClassLabel = Prompt, NumImages = N, Steps = Steps, CfgScale = CfgScale, Seed = Seed, Sampler = Sampler, Guidance = Guidance, Eta = Eta,
+        Spacing = Spacing, Order = Order, UniPcVariant = UniPcVariant, GuidanceInterval = GuidanceInterval, Thresholding = Thresholding,
+    };
+}
+
+/// <summary>A field accepted with any JSON value and ignored: the value is skipped, the property stays null.</summary>
+public sealed class IgnoredJson : JsonConverter<string>
+{
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        reader.Skip();
+        return null;
+    }
+
+    public override bool HandleNull => true;
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteStringValue(value);
 }

@@ -1,144 +1,83 @@
-using System.Text.Json;
-using System.Buffers;
 using DiTServer.Core.Serving;
+using FluentValidation;
 
 namespace DiTServer.Api.Endpoints;
 
-/// <summary>Reads the body of <c>POST /v1/images/generations</c> (OpenAI's image API): <c>prompt</c> is a class name
-/// or index, <c>n</c> the number of images, <c>size</c> must be the model's resolution, <c>response_format</c> is
-/// <c>b64_json</c> or <c>url</c>; <c>seed</c>, <c>steps</c>, <c>cfg_scale</c>, <c>sampler</c> and the sampler options of <c>/v1/images</c> are our extras.
-/// The rest is checked by <see cref="ImageRequestParser"/>, with its field names mapped back (class_label → prompt, num_images → n).</summary>
+/// <summary>Reads the body of <c>POST /v1/images/generations</c> (OpenAI's image API) as an <see cref="OpenAIImageRequest"/>:
+/// its own fields are checked here, the rest by the rules of <c>POST /v1/images</c> (<see cref="ImageRequestValidator"/>),
+/// with the field names of their messages in OpenAI's words (class_label → prompt, num_images → n).</summary>
 public static class OpenAIImageRequestParser
 {
     public const string B64Json = "b64_json", Url = "url";
-    /// <summary>OpenAI fields that its clients send and that change nothing here (one model is served; a class label
-    /// needs no moderation; quality and style are hints); accepted and ignored.</summary>
-    private static readonly string[] Ignored = ["model", "user", "quality", "style", "moderation"];
-    private static readonly string[] Extras = ["seed", "steps", "cfg_scale", "sampler", "guidance", "eta",
-        "spacing", "order", "unipc_variant", "guidance_interval", "thresholding"];
-    /// <summary>gpt-image-1 fields with one value that we honour (PNG, opaque); any other value is refused by name
-    /// rather than silently giving the client something it did not ask for.</summary>
-    private static readonly Dictionary<string, string[]> Constrained = new()
-    {
-        ["output_format"] = ["png"],
-        ["background"] = ["auto", "opaque"],
-    };
-    private static readonly string[] Known = ["prompt", "n", "size", "response_format", .. Extras, .. Ignored, .. Constrained.Keys];
+    private static readonly BodyWording Wording = new("the body is empty; send a JSON object such as {\"prompt\": \"sneaker\"}",
+        _ => "the body must be a JSON object such as {\"prompt\": \"sneaker\", \"n\": 1}");
+    private static readonly Dictionary<string, string> Renamed = new() { ["class_label"] = "prompt", ["num_images"] = "n" };
 
     /// <summary>Whether <paramref name="name"/> is a field of this body (as opposed to an unknown one).</summary>
-    public static bool IsField(string name) => Known.Contains(name);
-    private static readonly Dictionary<string, string> Renamed = new() { ["class_label"] = "prompt", ["num_images"] = "n" };
+    public static bool IsField(string name) => JsonContract<OpenAIImageRequest>.IsField(name);
 
     public sealed record Request(GenerationParameters Parameters, string ResponseFormat);
 
     public static Request? Parse(ReadOnlyMemory<byte> body, ImageRequestParser.Limits limits, int imageSize, out Dictionary<string, string[]> errors)
     {
-        // Invalid UTF-8 or an escaped lone surrogate in a field name passes JsonDocument.Parse and then throws from
-        // JsonProperty.Name (InvalidOperationException): a 500 before this check.
+        errors = new Dictionary<string, string[]>();
+        // Checked first on this route (the native routes tell malformed JSON first): an ignored field is skipped unread.
         if (!System.Text.Unicode.Utf8.IsValid(body.Span))
         {
-            errors = new() { ["body"] = ["the body is not valid UTF-8; send JSON encoded as UTF-8"] };
+            errors["body"] = [JsonContract.NotUtf8];
             return null;
         }
-        try { return ParseText(body, limits, imageSize, out errors); }
-        catch (InvalidOperationException e)
-        {
-            errors = new() { ["body"] = [$"the body holds a string that is not valid Unicode text: {e.Message}"] };
-            return null;
-        }
-    }
-
-    private static Request? ParseText(ReadOnlyMemory<byte> body, ImageRequestParser.Limits limits, int imageSize, out Dictionary<string, string[]> errors)
-    {
-        errors = new Dictionary<string, string[]>();
-        string responseFormat;
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 8 }); }
-        catch (JsonException e)
-        {
-            errors["body"] = [body.Length == 0 ? "the body is empty; send a JSON object such as {\"prompt\": \"sneaker\"}" : $"malformed JSON: {e.Message}"];
-            return null;
-        }
-        using var _ = doc;
-        if (doc.RootElement.ValueKind != JsonValueKind.Object)
-        {
-            errors["body"] = ["the body must be a JSON object such as {\"prompt\": \"sneaker\", \"n\": 1}"];
-            return null;
-        }
-        // The /v1/images body these fields translate to, checked by its own parser below.
-        var buffer = new ArrayBufferWriter<byte>();
-        using (var forwarded = new Utf8JsonWriter(buffer))
-        {
-            forwarded.WriteStartObject();
-            string format = B64Json;
-            var seen = new HashSet<string>();
-            bool hasPrompt = false;
-            foreach (var property in doc.RootElement.EnumerateObject())
-            {
-                var (name, value) = (property.Name, property.Value);
-                if (!Known.Contains(name)) { Add(errors, name, $"unknown field '{name}'; the fields are {string.Join(", ", Known)}"); continue; }
-                if (!seen.Add(name)) { Add(errors, name, $"field '{name}' appears more than once"); continue; }
-                if (value.ValueKind == JsonValueKind.Null) continue;
-                switch (name)
-                {
-                    case "prompt":
-                        hasPrompt = true;
-                        if (value.ValueKind is not (JsonValueKind.String or JsonValueKind.Number))
-                            Add(errors, "prompt", $"prompt must be a string: a class name or index (see GET /v1/classes), not {Kind(value)}");
-                        else { forwarded.WritePropertyName("class_label"); value.WriteTo(forwarded); }
-                        break;
-                    case "n":
-                        forwarded.WritePropertyName("num_images");
-                        value.WriteTo(forwarded);
-                        break;
-                    case "size":
-                        var expected = $"{imageSize}x{imageSize}";
-                        if (value.ValueKind != JsonValueKind.String || !string.Equals(value.GetString()!.Trim(), expected, StringComparison.OrdinalIgnoreCase))
-                            Add(errors, "size", $"size must be \"{expected}\", the model's resolution, not {value.GetRawText()}");
-                        break;
-                    case "response_format":
-                        var f = value.ValueKind == JsonValueKind.String ? value.GetString()!.Trim().ToLowerInvariant() : null;
-                        if (f is B64Json or Url) format = f;
-                        else Add(errors, "response_format", $"response_format must be \"{B64Json}\" or \"{Url}\", not {value.GetRawText()}");
-                        break;
-                    case "output_format" or "background":
-                        var allowed = Constrained[name];
-                        var v = value.ValueKind == JsonValueKind.String ? value.GetString()!.Trim().ToLowerInvariant() : null;
-                        if (v is null || !allowed.Contains(v))
-                            Add(errors, name,
-                                $"{name} must be {string.Join(" or ", allowed.Select(a => $"\"{a}\""))} (this server writes opaque PNGs), not " +
-                                $"{value.GetRawText()}");
-                        break;
-                    default:
-                        if (Extras.Contains(name)) { forwarded.WritePropertyName(name); value.WriteTo(forwarded); }
-                        break;
-                }
-            }
-            if (!hasPrompt) Add(errors, "prompt", "prompt is required: a class name or index (see GET /v1/classes)");
-            forwarded.WriteEndObject();
-            forwarded.Flush();
-            responseFormat = format;
-        }
-        var parameters = ImageRequestParser.Parse(buffer.WrittenMemory, limits, out var inner);
+        if (JsonContract<OpenAIImageRequest>.Read(body, Wording, errors, out var fields) is not { } request) return null;
+        new OpenAIImageRequestValidator(imageSize).Validate(request, fields).AddTo(errors);
+        var images = request.ToImageRequest();
+        var inner = new Dictionary<string, string[]>();
+        new ImageRequestValidator(limits).Validate(images, fields.Forwarded(Renamed)).AddTo(inner, field => Renamed.GetValueOrDefault(field, field));
         foreach (var (field, messages) in inner)
         {
-            var name = Renamed.GetValueOrDefault(field, field);
-            if (name == "prompt" && errors.ContainsKey("prompt")) continue; // already explained
-            foreach (var m in messages) Add(errors, name, Rename(m));
+            if (field == "prompt" && errors.ContainsKey("prompt")) continue; // already explained
+            errors[field] = [.. errors.GetValueOrDefault(field) ?? [], .. messages.Select(Rename)];
         }
-        return errors.Count == 0 && parameters is not null ? new Request(parameters, responseFormat) : null;
+        if (errors.Count > 0) return null;
+        var format = request.ResponseFormat?.Trim().ToLowerInvariant() ?? B64Json;
+        return new Request(ImageRequestParser.ToParameters(images, limits), format);
     }
 
-    private static string Kind(JsonElement v) => v.ValueKind switch
-    {
-        JsonValueKind.Array => "an array",
-        JsonValueKind.Object => "an object",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        _ => v.ValueKind.ToString().ToLowerInvariant(),
-    };
-
     private static string Rename(string message) => message.Replace("class_label", "prompt").Replace("num_images", "n");
+}
 
-    private static void Add(Dictionary<string, string[]> errors, string field, string message) =>
-        errors[field] = errors.TryGetValue(field, out var existing) ? [.. existing, message] : [message];
+/// <summary>The rules of OpenAI's own fields of <see cref="OpenAIImageRequest"/>; the extras are the images body's.</summary>
+public sealed class OpenAIImageRequestValidator : BodyValidator<OpenAIImageRequest>
+{
+    public OpenAIImageRequestValidator(int imageSize)
+    {
+        // A prompt number that is no class index is the images rules' to explain ("prompt must be an integer class index").
+        RuleFor(x => x.Prompt)
+            .Must((_, _, c) => !Fields(c).Unreadable("prompt") || Fields(c).Value("prompt").ValueKind == System.Text.Json.JsonValueKind.Number)
+            .WithExactMessage((_, _, c) => "prompt must be a string: a class name or index (see GET /v1/classes), not " +
+                JsonText.Describe(Fields(c).Value("prompt").ValueKind))
+            .Must((_, prompt, c) => prompt is not null || Fields(c).Unreadable("prompt"))
+            .WithExactMessage((_, _) => "prompt is required: a class name or index (see GET /v1/classes)")
+            .OverridePropertyName("prompt");
+        var expected = $"{imageSize}x{imageSize}";
+        OneOf(x => x.Size, "size", v => string.Equals(v.Trim(), expected, StringComparison.OrdinalIgnoreCase),
+            raw => $"size must be \"{expected}\", the model's resolution, not {raw}");
+        OneOf(x => x.ResponseFormat, "response_format", v => v.Trim().ToLowerInvariant() is B64Json or Url,
+            raw => $"response_format must be \"{B64Json}\" or \"{Url}\", not {raw}");
+        Constrained(x => x.OutputFormat, "output_format", "png");
+        Constrained(x => x.Background, "background", "auto", "opaque");
+    }
+
+    private const string B64Json = OpenAIImageRequestParser.B64Json, Url = OpenAIImageRequestParser.Url;
+
+    /// <summary>A text field with a fixed set of values; any other value, or a value that is no string, is refused with
+    /// <paramref name="message"/> (given the value as sent).</summary>
+    private void OneOf(System.Linq.Expressions.Expression<Func<OpenAIImageRequest, string?>> property, string name, Func<string, bool> allowed,
+        Func<string, string> message) =>
+        Field(property, v => message(v.GetRawText()))
+            .Must(v => v is null || allowed(v)).WithExactMessage((_, _, c) => message(Fields(c).Raw(name)));
+
+    /// <summary>A gpt-image-1 field with the values we honour.</summary>
+    private void Constrained(System.Linq.Expressions.Expression<Func<OpenAIImageRequest, string?>> property, string name, params string[] values) =>
+        OneOf(property, name, v => values.Contains(v.Trim().ToLowerInvariant()),
+            raw => $"{name} must be {string.Join(" or ", values.Select(a => $"\"{a}\""))} (this server writes opaque PNGs), not {raw}");
 }

@@ -1,19 +1,16 @@
-using System.Buffers;
 using System.Text.Json;
 using DiTServer.Api.Endpoints;
 using DiTServer.Core.Serving;
+using FluentValidation;
 
 namespace DiTServer.Api.Jobs;
 
-/// <summary>Reads the body of <c>POST /v1/jobs</c>: the body of <c>POST /v1/images</c> plus the jobs-only field
-/// <c>preview_every</c> (0 or absent: no previews; k in 1..steps: a <c>preview</c> event after every k-th step but the
-/// last). Only jobs take it: <c>/v1/images</c> answers once, when the images are done, so it has nowhere to send previews.</summary>
-/// <remarks><c>preview_every</c> is taken out and every other property goes, unchanged, to <see cref="ImageRequestParser"/>,
-/// so both endpoints check the shared fields with the same messages.</remarks>
+/// <summary>Reads the body of <c>POST /v1/jobs</c>, a <see cref="JobRequest"/>: the body of <c>POST /v1/images</c> plus
+/// the jobs-only field <c>preview_every</c> (0 or absent: no previews; k in 1..steps: a <c>preview</c> event after every
+/// k-th step but the last). Only jobs take it: <c>/v1/images</c> answers once, when the images are done, so it has
+/// nowhere to send previews.</summary>
 public static class JobRequestParser
 {
-    public const string PreviewEvery = "preview_every";
-
     public sealed record Request(GenerationParameters Parameters, int PreviewEvery);
 
     /// <param name="previewsUnsupported">Why the served model cannot make previews, or null when it can.</param>
@@ -21,78 +18,42 @@ public static class JobRequestParser
     public static Request? Parse(ReadOnlyMemory<byte> body, ImageRequestParser.Limits limits, string? previewsUnsupported,
         out Dictionary<string, string[]> errors)
     {
-        if (Split(body) is not var (rest, previewValues))
-        {
-            // Not a UTF-8 JSON object: the images parser says what is wrong with it, in its words.
-            var parameters = ImageRequestParser.Parse(body, limits, out errors, [PreviewEvery]);
-            return parameters is null ? null : new Request(parameters, 0);
-        }
-        var parsed = ImageRequestParser.Parse(rest, limits, out errors, [PreviewEvery]);
-        int every = PreviewSteps(previewValues, parsed?.Sampling.Steps, previewsUnsupported, errors);
-        return errors.Count == 0 && parsed is not null ? new Request(parsed, every) : null;
+        errors = new Dictionary<string, string[]>();
+        if (JsonContract<JobRequest>.Read(body, ImageRequestParser.Wording, errors, out var fields) is not { } request) return null;
+        new JobRequestValidator(limits, previewsUnsupported).Validate(request, fields).AddTo(errors);
+        return errors.Count == 0 ? new Request(ImageRequestParser.ToParameters(request, limits), request.PreviewEvery ?? 0) : null;
     }
+}
 
-    /// <summary>The body without <c>preview_every</c>, and that field's raw values (usually none or one); null when the
-    /// body is not a JSON object in valid UTF-8 text.</summary>
-    private static (ReadOnlyMemory<byte> Others, List<string> PreviewValues)? Split(ReadOnlyMemory<byte> body)
+/// <summary>The rules of <see cref="JobRequest"/>: those of the images body, then <c>preview_every</c>, which is 0 or
+/// 1..steps, the job's steps as far as the rest of the body is valid (while it is not, up to 1000 and worded "1..steps").</summary>
+public sealed class JobRequestValidator : BodyValidator<JobRequest>
+{
+    private const string Name = "preview_every", StepsKey = "job-steps";
+
+    public JobRequestValidator(ImageRequestParser.Limits limits, string? previewsUnsupported)
     {
-        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) return null;
-        try
-        {
-            using var doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 8 });
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) return null;
-            var values = new List<string>();
-            var buffer = new ArrayBufferWriter<byte>();
-            using (var writer = new Utf8JsonWriter(buffer))
-            {
-                writer.WriteStartObject();
-                foreach (var property in doc.RootElement.EnumerateObject())
-                {
-                    if (property.NameEquals(PreviewEvery)) values.Add(property.Value.GetRawText());
-                    else property.WriteTo(writer); // duplicates and unknown fields too: the images parser reports them
-                }
-                writer.WriteEndObject();
-            }
-            return (buffer.WrittenMemory, values);
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException)
-        {
-            return null; // malformed JSON or text the writer refuses (a lone surrogate): the images parser explains
-        }
+        var images = new ImageRequestValidator(limits);
+        Include(images);
+        Field(x => x.PreviewEvery, (x, v, c) => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var big)
+                ? $"{Name} must be 0 (no previews) or in {Range(x, c, images)}, got {big}"
+                : $"{Name} must be an integer: 0 for no previews, or {Range(x, c, images)}, not {v.GetRawText()}")
+            .Must((x, every, c) => every is null || (every >= 0 && every <= (Steps(x, c, images) ?? ImageRequestParser.MaxSteps)))
+            .WithExactMessage((x, every, c) => $"{Name} must be 0 (no previews) or in {Range(x, c, images)}, got {every}")
+            .Must((x, every, c) => !(every > 0 && every <= (Steps(x, c, images) ?? ImageRequestParser.MaxSteps) && previewsUnsupported is not null))
+            .WithExactMessage((_, _) => $"{Name}: {previewsUnsupported}")
+            .When((_, c) => !Fields(c).Repeated(Name)); // a repeated preview_every is told so, and no more
     }
 
-    /// <summary>0 when absent or null; else an integer in 1..<paramref name="steps"/> (0..1000 while steps is invalid).</summary>
-    private static int PreviewSteps(List<string> raw, int? steps, string? unsupported, Dictionary<string, string[]> errors)
+    private static string Range(JobRequest x, ValidationContext<JobRequest> c, ImageRequestValidator images) =>
+        Steps(x, c, images) is { } steps ? $"1..{steps} (the job's steps)" : "1..steps";
+
+    /// <summary>The job's steps, or null while the rest of the body has a mistake (as the images rules see it).</summary>
+    private static int? Steps(JobRequest x, ValidationContext<JobRequest> c, ImageRequestValidator images)
     {
-        if (raw.Count == 0) return 0;
-        if (raw.Count > 1)
-        {
-            Add(errors, $"field '{PreviewEvery}' appears more than once");
-            return 0;
-        }
-        using var doc = JsonDocument.Parse(raw[0]);
-        var v = doc.RootElement;
-        if (v.ValueKind == JsonValueKind.Null) return 0;
-        int max = steps ?? ImageRequestParser.MaxSteps;
-        string range = steps is null ? $"1..steps" : $"1..{max} (the job's steps)";
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out var every))
-        {
-            Add(errors, $"{PreviewEvery} must be an integer: 0 for no previews, or {range}, not {raw[0]}");
-            return 0;
-        }
-        if (every < 0 || every > max)
-        {
-            Add(errors, $"{PreviewEvery} must be 0 (no previews) or in {range}, got {every}");
-            return 0;
-        }
-        if (every > 0 && unsupported is not null)
-        {
-            Add(errors, $"{PreviewEvery}: {unsupported}");
-            return 0;
-        }
-        return (int)every;
+        if (c.RootContextData.TryGetValue(StepsKey, out var known)) return (int?)known;
+        int? steps = !Fields(c).FailedBesides(Name) && images.Validate(x, Fields(c)).IsValid ? ImageRequestValidator.StepsOf(x) : null;
+        c.RootContextData[StepsKey] = steps;
+        return steps;
     }
-
-    private static void Add(Dictionary<string, string[]> errors, string message) =>
-        errors[PreviewEvery] = errors.TryGetValue(PreviewEvery, out var existing) ? [.. existing, message] : [message];
 }

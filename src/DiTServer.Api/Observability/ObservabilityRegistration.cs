@@ -31,6 +31,7 @@ public static class ObservabilityRegistration
                 Description = "Class-conditional image generation with a Diffusion Transformer, batched per denoising step.",
             });
             c.OperationFilter<DiTServer.Api.OpenApi.RequestBodyFilter>();
+            c.SchemaFilter<DiTServer.Api.OpenApi.ClassLabelSchemaFilter>();
             c.AddSecurityDefinition(DiTServer.Api.OpenApi.AdminBearer.Scheme, DiTServer.Api.OpenApi.AdminBearer.Definition());
             c.OperationFilter<DiTServer.Api.OpenApi.AdminBearerFilter>();
         });

@@ -1,0 +1,134 @@
+using System.Text.Json;
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Sampling.Solvers;
+using DiTServer.Core.Serving;
+using FluentValidation;
+
+namespace DiTServer.Api.Endpoints;
+
+/// <summary>The rules of <see cref="ImageRequest"/> for one model: ranges, names, and the cross-field rules of the sampler
+/// options, each refused where it means nothing so that a typo'd sampler cannot hide it. Rules run, and errors are
+/// listed, in the order a reader checks a request: class, images, sampler, steps, guidance, then the sampler's options.</summary>
+public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
+{
+    public const int MaxSteps = 1000;
+    public const double MaxCfgScale = 20;
+    private const string IntervalRule = "guidance_interval must be [lo, hi]: two numbers with 0 ≤ lo < hi ≤ 1000 (model timesteps; " +
+        "guidance is on for lo ≤ t ≤ hi)";
+    private static readonly Dictionary<string, GuidanceMode> Guidances = new() { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All };
+
+    public ImageRequestValidator(ImageRequestParser.Limits limits)
+    {
+        string range = $"0..{limits.NumClasses - 1}";
+        Field(x => x.ClassLabel, v => $"class_label must be an integer class index {range} or a class name, not {JsonText.Show(v)}")
+            .Must((_, label, context) => label is not null || Fields(context).Unreadable("class_label"))
+            .WithExactMessage((_, _) => $"class_label is required: a class index {range} or a class name (see GET /v1/classes)")
+            .Must(label => label is null || label.Trim().Length > 0)
+            .WithExactMessage((_, _) => $"class_label is empty; use a class index {range} or a class name (see GET /v1/classes)")
+            .Must(label => string.IsNullOrWhiteSpace(label) || limits.Classes.TryResolve(label, limits.NumClasses, out _, out _))
+            .WithExactMessage((_, label) => limits.Classes.TryResolve(label!, limits.NumClasses, out int _, out var error) ? "" : error);
+        Integer(x => x.NumImages, "num_images", 1, limits.MaxImagesPerRequest);
+        Choice(x => x.Sampler, "sampler", SamplerNames.Samplers);
+        Integer(x => x.Steps, "steps", 1, MaxSteps);
+        Number(x => x.CfgScale, "cfg_scale", 1, MaxCfgScale);
+        Field(x => x.Seed, v => $"seed must be an integer in 0..{long.MaxValue}, not {JsonText.Show(v)}")
+            .Must(seed => seed is null or >= 0).WithExactMessage((_, seed) => $"seed must be ≥ 0, got {seed}");
+        Choice(x => x.Guidance, "guidance", Guidances);
+        Number(x => x.Eta, "eta", 0, 1);
+        CrossField(x => x.Eta, "eta applies to the ddim sampler only",
+            (x, c) => Fields(c).Present("eta") && SamplerOf(x) != SamplerKind.Ddim && SamplerOk(x, c));
+        CrossField(x => x.CfgScale, "this model was trained without a null class, so cfg_scale must be 1",
+            (x, c) => (x.CfgScale ?? 4.0) != 1 && !limits.HasNullClass && !Failed(x.CfgScale, "cfg_scale", c, 1, MaxCfgScale));
+
+        // The ODE solvers' options.
+        Choice(x => x.Spacing, "spacing", SamplerNames.Spacings);
+        RuleFor(x => x.Spacing).Must((x, _, c) => !(Sent(x.Spacing, "spacing", c) && !SamplerOf(x).IsSolver() && SamplerOk(x, c)))
+            .WithExactMessage((x, _) => $"spacing applies to the ODE solvers only ({SamplerNames.SolverList}), not {SamplerOf(x).Name()}")
+            .OverridePropertyName("spacing");
+        Integer(x => x.Order, "order", 1, 3);
+        RuleFor(x => x.Order).Must((x, _, c) => !OrderMisplaced(x, c)).WithExactMessage((x, _) => SamplerOf(x).IsSolver()
+                ? $"order is fixed by the sampler's name ({SamplerOf(x).Name()} is order " +
+                    $"{new SamplingOptions { Sampler = SamplerOf(x) }.EffectiveOrder}); order (1, 2 or 3) applies to unipc only"
+                : "order (1, 2 or 3) applies to unipc only")
+            .OverridePropertyName("order");
+        Choice(x => x.UniPcVariant, "unipc_variant", SamplerNames.Variants);
+        CrossField(x => x.UniPcVariant, "unipc_variant (bh1 or bh2) applies to the unipc sampler only",
+            (x, c) => Sent(x.UniPcVariant, "unipc_variant", c) && SamplerOf(x) != SamplerKind.UniPc && SamplerOk(x, c));
+        Field(x => x.GuidanceInterval,
+                v => $"{IntervalRule}, not {(v.ValueKind == JsonValueKind.Array ? v.GetRawText() : JsonText.Show(v))}")
+            .Must(i => i is null || IsPair(i))
+            .WithExactMessage((_, _, c) => $"{IntervalRule}, not {Fields(c).Raw("guidance_interval")}")
+            .Must(i => i is null || !IsPair(i) || (i[0] >= 0 && i[1] <= GuidanceInterval.Max && i[0] < i[1]))
+            .WithExactMessage((_, _, c) => $"{IntervalRule}, got {Fields(c).Raw("guidance_interval")}");
+        Field(x => x.Thresholding, v => $"thresholding must be true or false, not {JsonText.Show(v)}");
+        RuleFor(x => x.Thresholding).Must((x, on, c) => !(on == true && SamplerOk(x, c) && !SamplerOf(x).IsSolver()))
+            .WithExactMessage((x, _) => $"thresholding applies to the ODE solvers only ({SamplerNames.SolverList}), not {SamplerOf(x).Name()}")
+            .Must((x, on, c) => !(on == true && limits.IsLatent) || (SamplerOk(x, c) && !SamplerOf(x).IsSolver()))
+            .WithExactMessage((_, _) => "thresholding is for pixel-space models; this model works on VAE latents, so use thresholding false")
+            .OverridePropertyName("thresholding");
+        RuleFor(x => x.Steps).Must((x, _, c) => !TooFewSteps(x, c))
+            .WithExactMessage((x, _) => $"steps must be at least the solver's order ({EffectiveOrder(x)}) for {SamplerOf(x).Name()}, got {StepsOf(x)}")
+            .OverridePropertyName("steps");
+    }
+
+    /// <summary>The sampler asked for, or the default when it is absent or not a sampler.</summary>
+    public static SamplerKind SamplerOf(ImageRequest x) => Lookup(x.Sampler, SamplerNames.Samplers) ?? SamplerDefaults.Sampler;
+
+    /// <summary>The steps asked for, or the sampler's default.</summary>
+    public static int StepsOf(ImageRequest x) => x.Steps ?? SamplerDefaults.Steps(SamplerOf(x));
+
+    public static GuidanceMode GuidanceOf(ImageRequest x) => Lookup(x.Guidance, Guidances) ?? GuidanceMode.Official;
+
+    /// <summary>The value <paramref name="text"/> names (trimmed, any case), or null.</summary>
+    public static TValue? Lookup<TValue>(string? text, IReadOnlyDictionary<string, TValue> choices) where TValue : struct =>
+        text is not null && choices.TryGetValue(text.Trim().ToLowerInvariant(), out var value) ? value : null;
+
+    private static bool SamplerOk(ImageRequest x, ValidationContext<ImageRequest> c) =>
+        !Fields(c).Failed("sampler") && (x.Sampler is null || Lookup(x.Sampler, SamplerNames.Samplers) is not null);
+
+    /// <summary>The field was sent with a value (not null), readable or not.</summary>
+    private static bool Sent(object? value, string name, ValidationContext<ImageRequest> c) => value is not null || Fields(c).Unreadable(name);
+
+    /// <summary>The field has a mistake of its own: unreadable, repeated or out of range.</summary>
+    private static bool Failed(double? value, string name, ValidationContext<ImageRequest> c, double min, double max) =>
+        Fields(c).Failed(name) || value is { } v && !(double.IsFinite(v) && v >= min && v <= max);
+
+    /// <summary>order sent with a sampler other than unipc.</summary>
+    private static bool OrderMisplaced(ImageRequest x, ValidationContext<ImageRequest> c) =>
+        Sent(x.Order, "order", c) && SamplerOf(x) != SamplerKind.UniPc && SamplerOk(x, c);
+
+    private static int EffectiveOrder(ImageRequest x) => SamplerOf(x) switch
+    {
+        SamplerKind.DpmPP2M => 2,
+        SamplerKind.DpmPP3M => 3,
+        SamplerKind.UniPc => x.Order ?? 2,
+        _ => 1,
+    };
+
+    /// <summary>A solver needs as many steps as its order (checked once steps and order are themselves fine).</summary>
+    private static bool TooFewSteps(ImageRequest x, ValidationContext<ImageRequest> c) =>
+        SamplerOf(x).IsSolver() && StepsOf(x) < EffectiveOrder(x)
+        && !Failed(x.Steps, "steps", c, 1, MaxSteps) && !Failed(x.Order, "order", c, 1, 3) && !OrderMisplaced(x, c);
+
+    private static bool IsPair(double[] interval) => interval.Length == 2 && interval.All(double.IsFinite);
+
+    private void Integer(System.Linq.Expressions.Expression<Func<ImageRequest, int?>> property, string name, int min, int max) =>
+        Field(property, NotAnInteger(name, min, max))
+            .Must(n => n is null || (n >= min && n <= max)).WithExactMessage((_, n) => $"{name} must be in {min}..{max}, got {n}");
+
+    private void Number(System.Linq.Expressions.Expression<Func<ImageRequest, double?>> property, string name, double min, double max) =>
+        Field(property, v => $"{name} must be a number in {min}..{max}, not {JsonText.Show(v)}")
+            .Must(d => d is null || double.IsFinite(d.Value))
+            .WithExactMessage((_, _, c) => $"{name} must be a number in {min}..{max}, not {Fields(c).Raw(name)}")
+            .Must(d => d is null || !double.IsFinite(d.Value) || (d >= min && d <= max))
+            .WithExactMessage((_, _, c) => $"{name} must be in {min}..{max}, got {Fields(c).Raw(name)}");
+
+    private void Choice<TValue>(System.Linq.Expressions.Expression<Func<ImageRequest, string?>> property, string name,
+        IReadOnlyDictionary<string, TValue> choices) where TValue : struct
+    {
+        string allowed = SamplerNames.Alternatives(choices.Keys);
+        Field(property, v => $"{name} must be a string: {allowed}, not {JsonText.Show(v)}")
+            .Must(s => s is null || Lookup(s, choices) is not null).WithExactMessage((_, s) => $"unknown {name} '{s}'; use {allowed}");
+    }
+}
