@@ -46,58 +46,22 @@ public static class ImagesEndpoints
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
 
         if (!ImageResults.Negotiate(http.Request, out bool json))
-            return Reject(StatusCodes.Status406NotAcceptable, "Not acceptable",
+            return GenerationProblems.Problem(StatusCodes.Status406NotAcceptable, "Not acceptable",
                 "this endpoint answers image/png (the default) or application/json; set Accept to one of them");
-        if (http.Request.ContentType is { } contentType && !ImageResults.IsJson(contentType))
-            return Reject(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
-                $"send the body as application/json, not {contentType}");
-
-        var body = await RequestBody.ReadAsync(http.Request, o.MaxBodyBytes); // too large, too slow, malformed: thrown, answered by ClientFaults
-        var limits = ImageBody.LimitsOf(model, o);
-        var parameters = ImageRequestParser.Parse(body, limits, out var errors);
-        if (parameters is null)
-        {
-            return TypedResults.ValidationProblem(errors, detail: string.Join("; ", errors.Values.SelectMany(v => v)), title: "Invalid request");
-        }
+        var parsed = await ImageBody.ReadAsync(http.Request, model, o); // 415, 400; too large, too slow, malformed: ClientFaults
+        if (parsed.Unsupported is { } unsupported) return unsupported;
+        if (parsed.Invalid is { } invalid) return invalid;
+        var parameters = parsed.Parameters!;
 
         var request = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
-        switch (queue.TryEnqueue(request))
-        {
-            case EnqueueResult.ClientLimit:
-                http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                return Reject(StatusCodes.Status429TooManyRequests, "Too many queued requests", Jobs.JobsEndpoints.ClientLimitDetail(o));
-            case EnqueueResult.Full:
-                http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                return Reject(StatusCodes.Status503ServiceUnavailable, GenerationMetrics.QueueFullTitle,
-                    $"all {queue.Capacity} queue places are taken; retry in {o.RetryAfterSeconds} s");
-            case EnqueueResult.Closed:
-                http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-                return Reject(StatusCodes.Status503ServiceUnavailable, "Shutting down", "the server is shutting down and accepts no new requests");
-        }
+        if (queue.TryEnqueue(request) is var outcome and not EnqueueResult.Accepted) return GenerationProblems.Refused(http, o, outcome);
         outcomes.Track(http, request);
         metrics.Queued(queue.Count);
 
         GenerationResult result;
-        try
-        {
-            result = await request.Completion;
-        }
-        catch (OperationCanceledException)
-        {
-            // The client has gone; nobody reads this answer. 499 is nginx's "client closed request".
-            return Reject(499, "Client closed request", "the client disconnected; the request was removed from the batch");
-        }
-        catch (GenerationException e)
-        {
-            if (e.Failure == GenerationFailure.ShuttingDown)
-                http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-            return e.Failure switch
-            {
-                GenerationFailure.Timeout => Reject(StatusCodes.Status504GatewayTimeout, "Generation timed out", e.Message),
-                GenerationFailure.ShuttingDown => Reject(StatusCodes.Status503ServiceUnavailable, "Shutting down", e.Message),
-                _ => Reject(StatusCodes.Status500InternalServerError, "Generation failed", e.Message),
-            };
-        }
+        try { result = await request.Completion; }
+        catch (OperationCanceledException) { return GenerationProblems.ClientClosed("the request was removed from the batch"); }
+        catch (GenerationException e) { return GenerationProblems.Failed(http, o, e.Failure, e.Message); }
 
         var images = result.Images;
         http.Response.Headers["X-Seed"] = parameters.Sampling.Seed.ToString(CultureInfo.InvariantCulture);
@@ -105,7 +69,4 @@ public static class ImagesEndpoints
         if (json) return ImageResults.Json(model, images);
         return await ImageResults.Png(model, parameters, images);
     }
-
-    private static ProblemHttpResult Reject(int status, string title, string detail) =>
-        TypedResults.Problem(detail: detail, statusCode: status, title: title);
 }

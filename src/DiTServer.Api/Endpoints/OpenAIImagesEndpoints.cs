@@ -64,15 +64,15 @@ public static class OpenAIImagesEndpoints
         if (format == OpenAIImageRequestParser.Url)
         {
             var (job, outcome) = store.Create(parameters, 0, ClientIdentity.Of(http));
-            if (job is null) return JobsEndpoints.Refused(http, o, outcome);
+            if (job is null) return GenerationProblems.Refused(http, o, outcome);
             outcomes.Track(http, job.Request);
             try { await job.Finished.WaitAsync(http.RequestAborted); }
             catch (OperationCanceledException)
             {
                 job.Cancel(); // nobody will learn the URL
-                return Problem(499, "Client closed request", "the client disconnected; the job was cancelled");
+                return GenerationProblems.ClientClosed("the job was cancelled");
             }
-            if (job.Result is not { } done) return Failed(http, o, job.Failure, job.Snapshot().Error ?? "the job did not finish");
+            if (job.Result is not { } done) return GenerationProblems.Failed(http, o, job.Failure, job.Snapshot().Error ?? "the job did not finish");
             await shared.WhenPublished(job.Id); // the URLs must work on every replica when the client gets them
             var baseUrl = urls.For(http.Request, $"/v1/jobs/{job.Id}/result"); // never an unchecked Host: see PublicUrls
             return TypedResults.Ok(new OpenAIImagesResponse(created,
@@ -81,28 +81,13 @@ public static class OpenAIImagesEndpoints
 
         var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
         var queued = queue.TryEnqueue(generation);
-        if (queued != EnqueueResult.Accepted) return JobsEndpoints.Refused(http, o, queued);
+        if (queued != EnqueueResult.Accepted) return GenerationProblems.Refused(http, o, queued);
         outcomes.Track(http, generation);
         GenerationResult result;
         try { result = await generation.Completion; }
-        catch (OperationCanceledException) { return Problem(499, "Client closed request", "the client disconnected; the request was removed from the batch"); }
-        catch (GenerationException e) { return Failed(http, o, e.Failure, e.Message); }
+        catch (OperationCanceledException) { return GenerationProblems.ClientClosed("the request was removed from the batch"); }
+        catch (GenerationException e) { return GenerationProblems.Failed(http, o, e.Failure, e.Message); }
         return TypedResults.Ok(new OpenAIImagesResponse(created,
             result.Images.Select(i => new OpenAIImage(Convert.ToBase64String(i.Png), null, className)).ToList()));
     }
-
-    private static ProblemHttpResult Failed(HttpContext http, ServingOptions o, GenerationFailure? failure, string detail)
-    {
-        if (failure == GenerationFailure.ShuttingDown)
-            http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return failure switch
-        {
-            GenerationFailure.Timeout => Problem(StatusCodes.Status504GatewayTimeout, "Generation timed out", detail),
-            GenerationFailure.ShuttingDown => Problem(StatusCodes.Status503ServiceUnavailable, "Shutting down", detail),
-            _ => Problem(StatusCodes.Status500InternalServerError, "Generation failed", detail),
-        };
-    }
-
-    private static ProblemHttpResult Problem(int status, string title, string detail) =>
-        TypedResults.Problem(detail: detail, statusCode: status, title: title);
 }

@@ -76,7 +76,7 @@ public static class JobsEndpoints
         if (parsed.Unsupported is { } unsupported) return unsupported;
         if (parsed.Invalid is { } invalid) return invalid;
         var (job, outcome) = store.Create(parsed.Parameters!, previewEvery, ClientIdentity.Of(http));
-        if (job is null) return Refused(http, o, outcome);
+        if (job is null) return GenerationProblems.Refused(http, o, outcome);
         outcomes.Track(http, job.Request);
         return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
     }
@@ -203,22 +203,4 @@ public static class JobsEndpoints
     public static ProblemHttpResult NotFound(string id) => TypedResults.Problem(
         detail: $"there is no job '{id}': the id is unknown, or the job finished and was forgotten (Jobs:ResultTtl, Jobs:MaxResults, Jobs:MaxResultBytes)",
         statusCode: StatusCodes.Status404NotFound, title: "Job not found");
-
-    /// <summary>503 + Retry-After: the queue is full or the server is stopping; 429 + Retry-After: this client has its
-    /// share of the queue already.</summary>
-    public static ProblemHttpResult Refused(HttpContext http, ServingOptions o, EnqueueResult outcome)
-    {
-        http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        if (outcome == EnqueueResult.ClientLimit)
-            return TypedResults.Problem(detail: ClientLimitDetail(o), statusCode: StatusCodes.Status429TooManyRequests, title: "Too many queued requests");
-        return outcome == EnqueueResult.Closed
-            ? TypedResults.Problem(detail: "the server is shutting down and accepts no new jobs", statusCode: StatusCodes.Status503ServiceUnavailable,
-                title: "Shutting down")
-            : TypedResults.Problem(detail: $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s",
-                statusCode: StatusCodes.Status503ServiceUnavailable, title: GenerationMetrics.QueueFullTitle);
-    }
-
-    public static string ClientLimitDetail(ServingOptions o) =>
-        $"this client already has {o.MaxQueuedCostPerClient} row-steps (rows × steps; a guided image is two rows) waiting, its share of the queue " +
-            $"(Serving:MaxQueuedCostPerClient); retry in {o.RetryAfterSeconds} s";
 }

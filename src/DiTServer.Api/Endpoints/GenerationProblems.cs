@@ -1,0 +1,49 @@
+using System.Globalization;
+using DiTServer.Core.Serving;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace DiTServer.Api.Endpoints;
+
+/// <summary>The problem answers every generation route shares (<c>/v1/images</c>, <c>/v1/jobs</c>,
+/// <c>/v1/images/generations</c>, whose filter turns them into OpenAI's error object): a refusal at the queue, a
+/// generation that failed, a client that left.</summary>
+public static class GenerationProblems
+{
+    /// <summary>503 + Retry-After: the queue is full or the server is stopping; 429 + Retry-After: this client has its
+    /// share of the queue already.</summary>
+    public static ProblemHttpResult Refused(HttpContext http, ServingOptions o, EnqueueResult outcome)
+    {
+        RetryAfter(http, o);
+        return outcome switch
+        {
+            EnqueueResult.ClientLimit => Problem(StatusCodes.Status429TooManyRequests, "Too many queued requests",
+                $"this client already has {o.MaxQueuedCostPerClient} row-steps (rows × steps; a guided image is two rows) waiting, its share of the " +
+                    $"queue (Serving:MaxQueuedCostPerClient); retry in {o.RetryAfterSeconds} s"),
+            EnqueueResult.Closed => Problem(StatusCodes.Status503ServiceUnavailable, "Shutting down",
+                "the server is shutting down and accepts no new requests"),
+            _ => Problem(StatusCodes.Status503ServiceUnavailable, Observability.GenerationMetrics.QueueFullTitle,
+                $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s"),
+        };
+    }
+
+    /// <summary>A request that was accepted and did not finish: 504 past <c>Serving:RequestTimeout</c>, 503 + Retry-After
+    /// when the server stopped first, 500 for an error of the server's own.</summary>
+    public static ProblemHttpResult Failed(HttpContext http, ServingOptions o, GenerationFailure? failure, string detail)
+    {
+        if (failure == GenerationFailure.ShuttingDown) RetryAfter(http, o);
+        return failure switch
+        {
+            GenerationFailure.Timeout => Problem(StatusCodes.Status504GatewayTimeout, "Generation timed out", detail),
+            GenerationFailure.ShuttingDown => Problem(StatusCodes.Status503ServiceUnavailable, "Shutting down", detail),
+            _ => Problem(StatusCodes.Status500InternalServerError, "Generation failed", detail),
+        };
+    }
+
+    /// <summary>The client has gone (nobody reads this answer; it is logged and counted). 499 is nginx's "client closed request".</summary>
+    public static ProblemHttpResult ClientClosed(string what) => Problem(499, "Client closed request", $"the client disconnected; {what}");
+
+    public static ProblemHttpResult Problem(int status, string title, string detail) => TypedResults.Problem(detail: detail, statusCode: status, title: title);
+
+    private static void RetryAfter(HttpContext http, ServingOptions o) =>
+        http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+}
