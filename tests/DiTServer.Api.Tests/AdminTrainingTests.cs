@@ -14,7 +14,7 @@ namespace DiTServer.Api.Tests;
 /// <summary>The admin training API: auth, path confinement, one job per device, and hot activation under load.</summary>
 public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
 {
-    private ServerFactory Server(string? model = null, bool withKey = true)
+    private ServerFactory Server(string? model = null, bool withKey = true, StepGate? gate = null)
     {
         var settings = new List<(string, string)>
         {
@@ -22,7 +22,7 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         };
         if (withKey) settings.Add(("Admin:ApiKeySha256", AdminKey.HashOf(Key)));
         if (model is not null) settings.Add(("DiT:Model", model));
-        return new ServerFactory(settings.ToArray());
+        return new ServerFactory(settings.ToArray()) { Gate = gate };
     }
 
     private static HttpClient Admin(ServerFactory server)
@@ -181,7 +181,8 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         string modelDir = Path.Combine(Root, "served");
         RandomModel.Write(modelDir, new DiTConfig { InputSize = 8, PatchSize = 4, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 },
             ["top", "bottom"]);
-        using var server = Server(modelDir);
+        var gate = new StepGate(open: true);
+        using var server = Server(modelDir, gate: gate);
         var client = Admin(server);
         const string body = """{ "class_label": 1, "steps": 150, "seed": 5, "cfg_scale": 2 }""";
         var before = await (await client.PostAsync("/v1/images", Json(body))).Content.ReadAsByteArrayAsync();
@@ -193,9 +194,15 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         var id = (await job.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         await WaitForState(client, id, "Succeeded");
 
+        // Held after each forward until all four run, so none can finish before the others are admitted, on any machine.
+        gate.Close();
         var running = Enumerable.Range(0, 4).Select(_ => client.PostAsync("/v1/images", Json(body))).ToList();
-        await server.WaitFor(s => s.ActiveRequests == 4, "all four requests running");
-        var activation = await client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
+        await server.WaitFor(s => s.ActiveRequests + s.QueueDepth == 4, "all four requests accepted");
+        await server.StepUntil(s => s.ActiveRequests == 4, "all four requests running");
+        var activating = client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
+        await Task.Delay(200); // lets the activation reach the engine while the four still run (if it comes later, they have simply finished)
+        gate.Open();
+        var activation = await activating;
         Assert.Equal(HttpStatusCode.OK, activation.StatusCode);
         foreach (var r in running)
         {

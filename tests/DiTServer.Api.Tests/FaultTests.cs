@@ -33,11 +33,15 @@ public sealed class FaultTests
     [Fact]
     public async Task A_failing_request_gets_500_problem_and_its_batch_mates_and_later_requests_succeed()
     {
-        using var factory = new ServerFactory { ConfigureServices = s => s.AddSingleton<IRunnerFaultInjector, SeedFaults>() };
+        using var factory = new ServerFactory { ConfigureServices = s => s.AddSingleton<IRunnerFaultInjector, SeedFaults>(), Gate = new StepGate() };
         var client = factory.CreateClient();
         await factory.WaitFor(s => s.Ready, "warm-up");
         var seeds = new long[] { 1, ThrowSeed, 2, NaNSeed, 3 };
-        var responses = await Task.WhenAll(seeds.Select(seed => Post(client, Body(seed, 8))));
+        // The worker is held after its first forward until all five are in, so they share the next forwards on any machine.
+        var posts = seeds.Select(seed => Post(client, Body(seed, 8))).ToList();
+        await factory.WaitFor(s => s.ActiveRequests + s.QueueDepth == seeds.Length, "all five accepted");
+        factory.Gate!.Open();
+        var responses = await Task.WhenAll(posts);
         Assert.True(factory.Engine.Snapshot().MaxRequestsInOneForward > 1, "the faulty requests were never batched with good ones");
         for (int i = 0; i < seeds.Length; i++)
         {

@@ -18,7 +18,7 @@ public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Serv
 {
     public sealed class Server() : IDisposable
     {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "64"));
+        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "64")) { Gate = new StepGate(open: true) };
         public LoadedModel Reference { get; } = LoadedModel.Load(TestPaths.TinyModel);
         public void Dispose() { Factory.Dispose(); Reference.Dispose(); }
     }
@@ -143,7 +143,12 @@ public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Serv
                 new() { Sampler = SamplerKind.DpmPP3M, Spacing = DiTServer.Core.Sampling.Solvers.StepSpacing.TimeQuadratic, Steps = 9, CfgScale = 4,
                     Seed = 7 }),
         };
-        var answers = await Task.WhenAll(cases.Select(c => PostJson(c.Body)));
+        // The worker is held after its first forward until every request is in, so they share forwards on any machine.
+        server.Factory.Gate!.Close();
+        var posts = cases.Select(c => PostJson(c.Body)).ToList();
+        await server.Factory.WaitFor(s => s.ActiveRequests + s.QueueDepth == cases.Length, "every request accepted");
+        server.Factory.Gate.Open();
+        var answers = await Task.WhenAll(posts);
         Assert.True(server.Factory.Engine.Snapshot().MaxRequestsInOneForward >= 2, "the requests never shared a forward");
 
         for (int k = 0; k < cases.Length; k++)

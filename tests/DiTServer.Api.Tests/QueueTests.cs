@@ -8,11 +8,12 @@ namespace DiTServer.Api.Tests;
 /// <summary>Back-pressure and cancellation: a full queue answers 503 at once; a disconnected client's rows leave the batch.</summary>
 public sealed class QueueTests
 {
-    // One queue place, and a batch that holds exactly one guided image: a long request blocks the worker's batch.
-    // A 2 ms pause after each forward keeps a 1000-step request running for seconds on any machine.
+    // One queue place, and a batch that holds exactly one guided image: a long request blocks the worker's batch. The
+    // worker is held after every forward until the test allows the next (StepGate), so a 1000-step request is still
+    // running whenever the test says so, however fast or slow the machine.
     private static ServerFactory Tight() => new(("Serving:QueueCapacity", "1"), ("Serving:MaxBatchRows", "2"), ("Serving:MaxImagesPerRequest", "1"))
     {
-        StepDelay = TimeSpan.FromMilliseconds(2),
+        Gate = new StepGate(),
     };
 
     private const string Long = """{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1}""";
@@ -34,7 +35,7 @@ public sealed class QueueTests
         await factory.WaitFor(s => s.QueueDepth == 1, "B queued");
 
         var c = await Post(client, """{"class_label": 2, "steps": 2}""");
-        // The refusal did not wait for the worker: A (1000 steps) still runs and B still waits, on any machine.
+        // The refusal did not wait for the worker: the worker is held within A's first step and B still waits.
         Assert.False(a.IsCompleted, "the refusal came only after A finished");
         Assert.Equal(1, factory.Engine.Snapshot().QueueDepth);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, c.StatusCode);
@@ -42,10 +43,11 @@ public sealed class QueueTests
         Assert.True(c.Headers.RetryAfter?.Delta > TimeSpan.Zero, "Retry-After is missing");
         Assert.Contains("queue", JsonDocument.Parse(await c.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString());
 
-        // A's client goes away: its rows leave at the next step, B is admitted, and the queue place is free again.
+        // A's client goes away: its rows leave at the next step, B is admitted, and the queue place is free again. (A's
+        // call ends once the worker has let A go, so it is awaited after the step.)
         ctsA.Cancel();
+        await factory.StepUntil(s => s.ActiveRequests == 1 && s.QueueDepth == 0, "B admitted after A left");
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a);
-        await factory.WaitFor(s => s.ActiveRequests == 1 && s.QueueDepth == 0, "B admitted after A left", 10);
         using var ctsD = new CancellationTokenSource();
         var d = Post(client, Long, ctsD.Token);
         await factory.WaitFor(s => s.QueueDepth == 1, "D accepted into the freed place", 10);
@@ -53,21 +55,21 @@ public sealed class QueueTests
 
         ctsB.Cancel();
         ctsD.Cancel();
+        await factory.StepUntil(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled");
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => b);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => d);
-        await factory.WaitFor(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled", 10);
-        // Warm-up takes 2 forwards; a finished 1000-step request would have taken 1000 more.
-        Assert.True(factory.Engine.Snapshot().Forwards < 1000, $"a cancelled request ran to the end: {factory.Engine.Snapshot()}");
+        // Every forward needed a permit, and StepUntil gives at most 20 each time: nobody ran its 1000 steps.
+        Assert.True(factory.Engine.Snapshot().Forwards <= 40, $"more forwards than were allowed: {factory.Engine.Snapshot()}");
     }
 
     [Fact]
     public async Task A_queued_client_that_disconnects_frees_its_place_at_once_not_when_the_worker_reaches_it()
     {
         // Two queue places; A fills the batch, B waits at the head (it cannot be admitted while A runs), C waits behind B.
-        // 5 ms per step: A's 1000 steps outlast the test on any machine.
+        // The worker is held within A's first step for the whole test: nothing the queue does can wait for it.
         using var factory = new ServerFactory(("Serving:QueueCapacity", "2"), ("Serving:MaxBatchRows", "2"), ("Serving:MaxImagesPerRequest", "1"))
         {
-            StepDelay = TimeSpan.FromMilliseconds(5),
+            Gate = new StepGate(),
         };
         var client = factory.CreateClient();
         await factory.WaitFor(s => s.Ready, "warm-up");
@@ -89,11 +91,11 @@ public sealed class QueueTests
         await factory.WaitFor(s => s.QueueDepth == 2, "D accepted into C's place", 5);
         Assert.False(d.IsCompleted, "D was refused or answered although C's place was free");
         var s = factory.Engine.Snapshot();
-        Assert.True(s.ActiveRequests == 1 && s.Forwards < forwards + 900, $"A was no longer running, so B did not block C's place: {s}");
+        Assert.True(s.ActiveRequests == 1 && s.Forwards == forwards, $"the worker moved, so the place may have been freed by it: {s}");
 
         foreach (var cts in ctss) cts.Cancel();
+        await factory.StepUntil(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled");
         foreach (var post in new[] { a, b, d }) await Assert.ThrowsAnyAsync<OperationCanceledException>(() => post);
-        await factory.WaitFor(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "everything cancelled", 10);
         foreach (var cts in ctss) cts.Dispose();
     }
 
@@ -105,13 +107,16 @@ public sealed class QueueTests
         await factory.WaitFor(s => s.Ready, "warm-up");
         using var cts = new CancellationTokenSource();
         var a = Post(client, Long, cts.Token);
-        await factory.WaitFor(s => s.ActiveRequests == 1 && s.Forwards > 5, "A running");
+        await factory.WaitFor(s => s.ActiveRequests == 1, "A running");
+        factory.Gate!.Allow(5);
+        await factory.WaitFor(s => s.Forwards == 5, "A's first steps");
         cts.Cancel();
+        await factory.StepUntil(s => s.ActiveRequests == 0, "A removed");
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => a);
-        await factory.WaitFor(s => s.ActiveRequests == 0, "A removed", 10);
         long forwards = factory.Engine.Snapshot().Forwards;
-        Assert.True(forwards < 1000, $"ran {forwards} forwards");
+        Assert.True(forwards <= 25, $"ran {forwards} forwards, more than were allowed");
         // The server is free again: a short request goes straight through.
+        factory.Gate.Open();
         var ok = await Post(client, """{"class_label": 2, "steps": 3}""");
         Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
     }

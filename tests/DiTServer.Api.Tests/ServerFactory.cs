@@ -17,9 +17,9 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
     {
         builder.UseSetting("DiT:Model", TestPaths.TinyModel);
         foreach (var (key, value) in settings) builder.UseSetting(key, value);
-        if (StepDelay > TimeSpan.Zero)
+        if (StepDelay > TimeSpan.Zero || Gate is not null)
             builder.ConfigureTestServices(services => services.AddSingleton<IServingObserver>(
-                sp => new SlowObserver(sp.GetRequiredService<ServingMetrics>(), StepDelay)));
+                sp => new SlowObserver(sp.GetRequiredService<ServingMetrics>(), StepDelay, Gate)));
         if (ConfigureServices is { } configure) builder.ConfigureTestServices(configure);
     }
 
@@ -29,7 +29,38 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
     /// <summary>Sleeps this long after every forward on the worker thread, so "long" requests stay long on any machine.</summary>
     public TimeSpan StepDelay { get; init; }
 
+    /// <summary>Holds the worker after every forward until the test allows more (null: never held).</summary>
+    public StepGate? Gate { get; init; }
+
     public GenerationEngine Engine => Services.GetRequiredService<GenerationEngine>();
+
+    /// <summary>Lets the worker take one forward at a time until <paramref name="condition"/> holds: what happens
+    /// "at the next step" (a cancelled run leaving, a queued one admitted) is awaited without assuming how fast the
+    /// machine is, and never more than <paramref name="maxForwards"/> forwards are allowed.</summary>
+    public async Task StepUntil(Func<EngineSnapshot, bool> condition, string what, int maxForwards = 20)
+    {
+        for (int allowed = 0; !condition(Engine.Snapshot()); allowed++)
+        {
+            if (allowed == maxForwards) throw new TimeoutException($"{maxForwards} forwards did not bring {what}; engine: {Engine.Snapshot()}");
+            long forwards = Engine.Snapshot().Forwards;
+            Gate!.Allow();
+            // The permit is taken once the held forward counts; then the next one is held, or the worker idles.
+            await WaitFor(s => s.Forwards > forwards || condition(s), $"the worker to take a forward towards {what}");
+            await Task.Delay(20); // lets a step's effects (a cancelled run leaving) show before allowing another
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        Gate?.Open(); // a held worker would hold the host's shutdown
+        await base.DisposeAsync();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        Gate?.Open();
+        base.Dispose(disposing);
+    }
 
     /// <summary>Polls the engine until <paramref name="condition"/> holds (the worker runs on its own thread).</summary>
     public async Task WaitFor(Func<EngineSnapshot, bool> condition, string what, double seconds = 20)
@@ -43,14 +74,48 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
     }
 }
 
-/// <summary>The real metrics, plus a pause after every forward (test-only throttle of the worker thread).</summary>
-internal sealed class SlowObserver(IServingObserver inner, TimeSpan delay) : IServingObserver
+/// <summary>Holds the worker thread after every forward until the test allows it on: a request of N steps cannot finish
+/// before the test has allowed N forwards, on any machine.</summary>
+/// <param name="open">Start open (every forward passes) until <see cref="Close"/>.</param>
+public sealed class StepGate(bool open = false)
+{
+    private readonly SemaphoreSlim permits = new(0);
+    private volatile bool open = open;
+
+    public void Allow(int forwards = 1) => permits.Release(forwards);
+
+    /// <summary>Lets every later forward through.</summary>
+    public void Open()
+    {
+        open = true;
+        permits.Release();
+    }
+
+    /// <summary>Holds the worker again after its next forward.</summary>
+    public void Close()
+    {
+        while (permits.CurrentCount > 0) permits.Wait(0);
+        open = false;
+    }
+
+    /// <summary>Waits for a permit; after a minute it lets the worker go on, so a test that forgot to allow a step fails
+    /// by its own checks rather than hanging the run.</summary>
+    internal void Pass()
+    {
+        for (int waited = 0; !open && !permits.Wait(100); waited += 100)
+            if (waited >= 60_000) return;
+    }
+}
+
+/// <summary>The real metrics, plus a pause or a <see cref="StepGate"/> after every forward (test-only throttle of the worker thread).</summary>
+internal sealed class SlowObserver(IServingObserver inner, TimeSpan delay, StepGate? gate) : IServingObserver
 {
     public void Admitted(TimeSpan queueWait) => inner.Admitted(queueWait);
     public void Forward(int rows, int requests, TimeSpan duration)
     {
         inner.Forward(rows, requests, duration);
-        Thread.Sleep(delay);
+        if (delay > TimeSpan.Zero) Thread.Sleep(delay);
+        gate?.Pass();
     }
     public void ImagesGenerated(int count) => inner.ImagesGenerated(count);
     public void WorkerError() => inner.WorkerError();
