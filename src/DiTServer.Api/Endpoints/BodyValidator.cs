@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Linq.Expressions;
 using System.Text.Json;
 using FluentValidation;
@@ -10,6 +11,17 @@ namespace DiTServer.Api.Endpoints;
 public abstract class BodyValidator<T> : AbstractValidator<T> where T : class
 {
     private const string FieldsKey = "json-fields";
+
+    /// <summary>One validator per key (what it is built for: the served model's limits), built once and used for every
+    /// request, as FluentValidation advises (a built validator keeps no state between validations). A handful of keys at
+    /// most per process; past 16 the cache starts over rather than grow.</summary>
+    protected static TValidator Shared<TKey, TValidator>(ConcurrentDictionary<TKey, TValidator> cache, TKey key, Func<TKey, TValidator> create)
+        where TKey : notnull
+    {
+        if (cache.TryGetValue(key, out var validator)) return validator;
+        if (cache.Count >= 16) cache.Clear();
+        return cache.GetOrAdd(key, create);
+    }
 
     /// <summary>The body's fields as sent, for what the typed record cannot say (a field sent as null, a value's text).</summary>
     protected static JsonFields Fields(IValidationContext context) => (JsonFields)context.RootContextData[FieldsKey];

@@ -25,7 +25,7 @@ public static class ImageRequestParser
     {
         errors = new Dictionary<string, string[]>();
         if (JsonContract<ImageRequest>.Read(body, Wording, errors, out var fields) is not { } request) return null;
-        new ImageRequestValidator(limits).Validate(request, fields).AddTo(errors);
+        ImageRequestValidator.For(limits).Validate(request, fields).AddTo(errors);
         return errors.Count == 0 ? ToParameters(request, limits) : null;
     }
 

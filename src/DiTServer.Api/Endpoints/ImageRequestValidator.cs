@@ -17,6 +17,10 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
     private const string IntervalRule = "guidance_interval must be [lo, hi]: two numbers with 0 ≤ lo < hi ≤ 1000 (model timesteps; " +
         "guidance is on for lo ≤ t ≤ hi)";
     private static readonly Dictionary<string, GuidanceMode> Guidances = new() { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All };
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<ImageRequestParser.Limits, ImageRequestValidator> Built = new();
+
+    /// <summary>The validator for a model's limits, built once.</summary>
+    public static ImageRequestValidator For(ImageRequestParser.Limits limits) => Shared(Built, limits, l => new ImageRequestValidator(l));
 
     public ImageRequestValidator(ImageRequestParser.Limits limits)
     {

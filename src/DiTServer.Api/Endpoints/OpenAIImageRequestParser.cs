@@ -28,10 +28,10 @@ public static class OpenAIImageRequestParser
             return null;
         }
         if (JsonContract<OpenAIImageRequest>.Read(body, Wording, errors, out var fields) is not { } request) return null;
-        new OpenAIImageRequestValidator(imageSize).Validate(request, fields).AddTo(errors);
+        OpenAIImageRequestValidator.For(imageSize).Validate(request, fields).AddTo(errors);
         var images = request.ToImageRequest();
         var inner = new Dictionary<string, string[]>();
-        new ImageRequestValidator(limits).Validate(images, fields.Forwarded(Renamed)).AddTo(inner, field => Renamed.GetValueOrDefault(field, field));
+        ImageRequestValidator.For(limits).Validate(images, fields.Forwarded(Renamed)).AddTo(inner, field => Renamed.GetValueOrDefault(field, field));
         foreach (var (field, messages) in inner)
         {
             if (field == "prompt" && errors.ContainsKey("prompt")) continue; // already explained
@@ -48,6 +48,11 @@ public static class OpenAIImageRequestParser
 /// <summary>The rules of OpenAI's own fields of <see cref="OpenAIImageRequest"/>; the extras are the images body's.</summary>
 public sealed class OpenAIImageRequestValidator : BodyValidator<OpenAIImageRequest>
 {
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, OpenAIImageRequestValidator> Built = new();
+
+    /// <summary>The validator for a model's image size, built once.</summary>
+    public static OpenAIImageRequestValidator For(int imageSize) => Shared(Built, imageSize, size => new OpenAIImageRequestValidator(size));
+
     public OpenAIImageRequestValidator(int imageSize)
     {
         // A prompt number that is no class index is the images rules' to explain ("prompt must be an integer class index").

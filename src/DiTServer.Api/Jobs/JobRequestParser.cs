@@ -20,7 +20,7 @@ public static class JobRequestParser
     {
         errors = new Dictionary<string, string[]>();
         if (JsonContract<JobRequest>.Read(body, ImageRequestParser.Wording, errors, out var fields) is not { } request) return null;
-        new JobRequestValidator(limits, previewsUnsupported).Validate(request, fields).AddTo(errors);
+        JobRequestValidator.For(limits, previewsUnsupported).Validate(request, fields).AddTo(errors);
         return errors.Count == 0 ? new Request(ImageRequestParser.ToParameters(request, limits), request.PreviewEvery ?? 0) : null;
     }
 }
@@ -31,9 +31,15 @@ public sealed class JobRequestValidator : BodyValidator<JobRequest>
 {
     private const string Name = "preview_every", StepsKey = "job-steps";
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(ImageRequestParser.Limits, string?), JobRequestValidator> Built = new();
+
+    /// <summary>The validator for a model's limits and preview support, built once.</summary>
+    public static JobRequestValidator For(ImageRequestParser.Limits limits, string? previewsUnsupported) =>
+        Shared(Built, (limits, previewsUnsupported), key => new JobRequestValidator(key.Item1, key.Item2));
+
     public JobRequestValidator(ImageRequestParser.Limits limits, string? previewsUnsupported)
     {
-        var images = new ImageRequestValidator(limits);
+        var images = ImageRequestValidator.For(limits);
         Include(images);
         Field(x => x.PreviewEvery, (x, v, c) => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var big)
                 ? $"{Name} must be 0 (no previews) or in {Range(x, c, images)}, got {big}"
