@@ -62,6 +62,23 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         Assert.False(Directory.Exists(Path.Combine(OutputRoot, "a")));
     }
 
+    [Theory]
+    [InlineData("GET", "/v1/admin/training/jobs")]
+    [InlineData("GET", "/v1/admin/training/jobs/abc")]
+    [InlineData("DELETE", "/v1/admin/training/jobs/abc")]
+    [InlineData("POST", "/v1/admin/training/jobs/abc/activate")]
+    [InlineData("POST", "/v1/admin/training/jobs/abc/resume")]
+    public async Task Every_admin_route_is_401_problem_without_the_key(string method, string path)
+    {
+        using var server = Server();
+        var client = server.CreateClient();
+        var response = await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        client.DefaultRequestHeaders.TryAddWithoutValidation("Authorization", "Bearer wrong-key");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path))).StatusCode);
+    }
+
     [Fact]
     public async Task Right_key_starts_a_job_that_trains_checkpoints_and_exports()
     {

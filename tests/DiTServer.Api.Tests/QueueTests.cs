@@ -122,6 +122,52 @@ public sealed class QueueTests
     }
 
     [Fact]
+    public async Task A_request_whose_time_runs_out_in_the_queue_answers_504_and_never_runs()
+    {
+        using var factory = new ServerFactory(("Serving:QueueCapacity", "1"), ("Serving:MaxBatchRows", "2"), ("Serving:MaxImagesPerRequest", "1"),
+            ("Serving:RequestTimeout", "00:00:01"))
+        {
+            Gate = new StepGate(),
+        };
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        var a = Post(client, Long);
+        await factory.WaitFor(s => s.ActiveRequests == 1, "A running");
+        var b = Post(client, """{"class_label": 2, "steps": 2, "cfg_scale": 4}""");
+        await factory.WaitFor(s => s.QueueDepth == 1, "B queued behind A");
+        await Task.Delay(TimeSpan.FromSeconds(1.2)); // past both deadlines, with the worker held within A's first step
+        await factory.StepUntil(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "both timed out");
+
+        var queued = await b;
+        Assert.Equal(HttpStatusCode.GatewayTimeout, queued.StatusCode);
+        Assert.Contains("waited in the queue longer than Serving:RequestTimeout",
+            JsonDocument.Parse(await queued.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString());
+        var running = await a;
+        Assert.Equal(HttpStatusCode.GatewayTimeout, running.StatusCode);
+        Assert.Contains("did not finish within", JsonDocument.Parse(await running.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString());
+    }
+
+    [Fact]
+    public async Task Request_batching_mode_admits_only_into_an_empty_batch()
+    {
+        // Serving:Batching=request (the comparison mode of bench load): a batch is formed when none runs, and nothing joins
+        // it until all of it is done. A runs alone; B and C, arriving during A's first step, wait for A's end and then run
+        // together: 3 + 3 forwards, at most 2 requests in one. (Step batching: B and C join A at its second step, 4 forwards.)
+        using var factory = new ServerFactory(("Serving:Batching", "request")) { Gate = new StepGate() };
+        var client = factory.CreateClient();
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        string Body(int i) => $$"""{"class_label": {{i}}, "steps": 3, "seed": {{i}}}""";
+        var a = Post(client, Body(0));
+        await factory.WaitFor(s => s.ActiveRequests == 1, "A running");
+        var others = new[] { Post(client, Body(1)), Post(client, Body(2)) };
+        await factory.WaitFor(s => s.QueueDepth == 2, "B and C queued");
+        factory.Gate!.Open();
+        foreach (var response in await Task.WhenAll([a, .. others])) Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var s = factory.Engine.Snapshot();
+        Assert.True(s.MaxRequestsInOneForward == 2 && s.Forwards == 6, s.ToString());
+    }
+
+    [Fact]
     public async Task Request_timeout_answers_504_problem()
     {
         using var factory = new ServerFactory(("Serving:RequestTimeout", "00:00:01"));
