@@ -137,7 +137,7 @@ public static class AdminTrainingEndpoints
     {
         // System.Text.Json reads invalid UTF-8 inside a property name or string as far as it can and then fails with an
         // InvalidOperationException; checking first makes it one clear 400.
-        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) return (null, "the body is not valid UTF-8; send JSON encoded as UTF-8");
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) return (null, Endpoints.JsonContract.NotUtf8);
         try
         {
             var value = JsonSerializer.Deserialize<T>(body.Span, TrainingJobRequest.Json);

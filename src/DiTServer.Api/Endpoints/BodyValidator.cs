@@ -85,9 +85,10 @@ public static class ExactMessages
     public static void AddTo(this ValidationResult result, Dictionary<string, string[]> errors, Func<string, string>? rename = null)
     {
         foreach (var failure in result.Errors)
-        {
-            var field = rename?.Invoke(failure.PropertyName) ?? failure.PropertyName;
-            errors[field] = errors.TryGetValue(field, out var existing) ? [.. existing, failure.ErrorMessage] : [failure.ErrorMessage];
-        }
+            errors.AddError(rename?.Invoke(failure.PropertyName) ?? failure.PropertyName, failure.ErrorMessage);
     }
+
+    /// <summary>Adds <paramref name="messages"/> to <paramref name="field"/>'s, after those it has.</summary>
+    public static void AddError(this Dictionary<string, string[]> errors, string field, params IEnumerable<string> messages) =>
+        errors[field] = [.. errors.GetValueOrDefault(field) ?? [], .. messages];
 }

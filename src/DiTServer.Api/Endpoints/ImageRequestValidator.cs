@@ -102,13 +102,7 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
     private static bool OrderMisplaced(ImageRequest x, ValidationContext<ImageRequest> c) =>
         Sent(x.Order, "order", c) && SamplerOf(x) != SamplerKind.UniPc && SamplerOk(x, c);
 
-    private static int EffectiveOrder(ImageRequest x) => SamplerOf(x) switch
-    {
-        SamplerKind.DpmPP2M => 2,
-        SamplerKind.DpmPP3M => 3,
-        SamplerKind.UniPc => x.Order ?? 2,
-        _ => 1,
-    };
+    private static int EffectiveOrder(ImageRequest x) => new SamplingOptions { Sampler = SamplerOf(x), Order = x.Order }.EffectiveOrder;
 
     /// <summary>A solver needs as many steps as its order (checked once steps and order are themselves fine).</summary>
     private static bool TooFewSteps(ImageRequest x, ValidationContext<ImageRequest> c) =>

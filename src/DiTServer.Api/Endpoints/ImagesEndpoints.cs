@@ -1,5 +1,4 @@
 using System.Globalization;
-using DiTServer.Api.Http;
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;

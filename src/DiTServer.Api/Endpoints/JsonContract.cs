@@ -136,12 +136,12 @@ public static class JsonContract<T> where T : class
             if (!Properties.ContainsKey(p.Name))
             {
                 unknown = true;
-                Add(errors, p.Name, $"unknown field '{p.Name}'; the fields are {string.Join(", ", Fields)}");
+                errors.AddError(p.Name, $"unknown field '{p.Name}'; the fields are {string.Join(", ", Fields)}");
             }
             else if (!values.TryAdd(p.Name, p.Value))
             {
                 repeated.Add(p.Name);
-                Add(errors, p.Name, $"field '{p.Name}' appears more than once");
+                errors.AddError(p.Name, $"field '{p.Name}' appears more than once");
             }
         }
         var record = (T)Info.CreateObject!();
@@ -173,9 +173,6 @@ public static class JsonContract<T> where T : class
             options.MakeReadOnly();
             return options;
         });
-
-    private static void Add(Dictionary<string, string[]> errors, string field, string message) =>
-        errors[field] = errors.TryGetValue(field, out var existing) ? [.. existing, message] : [message];
 }
 
 /// <summary>A body's top-level fields as sent: which appeared (null included), which could not be read into their

@@ -35,7 +35,7 @@ public static class OpenAIImageRequestParser
         foreach (var (field, messages) in inner)
         {
             if (field == "prompt" && errors.ContainsKey("prompt")) continue; // already explained
-            errors[field] = [.. errors.GetValueOrDefault(field) ?? [], .. messages.Select(Rename)];
+            errors.AddError(field, messages.Select(Rename));
         }
         if (errors.Count > 0) return null;
         var format = request.ResponseFormat?.Trim().ToLowerInvariant() ?? B64Json;
