@@ -173,7 +173,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         if (request.Channels is not (null or 1 or 3)) throw new ArgumentException("channels must be 1 or 3");
         try
         {
-            return idx ? IdxDataset.FromFolder(folder) : ImageFolderDataset.Load(folder, request.ImageSize!.Value, request.Channels ?? 3);
+            return TrainingRun.OpenDataset(idx ? "idx" : "image-folder", folder, request.ImageSize, request.Channels);
         }
         catch (Exception e) when (e is InvalidDataException or FileNotFoundException or IOException)
         {

@@ -15,12 +15,17 @@ public sealed record TrainingRunOutcome(bool Finished, long Step, string Checkpo
 public static class TrainingRun
 {
     /// <summary>The dataset <paramref name="info"/> names (IDX folder or one subfolder of images per class); the caller disposes it.</summary>
-    public static ITrainingDataset OpenDataset(TrainingRunInfo info) => info.DatasetKind switch
+    public static ITrainingDataset OpenDataset(TrainingRunInfo info) =>
+        OpenDataset(info.DatasetKind, info.Dataset ?? throw new InvalidDataException("the run names no dataset"), info.ImageSize, info.Channels, info.PadTo);
+
+    /// <summary>The dataset in <paramref name="folder"/>: <paramref name="kind"/> "idx" (IDX files), or "image-folder" (one
+    /// subfolder of images per class, read at <paramref name="imageSize"/>); the caller disposes it.</summary>
+    public static ITrainingDataset OpenDataset(string kind, string folder, int? imageSize, int? channels, int? padTo = null) => kind switch
     {
-        "idx" => IdxDataset.FromFolder(info.Dataset ?? throw new InvalidDataException("the run names no dataset"), padTo: info.PadTo),
-        "image-folder" => ImageFolderDataset.Load(info.Dataset ?? throw new InvalidDataException("the run names no dataset"),
-            info.ImageSize ?? throw new InvalidDataException("an image-folder run needs its image size"), info.Channels ?? 3),
-        _ => throw new InvalidDataException($"unknown dataset kind '{info.DatasetKind}' in the run"),
+        "idx" => IdxDataset.FromFolder(folder, padTo: padTo),
+        "image-folder" => ImageFolderDataset.Load(folder, imageSize ?? throw new InvalidDataException("an image-folder run needs its image size"),
+            channels ?? 3),
+        _ => throw new InvalidDataException($"unknown dataset kind '{kind}' in the run"),
     };
 
     /// <summary>The run's info with the model input and class count the dataset (or its latents) makes.</summary>
