@@ -295,8 +295,8 @@ public static class BadInputFuzzer
                     else if (status is < 400 or >= 500) problem = $"{status} (expected 4xx)";
                     else if (c.Expected is int expected && status != expected) problem = $"{status} (expected {expected})";
                     else if (type is null && body.Length == 0 && status == 400) Interlocked.Increment(ref protocol);
-                    else if (!IsErrorBody(c.Path, status, type, body))
-                        problem = $"{status} with content type {type ?? "none"}, not the route's error body: {body[..Math.Min(body.Length, 80)]}";
+                    else if (NotErrorBody(c.Path, status, type, Encoding.UTF8.GetBytes(body)) is { } wrong)
+                        problem = $"{wrong}: {body[..Math.Min(body.Length, 80)]}";
                 }
                 tally.Add(status, problem, c);
             }
@@ -307,12 +307,17 @@ public static class BadInputFuzzer
 
     /// <summary>True when <paramref name="body"/> is the error body <paramref name="path"/> speaks: OpenAI's error object on
     /// the OpenAI-style routes, problem+json with the same status everywhere else.</summary>
-    public static bool IsErrorBody(string path, int status, string? contentType, string body)
+    public static bool IsErrorBody(string path, int status, string? contentType, string body) =>
+        NotErrorBody(path, status, contentType, Encoding.UTF8.GetBytes(body)) is null;
+
+    /// <summary>What keeps <paramref name="body"/> from being the error body <paramref name="path"/> speaks, or null when it is one.</summary>
+    private static string? NotErrorBody(string path, int status, string? contentType, byte[] body)
     {
-        var bytes = Encoding.UTF8.GetBytes(body);
-        return OpenAIRoute(path)
-            ? contentType == "application/json" && IsOpenAIError(bytes)
-            : contentType == "application/problem+json" && IsProblem(bytes, status);
+        bool openAI = OpenAIRoute(path);
+        if (contentType != ErrorMediaType(path)) return $"{status} with content type {contentType ?? "none"}{(openAI ? " (OpenAI route)" : "")}";
+        if (openAI ? !IsOpenAIError(body) : !IsProblem(body, status))
+            return $"{status} with a body that is not {(openAI ? "OpenAI's error object" : "a problem object")}";
+        return null;
     }
 
     /// <summary>Writes one raw case and reads the answer's status line, content type and body (0 status: none).</summary>
@@ -448,17 +453,7 @@ public static class BadInputFuzzer
                     if (kestrel) Interlocked.Increment(ref protocol);
                     if (status >= 500) problem = $"{status}";
                     else if (kestrel) { }
-                    else if (status is >= 400 and < 500 && c.Method != HttpMethod.Head)
-                    {
-                        // The OpenAI-style routes answer in OpenAI's error dialect instead of problem+json.
-                        if (OpenAIRoute(c.Path))
-                        {
-                            if (type != "application/json") problem = $"{status} with content type {type ?? "none"} (OpenAI route)";
-                            else if (!IsOpenAIError(body)) problem = $"{status} with a body that is not OpenAI's error object";
-                        }
-                        else if (type != "application/problem+json") problem = $"{status} with content type {type ?? "none"}";
-                        else if (!IsProblem(body, status)) problem = $"{status} with a body that is not a problem object";
-                    }
+                    else if (status is >= 400 and < 500 && c.Method != HttpMethod.Head) problem = NotErrorBody(c.Path, status, type, body);
                     else if (status is < 200 or >= 300 and < 400) problem = $"{status}";
                 }
                 catch (OperationCanceledException) { status = 0; problem = $"no answer within {timeout.TotalSeconds:F0} s"; }
