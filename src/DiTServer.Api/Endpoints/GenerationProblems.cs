@@ -42,7 +42,7 @@ public static class GenerationProblems
     /// <summary>The client has gone (nobody reads this answer; it is logged and counted). 499 is nginx's "client closed request".</summary>
     public static ProblemHttpResult ClientClosed(string what) => Problem(499, "Client closed request", $"the client disconnected; {what}");
 
-    public static ProblemHttpResult Problem(int status, string title, string detail) => TypedResults.Problem(detail: detail, statusCode: status, title: title);
+    private static ProblemHttpResult Problem(int status, string title, string detail) => TypedResults.Problem(detail: detail, statusCode: status, title: title);
 
     private static void RetryAfter(HttpContext http, ServingOptions o) =>
         http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);

@@ -39,6 +39,14 @@ public static class ImageResults
         return PngWriter.Encode(hwc, w, h, first.Channels, metadata);
     }
 
+    /// <summary>The 406 for a client that accepts neither answer (<see cref="Negotiate"/> returned false).</summary>
+    public static ProblemHttpResult NotAcceptable() => TypedResults.Problem(statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable",
+        detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them");
+
+    /// <summary>The 400 for <c>?index=</c> outside the <paramref name="count"/> images of a result.</summary>
+    public static ValidationProblem BadIndex(int index, int count) =>
+        ImageBody.Invalid(new() { ["index"] = [$"index must be in 0..{count - 1} (this job made {count} image(s)), got {index}"] });
+
     /// <summary>image/png unless the client prefers application/json; false when it accepts neither.</summary>
     public static bool Negotiate(HttpRequest request, out bool json)
     {

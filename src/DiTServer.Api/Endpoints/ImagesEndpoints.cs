@@ -44,9 +44,7 @@ public static class ImagesEndpoints
         var o = serving.Value;
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
 
-        if (!ImageResults.Negotiate(http.Request, out bool json))
-            return GenerationProblems.Problem(StatusCodes.Status406NotAcceptable, "Not acceptable",
-                "this endpoint answers image/png (the default) or application/json; set Accept to one of them");
+        if (!ImageResults.Negotiate(http.Request, out bool json)) return ImageResults.NotAcceptable();
         var parsed = await ImageBody.ReadAsync(http.Request, model, o); // 415, 400; too large, too slow, malformed: ClientFaults
         if (parsed.Unsupported is { } unsupported) return unsupported;
         if (parsed.Invalid is { } invalid) return invalid;

@@ -160,28 +160,16 @@ public static class JobsEndpoints
         string id, int? index, HttpContext http, JobStore store, LoadedModel model, ISharedJobs shared)
     {
         if (store.Get(id) is not { } job) return await RemoteJobs.Result(id, index, http, model, shared);
-        if (!ImageResults.Negotiate(http.Request, out bool json))
-            return TypedResults.Problem(detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them",
-                statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable");
+        if (!ImageResults.Negotiate(http.Request, out bool json)) return ImageResults.NotAcceptable();
         var s = job.Snapshot();
         if (s.State != JobState.Succeeded || job.Result is not { } result)
-        {
-            var detail = s.State switch
-            {
-                JobState.Queued => $"job {id} is still queued (place {store.PositionOf(job)}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
-                JobState.Running => $"job {id} is running (step {s.Step} of {s.TotalSteps}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
-                JobState.Failed => $"job {id} failed and has no result: {s.Error}",
-                _ => $"job {id} was cancelled and has no result",
-            };
-            return TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Job has no result");
-        }
+            return NoResult(id, s.State.Name(), store.PositionOf(job), s.Step, s.TotalSteps, s.Error);
         http.Response.Headers["X-Seed"] = job.Parameters.Sampling.Seed.ToString(CultureInfo.InvariantCulture);
         http.Response.Headers["X-Class-Label"] = job.Parameters.ClassLabel.ToString(CultureInfo.InvariantCulture);
         var images = result.Images;
         if (index is { } i)
         {
-            if (i < 0 || i >= images.Count)
-                return ImageBody.Invalid(new() { ["index"] = [$"index must be in 0..{images.Count - 1} (this job made {images.Count} image(s)), got {i}"] });
+            if (i < 0 || i >= images.Count) return ImageResults.BadIndex(i, images.Count);
             images = [images[i]];
         }
         if (json) return ImageResults.Json(model, images, result.Images.Count);
@@ -199,6 +187,20 @@ public static class JobsEndpoints
 
     public static JobResponse Describe(Job job, JobStore store, LoadedModel model) =>
         JobResponse.From(job, job.Snapshot(), store.PositionOf(job), model);
+
+    /// <summary>The 409 for a result asked of a job that has none (yet), by its state's wire name.</summary>
+    public static ProblemHttpResult NoResult(string id, string state, long? place, int step, int totalSteps, string? error)
+    {
+        var detail = state switch
+        {
+            "queued" => $"job {id} is still queued (place {place}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
+            "running" => $"job {id} is running (step {step} of {totalSteps}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
+            "failed" => $"job {id} failed and has no result: {error}",
+            "succeeded" => $"job {id} succeeded but its images are not in the shared store", // another replica's job
+            _ => $"job {id} was cancelled and has no result",
+        };
+        return TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Job has no result");
+    }
 
     public static ProblemHttpResult NotFound(string id) => TypedResults.Problem(
         detail: $"there is no job '{id}': the id is unknown, or the job finished and was forgotten (Jobs:ResultTtl, Jobs:MaxResults, Jobs:MaxResultBytes)",

@@ -56,25 +56,12 @@ public static class RemoteJobs
         string id, int? index, HttpContext http, LoadedModel model, ISharedJobs shared)
     {
         if (await shared.GetAsync(id, http.RequestAborted) is not { } job) return JobsEndpoints.NotFound(id);
-        if (!ImageResults.Negotiate(http.Request, out bool json))
-            return TypedResults.Problem(detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them",
-                statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable");
+        if (!ImageResults.Negotiate(http.Request, out bool json)) return ImageResults.NotAcceptable();
         var s = job.Status;
         if (s.State != "succeeded" || job.Images.Count == 0)
-        {
-            var detail = s.State switch
-            {
-                "queued" => $"job {id} is still queued (place {s.QueuePosition}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
-                "running" => $"job {id} is running (step {s.Step} of {s.TotalSteps}); follow /v1/jobs/{id}/events or poll /v1/jobs/{id}",
-                "failed" => $"job {id} failed and has no result: {s.Error}",
-                "succeeded" => $"job {id} succeeded but its images are not in the shared store",
-                _ => $"job {id} was cancelled and has no result",
-            };
-            return TypedResults.Problem(detail: detail, statusCode: StatusCodes.Status409Conflict, title: "Job has no result");
-        }
+            return JobsEndpoints.NoResult(id, s.State, s.QueuePosition, s.Step, s.TotalSteps, s.Error);
         var images = job.Images;
-        if (index is { } i && (i < 0 || i >= images.Count))
-            return ImageBody.Invalid(new() { ["index"] = [$"index must be in 0..{images.Count - 1} (this job made {images.Count} image(s)), got {i}"] });
+        if (index is { } i && (i < 0 || i >= images.Count)) return ImageResults.BadIndex(i, images.Count);
         http.Response.Headers["X-Seed"] = (s.Parameters?.Seed ?? images[0].Seed).ToString(CultureInfo.InvariantCulture);
         http.Response.Headers["X-Class-Label"] = (s.Parameters?.ClassLabel ?? images[0].ClassLabel).ToString(CultureInfo.InvariantCulture);
         if (json)
