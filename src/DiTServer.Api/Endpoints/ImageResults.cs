@@ -39,6 +39,13 @@ public static class ImageResults
         return PngWriter.Encode(hwc, w, h, first.Channels, metadata);
     }
 
+    /// <summary>The headers that say what reproduces the answer's images: <c>X-Seed</c> and <c>X-Class-Label</c>.</summary>
+    public static void ReproductionHeaders(HttpResponse response, long seed, int classLabel)
+    {
+        response.Headers["X-Seed"] = seed.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        response.Headers["X-Class-Label"] = classLabel.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>The 406 for a client that accepts neither answer (<see cref="Negotiate"/> returned false).</summary>
     public static ProblemHttpResult NotAcceptable() => TypedResults.Problem(statusCode: StatusCodes.Status406NotAcceptable, title: "Not acceptable",
         detail: "this endpoint answers image/png (the default) or application/json; set Accept to one of them");

@@ -1,4 +1,3 @@
-using System.Globalization;
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
 using DiTServer.Core.Checkpoints;
@@ -61,8 +60,7 @@ public static class ImagesEndpoints
         catch (GenerationException e) { return GenerationProblems.Failed(http, o, e.Failure, e.Message); }
 
         var images = result.Images;
-        http.Response.Headers["X-Seed"] = parameters.Sampling.Seed.ToString(CultureInfo.InvariantCulture);
-        http.Response.Headers["X-Class-Label"] = parameters.ClassLabel.ToString(CultureInfo.InvariantCulture);
+        ImageResults.ReproductionHeaders(http.Response, parameters.Sampling.Seed, parameters.ClassLabel);
         if (json) return ImageResults.Json(model, images);
         return await ImageResults.Png(model, parameters, images);
     }

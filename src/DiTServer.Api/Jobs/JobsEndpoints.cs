@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
@@ -164,8 +163,7 @@ public static class JobsEndpoints
         var s = job.Snapshot();
         if (s.State != JobState.Succeeded || job.Result is not { } result)
             return NoResult(id, s.State.Name(), store.PositionOf(job), s.Step, s.TotalSteps, s.Error);
-        http.Response.Headers["X-Seed"] = job.Parameters.Sampling.Seed.ToString(CultureInfo.InvariantCulture);
-        http.Response.Headers["X-Class-Label"] = job.Parameters.ClassLabel.ToString(CultureInfo.InvariantCulture);
+        ImageResults.ReproductionHeaders(http.Response, job.Parameters.Sampling.Seed, job.Parameters.ClassLabel);
         var images = result.Images;
         if (index is { } i)
         {

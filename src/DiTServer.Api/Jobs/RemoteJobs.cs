@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
@@ -62,8 +61,7 @@ public static class RemoteJobs
             return JobsEndpoints.NoResult(id, s.State, s.QueuePosition, s.Step, s.TotalSteps, s.Error);
         var images = job.Images;
         if (index is { } i && (i < 0 || i >= images.Count)) return ImageResults.BadIndex(i, images.Count);
-        http.Response.Headers["X-Seed"] = (s.Parameters?.Seed ?? images[0].Seed).ToString(CultureInfo.InvariantCulture);
-        http.Response.Headers["X-Class-Label"] = (s.Parameters?.ClassLabel ?? images[0].ClassLabel).ToString(CultureInfo.InvariantCulture);
+        ImageResults.ReproductionHeaders(http.Response, s.Parameters?.Seed ?? images[0].Seed, s.Parameters?.ClassLabel ?? images[0].ClassLabel);
         if (json)
         {
             var items = new List<ImageItem>();
