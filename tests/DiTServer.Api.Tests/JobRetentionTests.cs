@@ -19,7 +19,8 @@ public sealed class JobRetentionTests
 
     private readonly ManualClock clock = new();
 
-    private JobStore Store(JobOptions options) => new(new GenerationQueue(100), Options.Create(options), Options.Create(new ServingOptions()),
+    private JobStore Store(JobOptions options) => new(new Scheduler(new ServingOptions { QueueCapacity = 100 }), Options.Create(options),
+        Options.Create(new ServingOptions()),
         clock, NullLogger<JobStore>.Instance);
 
     private static GenerationParameters Parameters => new(0, 1, new SamplingOptions { Steps = 2, Seed = 1 });

@@ -105,36 +105,33 @@ public class MixedSamplerBatchTests
     }
 
     [Fact]
-    public void Each_forward_counts_the_rows_it_ran_across_a_guidance_interval_edge()
+    public void Each_forward_runs_the_rows_the_scheduler_planned_across_a_guidance_interval_edge()
     {
-        // A 2-image guided run outside [0, 500] for its first steps: 2 rows then, 4 rows inside. The scheduler plans 4 rows
-        // (it has no sampler state yet), the runner makes each forward's count exact, and fair sharing counts those rows
-        // rather than the next step's.
+        // A 2-image guided run outside [0, 500] for its first steps: 2 rows then, 4 rows inside. The scheduler plans each
+        // forward's rows without tensors; the runner refuses a run whose rows differ from the plan, so every step running
+        // shows the plan was exact, and fair sharing counts the rows that really ran.
         using var loaded = LoadedModel.Load(Fixtures.PathOf("dit-tiny"));
         var runner = new ModelRunner(loaded);
-        var serving = new ServingOptions();
-        var queue = new GenerationQueue(serving);
-        var scheduler = new Scheduler(serving, queue);
+        var scheduler = new Scheduler(new ServingOptions());
         var options = new SamplingOptions { Steps = 6, CfgScale = 4, Seed = 1, GuidanceInterval = new GuidanceInterval(0, 500) };
-        Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(new GenerationRequest("r", new GenerationParameters(1, 2, options), TimeSpan.FromHours(1),
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(new GenerationRequest("r", new GenerationParameters(1, 2, options), TimeSpan.FromHours(1),
             CancellationToken.None)));
-        var ran = new List<(int Planned, int Ran, bool Guided)>();
+        var planned = new List<int>();
+        int finished = 0;
         while (true)
         {
-            var plan = scheduler.Schedule(admit: true);
+            var plan = scheduler.Schedule();
             if (plan.Batch.Count == 0) break;
-            foreach (var admitted in plan.Admitted) admitted.Sampling = runner.Start(admitted.Request.Parameters);
-            var run = plan.Batch.Single();
-            int planned = plan.BatchRows;
-            bool guided = run.Sampling!.CfgScaleThisStep != 1;
-            Assert.Empty(runner.Execute(plan.Batch, new HashSet<ScheduledRun>()));
-            ran.Add((planned, plan.BatchRows, guided));
-            foreach (var done in scheduler.Update(plan, new Dictionary<ScheduledRun, Exception>())) done.Release();
+            planned.Add(plan.BatchRows);
+            var outcome = runner.Execute(plan);
+            Assert.Empty(outcome.Failed);
+            finished += scheduler.Update(plan, outcome).Finished.Count;
         }
-        Assert.Equal(6, ran.Count);
-        Assert.Equal(4, ran[0].Planned); // admission counts the full rows
-        Assert.All(ran, r => Assert.Equal(r.Guided ? 4 : 2, r.Ran));
-        Assert.Contains(ran, r => r.Guided);
-        Assert.Contains(ran, r => !r.Guided);
+        Assert.Equal(1, finished);
+        Assert.Equal(0, runner.ActiveRuns); // the finished run's tensors are freed
+        Assert.Equal(6, planned.Count);
+        Assert.Contains(4, planned);
+        Assert.Contains(2, planned);
+        Assert.Equal(StepTimesteps.RowsPerStep(options, 2), planned);
     }
 }

@@ -1,82 +1,94 @@
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
+using Microsoft.Extensions.Time.Testing;
 
 namespace DiTServer.Core.Tests;
 
 /// <summary>The scheduler without tensors: admission order, per-client limits, fair sharing of each forward, pausing,
-/// timeouts and cancellation, all driven by hand (no worker thread, no clock beyond the requests' own deadlines).</summary>
+/// timeouts, cancellation and weight swaps, all driven by hand: no worker thread, a fake clock, and the runner's outcome
+/// written by the test.</summary>
 public class SchedulerTests
 {
+    private readonly FakeTimeProvider clock = new();
+
     private static GenerationRequest Request(string client, int images, bool guided = true, int steps = 4,
         CancellationToken cancel = default, TimeSpan? timeout = null) =>
         new($"{client}-{Guid.NewGuid():N}", new GenerationParameters(0, images, new SamplingOptions { Steps = steps, CfgScale = guided ? 4 : 1 }),
             timeout ?? TimeSpan.FromHours(1), cancel) { Client = client };
 
-    private static (Scheduler Scheduler, GenerationQueue Queue) Make(int maxBatchRows = 32, int? maxRunningRows = null,
-        BatchingMode mode = BatchingMode.Step, int capacity = 64, int? costCap = null)
+    private Scheduler Make(int maxBatchRows = 32, int? maxRunningRows = null, BatchingMode mode = BatchingMode.Step, int capacity = 64,
+        int? costCap = null) =>
+        new(new ServingOptions
+        {
+            MaxBatchRows = maxBatchRows, MaxRunningRows = maxRunningRows, Batching = mode, MaxQueuedCostPerClient = costCap, QueueCapacity = capacity,
+        }, devices: 1, clock);
+
+    private static void Enqueue(Scheduler scheduler, params GenerationRequest[] requests)
     {
-        var options = new ServingOptions { MaxBatchRows = maxBatchRows, MaxRunningRows = maxRunningRows, Batching = mode, MaxQueuedCostPerClient = costCap };
-        var queue = new GenerationQueue(options.QueueCapacity > capacity ? capacity : options.QueueCapacity, costCap);
-        return (new Scheduler(options, queue), queue);
+        foreach (var r in requests) Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(r));
     }
 
-    private static void Enqueue(GenerationQueue queue, params GenerationRequest[] requests)
-    {
-        foreach (var r in requests) Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(r));
-    }
+    /// <summary>What a runner that never fails reports: the runs of the batch that reached their last step finish.</summary>
+    private static RunnerOutput Ran(SchedulerOutput plan, params ScheduledRun[] failing) =>
+        new(failing.ToDictionary(r => r, _ => new RunFailure("generation failed", new InvalidOperationException("boom"))), [],
+            plan.Batch.Where(r => !failing.Contains(r) && r.StepsDone + 1 >= r.TotalSteps).Select(r => (r, Array.Empty<byte[]>())).ToList());
 
-    private static readonly Dictionary<ScheduledRun, Exception> NoFailures = new();
+    /// <summary>One step: schedule, run (nothing fails), update; returns the runs that finished.</summary>
+    private static IReadOnlyList<ScheduledRun> Step(Scheduler scheduler) => Step(scheduler, scheduler.Schedule());
+
+    private static IReadOnlyList<ScheduledRun> Step(Scheduler scheduler, SchedulerOutput plan) =>
+        scheduler.Update(plan, Ran(plan)).Finished.Select(f => f.Run).ToList();
 
     [Fact]
     public void One_client_that_fits_one_forward_runs_every_request_every_step_in_order()
     {
-        var (scheduler, queue) = Make();
+        var scheduler = Make();
         var requests = new[] { Request("a", 2), Request("a", 4), Request("a", 1, guided: false) };
-        Enqueue(queue, requests);
-        var plan = scheduler.Schedule(admit: true);
+        Enqueue(scheduler, requests);
+        var plan = scheduler.Schedule();
         Assert.Equal(requests, plan.Admitted.Select(r => r.Request));
         Assert.Equal(requests, plan.Batch.Select(r => r.Request));
         Assert.Equal(4 + 8 + 1, plan.BatchRows);
         Assert.Empty(plan.Ended);
-        Assert.Equal(0, queue.Count);
+        Assert.Equal(0, scheduler.Count);
     }
 
     [Fact]
     public void A_client_runs_at_most_one_forward_of_rows_and_a_second_client_is_admitted_beside_it()
     {
-        var (scheduler, queue) = Make(maxBatchRows: 32);
+        var scheduler = Make(maxBatchRows: 32);
         var heavy = Enumerable.Range(0, 4).Select(_ => Request("flood", 8, steps: 1000)).ToArray(); // 16 rows each
-        Enqueue(queue, heavy);
-        var first = scheduler.Schedule(admit: true);
+        Enqueue(scheduler, heavy);
+        var first = scheduler.Schedule();
         Assert.Equal(heavy[..2], first.Admitted.Select(r => r.Request));
-        scheduler.Update(first, NoFailures);
+        Step(scheduler, first);
 
         var light = Request("light", 1, steps: 4);
-        Enqueue(queue, light);
-        var second = scheduler.Schedule(admit: true);
+        Enqueue(scheduler, light);
+        var second = scheduler.Schedule();
         Assert.Equal([light], second.Admitted.Select(r => r.Request));
         // The light run (least served) goes first; one heavy run fills the rest; the other heavy run pauses.
         Assert.Contains(second.Batch, r => r.Request == light);
         Assert.Equal(2, second.Batch.Count);
         Assert.True(second.BatchRows <= 32);
-        scheduler.Update(second, NoFailures);
-        Assert.Equal(1, scheduler.Running.Single(r => r.Request == heavy[1]).StepsPaused);
-        Assert.Equal(2, queue.Count); // the flooder's other two still wait
+        Step(scheduler, second);
+        Assert.Equal(1, scheduler.Running().Single(r => r.Request == heavy[1]).StepsPaused);
+        Assert.Equal(2, scheduler.Count); // the flooder's other two still wait
     }
 
     [Fact]
     public void The_light_request_finishes_in_its_own_number_of_steps_while_a_flood_runs()
     {
-        var (scheduler, queue) = Make(maxBatchRows: 32);
-        Enqueue(queue, Enumerable.Range(0, 6).Select(_ => Request("flood", 8, steps: 1000)).ToArray());
-        scheduler.Update(scheduler.Schedule(true), NoFailures);
+        var scheduler = Make(maxBatchRows: 32);
+        Enqueue(scheduler, Enumerable.Range(0, 6).Select(_ => Request("flood", 8, steps: 1000)).ToArray());
+        Step(scheduler);
         var light = Request("light", 2, steps: 4);
-        Enqueue(queue, light);
+        Enqueue(scheduler, light);
         int steps = 0;
         IReadOnlyList<ScheduledRun> finished = [];
         while (!finished.Any(r => r.Request == light))
         {
-            finished = scheduler.Update(scheduler.Schedule(true), NoFailures);
+            finished = Step(scheduler);
             Assert.True(++steps <= 4, "the light request was paused");
         }
         Assert.Equal(4, steps);
@@ -85,17 +97,17 @@ public class SchedulerTests
     [Fact]
     public void Runs_of_clients_that_do_not_fit_one_forward_take_turns()
     {
-        var (scheduler, queue) = Make(maxBatchRows: 16, maxRunningRows: 64);
+        var scheduler = Make(maxBatchRows: 16, maxRunningRows: 64);
         var a = Request("a", 8, steps: 10); // 16 rows: a whole forward
         var b = Request("b", 8, steps: 10);
-        Enqueue(queue, a, b);
+        Enqueue(scheduler, a, b);
         var stepped = new Dictionary<GenerationRequest, int> { [a] = 0, [b] = 0 };
         for (int i = 0; i < 10; i++)
         {
-            var plan = scheduler.Schedule(true);
+            var plan = scheduler.Schedule();
             Assert.Single(plan.Batch);
             stepped[plan.Batch[0].Request]++;
-            scheduler.Update(plan, NoFailures);
+            Step(scheduler, plan);
         }
         Assert.Equal(5, stepped[a]);
         Assert.Equal(5, stepped[b]);
@@ -104,36 +116,38 @@ public class SchedulerTests
     [Fact]
     public void A_head_that_does_not_fit_blocks_admission_instead_of_being_skipped()
     {
-        var (scheduler, queue) = Make(maxBatchRows: 16, maxRunningRows: 24);
-        Enqueue(queue, Request("a", 8), Request("b", 8), Request("c", 1));
-        var plan = scheduler.Schedule(true);
+        var scheduler = Make(maxBatchRows: 16, maxRunningRows: 24);
+        Enqueue(scheduler, Request("a", 8), Request("b", 8), Request("c", 1));
+        var plan = scheduler.Schedule();
         // a (16 rows) is in; b (16) does not fit the 24 running rows, and c, behind it, is not let past.
         Assert.Single(plan.Admitted);
-        Assert.Equal(2, queue.Count);
+        Assert.Equal(2, scheduler.Count);
     }
 
     [Fact]
     public void Cancelled_and_expired_requests_leave_the_queue_and_the_running_set_with_their_reason()
     {
-        var (scheduler, queue) = Make();
+        var scheduler = Make();
         using var cancelRunning = new CancellationTokenSource();
         var running = Request("a", 1, cancel: cancelRunning.Token);
-        Enqueue(queue, running);
-        scheduler.Update(scheduler.Schedule(true), NoFailures);
+        Enqueue(scheduler, running);
+        Step(scheduler);
 
         using var cancelQueued = new CancellationTokenSource();
         var queued = Request("b", 1, cancel: cancelQueued.Token);
-        var expired = Request("c", 1, timeout: TimeSpan.Zero);
-        Enqueue(queue, queued, expired);
-        cancelQueued.Cancel(); // leaves the queue at once (the queue's own callback)
+        var expired = Request("c", 1, timeout: TimeSpan.FromSeconds(10));
+        Enqueue(scheduler, queued, expired);
+        cancelQueued.Cancel(); // leaves the queue at once (the scheduler's own callback)
         Assert.True(queued.Completion.IsCanceled);
-        cancelRunning.Cancel();
-        Thread.Sleep(1); // past the zero timeout's deadline
+        Assert.Null(scheduler.PositionOf(queued));
+        cancelRunning.Cancel(); // no inbox in this test: the abort is noted for the next schedule
+        clock.Advance(TimeSpan.FromSeconds(11)); // past the deadline of c (and not of a, which has an hour)
 
-        var plan = scheduler.Schedule(true);
+        var plan = scheduler.Schedule();
         Assert.Empty(plan.Batch);
-        Assert.Empty(scheduler.Running);
+        Assert.Empty(scheduler.Running());
         var ended = plan.Ended.ToDictionary(e => e.Request);
+        Assert.Equal(2, ended.Count); // the cancelled waiting request was answered at once, not again here
         Assert.Null(ended[running].Error);
         Assert.NotNull(ended[running].Run);
         Assert.Equal(GenerationFailure.Timeout, ended[expired].Error!.Failure);
@@ -141,138 +155,258 @@ public class SchedulerTests
     }
 
     [Fact]
+    public void A_running_request_times_out_on_the_clock_with_the_steps_it_had_done()
+    {
+        var scheduler = Make();
+        var slow = Request("a", 1, steps: 10, timeout: TimeSpan.FromSeconds(30));
+        Enqueue(scheduler, slow);
+        Step(scheduler);
+        Step(scheduler);
+        clock.Advance(TimeSpan.FromSeconds(29));
+        Assert.Single(scheduler.Schedule().Batch); // not yet
+        clock.Advance(TimeSpan.FromSeconds(2));
+        var ended = Assert.Single(scheduler.Schedule().Ended);
+        Assert.Equal(GenerationFailure.Timeout, ended.Error!.Failure);
+        Assert.Contains("2 of 10 steps", ended.Error.Message);
+    }
+
+    [Fact]
     public void Request_mode_admits_only_into_an_empty_batch()
     {
-        var (scheduler, queue) = Make(mode: BatchingMode.Request);
-        Enqueue(queue, Request("a", 1, steps: 2));
-        scheduler.Update(scheduler.Schedule(true), NoFailures);
-        Enqueue(queue, Request("b", 1, steps: 2));
-        var plan = scheduler.Schedule(true);
+        var scheduler = Make(mode: BatchingMode.Request);
+        Enqueue(scheduler, Request("a", 1, steps: 2));
+        Step(scheduler);
+        Enqueue(scheduler, Request("b", 1, steps: 2));
+        var plan = scheduler.Schedule();
         Assert.Empty(plan.Admitted);
-        Assert.Single(scheduler.Update(plan, NoFailures)); // a finishes
-        Assert.Single(scheduler.Schedule(true).Admitted);
+        Assert.Single(Step(scheduler, plan)); // a finishes
+        Assert.Single(scheduler.Schedule().Admitted);
     }
 
     [Fact]
-    public void Runs_finish_after_their_steps_and_failed_runs_leave_at_once()
+    public void Runs_finish_after_their_steps_and_failed_runs_leave_at_once_with_their_reason()
     {
-        var (scheduler, queue) = Make();
-        Enqueue(queue, Request("a", 1, steps: 2), Request("a", 1, steps: 3));
-        var plan = scheduler.Schedule(true);
+        var scheduler = Make();
+        Enqueue(scheduler, Request("a", 1, steps: 2), Request("a", 1, steps: 3));
+        var plan = scheduler.Schedule();
         var failing = plan.Batch[1];
-        Assert.Empty(scheduler.Update(plan, new Dictionary<ScheduledRun, Exception> { [failing] = new InvalidOperationException("boom") }));
-        Assert.Single(scheduler.Running);
-        var done = scheduler.Update(scheduler.Schedule(true), NoFailures);
+        var update = scheduler.Update(plan, Ran(plan, failing));
+        Assert.Empty(update.Finished);
+        var failed = Assert.Single(update.Ended);
+        Assert.Same(failing, failed.Run);
+        Assert.Equal(GenerationFailure.Error, failed.Error!.Failure);
+        Assert.Equal("generation failed: boom", failed.Error.Message);
+        Assert.Single(scheduler.Running());
+        var done = Step(scheduler);
         Assert.Equal(2, Assert.Single(done).StepsDone);
-        Assert.Empty(scheduler.Running);
+        Assert.Empty(scheduler.Running());
     }
 
     [Fact]
-    public void Admission_pauses_when_asked_and_shutdown_drains_the_queue()
+    public void A_runner_that_finishes_a_run_early_is_a_bug_the_scheduler_refuses()
     {
-        var (scheduler, queue) = Make();
-        Enqueue(queue, Request("a", 1), Request("b", 1));
-        Assert.Empty(scheduler.Schedule(admit: false).Admitted);
-        var drained = scheduler.DrainQueue();
-        Assert.Equal(2, drained.Count);
-        Assert.All(drained, e => Assert.Equal(GenerationFailure.ShuttingDown, e.Error!.Failure));
+        var scheduler = Make();
+        Enqueue(scheduler, Request("a", 1, steps: 3));
+        var plan = scheduler.Schedule();
+        var early = new RunnerOutput(new Dictionary<ScheduledRun, RunFailure>(), [], [(plan.Batch[0], Array.Empty<byte[]>())]);
+        Assert.Throws<InvalidOperationException>(() => scheduler.Update(plan, early));
+    }
+
+    [Fact]
+    public void Closing_refuses_new_requests_and_ends_the_waiting_ones_while_running_ones_finish()
+    {
+        var scheduler = Make(maxBatchRows: 2, maxRunningRows: 2);
+        var running = Request("a", 1, steps: 2);
+        Enqueue(scheduler, running, Request("b", 1), Request("c", 1));
+        Step(scheduler);
+        scheduler.Close();
+        Assert.Equal(EnqueueResult.Closed, scheduler.TryAdd(Request("d", 1)));
+        var plan = scheduler.Schedule();
+        Assert.Equal(2, plan.Ended.Count);
+        Assert.All(plan.Ended, e => Assert.Equal(GenerationFailure.ShuttingDown, e.Error!.Failure));
+        Assert.Empty(plan.Admitted);
+        Assert.Equal([running], plan.Batch.Select(r => r.Request));
+        Assert.Single(Step(scheduler, plan));
+        Assert.Equal(0, scheduler.Count);
     }
 
     [Fact]
     public void The_queue_limits_each_client_by_row_steps_not_by_requests()
     {
-        var queue = new GenerationQueue(capacity: 64, maxQueuedCostPerClient: 1000);
-        Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(Request("a", 4, steps: 100)));   // 800 row-steps
-        Assert.Equal(EnqueueResult.ClientLimit, queue.TryEnqueue(Request("a", 2, steps: 100))); // 800 + 400 > 1000
-        Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(Request("a", 1, steps: 50)));     // 800 + 100
-        Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(Request("b", 8, steps: 1000)));   // another client; alone larger than the cap
-        Assert.Equal(EnqueueResult.ClientLimit, queue.TryEnqueue(Request("b", 1, steps: 1)));
+        var scheduler = Make(costCap: 1000);
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(Request("a", 4, steps: 100)));   // 800 row-steps
+        Assert.Equal(EnqueueResult.ClientLimit, scheduler.TryAdd(Request("a", 2, steps: 100))); // 800 + 400 > 1000
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(Request("a", 1, steps: 50)));     // 800 + 100
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(Request("b", 8, steps: 1000)));   // another client; alone larger than the cap
+        Assert.Equal(EnqueueResult.ClientLimit, scheduler.TryAdd(Request("b", 1, steps: 1)));
     }
 
     [Fact]
-    public void A_request_cancelled_in_the_inbox_gives_its_place_back_at_once_and_leaves_at_the_next_drain()
+    public void A_cancelled_waiting_request_gives_its_place_back_at_once_and_never_runs()
     {
-        var (scheduler, queue) = Make(capacity: 2);
+        var scheduler = Make(capacity: 2);
         using var cancel = new CancellationTokenSource();
         var first = Request("a", 1, cancel: cancel.Token);
         var second = Request("b", 1);
-        Enqueue(queue, first, second);
-        Assert.Equal(EnqueueResult.Full, queue.TryEnqueue(Request("c", 1)));
-        Assert.Equal(2, queue.PositionOf(second));
+        Enqueue(scheduler, first, second);
+        Assert.Equal(EnqueueResult.Full, scheduler.TryAdd(Request("c", 1)));
+        Assert.Equal(2, scheduler.PositionOf(second));
 
-        cancel.Cancel(); // still in the inbox: no worker has drained it
-        Assert.True(first.Completion.IsCanceled);
-        Assert.Equal(1, queue.Count);
-        Assert.Null(queue.PositionOf(first));
-        Assert.Equal(1, queue.PositionOf(second));
-
-        var plan = scheduler.Schedule(admit: true); // the drain passes it over: it never runs and is not answered twice
-        Assert.Equal([second], plan.Admitted.Select(r => r.Request));
-        Assert.Empty(plan.Ended);
-        Assert.Equal(0, queue.Count);
-    }
-
-    [Fact]
-    public void A_place_freed_in_the_inbox_takes_a_new_request_before_any_worker_drains_it()
-    {
-        var (_, queue) = Make(capacity: 1);
-        using var cancel = new CancellationTokenSource();
-        Enqueue(queue, Request("a", 1, cancel: cancel.Token));
         cancel.Cancel();
-        var next = Request("b", 1);
-        Assert.Equal(EnqueueResult.Accepted, queue.TryEnqueue(next)); // the writer drains the dead request out of the bounded inbox
-        Assert.Equal(1, queue.PositionOf(next));
+        Assert.True(first.Completion.IsCanceled);
+        Assert.Equal(1, scheduler.Count);
+        Assert.Null(scheduler.PositionOf(first));
+        Assert.Equal(1, scheduler.PositionOf(second));
+        var next = Request("c", 1);
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(next)); // the freed place is taken before any schedule
+
+        var plan = scheduler.Schedule(); // it never runs and is not answered twice
+        Assert.Equal([second, next], plan.Admitted.Select(r => r.Request));
+        Assert.Empty(plan.Ended);
+        Assert.Equal(0, scheduler.Count);
     }
 
     [Fact]
-    public void Positions_count_the_older_waiting_requests_across_the_inbox_and_the_client_queues()
+    public void A_request_whose_client_left_before_it_was_accepted_ends_cancelled_at_once()
     {
-        var (scheduler, queue) = Make(maxBatchRows: 2, maxRunningRows: 2);
+        var scheduler = Make();
+        using var cancel = new CancellationTokenSource();
+        cancel.Cancel();
+        var gone = Request("a", 1, cancel: cancel.Token);
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(gone));
+        Assert.True(gone.Completion.IsCanceled);
+        Assert.Equal(0, scheduler.Count);
+        Assert.Empty(scheduler.Schedule().Admitted);
+    }
+
+    [Fact]
+    public void Positions_count_the_older_waiting_requests_of_every_client()
+    {
+        var scheduler = Make(maxBatchRows: 2, maxRunningRows: 2);
         var requests = new[] { Request("a", 1), Request("a", 1), Request("b", 1) };
-        Enqueue(queue, requests);
-        scheduler.Schedule(admit: true); // the first runs (the batch holds one guided image); the others are drained
-        Assert.Null(queue.PositionOf(requests[0]));
+        Enqueue(scheduler, requests);
+        scheduler.Schedule(); // the first runs (the batch holds one guided image); the others wait
+        Assert.Null(scheduler.PositionOf(requests[0]));
         var late = Request("c", 1);
-        Enqueue(queue, late); // still in the inbox
-        Assert.Equal([1L, 2L, 3L], new[] { requests[1], requests[2], late }.Select(r => queue.PositionOf(r) ?? 0));
+        Enqueue(scheduler, late);
+        Assert.Equal([1L, 2L, 3L], new[] { requests[1], requests[2], late }.Select(r => scheduler.PositionOf(r) ?? 0));
     }
 
     [Fact]
-    public void A_waiting_request_times_out_while_admission_is_paused()
+    public void A_waiting_request_times_out_while_admission_is_paused_for_a_swap()
     {
-        var (scheduler, queue) = Make();
-        var expired = Request("a", 1, timeout: TimeSpan.Zero);
-        Enqueue(queue, expired);
-        Thread.Sleep(1);
-        var plan = scheduler.Schedule(admit: false);
-        Assert.Equal(GenerationFailure.Timeout, Assert.Single(plan.Ended).Error!.Failure);
-        Assert.Equal(0, queue.Count);
-    }
-
-    [Fact]
-    public void A_weight_swap_waits_for_the_running_requests_and_the_queued_ones_run_on_the_new_weights()
-    {
-        var (scheduler, queue) = Make();
-        var log = new List<string>();
-        var swapper = new WeightSwapper((_, description) => log.Add($"swap {description}"), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
-        Enqueue(queue, Request("a", 1, steps: 2));
-        scheduler.Update(scheduler.Schedule(admit: true), NoFailures);
-
-        var swapped = swapper.Request(new Dictionary<string, TorchSharp.torch.Tensor>(), "new");
-        var queued = Request("b", 1, steps: 1);
-        Enqueue(queue, queued);
-        // The loop's order (EngineCore): a pending swap closes admission while anything runs.
-        Assert.True(swapper.TrySwap(scheduler.Running.Count));
-        var plan = scheduler.Schedule(admit: false);
+        var scheduler = Make();
+        Enqueue(scheduler, Request("a", 1, steps: 5));
+        Step(scheduler);
+        scheduler.BeginSwap(0, new EngineMessage.Swap(new Dictionary<string, TorchSharp.torch.Tensor>(), "new"));
+        var expired = Request("b", 1, timeout: TimeSpan.FromSeconds(5));
+        Enqueue(scheduler, expired);
+        clock.Advance(TimeSpan.FromSeconds(6));
+        var plan = scheduler.Schedule();
         Assert.Empty(plan.Admitted);
-        var done = scheduler.Update(plan, NoFailures);
-        log.Add($"finished {Assert.Single(done).Request.Client}");
-        Assert.False(swapped.IsCompleted);
+        Assert.Null(plan.Swap); // a still runs
+        Assert.Equal(GenerationFailure.Timeout, Assert.Single(plan.Ended).Error!.Failure);
+        Assert.Equal(0, scheduler.Count);
+    }
 
-        Assert.False(swapper.TrySwap(scheduler.Running.Count)); // nothing runs: the swap happens now, then admission resumes
-        Assert.True(swapped.IsCompletedSuccessfully);
-        var after = scheduler.Schedule(admit: true);
-        log.Add($"admitted {Assert.Single(after.Admitted).Request.Client}");
-        Assert.Equal(["finished a", "swap new", "admitted b"], log);
+    [Fact]
+    public void A_weight_swap_is_a_scheduler_state_the_running_requests_finish_then_the_swap_then_the_queued_ones_run()
+    {
+        var scheduler = Make();
+        var log = new List<string>();
+        Enqueue(scheduler, Request("a", 1, steps: 2));
+        Step(scheduler);
+
+        var swap = new EngineMessage.Swap(new Dictionary<string, TorchSharp.torch.Tensor>(), "new");
+        scheduler.BeginSwap(0, swap);
+        Assert.Throws<InvalidOperationException>(() => scheduler.BeginSwap(0, swap)); // one at a time
+        Enqueue(scheduler, Request("b", 1, steps: 1));
+        var plan = scheduler.Schedule();
+        Assert.Empty(plan.Admitted);
+        Assert.Null(plan.Swap);
+        log.Add($"finished {Assert.Single(Step(scheduler, plan)).Client}");
+
+        var swapping = scheduler.Schedule(); // nothing runs: the plan is the swap, and nothing else
+        Assert.Same(swap, swapping.Swap);
+        Assert.Empty(swapping.Admitted);
+        Assert.Empty(swapping.Batch);
+        log.Add("swap");
+        Assert.Same(swap, scheduler.Schedule().Swap); // until the engine says it is over
+        scheduler.EndSwap(0);
+        var after = scheduler.Schedule();
+        Assert.Null(after.Swap);
+        log.Add($"admitted {Assert.Single(after.Admitted).Client}");
+        Assert.Equal(["finished a", "swap", "admitted b"], log);
+    }
+
+    [Fact]
+    public void A_running_request_cancelled_is_aborted_through_its_devices_inbox_at_the_next_step()
+    {
+        var scheduler = Make();
+        var inbox = System.Threading.Channels.Channel.CreateUnbounded<EngineMessage>();
+        scheduler.Connect(0, inbox.Writer);
+        using var cancel = new CancellationTokenSource();
+        var request = Request("a", 1, steps: 10, cancel: cancel.Token);
+        Enqueue(scheduler, request);
+        Assert.True(inbox.Reader.TryRead(out var added) && added is EngineMessage.Added); // an idle core looks for work
+        Step(scheduler);
+        cancel.Cancel();
+        Assert.True(inbox.Reader.TryRead(out var message));
+        var abort = Assert.IsType<EngineMessage.Abort>(message);
+        Assert.Same(request, abort.Request);
+        Assert.False(request.IsCompleted); // a running request is answered by its engine, after its rows leave
+        scheduler.Abort(0, abort.Request);
+        var ended = Assert.Single(scheduler.Schedule().Ended);
+        Assert.Null(ended.Error);
+        Assert.Empty(scheduler.Running());
+    }
+
+    [Fact]
+    public void Two_devices_share_the_waiting_queue_and_each_runs_what_it_admitted()
+    {
+        var scheduler = new Scheduler(new ServingOptions { MaxBatchRows = 2, MaxRunningRows = 2, MaxQueuedCostPerClient = null }, devices: 2, clock);
+        var a = Request("a", 1);
+        var b = Request("a", 1);
+        Enqueue(scheduler, a, b);
+        var first = scheduler.Schedule(0);
+        var second = scheduler.Schedule(1);
+        Assert.Equal([a], first.Admitted.Select(r => r.Request));
+        Assert.Equal([b], second.Admitted.Select(r => r.Request));
+        Assert.Equal(1, second.Device);
+        Assert.Equal(1, scheduler.Running(1).Single().Device);
+        // One device ending (its loop crashed) fails its own runs; the queue stays for the other.
+        Enqueue(scheduler, Request("c", 1));
+        var ended = scheduler.EndAll(0, "the generation worker stopped");
+        Assert.Equal([a], ended.Select(e => e.Request));
+        Assert.Equal(1, scheduler.Count);
+        Assert.Single(scheduler.EndAll(1, "stopped"), e => e.Run is null); // the last device: the queue ends too
+    }
+
+    [Theory]
+    [InlineData("ddpm", 10, null)]
+    [InlineData("ddim", 7, "[200, 700]")]
+    [InlineData("unipc", 6, "[0, 500]")]
+    [InlineData("dpmpp_2m", 5, "[300, 1000]")]
+    [InlineData("ddpm", 250, "[100, 400]")]
+    public void The_rows_the_scheduler_plans_are_the_rows_the_run_adds_at_every_step(string sampler, int steps, string? interval)
+    {
+        var bounds = interval?.Trim('[', ']').Split(',').Select(double.Parse).ToArray();
+        var options = new SamplingOptions
+        {
+            Sampler = SamplerNames.Samplers[sampler], Steps = steps, CfgScale = 4, Seed = 1,
+            GuidanceInterval = bounds is null ? null : new GuidanceInterval(bounds[0], bounds[1]),
+        };
+        var planned = StepTimesteps.RowsPerStep(options, 2);
+        var timesteps = StepTimesteps.For(options);
+        var config = DiTServer.Core.Model.DiTConfig.Presets["DiT-S/8"] with { InputSize = 8 };
+        using var run = new SamplingRun(null, config, [1, 2], options, TorchSharp.torch.CPU);
+        for (int k = 0; k < steps; k++)
+        {
+            Assert.Equal(run.ModelTimestep, timesteps[k]);
+            Assert.Equal(run.RowsThisStep, planned[k]);
+            using var output = TorchSharp.torch.zeros(2, config.LearnSigma ? 2 * config.InChannels : config.InChannels, 8, 8);
+            run.Advance(output);
+        }
+        if (bounds is not null) Assert.Contains(2, planned); // the interval really turned guidance off somewhere
     }
 }

@@ -99,15 +99,16 @@ public static class ServeBenchmark
             MaxImagesPerRequest = Math.Max(1, maxRows / 2),
             QueueCapacity = work.Count,
             RequestTimeout = TimeSpan.FromHours(1),
+            MaxQueuedCostPerClient = null, // the whole load is one client's: the benchmark measures batching, not shares
         };
-        var queue = new GenerationQueue(options.QueueCapacity);
+        var queue = new Scheduler(options);
         var engine = new GenerationEngine(new ModelRunner(model), queue, options, NullServingObserver.Instance, NullLogger.Instance);
         var loop = engine.Start();
         while (!engine.Ready) await Task.Delay(5, ct); // the warm-up is not part of the measurement
         var sw = Stopwatch.StartNew();
         var requests = work.Select((p, i) => new GenerationRequest($"bench-{i}", p, options.RequestTimeout, ct)).ToList();
         foreach (var r in requests)
-            if (queue.TryEnqueue(r) != EnqueueResult.Accepted) throw new InvalidOperationException("queue refused a benchmark request");
+            if (queue.TryAdd(r) != EnqueueResult.Accepted) throw new InvalidOperationException("queue refused a benchmark request");
         var results = await Task.WhenAll(requests.Select(r => r.Completion));
         var wall = sw.Elapsed;
         engine.BeginShutdown();

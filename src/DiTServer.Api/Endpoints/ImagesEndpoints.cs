@@ -37,7 +37,7 @@ public static class ImagesEndpoints
     }
 
     private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, IOptions<ServingOptions> serving,
+        HttpContext http, LoadedModel model, Scheduler scheduler, IOptions<ServingOptions> serving,
         ServingMetrics metrics, GenerationMetrics outcomes)
     {
         var o = serving.Value;
@@ -50,9 +50,9 @@ public static class ImagesEndpoints
         var parameters = parsed.Parameters!;
 
         var request = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
-        if (queue.TryEnqueue(request) is var outcome and not EnqueueResult.Accepted) return GenerationProblems.Refused(http, o, outcome);
+        if (scheduler.TryAdd(request) is var outcome and not EnqueueResult.Accepted) return GenerationProblems.Refused(http, o, outcome);
         outcomes.Track(http, request);
-        metrics.Queued(queue.Count);
+        metrics.Queued(scheduler.Count);
 
         GenerationResult result;
         try { result = await request.Completion; }

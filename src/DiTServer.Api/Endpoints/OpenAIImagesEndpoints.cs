@@ -37,7 +37,7 @@ public static class OpenAIImagesEndpoints
     }
 
     private static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, GenerationQueue queue, JobStore store, IOptions<ServingOptions> serving, TimeProvider time,
+        HttpContext http, LoadedModel model, Scheduler scheduler, JobStore store, IOptions<ServingOptions> serving, TimeProvider time,
         PublicUrls urls, ISharedJobs shared, GenerationMetrics outcomes)
     {
         var o = serving.Value;
@@ -80,7 +80,7 @@ public static class OpenAIImagesEndpoints
         }
 
         var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
-        var queued = queue.TryEnqueue(generation);
+        var queued = scheduler.TryAdd(generation);
         if (queued != EnqueueResult.Accepted) return GenerationProblems.Refused(http, o, queued);
         outcomes.Track(http, generation);
         GenerationResult result;

@@ -43,7 +43,8 @@ public static class ServingRegistration
             return new ServedModels(models);
         });
         services.AddSingleton(sp => sp.GetRequiredService<ServedModels>().Models[0].Model);
-        services.AddSingleton(sp => new GenerationQueue(sp.GetRequiredService<IOptions<ServingOptions>>().Value));
+        services.AddSingleton(sp => new Scheduler(sp.GetRequiredService<IOptions<ServingOptions>>().Value,
+            sp.GetRequiredService<ServedModels>().Models.Count, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ServingMetrics>();
         services.AddSingleton<IServingObserver>(sp => sp.GetRequiredService<ServingMetrics>());
         services.AddSingleton(sp =>
@@ -54,7 +55,7 @@ public static class ServingRegistration
             var devices = served.Select(m => new GenerationEngine.Device(
                 new ModelRunner(m.Model, sp.GetService<IRunnerFaultInjector>()),
                 ReferenceEquals(observer, metrics) ? metrics.ForDevice(m.Label) : observer, m.Label)).ToList();
-            return new GenerationEngine(devices, sp.GetRequiredService<GenerationQueue>(), sp.GetRequiredService<IOptions<ServingOptions>>().Value,
+            return new GenerationEngine(devices, sp.GetRequiredService<Scheduler>(), sp.GetRequiredService<IOptions<ServingOptions>>().Value,
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger<GenerationEngine>());
         });
         services.AddHostedService<GenerationWorker>();

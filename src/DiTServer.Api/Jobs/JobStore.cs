@@ -12,7 +12,7 @@ namespace DiTServer.Api.Jobs;
 /// Running jobs are never evicted (a cache may drop any entry under pressure); eviction is oldest-finished first,
 /// under two limits at once (count and bytes, where a cache has one size); the newest result always survives one fetch;
 /// and expiry follows the injected <see cref="TimeProvider"/>, which the retention tests drive by hand.</para></remarks>
-public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOptions, IOptions<ServingOptions> servingOptions,
+public sealed class JobStore(Scheduler scheduler, IOptions<JobOptions> jobOptions, IOptions<ServingOptions> servingOptions,
     TimeProvider time, ILogger<JobStore> logger, ISharedJobs? shared = null)
 {
     private readonly ConcurrentDictionary<string, Job> jobs = new();
@@ -31,7 +31,7 @@ public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOpti
     {
         Sweep();
         var job = new Job(NewId(), parameters, servingOptions.Value.RequestTimeout, time, previewEvery, options.PreviewMaxSize, client);
-        var outcome = queue.TryEnqueue(job.Request);
+        var outcome = scheduler.TryAdd(job.Request);
         if (outcome != EnqueueResult.Accepted) return (null, outcome);
         jobs[job.Id] = job;
         shared?.Track(job);
@@ -54,7 +54,7 @@ public sealed class JobStore(GenerationQueue queue, IOptions<JobOptions> jobOpti
     }
 
     /// <summary>1-based place in the queue while queued, else null.</summary>
-    public long? PositionOf(Job job) => queue.PositionOf(job.Request);
+    public long? PositionOf(Job job) => scheduler.PositionOf(job.Request);
 
     /// <summary>Drops expired finished jobs, then the oldest finished ones while over the count or byte limit.
     /// The most recently finished job is never evicted for size, so a result can always be fetched once.</summary>

@@ -1,51 +1,54 @@
 using System.Diagnostics;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 
 namespace DiTServer.Core.Serving;
 
-/// <summary>One device's worker loop (vLLM's <c>EngineCore</c>): <see cref="Scheduler"/> plans each step,
-/// <see cref="ModelRunner"/> runs it, the scheduler takes the outcome, <see cref="OutputProcessor"/> encodes and answers.
-/// Runs on its own thread, the only one that touches its model; one request's failure completes only its own task.
-/// Several cores may pull from one <see cref="GenerationQueue"/> (<see cref="GenerationEngine"/>).</summary>
+/// <summary>One device's worker loop (vLLM's <c>EngineCore</c>), which only loops: read the inbox, schedule, execute,
+/// update, hand the outcome to the <see cref="OutputProcessor"/>. Runs on its own thread, the only one that touches its
+/// model; one request's failure completes only its own task.</summary>
+/// <remarks>The inbox is a channel of <see cref="EngineMessage"/>s: the scheduler posts work arrivals and aborts, the
+/// engine posts weight swaps and the final stop. The loop drains it before every step and, with nothing to run, blocks
+/// its dedicated thread on the channel until the next message (a blocking wait, not an await: the thread's torch state,
+/// its intra-op threads, is per thread).</remarks>
 public sealed class EngineCore
 {
     private readonly ModelRunner runner;
     private readonly Scheduler scheduler;
     private readonly OutputProcessor outputs;
-    private readonly GenerationQueue queue;
     private readonly ServingOptions options;
     private readonly IServingObserver observer;
     private readonly ILogger logger;
-    private readonly WeightSwapper swapper;
-    private readonly ManualResetEventSlim work;
-    // Never disposed on purpose (no timers, nothing to free): a host may call StopAsync again after its container
-    // has been disposed (WebApplicationFactory does), and shutdown must still be callable then.
-    private readonly CancellationTokenSource stopAdmitting = new(), abort = new();
+    private readonly int device;
+    private readonly Channel<EngineMessage> inbox = Channel.CreateUnbounded<EngineMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly TaskCompletionSource finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly EngineStats stats = new();
+    private readonly Lock swapGate = new();
+    private EngineMessage.Swap? swapInFlight;
+    private bool aborting, loopEnded; // loopEnded: guarded by swapGate
     private Thread? thread;
 
+    /// <param name="device">This core's index in <paramref name="scheduler"/>'s devices.</param>
     /// <param name="label">The device as metrics and logs name it (<c>cpu:0</c>, <c>cuda:1</c>).</param>
-    public EngineCore(ModelRunner runner, GenerationQueue queue, ServingOptions options, IServingObserver observer, ILogger logger, string label)
+    public EngineCore(ModelRunner runner, Scheduler scheduler, int device, ServingOptions options, IServingObserver observer, ILogger logger, string label)
     {
         Label = label;
         this.runner = runner;
-        this.queue = queue;
+        this.scheduler = scheduler;
+        this.device = device;
         this.options = options;
         this.observer = observer;
         this.logger = logger;
-        scheduler = new Scheduler(options, queue);
-        outputs = new OutputProcessor(runner.Model, observer, logger);
-        swapper = new WeightSwapper(runner.ReplaceWeights, logger);
-        work = queue.Subscribe();
+        outputs = new OutputProcessor(runner.Model, observer, logger, scheduler.Time);
+        scheduler.Connect(device, inbox.Writer);
     }
 
     public string Label { get; }
     public bool Ready => stats.Ready;
 
-    public EngineSnapshot Snapshot() => stats.Snapshot(queue.Count);
+    public EngineSnapshot Snapshot() => stats.Snapshot(scheduler.Count);
 
-    /// <summary>Starts the loop on a dedicated thread; the task completes when the loop has ended.</summary>
+    /// <summary>Starts the loop on a dedicated thread; the task completes when the loop has ended and every answer is out.</summary>
     public Task Start()
     {
         if (thread is not null) throw new InvalidOperationException("already started");
@@ -54,28 +57,33 @@ public sealed class EngineCore
         return finished.Task;
     }
 
-    /// <summary>Graceful stop: the queue refuses new work, queued requests fail with <see cref="GenerationFailure.ShuttingDown"/>,
-    /// active ones run to completion. Call <see cref="Abort"/> when the host's shutdown time is up.</summary>
-    public void BeginShutdown()
-    {
-        queue.Close(); // first: once a worker sees stopAdmitting, nothing new can arrive behind its last drain
-        stopAdmitting.Cancel(); // also ends the worker's wait for work
-    }
+    /// <summary>Graceful stop: the scheduler refuses new work, queued requests fail with
+    /// <see cref="GenerationFailure.ShuttingDown"/>, running ones run to completion, then the loop ends. Call
+    /// <see cref="Abort"/> when the host's shutdown time is up.</summary>
+    public void BeginShutdown() => scheduler.Close();
 
     /// <summary>Fails the requests still running at the next step boundary and ends the loop.</summary>
     public void Abort()
     {
         BeginShutdown();
-        abort.Cancel();
+        inbox.Writer.TryWrite(EngineMessage.Stop.Instance);
     }
 
-    /// <inheritdoc cref="WeightSwapper.Request"/>
+    /// <summary>Serves new weights for the same architecture without failing anyone: admission to this device pauses,
+    /// the requests already running finish on the old weights, the worker copies the new ones in (strictly: same keys
+    /// and shapes) and admission resumes. The task ends when the new weights serve, or faults with why they do not.</summary>
+    /// <exception cref="InvalidOperationException">Another swap is pending, or the worker is not running.</exception>
     public Task ReplaceWeightsAsync(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> weights, string description)
     {
-        if (finished.Task.IsCompleted) throw new InvalidOperationException("the generation worker is not running");
-        var done = swapper.Request(weights, description);
-        queue.Wake();
-        return done;
+        var swap = new EngineMessage.Swap(weights, description);
+        lock (swapGate)
+        {
+            if (loopEnded || thread is null) throw new InvalidOperationException("the generation worker is not running");
+            if (swapInFlight is not null) throw new InvalidOperationException("another model activation is still in progress");
+            swapInFlight = swap;
+        }
+        inbox.Writer.TryWrite(swap);
+        return swap.Done.Task;
     }
 
     private void Loop()
@@ -84,26 +92,28 @@ public sealed class EngineCore
         {
             ModelRunner.SetThreads(options.IntraOpThreads);
             stats.Ready = !options.WarmUp || WarmUp();
-            while (!abort.IsCancellationRequested)
+            while (true)
             {
-                bool stopping = stopAdmitting.IsCancellationRequested;
-                if (stopping) End(scheduler.DrainQueue());
-                // A pending swap closes admission until the running requests are done, then happens here, between steps.
-                bool admit = !stopping && !swapper.TrySwap(scheduler.Running.Count);
-                var plan = scheduler.Schedule(admit);
-                End(plan.Ended);
-                foreach (var run in plan.Admitted) StartRun(run);
-                // A run the runner could not start has left the scheduler already; it leaves this forward too.
-                if (plan.Batch.Any(r => r.Sampling is null)) plan = plan with { Batch = plan.Batch.Where(r => r.Sampling is not null).ToList() };
-                Publish();
-                if (plan.Batch.Count == 0)
+                while (inbox.Reader.TryRead(out var message)) Handle(message);
+                if (aborting) break;
+                var plan = scheduler.Schedule(device);
+                if (plan.Swap is { } swap)
                 {
-                    if (scheduler.Running.Count > 0) continue;
-                    if (stopping) break;
-                    queue.WaitForWork(work, stopAdmitting.Token);
+                    End(plan.Ended);
+                    runner.FreeAll(); // nothing runs on this device: only the state of the runs that just ended is left
+                    Swap(swap);
                     continue;
                 }
-                Step(plan);
+                Publish(); // the running set as planned, before the (possibly long) forward
+                var sw = Stopwatch.StartNew();
+                var outcome = runner.Execute(plan);
+                var update = scheduler.Update(plan, outcome);
+                Report(plan, outcome, update, sw.Elapsed);
+                if (plan.Batch.Count == 0 && scheduler.Running(device).Count == 0)
+                {
+                    if (scheduler.IsClosed) break; // graceful stop: nothing runs and the queue was ended
+                    inbox.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult();
+                }
             }
         }
         catch (Exception e)
@@ -114,11 +124,47 @@ public sealed class EngineCore
         }
         finally
         {
-            End(scheduler.EndAll(abort.IsCancellationRequested ? "the server shut down before this request finished" : "the generation worker stopped"));
+            End(scheduler.EndAll(device, aborting ? "the server shut down before this request finished" : "the generation worker stopped"));
+            runner.FreeAll();
+            lock (swapGate)
+            {
+                swapInFlight?.Done.TrySetException(new InvalidOperationException("the generation worker stopped before the activation"));
+                swapInFlight = null;
+                loopEnded = true;
+            }
             Publish();
-            swapper.Cancel();
-            finished.TrySetResult();
+            outputs.Complete();
+            outputs.Drained.ContinueWith(_ => finished.TrySetResult(), TaskScheduler.Default);
         }
+    }
+
+    private void Handle(EngineMessage message)
+    {
+        switch (message)
+        {
+            case EngineMessage.Abort abort: scheduler.Abort(device, abort.Request); break;
+            case EngineMessage.Swap swap: scheduler.BeginSwap(device, swap); break;
+            case EngineMessage.Stop: aborting = true; break;
+            case EngineMessage.Added: break; // the schedule that follows looks for work
+        }
+    }
+
+    /// <summary>Copies the swap's weights in between steps (nothing runs on this device), then resumes admission.</summary>
+    private void Swap(EngineMessage.Swap swap)
+    {
+        try
+        {
+            runner.ReplaceWeights(swap.Weights, swap.Description);
+            logger.LogInformation("Now serving {Weights} on {Device}", swap.Description, Label);
+            swap.Done.TrySetResult();
+        }
+        catch (Exception e)
+        {
+            logger.LogError("Activation of {Weights} failed: {Error}; the previous weights keep serving", swap.Description, e.Message);
+            swap.Done.TrySetException(e);
+        }
+        scheduler.EndSwap(device);
+        lock (swapGate) swapInFlight = null;
     }
 
     /// <summary>A small guided generation; true when it gave finite output (then <c>/health/ready</c> may turn ready).</summary>
@@ -137,63 +183,37 @@ public sealed class EngineCore
         return problem is null;
     }
 
-    private void StartRun(ScheduledRun run)
+    /// <summary>Hands a step's outcome to the output processor and the metrics.</summary>
+    private void Report(SchedulerOutput plan, RunnerOutput outcome, SchedulerUpdate update, TimeSpan elapsed)
     {
-        try
+        End(plan.Ended);
+        foreach (var run in plan.Admitted)
+            if (!outcome.Failed.ContainsKey(run)) outputs.Admitted(run);
+        var stepped = plan.Batch.Where(r => !outcome.Failed.ContainsKey(r)).ToList();
+        if (plan.Batch.Count > 0)
         {
-            run.Sampling = runner.Start(run.Request.Parameters);
-            outputs.Admitted(run);
+            observer.Forward(plan.BatchRows, plan.Batch.Count, elapsed);
+            stats.Forward(plan.Batch.Count);
+            if (plan.Paused > 0) observer.Paused(plan.Paused);
         }
-        catch (Exception e)
-        {
-            scheduler.Remove(run);
-            End([EndedRequest.Failed(run, "generation failed", e)]);
-        }
-    }
-
-    /// <summary>One forward over the plan's batch, then the scheduler's bookkeeping, previews, progress and decoding.</summary>
-    private void Step(SchedulerOutput plan)
-    {
-        var batch = plan.Batch;
-        // Runs for which this step is a preview step keep its x̂₀ (the sampler computes it anyway).
-        var previewing = batch.Where(r => r.Request.Preview is { } p && p.Wants(r.StepsDone + 1, r.TotalSteps)).ToHashSet();
-        var sw = Stopwatch.StartNew();
-        var failed = runner.Execute(batch, previewing);
-        observer.Forward(plan.BatchRows, batch.Count, sw.Elapsed);
-        if (scheduler.Running.Count > batch.Count) observer.Paused(scheduler.Running.Count - batch.Count);
-        stats.Forward(batch.Count);
-        var done = scheduler.Update(plan, failed);
-        End(failed.Select(f => EndedRequest.Failed(f.Key, "generation failed", f.Value)).ToList());
-        foreach (var run in batch.Where(r => !failed.ContainsKey(r)))
-        {
-            outputs.Progress(run);
-            if (previewing.Contains(run)) outputs.Preview(run, () => runner.Preview(run.Sampling!, run.Request.Preview!.MaxSide));
-        }
-        if (done.Count > 0)
-        {
-            // Decoded together, released here (their tensors are this thread's), encoded and answered by the output processor.
-            var decoded = runner.DecodeEach(done.Select(r => r.Sampling!).ToList());
-            foreach (var run in done) run.Release();
-            outputs.Finished(done, decoded);
-        }
+        End(update.Ended);
+        foreach (var run in stepped) outputs.Progress(run);
+        foreach (var preview in outcome.Previews) outputs.Preview(preview);
+        foreach (var done in update.Finished) outputs.Succeed(done);
         Publish();
     }
 
-    /// <summary>Answers requests that leave without a result and frees their runner state.</summary>
     private void End(IReadOnlyList<EndedRequest> ended)
     {
-        foreach (var e in ended)
-        {
-            e.Run?.Release();
-            outputs.End(e);
-        }
+        foreach (var e in ended) outputs.End(e);
     }
 
     private void Publish()
     {
         long live = ModelRunner.LiveTensorsOnThisThread; // worker thread only: the statistics are per thread
-        stats.Occupancy(scheduler.Running.Count, scheduler.RunningRows, live);
-        observer.Occupancy(queue.Count, scheduler.Running.Count);
+        var running = scheduler.Running(device);
+        stats.Occupancy(running.Count, running.Sum(r => r.Rows), live);
+        observer.Occupancy(scheduler.Count, running.Count);
         observer.WorkerTensors(live);
     }
 }

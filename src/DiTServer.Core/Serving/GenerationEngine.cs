@@ -3,30 +3,33 @@ using Microsoft.Extensions.Logging;
 namespace DiTServer.Core.Serving;
 
 /// <summary>The serving engine of a process: one <see cref="EngineCore"/> per device (each with its own model copy,
-/// worker thread, scheduler and runner), all pulling from ONE <see cref="GenerationQueue"/>, so a device takes work
-/// whenever it has room and none idles while requests wait.</summary>
+/// worker thread and runner), all scheduled by ONE <see cref="Scheduler"/>, so a device takes work whenever it has
+/// room and none idles while requests wait.</summary>
 /// <remarks>A request's pixels do not depend on the device that ran it: every run draws from its own seeded CPU
 /// generator and every core holds the same weights.</remarks>
 public sealed class GenerationEngine
 {
-    private readonly GenerationQueue queue;
+    private readonly Scheduler scheduler;
 
     /// <summary>One device.</summary>
-    public GenerationEngine(ModelRunner runner, GenerationQueue queue, ServingOptions options, IServingObserver observer, ILogger logger)
-        : this([new Device(runner, observer, DeviceLabels.Of([runner.Model.Device.ToString()])[0])], queue, options, logger) { }
+    public GenerationEngine(ModelRunner runner, Scheduler scheduler, ServingOptions options, IServingObserver observer, ILogger logger)
+        : this([new Device(runner, observer, DeviceLabels.Of([runner.Model.Device.ToString()])[0])], scheduler, options, logger) { }
 
-    /// <summary>Several devices sharing the queue.</summary>
-    public GenerationEngine(IReadOnlyList<Device> devices, GenerationQueue queue, ServingOptions options, ILogger logger)
+    /// <summary>Several devices sharing the scheduler (which must have been made for as many devices).</summary>
+    public GenerationEngine(IReadOnlyList<Device> devices, Scheduler scheduler, ServingOptions options, ILogger logger)
     {
         if (devices.Count == 0) throw new ArgumentException("at least one device", nameof(devices));
-        this.queue = queue;
-        Cores = devices.Select(d => new EngineCore(d.Runner, queue, options, d.Observer, logger, d.Label)).ToList();
+        if (devices.Count != scheduler.Devices)
+            throw new ArgumentException($"the scheduler has {scheduler.Devices} device(s), the engine {devices.Count}", nameof(devices));
+        this.scheduler = scheduler;
+        Cores = devices.Select((d, i) => new EngineCore(d.Runner, scheduler, i, options, d.Observer, logger, d.Label)).ToList();
     }
 
     /// <summary>A device's runner, its metrics and its label (<see cref="DeviceLabels"/>).</summary>
     public sealed record Device(ModelRunner Runner, IServingObserver Observer, string Label);
 
     public IReadOnlyList<EngineCore> Cores { get; }
+    public Scheduler Scheduler => scheduler;
 
     /// <summary>Ready when every device has warmed up.</summary>
     public bool Ready => Cores.All(c => c.Ready);
@@ -35,7 +38,7 @@ public sealed class GenerationEngine
     public EngineSnapshot Snapshot()
     {
         var all = Cores.Select(c => c.Snapshot()).ToList();
-        return new EngineSnapshot(all.All(s => s.Ready), queue.Count, all.Sum(s => s.ActiveRequests), all.Sum(s => s.ActiveRows),
+        return new EngineSnapshot(all.All(s => s.Ready), scheduler.Count, all.Sum(s => s.ActiveRequests), all.Sum(s => s.ActiveRows),
             all.Sum(s => s.Forwards), all.Max(s => s.MaxRequestsInOneForward), all.Sum(s => s.WorkerLiveTensors));
     }
 
@@ -43,10 +46,7 @@ public sealed class GenerationEngine
     public Task Start() => Task.WhenAll(Cores.Select(c => c.Start()).ToList());
 
     /// <inheritdoc cref="EngineCore.BeginShutdown"/>
-    public void BeginShutdown()
-    {
-        foreach (var c in Cores) c.BeginShutdown();
-    }
+    public void BeginShutdown() => scheduler.Close();
 
     /// <inheritdoc cref="EngineCore.Abort"/>
     public void Abort()

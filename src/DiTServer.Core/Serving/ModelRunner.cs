@@ -8,12 +8,15 @@ using static TorchSharp.torch;
 
 namespace DiTServer.Core.Serving;
 
-/// <summary>The only serving code that touches tensors. Called from the worker thread only: dispose scopes and
-/// inference mode are thread-local, so each call opens its own and never awaits inside them.</summary>
+/// <summary>The only serving code that touches tensors (vLLM's model runner): it owns every admitted request's tensor
+/// state and executes the scheduler's plans. Called from the worker thread only: dispose scopes and inference mode are
+/// thread-local, so each call opens its own and never awaits inside them.</summary>
 public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults = null)
 {
     // Respaced tables per step count; built once, shared by every run with that many steps.
     private readonly Dictionary<int, GaussianDiffusion> diffusions = new();
+    // Per-request tensor state (latents, generator, solver history), owned here from admission to the end of the run.
+    private readonly Dictionary<ScheduledRun, SamplingRun> states = new();
 
     public LoadedModel Model => model;
 
@@ -99,14 +102,74 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         return slices;
     }
 
-    /// <summary>Runs the plan's forward: one step for every run of <paramref name="batch"/>, keeping x̂₀ for
-    /// <paramref name="previewing"/>. Returns the runs that failed, with the reason.</summary>
-    public Dictionary<ScheduledRun, Exception> Execute(IReadOnlyList<ScheduledRun> batch, IReadOnlySet<ScheduledRun> previewing)
+    /// <summary>Executes one plan (worker thread): frees the state of runs that ended, starts the admitted ones, runs
+    /// one step for the batch, renders the previews it asks for, and decodes the runs that reached their last step.</summary>
+    public RunnerOutput Execute(SchedulerOutput plan)
     {
-        var byRun = batch.ToDictionary(r => r.Sampling!);
-        foreach (var run in batch) run.LastStepRows = run.StepRows; // before the step: it moves a run across guidance-interval edges
-        var failed = Step(byRun.Keys.ToList(), previewing.Select(r => r.Sampling!).ToHashSet());
-        return failed.ToDictionary(f => byRun[f.Run], f => f.Error);
+        var failed = new Dictionary<ScheduledRun, RunFailure>();
+        foreach (var ended in plan.Ended)
+            if (ended.Run is { } run) Free(run);
+        foreach (var run in plan.Admitted)
+        {
+            try { states[run] = Start(run.Request.Parameters); }
+            catch (Exception e) { failed[run] = new RunFailure("generation failed", e); }
+        }
+        var batch = plan.Batch.Where(r => !failed.ContainsKey(r)).ToList();
+        foreach (var run in batch)
+        {
+            // The scheduler planned the forward's rows without tensors; they must be the rows this run will add.
+            if (!states.TryGetValue(run, out var sampling))
+                failed[run] = new RunFailure("generation failed", new InvalidOperationException($"the runner has no state for {run}"));
+            else if (sampling.RowsThisStep != run.LastStepRows)
+                failed[run] = new RunFailure("generation failed", new InvalidOperationException(
+                    $"the scheduler planned {run.LastStepRows} rows for {run} at step {sampling.StepsDone + 1}, the run has {sampling.RowsThisStep}"));
+        }
+        batch.RemoveAll(failed.ContainsKey);
+        var byState = batch.ToDictionary(r => states[r]);
+        foreach (var (sampling, error) in Step(byState.Keys.ToList(), plan.Previewing.Where(byState.ContainsValue).Select(r => states[r]).ToHashSet()))
+            failed[byState[sampling]] = new RunFailure("generation failed", error);
+        var previews = new List<RenderedPreview>();
+        foreach (var run in batch.Where(r => plan.Previewing.Contains(r) && !failed.ContainsKey(r)))
+        {
+            var maxSide = run.Request.Preview!.MaxSide;
+            try
+            {
+                var (hwc, side, channels) = Preview(states[run], maxSide);
+                previews.Add(new RenderedPreview(run, hwc, side, channels, null));
+            }
+            catch (Exception e) { previews.Add(new RenderedPreview(run, null, 0, 0, e)); }
+        }
+        var done = batch.Where(r => !failed.ContainsKey(r) && states[r].Done).ToList();
+        var finished = new List<(ScheduledRun, byte[][])>();
+        if (done.Count > 0)
+        {
+            // Decoded together; a run that cannot be decoded fails alone.
+            var decoded = DecodeEach(done.Select(r => states[r]).ToList());
+            for (int i = 0; i < done.Count; i++)
+            {
+                if (decoded[i].Pixels is { } images) finished.Add((done[i], images));
+                else failed[done[i]] = new RunFailure("decoding failed", decoded[i].Error!);
+                Free(done[i]);
+            }
+        }
+        foreach (var run in failed.Keys) Free(run);
+        return new RunnerOutput(failed, previews, finished);
+    }
+
+    /// <summary>Runs with state on this runner (tests check that ended runs leave nothing behind).</summary>
+    public int ActiveRuns => states.Count;
+
+    /// <summary>Frees a run's tensors (worker thread only); nothing when it has none.</summary>
+    public void Free(ScheduledRun run)
+    {
+        if (states.Remove(run, out var sampling)) sampling.Dispose();
+    }
+
+    /// <summary>Frees every run's tensors (the loop is ending).</summary>
+    public void FreeAll()
+    {
+        foreach (var sampling in states.Values) sampling.Dispose();
+        states.Clear();
     }
 
     /// <summary>Torch's intra-op threads for the calling thread's work (the worker's, set once at its start).</summary>

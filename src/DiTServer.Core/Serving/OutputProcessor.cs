@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using System.Threading.Channels;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Sampling;
@@ -6,84 +6,117 @@ using Microsoft.Extensions.Logging;
 
 namespace DiTServer.Core.Serving;
 
-/// <summary>Everything after the model: progress reports, previews and finished images PNG-encoded on the thread pool,
-/// and each request's task completed (vLLM's output processor). The worker only hands it bytes, never tensors.</summary>
-/// <remarks>Sinks and encoders that throw are logged and never reach the worker. Per request, deliveries keep their
-/// order: previews in step order, the result after the last preview.</remarks>
-public sealed class OutputProcessor(LoadedModel model, IServingObserver observer, ILogger logger)
+/// <summary>Everything after the model (vLLM's output processor), off the worker thread: log lines and metrics of
+/// admission, progress reports, previews and finished images PNG-encoded, and each request's task completed.</summary>
+/// <remarks>The worker only posts what happened, as bytes and numbers, to this processor's channel and goes on with the
+/// next step; one consumer task handles the posts in order, so each request's deliveries keep their order (progress
+/// and previews in step order, the result last). Sinks and encoders that throw are logged and never reach the worker.</remarks>
+public sealed class OutputProcessor
 {
+    private readonly LoadedModel model;
+    private readonly IServingObserver observer;
+    private readonly ILogger logger;
+    private readonly TimeProvider time;
+    private readonly Channel<Action> posts = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
+
+    public OutputProcessor(LoadedModel model, IServingObserver observer, ILogger logger, TimeProvider time)
+    {
+        this.model = model;
+        this.observer = observer;
+        this.logger = logger;
+        this.time = time;
+        Drained = Task.Run(Consume);
+    }
+
+    /// <summary>Completes once <see cref="Complete"/> was called and every post before it has been handled.</summary>
+    public Task Drained { get; }
+
+    /// <summary>No more posts will come (the worker loop ended).</summary>
+    public void Complete() => posts.Writer.TryComplete();
+
+    private async Task Consume()
+    {
+        await foreach (var post in posts.Reader.ReadAllAsync())
+        {
+            try { post(); }
+            catch (Exception e) { logger.LogError(e, "Output processing failed"); }
+        }
+    }
+
+    private void Post(Action action)
+    {
+        // Unbounded: the worker never waits for encoding. After Complete (the loop's last answers) it runs inline.
+        if (!posts.Writer.TryWrite(action)) action();
+    }
+
     /// <summary>A run the runner has started: metrics, a log line, and progress step 0.</summary>
     public void Admitted(ScheduledRun run)
     {
         var request = run.Request;
         var p = request.Parameters;
-        observer.Admitted(request.Age);
-        using (logger.BeginScope(Tags(request)))
-            logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue for {Client}: {Images} image(s) of class {Class}, {Steps} {Sampler} " +
-                "steps, cfg {Cfg}, seed {Seed}",
-                request.Age.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel,
-                p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale, p.Sampling.Seed);
-        Progress(run);
+        var queueWait = run.QueueWait;
+        Post(() =>
+        {
+            observer.Admitted(queueWait);
+            using (logger.BeginScope(Tags(request)))
+                logger.LogInformation("Admitted after {QueueWaitMs:F0} ms in the queue for {Client}: {Images} image(s) of class {Class}, {Steps} " +
+                    "{Sampler} steps, cfg {Cfg}, seed {Seed}",
+                    queueWait.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel, p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale,
+                    p.Sampling.Seed);
+            Report(request, 0, p.Sampling.Steps);
+        });
     }
 
-    /// <summary>Tells the request's progress sink (if any) where it stands.</summary>
+    /// <summary>Tells the request's progress sink (if any) where it stands after a step.</summary>
     public void Progress(ScheduledRun run)
     {
-        if (run.Request.Progress is not { } sink) return;
-        try { sink.Report(new GenerationProgress(run.StepsDone, run.TotalSteps)); }
+        if (run.Request.Progress is null) return;
+        var request = run.Request;
+        int step = run.StepsDone, total = run.TotalSteps;
+        Post(() => Report(request, step, total));
+    }
+
+    private void Report(GenerationRequest request, int step, int total)
+    {
+        if (request.Progress is not { } sink) return;
+        try { sink.Report(new GenerationProgress(step, total)); }
         catch (Exception e)
         {
-            using (logger.BeginScope(Tags(run.Request)))
+            using (logger.BeginScope(Tags(request)))
                 logger.LogWarning("Progress sink failed: {Error}", e.Message);
         }
     }
 
-    /// <summary>Renders a preview with <paramref name="render"/> (the runner's small tensor work, on the calling worker
-    /// thread), then PNG-encodes and delivers it after the run's earlier ones. A failed preview never fails the run.</summary>
-    public void Preview(ScheduledRun run, Func<(byte[][] Hwc, int Side, int Channels)> render)
+    /// <summary>PNG-encodes a rendered preview and hands it to the request's sink. A failed preview never fails the run.</summary>
+    public void Preview(RenderedPreview preview)
     {
-        var request = run.Request;
-        (byte[][] Hwc, int Side, int Channels) pixels;
-        try { pixels = render(); }
-        catch (Exception e)
+        var request = preview.Run.Request;
+        int step = preview.Run.StepsDone, total = preview.Run.TotalSteps;
+        Post(() =>
         {
-            using (logger.BeginScope(Tags(request)))
-                logger.LogWarning("Preview at step {Step} failed: {Error}", run.StepsDone, e.Message);
-            return;
-        }
-        var sink = request.Preview!.Sink;
-        int step = run.StepsDone, total = run.TotalSteps;
-        run.PreviewsDelivered = run.PreviewsDelivered.ContinueWith(_ =>
-        {
+            using var _ = logger.BeginScope(Tags(request));
+            if (preview.Hwc is not { } hwc)
+            {
+                logger.LogWarning("Preview at step {Step} failed: {Error}", step, preview.Error?.Message);
+                return;
+            }
             try
             {
-                var pngs = pixels.Hwc.Select(hwc => PngWriter.Encode(hwc, pixels.Side, pixels.Side, pixels.Channels)).ToArray();
-                sink.Report(new GenerationPreview(step, total, pixels.Side, pixels.Side, pngs));
+                var pngs = hwc.Select(x => PngWriter.Encode(x, preview.Side, preview.Side, preview.Channels)).ToArray();
+                request.Preview!.Sink.Report(new GenerationPreview(step, total, preview.Side, preview.Side, pngs));
             }
             catch (Exception e)
             {
-                using (logger.BeginScope(Tags(request)))
-                    logger.LogWarning("Preview at step {Step} could not be delivered: {Error}", step, e.Message);
+                logger.LogWarning("Preview at step {Step} could not be delivered: {Error}", step, e.Message);
             }
-        }, TaskScheduler.Default);
+        });
     }
 
-    /// <summary>Runs that finished this step, with their decoded pixels or why decoding failed (each fails alone).</summary>
-    public void Finished(IReadOnlyList<ScheduledRun> done, IReadOnlyList<(byte[][]? Pixels, Exception? Error)> decoded)
+    /// <summary>Encodes a finished run's images (HWC bytes) and completes its task.</summary>
+    public void Succeed(FinishedRun finished)
     {
-        for (int i = 0; i < done.Count; i++)
-        {
-            if (decoded[i].Pixels is { } images) Succeed(done[i], images);
-            else End(EndedRequest.Failed(done[i], "decoding failed", decoded[i].Error!));
-        }
-    }
-
-    /// <summary>Encodes a finished run's images (HWC bytes) after its previews, and completes its task.</summary>
-    public void Succeed(ScheduledRun run, byte[][] hwc)
-    {
-        var request = run.Request;
-        var queueWait = Stopwatch.GetElapsedTime(request.EnqueuedAt, run.AdmittedAt);
-        _ = run.PreviewsDelivered.ContinueWith(_ => Encode(request, hwc, queueWait), TaskScheduler.Default);
+        var (run, hwc) = finished;
+        Post(() => Encode(run.Request, hwc, run.QueueWait));
     }
 
     private void Encode(GenerationRequest request, byte[][] hwc, TimeSpan queueWait)
@@ -96,9 +129,10 @@ public sealed class OutputProcessor(LoadedModel model, IServingObserver observer
             for (int i = 0; i < hwc.Length; i++)
                 images[i] = ImagePipeline.EncodeImage(model, hwc[i], model.ImageSize, model.ImageSize, model.ImageChannels, labels, i, p.Sampling);
             observer.ImagesGenerated(images.Length);
+            var total = time.GetElapsedTime(request.EnqueuedAt);
             using (logger.BeginScope(Tags(request)))
-                logger.LogInformation("Finished {Images} image(s) in {TotalMs:F0} ms", images.Length, request.Age.TotalMilliseconds);
-            request.Succeed(new GenerationResult(images, queueWait, request.Age));
+                logger.LogInformation("Finished {Images} image(s) in {TotalMs:F0} ms", images.Length, total.TotalMilliseconds);
+            request.Succeed(new GenerationResult(images, queueWait, total));
         }
         catch (Exception e)
         {
@@ -109,7 +143,9 @@ public sealed class OutputProcessor(LoadedModel model, IServingObserver observer
 
     /// <summary>Completes a request that leaves without a result: cancelled (no error) or failed. Errors of the server's
     /// own making (not timeouts, not shutdown) are logged and counted.</summary>
-    public void End(EndedRequest ended)
+    public void End(EndedRequest ended) => Post(() => Complete(ended));
+
+    private void Complete(EndedRequest ended)
     {
         var (request, run, error) = ended;
         using (logger.BeginScope(Tags(request)))

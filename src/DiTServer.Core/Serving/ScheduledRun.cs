@@ -1,27 +1,31 @@
-using System.Diagnostics;
 using DiTServer.Core.Sampling;
 
 namespace DiTServer.Core.Serving;
 
-/// <summary>A request the scheduler has admitted: its client, cost and progress, as the scheduler sees them (no tensors),
-/// plus the <see cref="SamplingRun"/> the runner attached to it (latents, generator, solver history).</summary>
+/// <summary>A request the scheduler has admitted, as the scheduler sees it: its device, client, cost and progress.
+/// Plain data, no tensors: the runner keeps the run's tensor state (<see cref="ModelRunner"/>) keyed by this object.</summary>
 public sealed class ScheduledRun
 {
-    public ScheduledRun(GenerationRequest request, long admittedAt)
+    private readonly int[] rowsPerStep;
+
+    public ScheduledRun(GenerationRequest request, int device, long admittedAt)
     {
         Request = request;
+        Device = device;
         AdmittedAt = admittedAt;
+        rowsPerStep = StepTimesteps.RowsPerStep(request.Parameters.Sampling, request.Parameters.NumImages);
     }
 
     public GenerationRequest Request { get; }
+    /// <summary>The device whose engine runs it (index into the scheduler's devices).</summary>
+    public int Device { get; }
     public string Client => Request.Client;
-    /// <summary>Rows it adds to a forward when it takes part: one per image, two when guided.</summary>
+    /// <summary>Rows it may add to a forward: one per image, two when guided. Admission counts these.</summary>
     public int Rows => Request.Parameters.RowsPerStep;
     /// <summary>Rows it adds to the next forward: fewer than <see cref="Rows"/> while a guided run is outside its
-    /// guidance interval (one unguided row per image). Admission counts <see cref="Rows"/>, each forward this.</summary>
-    public int StepRows => Sampling is { Done: false } sampling ? sampling.RowsThisStep : Rows;
-    /// <summary>Rows of its latest forward, which fair sharing counts: the scheduler's plan (<see cref="StepRows"/> when
-    /// picked), made exact by the runner just before the forward (a run admitted this step has no sampler state at planning).</summary>
+    /// guidance interval (one unguided row per image). Known without tensors (<see cref="StepTimesteps"/>).</summary>
+    public int StepRows => StepsDone < TotalSteps ? rowsPerStep[StepsDone] : 0;
+    /// <summary>Rows of the last forward it was picked for, which fair sharing counts; written when the scheduler picks it.</summary>
     public int LastStepRows { get; internal set; }
     public int TotalSteps => Request.Parameters.Sampling.Steps;
     /// <summary>Steps done, counted by the scheduler from the runner's outcomes.</summary>
@@ -29,20 +33,10 @@ public sealed class ScheduledRun
     /// <summary>Steps in which it was left out of the forward to share the batch with other clients (pausing never
     /// changes its pixels: its state and generator wait untouched).</summary>
     public int StepsPaused { get; internal set; }
-    /// <summary><see cref="Stopwatch"/> timestamp of admission.</summary>
+    /// <summary>Timestamp of admission (the scheduler's <see cref="TimeProvider"/>).</summary>
     public long AdmittedAt { get; }
-    /// <summary>The runner's state for this run; null until the runner has started it (and in tensor-free tests).</summary>
-    public SamplingRun? Sampling { get; set; }
-    /// <summary>Completes when every preview handed to the thread pool so far has been delivered; the finished images
-    /// are encoded after it, so no preview reaches the request's sink after its result.</summary>
-    public Task PreviewsDelivered { get; set; } = Task.CompletedTask;
-
-    /// <summary>Frees the runner's state (worker thread only).</summary>
-    public void Release()
-    {
-        Sampling?.Dispose();
-        Sampling = null;
-    }
+    /// <summary>Time it waited in the queue.</summary>
+    public TimeSpan QueueWait { get; internal init; }
 
     public override string ToString() => $"{Request.Id} ({Client}, {Rows} rows, {StepsDone}/{TotalSteps})";
 }

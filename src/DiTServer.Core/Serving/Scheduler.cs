@@ -1,136 +1,315 @@
-using System.Diagnostics;
+using System.Threading.Channels;
 
 namespace DiTServer.Core.Serving;
 
-/// <summary>Decides what runs: which queued requests are admitted, which running ones take part in each forward, and
-/// which leave (client gone, time up, done). It owns the running set and never touches tensors (vLLM's scheduler).</summary>
+/// <summary>Owns the serving state that is not tensors (vLLM's scheduler): the front door (places and per-client
+/// shares), the per-client waiting queues, each device's running set, fair sharing of every forward, and each device's
+/// pause for a weight swap. <see cref="Schedule"/> returns a plain <see cref="SchedulerOutput"/>; the runner executes
+/// it and <see cref="Update"/> takes the outcome. No tensors, so it is tested by hand.</summary>
 /// <remarks>
-/// <para>Requests arrive through <see cref="GenerationQueue"/>'s channel inbox, drained at every step into per-client
-/// queues.</para>
-/// <para>Costs are rows as the forward sees them: two per guided image.</para>
-/// <para>Fairness between clients (<see cref="GenerationRequest.Client"/>) at two points:</para>
+/// <para>One scheduler serves every device of the process: the waiting queues are shared, so a device takes work
+/// whenever it has room and none idles while another holds waiting requests. Each device has its own running set and
+/// its engine core calls <see cref="Schedule"/> and <see cref="Update"/> for it; one lock guards everything here.</para>
+/// <para>The front door never waits: a full queue is an immediate refusal (503), a client over its share a 429. A
+/// waiting request whose client leaves gives its place back and ends at once; a running one leaves at the next step
+/// boundary through its device's inbox (<see cref="EngineMessage.Abort"/>).</para>
+/// <para>Costs are rows as the forward sees them: two per guided image. Fairness between clients
+/// (<see cref="GenerationRequest.Client"/>) at two points:</para>
 /// <list type="bullet">
 /// <item>Admission takes the oldest request of the client with the fewest running rows, and a client may run at most
-/// <see cref="ServingOptions.MaxBatchRows"/> rows at once, while all running rows stay within
+/// <see cref="ServingOptions.MaxBatchRows"/> rows at once per device, while all running rows stay within
 /// <see cref="ServingOptions.EffectiveMaxRunningRows"/>. A client's own requests keep their order, and a head that does
 /// not fit blocks admission (no skipping), so a large request is never starved by small ones.</item>
 /// <item>Each step fills the forward round-robin over clients, least-served client first (rows stepped so far), so when
 /// the running rows exceed one forward a heavy client's runs pause between steps while a light client's run joins. A
 /// paused run's state is untouched, so its pixels are the same.</item>
 /// </list>
-/// <para>With one client and rows that fit one forward this is exactly the old FIFO batcher: every run steps every time.</para>
+/// <para>With one client and rows that fit one forward this is exactly a FIFO batcher: every run steps every time.</para>
 /// </remarks>
-public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
+public sealed class Scheduler
 {
-    private readonly List<ScheduledRun> running = new();
-    // Rows stepped per client while it has running runs; a client that comes back starts level with the least served,
-    // so it cannot claim the steps it was not there for.
-    private readonly Dictionary<string, long> served = new();
+    private readonly ServingOptions options;
+    private readonly Lock gate = new();
+    private readonly WaitingQueue waiting = new();
+    private readonly DeviceSchedule[] devices;
+    private bool closed;
 
-    public BatchingMode Mode => options.Batching;
-    public IReadOnlyList<ScheduledRun> Running => running;
-    public int RunningRows => running.Sum(r => r.Rows);
-
-    /// <summary>Plans one engine step: drains the inbox into the client queues, lets go of what left or timed out, admits,
-    /// and picks the runs of the next forward.</summary>
-    /// <param name="admit">False while admission is paused (shutdown, weight swap): queued requests wait, unless their
-    /// time runs out.</param>
-    public SchedulerOutput Schedule(bool admit)
+    public Scheduler(ServingOptions options, int devices = 1, TimeProvider? time = null)
     {
-        var ended = new List<EndedRequest>();
-        queue.Drain();
-        DropLeft(ended);
-        ExpireWaiting(ended);
-        var admitted = admit ? Admit() : [];
-        return new SchedulerOutput(admitted, ended, Pick());
+        ArgumentOutOfRangeException.ThrowIfLessThan(devices, 1);
+        this.options = options;
+        Time = time ?? TimeProvider.System;
+        this.devices = Enumerable.Range(0, devices).Select(_ => new DeviceSchedule()).ToArray();
+    }
+
+    /// <summary>What a device's schedule holds: its running runs, the rows each client has had stepped, its inbox, and
+    /// a weight swap it is pausing for.</summary>
+    private sealed class DeviceSchedule
+    {
+        public readonly List<ScheduledRun> Running = new();
+        // Rows stepped per client while it has running runs; a client that comes back starts level with the least
+        // served, so it cannot claim the steps it was not there for.
+        public readonly Dictionary<string, long> Served = new();
+        public readonly HashSet<GenerationRequest> Aborted = new();
+        public ChannelWriter<EngineMessage>? Inbox;
+        public bool WakePending, Stopped;
+        public EngineMessage.Swap? Swap;
+    }
+
+    public TimeProvider Time { get; }
+    public BatchingMode Mode => options.Batching;
+    public int Capacity => options.QueueCapacity;
+    /// <summary>Most row-steps (<see cref="GenerationParameters.Cost"/>) one client may have waiting; null = no limit.</summary>
+    public int? MaxQueuedCostPerClient => options.MaxQueuedCostPerClient;
+    public int Devices => devices.Length;
+    /// <summary>Requests accepted and not yet admitted.</summary>
+    public int Count { get { lock (gate) return waiting.Count; } }
+    public bool IsClosed { get { lock (gate) return closed; } }
+
+    /// <summary>A copy of a device's running set, in admission order.</summary>
+    public IReadOnlyList<ScheduledRun> Running(int device = 0)
+    {
+        lock (gate) return devices[device].Running.ToList();
+    }
+
+    public int RunningRows(int device = 0)
+    {
+        lock (gate) return devices[device].Running.Sum(r => r.Rows);
+    }
+
+    /// <summary>Connects a device's engine inbox: the scheduler posts <see cref="EngineMessage.Added"/> and
+    /// <see cref="EngineMessage.Abort"/> there.</summary>
+    public void Connect(int device, ChannelWriter<EngineMessage> inbox)
+    {
+        lock (gate) devices[device].Inbox = inbox;
+    }
+
+    /// <summary>The front door (any thread, never waits): accepts the request into its client's queue, or says why not.</summary>
+    public EnqueueResult TryAdd(GenerationRequest request)
+    {
+        lock (gate)
+        {
+            if (closed) return EnqueueResult.Closed;
+            if (waiting.Count >= Capacity) return EnqueueResult.Full;
+            // Cost-aware and per client: one client's long, wide requests cannot take every place (a single request
+            // larger than the cap is still accepted into an otherwise empty share, or nobody could ever send it).
+            long queued = waiting.CostOf(request.Client);
+            if (MaxQueuedCostPerClient is int cap && queued > 0 && queued + request.Parameters.Cost > cap) return EnqueueResult.ClientLimit;
+            request.EnqueuedAt = Time.GetTimestamp();
+            request.Deadline = request.EnqueuedAt + (long)(request.Timeout.TotalSeconds * Time.TimestampFrequency);
+            waiting.Add(request);
+            request.State = RequestState.Waiting;
+            // For a token that has already fired the callback runs right here (Lock is reentrant) and the request
+            // leaves at once, cancelled.
+            request.CancelRegistration = request.Cancellation.Register(() => Cancelled(request));
+            WakeLocked();
+        }
+        return EnqueueResult.Accepted;
+    }
+
+    /// <summary>Stops admitting: every later <see cref="TryAdd"/> returns <see cref="EnqueueResult.Closed"/>, and the
+    /// next <see cref="Schedule"/> ends every waiting request (the server is shutting down).</summary>
+    public void Close()
+    {
+        lock (gate)
+        {
+            closed = true;
+            WakeLocked();
+        }
+    }
+
+    /// <summary>1-based place of a waiting request (1 = the oldest), or null once it is admitted, gone or never accepted.</summary>
+    public long? PositionOf(GenerationRequest request)
+    {
+        lock (gate) return request.State == RequestState.Waiting ? waiting.PositionOf(request) : null;
+    }
+
+    /// <summary>The client left: a waiting request leaves now (its place back, its task cancelled); a running one is
+    /// aborted by its device at the next step boundary.</summary>
+    private void Cancelled(GenerationRequest request)
+    {
+        ChannelWriter<EngineMessage>? inbox = null;
+        bool left = false;
+        lock (gate)
+        {
+            switch (request.State)
+            {
+                case RequestState.Waiting:
+                    waiting.Remove(request);
+                    request.State = RequestState.Done;
+                    left = true;
+                    break;
+                case RequestState.Running:
+                    inbox = devices[request.Run!.Device].Inbox;
+                    if (inbox is null) devices[request.Run.Device].Aborted.Add(request); // tests drive the device by hand
+                    break;
+                default:
+                    return;
+            }
+        }
+        if (inbox is not null) inbox.TryWrite(new EngineMessage.Abort(request));
+        if (left) request.Cancel();
+    }
+
+    /// <summary>A device's inbox said a running request's client left: it leaves at the next <see cref="Schedule"/>.</summary>
+    public void Abort(int device, GenerationRequest request)
+    {
+        lock (gate)
+            if (request.State == RequestState.Running && request.Run!.Device == device) devices[device].Aborted.Add(request);
+    }
+
+    /// <summary>Pauses admission to <paramref name="device"/> for a weight swap: its running requests finish on the old
+    /// weights, then <see cref="Schedule"/> hands the swap out (<see cref="SchedulerOutput.Swap"/>) and nothing else
+    /// until <see cref="EndSwap"/>. Queued requests wait meanwhile (or time out).</summary>
+    /// <exception cref="InvalidOperationException">Another swap is pending on that device.</exception>
+    public void BeginSwap(int device, EngineMessage.Swap swap)
+    {
+        lock (gate)
+        {
+            var d = devices[device];
+            if (d.Swap is not null) throw new InvalidOperationException("another model activation is still in progress");
+            d.Swap = swap;
+        }
+    }
+
+    /// <summary>The swap is over (done or failed): admission to the device resumes.</summary>
+    public void EndSwap(int device)
+    {
+        lock (gate) devices[device].Swap = null;
+    }
+
+    /// <summary>Plans one step of <paramref name="device"/>: lets go of what was aborted, timed out or refused by a
+    /// shutdown, admits (unless paused for a swap or closed), and picks the runs of the next forward.</summary>
+    public SchedulerOutput Schedule(int device = 0)
+    {
+        lock (gate)
+        {
+            var d = devices[device];
+            d.WakePending = false;
+            var ended = new List<EndedRequest>();
+            long now = Time.GetTimestamp();
+            foreach (var run in d.Running.ToList())
+            {
+                var request = run.Request;
+                if (d.Aborted.Contains(request)) ended.Add(new EndedRequest(request, run, null));
+                else if (now > request.Deadline)
+                    ended.Add(new EndedRequest(request, run, new GenerationException(GenerationFailure.Timeout,
+                        $"the request did not finish within Serving:RequestTimeout ({options.RequestTimeout}); it had done {run.StepsDone} of " +
+                        $"{run.TotalSteps} steps")));
+                else continue;
+                RemoveRunning(d, run);
+            }
+            d.Aborted.Clear();
+            foreach (var request in waiting.All())
+            {
+                GenerationException? why = null;
+                if (now > request.Deadline)
+                    why = new GenerationException(GenerationFailure.Timeout,
+                        $"the request waited in the queue longer than Serving:RequestTimeout ({options.RequestTimeout})");
+                else if (closed) why = new GenerationException(GenerationFailure.ShuttingDown, "the server is shutting down; the request was not started");
+                else continue;
+                LeaveQueue(request);
+                ended.Add(new EndedRequest(request, null, why));
+            }
+            if (d.Swap is { } swap)
+                return d.Running.Count == 0
+                    ? new SchedulerOutput(device, [], ended, [], new HashSet<ScheduledRun>(), swap)
+                    : Plan(device, d, [], ended);
+            return Plan(device, d, closed ? [] : Admit(device, d, now), ended);
+        }
+    }
+
+    private SchedulerOutput Plan(int device, DeviceSchedule d, List<ScheduledRun> admitted, List<EndedRequest> ended)
+    {
+        var batch = Pick(d);
+        // Runs for which this step is a preview step keep its x̂₀ (the sampler computes it anyway).
+        var previewing = batch.Where(r => r.Request.Preview is { } p && p.Wants(r.StepsDone + 1, r.TotalSteps)).ToHashSet();
+        return new SchedulerOutput(device, admitted, ended, batch, previewing, null) { Paused = d.Running.Count - batch.Count };
     }
 
     /// <summary>Takes the runner's outcome for <paramref name="plan"/>: failed runs leave, the others count a step (or a
-    /// pause), and the runs that reached their last step leave and are returned for decoding.</summary>
-    public IReadOnlyList<ScheduledRun> Update(SchedulerOutput plan, IReadOnlyDictionary<ScheduledRun, Exception> failed)
+    /// pause), and the runs that reached their last step leave with their images.</summary>
+    public SchedulerUpdate Update(SchedulerOutput plan, RunnerOutput outcome)
     {
-        var stepped = plan.Batch.ToHashSet();
-        foreach (var run in running)
-            if (!stepped.Contains(run)) run.StepsPaused++;
-        var finished = new List<ScheduledRun>();
-        foreach (var run in plan.Batch)
+        lock (gate)
         {
-            if (failed.ContainsKey(run)) { Remove(run); continue; }
-            run.StepsDone++;
-            served[run.Client] = served.GetValueOrDefault(run.Client) + run.LastStepRows;
-            if (run.StepsDone >= run.TotalSteps)
+            var d = devices[plan.Device];
+            var stepped = plan.Batch.ToHashSet();
+            var ended = new List<EndedRequest>();
+            foreach (var run in d.Running)
+                if (!stepped.Contains(run) && !outcome.Failed.ContainsKey(run)) run.StepsPaused++;
+            foreach (var (run, failure) in outcome.Failed)
             {
-                Remove(run);
-                finished.Add(run);
+                if (!d.Running.Contains(run)) continue;
+                RemoveRunning(d, run);
+                ended.Add(EndedRequest.Failed(run, failure.What, failure.Error));
             }
+            foreach (var run in plan.Batch)
+            {
+                if (outcome.Failed.ContainsKey(run)) continue;
+                run.StepsDone++;
+                d.Served[run.Client] = d.Served.GetValueOrDefault(run.Client) + run.LastStepRows;
+            }
+            var finished = new List<FinishedRun>();
+            foreach (var (run, images) in outcome.Finished)
+            {
+                if (run.StepsDone < run.TotalSteps) throw new InvalidOperationException($"the runner finished {run} before its last step");
+                RemoveRunning(d, run);
+                finished.Add(new FinishedRun(run, images));
+            }
+            return new SchedulerUpdate(finished, ended);
         }
-        return finished;
     }
 
-    /// <summary>Takes a run out of the running set (it failed outside a step, e.g. when the runner could not start it).</summary>
-    public void Remove(ScheduledRun run)
+    /// <summary>A device's loop is ending: its running requests leave with <paramref name="reason"/>; so does every
+    /// waiting one when the scheduler is closed or no other device is left to run them.</summary>
+    public IReadOnlyList<EndedRequest> EndAll(int device, string reason)
     {
-        if (!running.Remove(run)) return;
-        if (!running.Any(r => r.Client == run.Client)) served.Remove(run.Client);
-    }
-
-    /// <summary>The loop is ending: every running request leaves with <paramref name="reason"/>, then every queued one
-    /// (<see cref="DrainQueue"/>).</summary>
-    public IReadOnlyList<EndedRequest> EndAll(string reason)
-    {
-        var ended = running.Select(run => new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.ShuttingDown, reason))).ToList();
-        running.Clear();
-        served.Clear();
-        return [.. ended, .. DrainQueue()];
-    }
-
-    /// <summary>Shutdown: every queued request leaves (cancelled, timed out, or refused because the server stops).</summary>
-    public IReadOnlyList<EndedRequest> DrainQueue() =>
-        queue.TakeAll().Select(request => EndIfLeft(request) ?? new EndedRequest(request, null,
-            new GenerationException(GenerationFailure.ShuttingDown, "the server is shutting down; the request was not started"))).ToList();
-
-    /// <summary>Running requests whose client left or whose time ran out leave before the next forward.</summary>
-    private void DropLeft(List<EndedRequest> ended)
-    {
-        foreach (var run in running.ToList())
+        lock (gate)
         {
-            var request = run.Request;
-            if (request.Cancellation.IsCancellationRequested) ended.Add(new EndedRequest(request, run, null));
-            else if (request.IsExpired)
-                ended.Add(new EndedRequest(request, run, new GenerationException(GenerationFailure.Timeout,
-                    $"the request did not finish within Serving:RequestTimeout ({options.RequestTimeout}); it had done {run.StepsDone} of {run.TotalSteps} " +
-                        $"steps")));
-            else continue;
-            Remove(run);
+            var d = devices[device];
+            d.Stopped = true;
+            var ended = d.Running.ToList().Select(run =>
+            {
+                RemoveRunning(d, run);
+                return new EndedRequest(run.Request, run, new GenerationException(GenerationFailure.ShuttingDown, reason));
+            }).ToList();
+            d.Swap = null;
+            if (closed || devices.All(x => x.Stopped))
+            {
+                closed = true;
+                foreach (var request in waiting.All())
+                {
+                    LeaveQueue(request);
+                    ended.Add(new EndedRequest(request, null, new GenerationException(GenerationFailure.ShuttingDown,
+                        "the server is shutting down; the request was not started")));
+                }
+            }
+            return ended;
         }
     }
 
-    /// <summary>Waiting requests whose time ran out (or whose client is leaving) leave their queue, admitted or not.</summary>
-    private void ExpireWaiting(List<EndedRequest> ended)
-    {
-        foreach (var request in queue.Waiting())
-            if (EndIfLeft(request) is { } end && queue.TryRemove(request)) ended.Add(end);
-    }
-
-    private List<ScheduledRun> Admit()
+    private List<ScheduledRun> Admit(int device, DeviceSchedule d, long now)
     {
         var admitted = new List<ScheduledRun>();
-        if (Mode == BatchingMode.Request && running.Count > 0) return admitted;
+        if (Mode == BatchingMode.Request && d.Running.Count > 0) return admitted;
         int budget = Mode == BatchingMode.Request ? options.MaxBatchRows : options.EffectiveMaxRunningRows;
-        int rows = RunningRows;
-        var perClient = running.GroupBy(r => r.Client).ToDictionary(g => g.Key, g => g.Sum(r => r.Rows));
+        int rows = d.Running.Sum(r => r.Rows);
+        var perClient = d.Running.GroupBy(r => r.Client).ToDictionary(g => g.Key, g => g.Sum(r => r.Rows));
         while (true)
         {
             // The oldest request of each client, least-running client first, then oldest first.
-            var next = queue.Heads()
+            var next = waiting.Heads()
                 .Where(r => perClient.GetValueOrDefault(r.Client) + r.Parameters.RowsPerStep <= options.MaxBatchRows)
                 .OrderBy(r => perClient.GetValueOrDefault(r.Client)).ThenBy(r => r.Sequence)
                 .FirstOrDefault();
             if (next is null || rows + next.Parameters.RowsPerStep > budget) return admitted;
-            if (!queue.TryRemove(next)) continue; // its client left since the look: look again
-            var run = new ScheduledRun(next, Stopwatch.GetTimestamp());
-            if (!served.ContainsKey(run.Client)) served[run.Client] = served.Count == 0 ? 0 : served.Values.Min();
-            running.Add(run);
+            waiting.Remove(next);
+            var run = new ScheduledRun(next, device, now) { QueueWait = Time.GetElapsedTime(next.EnqueuedAt, now) };
+            next.State = RequestState.Running;
+            next.Run = run;
+            if (!d.Served.ContainsKey(run.Client)) d.Served[run.Client] = d.Served.Count == 0 ? 0 : d.Served.Values.Min();
+            d.Running.Add(run);
             admitted.Add(run);
             rows += run.Rows;
             perClient[run.Client] = perClient.GetValueOrDefault(run.Client) + run.Rows;
@@ -139,12 +318,12 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
 
     /// <summary>The runs of the next forward: round-robin over clients, least served first; within a client in admission
     /// order, each round taking that client's first run that still fits.</summary>
-    private List<ScheduledRun> Pick()
+    private List<ScheduledRun> Pick(DeviceSchedule d)
     {
         var picked = new List<ScheduledRun>();
-        if (running.Count == 0) return picked;
-        var byClient = running.GroupBy(r => r.Client)
-            .OrderBy(g => served.GetValueOrDefault(g.Key)).ThenBy(g => g.Min(r => r.AdmittedAt))
+        if (d.Running.Count == 0) return picked;
+        var byClient = d.Running.GroupBy(r => r.Client)
+            .OrderBy(g => d.Served.GetValueOrDefault(g.Key)).ThenBy(g => g.Min(r => r.AdmittedAt))
             .Select(g => g.ToList()).ToList();
         int rows = 0;
         bool progress = true;
@@ -162,19 +341,50 @@ public sealed class Scheduler(ServingOptions options, GenerationQueue queue)
                 progress = true;
             }
         }
-        // Forward order = admission order, as before the fairness rule (rows are independent; order only matters for logs).
-        picked.Sort((a, b) => running.IndexOf(a).CompareTo(running.IndexOf(b)));
+        // Forward order = admission order (rows are independent; order only matters for logs).
+        picked.Sort((a, b) => d.Running.IndexOf(a).CompareTo(d.Running.IndexOf(b)));
         return picked;
     }
 
-    /// <summary>How a queued request leaves without running: its client left (no error) or its time ran out (timeout);
-    /// null while it may still run.</summary>
-    private EndedRequest? EndIfLeft(GenerationRequest request)
+    private void RemoveRunning(DeviceSchedule d, ScheduledRun run)
     {
-        if (request.Cancellation.IsCancellationRequested || request.IsCompleted) return new EndedRequest(request, null, null);
-        if (request.IsExpired)
-            return new EndedRequest(request, null, new GenerationException(GenerationFailure.Timeout,
-                $"the request waited in the queue longer than Serving:RequestTimeout ({options.RequestTimeout})"));
-        return null;
+        d.Running.Remove(run);
+        Done(run.Request);
+        if (!d.Running.Any(r => r.Client == run.Client)) d.Served.Remove(run.Client);
     }
+
+    private void LeaveQueue(GenerationRequest request)
+    {
+        waiting.Remove(request);
+        Done(request);
+    }
+
+    private static void Done(GenerationRequest request)
+    {
+        request.State = RequestState.Done;
+        // Unregister, not Dispose: Dispose would wait for a callback running on another thread, which takes this lock.
+        request.CancelRegistration.Unregister();
+    }
+
+    /// <summary>Tells every idle device's inbox that work may be waiting (once until that device schedules again).</summary>
+    private void WakeLocked()
+    {
+        foreach (var d in devices)
+        {
+            if (d.WakePending || d.Inbox is null) continue;
+            d.WakePending = true;
+            d.Inbox.TryWrite(EngineMessage.Added.Instance);
+        }
+    }
+}
+
+public enum EnqueueResult
+{
+    Accepted,
+    /// <summary>At capacity: retry later.</summary>
+    Full,
+    /// <summary>The server is shutting down.</summary>
+    Closed,
+    /// <summary>This client already has <see cref="Scheduler.MaxQueuedCostPerClient"/> row-steps waiting: retry later (429).</summary>
+    ClientLimit,
 }

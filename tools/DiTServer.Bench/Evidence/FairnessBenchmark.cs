@@ -63,7 +63,7 @@ public static class FairnessBenchmark
             // One client stands for the former server, which had no per-client share.
             MaxQueuedCostPerClient = floodClient == "probe" ? null : 4 * flood.Cost,
         };
-        var queue = new GenerationQueue(options);
+        var queue = new Scheduler(options);
         var engine = new GenerationEngine(new ModelRunner(model), queue, options, NullServingObserver.Instance, NullLogger.Instance);
         var loop = engine.Start();
         while (!engine.Ready) await Task.Delay(5, ct);
@@ -79,7 +79,7 @@ public static class FairnessBenchmark
                 if (Volatile.Read(ref outstanding) < 6)
                 {
                     var r = new GenerationRequest($"flood-{i++}", flood, options.RequestTimeout, stop.Token) { Client = floodClient };
-                    if (queue.TryEnqueue(r) == EnqueueResult.Accepted)
+                    if (queue.TryAdd(r) == EnqueueResult.Accepted)
                     {
                         Interlocked.Increment(ref outstanding);
                         _ = r.Completion.ContinueWith(_ => Interlocked.Decrement(ref outstanding), TaskScheduler.Default);
@@ -96,7 +96,7 @@ public static class FairnessBenchmark
         {
             var sw = Stopwatch.StartNew();
             var r = new GenerationRequest($"probe-{i}", probe, options.RequestTimeout, ct) { Client = "probe" };
-            if (queue.TryEnqueue(r) != EnqueueResult.Accepted) throw new InvalidOperationException("the probe was refused");
+            if (queue.TryAdd(r) != EnqueueResult.Accepted) throw new InvalidOperationException("the probe was refused");
             await r.Completion;
             latencies.Add(sw.Elapsed.TotalMilliseconds);
             // In the FIFO scenario a probe waits for every flood request ahead of it; one probe is enough to show it.

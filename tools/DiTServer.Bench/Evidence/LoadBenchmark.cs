@@ -108,8 +108,9 @@ public static class LoadBenchmark
         {
             Batching = mode, MaxBatchRows = maxRows, MaxImagesPerRequest = Math.Max(1, maxRows / 2),
             QueueCapacity = work.Count, RequestTimeout = TimeSpan.FromHours(1), IntraOpThreads = threads,
+            MaxQueuedCostPerClient = null, // the whole load is one client's: the benchmark measures batching, not shares
         };
-        var queue = new GenerationQueue(options.QueueCapacity);
+        var queue = new Scheduler(options, models.Count);
         var labels = DeviceLabels.Of(models.Select(m => m.Device.ToString()).ToList());
         var engine = new GenerationEngine(models.Select((m, i) => new GenerationEngine.Device(new ModelRunner(m), NullServingObserver.Instance, labels[i]))
             .ToList(),
@@ -123,7 +124,7 @@ public static class LoadBenchmark
             var wait = TimeSpan.FromSeconds(work[i].At) - sw.Elapsed;
             if (wait > TimeSpan.Zero) await Task.Delay(wait, ct);
             var r = new GenerationRequest($"load-{i}", work[i].Parameters, options.RequestTimeout, ct);
-            if (queue.TryEnqueue(r) != EnqueueResult.Accepted) throw new InvalidOperationException("queue refused a request");
+            if (queue.TryAdd(r) != EnqueueResult.Accepted) throw new InvalidOperationException("queue refused a request");
             requests.Add(r);
         }
         var results = await Task.WhenAll(requests.Select(r => r.Completion));
