@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.Time.Testing;
 
 namespace DiTServer.Api.Tests;
 
@@ -128,6 +129,7 @@ public sealed class QueueTests
             ("Serving:RequestTimeout", "00:00:01"))
         {
             Gate = new StepGate(),
+            Clock = new FakeTimeProvider(),
         };
         var client = factory.CreateClient();
         await factory.WaitFor(s => s.Ready, "warm-up");
@@ -135,7 +137,7 @@ public sealed class QueueTests
         await factory.WaitFor(s => s.ActiveRequests == 1, "A running");
         var b = Post(client, """{"class_label": 2, "steps": 2, "cfg_scale": 4}""");
         await factory.WaitFor(s => s.QueueDepth == 1, "B queued behind A");
-        await Task.Delay(TimeSpan.FromSeconds(1.2)); // past both deadlines, with the worker held within A's first step
+        factory.Clock!.Advance(TimeSpan.FromSeconds(2)); // past both deadlines, with the worker held within A's first step
         await factory.StepUntil(s => s.ActiveRequests == 0 && s.QueueDepth == 0, "both timed out");
 
         var queued = await b;
@@ -170,7 +172,8 @@ public sealed class QueueTests
     [Fact]
     public async Task Request_timeout_answers_504_problem()
     {
-        using var factory = new ServerFactory(("Serving:RequestTimeout", "00:00:01"));
+        // The server's clock is the test's: the request is running (held within its first step) when its time runs out.
+        using var factory = new ServerFactory(("Serving:RequestTimeout", "00:00:01")) { Gate = new StepGate(), Clock = new FakeTimeProvider() };
         var client = factory.CreateClient();
         await factory.WaitFor(s => s.Ready, "warm-up");
         var request = new HttpRequestMessage(HttpMethod.Post, "/v1/images")
@@ -178,9 +181,15 @@ public sealed class QueueTests
             Content = new StringContent("""{"class_label": 1, "num_images": 8, "steps": 1000, "cfg_scale": 4}""", Encoding.UTF8, "application/json"),
         };
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
-        var response = await client.SendAsync(request);
+        var answer = client.SendAsync(request);
+        await factory.WaitFor(s => s.ActiveRequests == 1, "the request running");
+        factory.Clock!.Advance(TimeSpan.FromMilliseconds(999));
+        await factory.StepUntil(s => s.Forwards >= 3, "three steps within the timeout");
+        Assert.False(answer.IsCompleted);
+        factory.Clock.Advance(TimeSpan.FromMilliseconds(2));
+        await factory.StepUntil(s => s.ActiveRequests == 0, "the timed-out request removed");
+        var response = await answer;
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Contains("RequestTimeout", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString());
-        await factory.WaitFor(s => s.ActiveRequests == 0, "timed-out request removed", 5);
     }
 }

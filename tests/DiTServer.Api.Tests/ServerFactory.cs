@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 
 // The servers under test share two cores with each other; one at a time keeps timing-based tests honest.
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
@@ -20,8 +21,12 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
         if (StepDelay > TimeSpan.Zero || Gate is not null)
             builder.ConfigureTestServices(services => services.AddSingleton<IServingObserver>(
                 sp => new SlowObserver(sp.GetRequiredService<ServingMetrics>(), StepDelay, Gate)));
+        if (Clock is { } clock) builder.ConfigureTestServices(services => services.AddSingleton<TimeProvider>(clock));
         if (ConfigureServices is { } configure) builder.ConfigureTestServices(configure);
     }
+
+    /// <summary>The server's clock (request deadlines, job retention) when the test moves time by hand; null: the real one.</summary>
+    public FakeTimeProvider? Clock { get; init; }
 
     /// <summary>Replaces or adds services after the app's own registration (e.g. an <see cref="IRunnerFaultInjector"/>).</summary>
     public Action<IServiceCollection>? ConfigureServices { get; init; }

@@ -117,10 +117,12 @@ public class SchedulerTests
     public void A_head_that_does_not_fit_blocks_admission_instead_of_being_skipped()
     {
         var scheduler = Make(maxBatchRows: 16, maxRunningRows: 24);
-        Enqueue(scheduler, Request("a", 8), Request("b", 8), Request("c", 1));
-        var plan = scheduler.Schedule();
-        // a (16 rows) is in; b (16) does not fit the 24 running rows, and c, behind it, is not let past.
-        Assert.Single(plan.Admitted);
+        Enqueue(scheduler, Request("a", 2), Request("b", 6)); // 4 + 12 rows run
+        Step(scheduler);
+        var large = Request("a", 6);  // 12 rows: a would run 16 (its limit), past the 24 running rows and past its half of them
+        var small = Request("b", 1);  // 2 rows would fit, but b runs more than a: a's head comes first and is not skipped
+        Enqueue(scheduler, large, small);
+        Assert.Empty(scheduler.Schedule().Admitted);
         Assert.Equal(2, scheduler.Count);
     }
 
@@ -217,7 +219,7 @@ public class SchedulerTests
     {
         var scheduler = Make(maxBatchRows: 2, maxRunningRows: 2);
         var running = Request("a", 1, steps: 2);
-        Enqueue(scheduler, running, Request("b", 1), Request("c", 1));
+        Enqueue(scheduler, running, Request("a", 1), Request("a", 1));
         Step(scheduler);
         scheduler.Close();
         Assert.Equal(EnqueueResult.Closed, scheduler.TryAdd(Request("d", 1)));
@@ -283,7 +285,7 @@ public class SchedulerTests
     public void Positions_count_the_older_waiting_requests_of_every_client()
     {
         var scheduler = Make(maxBatchRows: 2, maxRunningRows: 2);
-        var requests = new[] { Request("a", 1), Request("a", 1), Request("b", 1) };
+        var requests = new[] { Request("a", 1), Request("a", 1), Request("a", 1) };
         Enqueue(scheduler, requests);
         scheduler.Schedule(); // the first runs (the batch holds one guided image); the others wait
         Assert.Null(scheduler.PositionOf(requests[0]));
@@ -408,5 +410,103 @@ public class SchedulerTests
             run.Advance(output);
         }
         if (bounds is not null) Assert.Contains(2, planned); // the interval really turned guidance off somewhere
+    }
+
+    private static GenerationRequest Tenant(string client, int images, int steps, double weight = 1, int? places = null) =>
+        new($"{client}-{Guid.NewGuid():N}", new GenerationParameters(0, images, new SamplingOptions { Steps = steps, CfgScale = 4 }),
+            TimeSpan.FromHours(1), CancellationToken.None) { Client = client, Share = new ClientShare(weight, MaxQueuedRequests: places) };
+
+    [Theory]
+    [InlineData(4)]
+    [InlineData(16)]
+    public void A_newcomer_is_admitted_at_the_next_step_and_finishes_in_its_own_steps_beside_many_heavy_clients(int heavy)
+    {
+        // The defaults: 32 rows a forward, 128 running. Each heavy client keeps a forward's worth running and more waiting.
+        var scheduler = Make(capacity: 1000);
+        for (int c = 0; c < heavy; c++)
+            Enqueue(scheduler, Enumerable.Range(0, 3).Select(_ => Request($"heavy{c}", 8, steps: 1000)).ToArray());
+        for (int i = 0; i < 2 * heavy; i++) Step(scheduler); // every heavy client has had its turns
+        Assert.True(scheduler.RunningRows() >= 128, $"the heavy clients fill the running rows ({scheduler.RunningRows()})");
+
+        var light = Request("light", 1, steps: 4);
+        Enqueue(scheduler, light);
+        var plan = scheduler.Schedule();
+        Assert.True(plan.Admitted.Any(r => r.Request == light), $"admitted {plan.Admitted.Count}, running rows {scheduler.RunningRows()}, waiting {scheduler.Count}, ended {plan.Ended.Count}: {string.Join(",", plan.Ended.Select(e => e.Error?.Message))}");
+        Assert.Contains(plan.Batch, r => r.Request == light); // its rows join the next forward
+        int steps = 1;
+        var finished = Step(scheduler, plan);
+        while (!finished.Any(r => r.Request == light))
+        {
+            finished = Step(scheduler);
+            Assert.True(++steps <= 4, "the newcomer was paused");
+        }
+    }
+
+    [Fact]
+    public void With_many_clients_each_gets_about_an_equal_share_of_the_forwards()
+    {
+        var scheduler = Make(capacity: 1000);
+        var clients = Enumerable.Range(0, 5).Select(c => $"c{c}").ToArray();
+        foreach (var c in clients) Enqueue(scheduler, Enumerable.Range(0, 3).Select(_ => Request(c, 8, steps: 1000)).ToArray());
+        var rows = clients.ToDictionary(c => c, _ => 0);
+        for (int i = 0; i < 200; i++)
+        {
+            var plan = scheduler.Schedule();
+            foreach (var run in plan.Batch) rows[run.Client] += run.LastStepRows;
+            Step(scheduler, plan);
+        }
+        double mean = rows.Values.Average();
+        Assert.All(rows.Values, r => Assert.InRange(r, 0.8 * mean, 1.2 * mean));
+    }
+
+    [Fact]
+    public void A_client_of_weight_two_gets_about_twice_the_rows_of_a_client_of_weight_one()
+    {
+        var scheduler = Make(maxBatchRows: 16, maxRunningRows: 64, capacity: 1000);
+        Enqueue(scheduler, Enumerable.Range(0, 4).Select(_ => Tenant("gold", 8, steps: 1000, weight: 2)).ToArray());
+        Enqueue(scheduler, Enumerable.Range(0, 4).Select(_ => Tenant("basic", 8, steps: 1000)).ToArray());
+        var rows = new Dictionary<string, int> { ["gold"] = 0, ["basic"] = 0 };
+        for (int i = 0; i < 300; i++)
+        {
+            var plan = scheduler.Schedule();
+            foreach (var run in plan.Batch) rows[run.Client] += run.LastStepRows;
+            Step(scheduler, plan);
+        }
+        Assert.InRange(rows["gold"] / (double)rows["basic"], 1.8, 2.2);
+    }
+
+    [Fact]
+    public void One_client_cannot_take_every_queue_place_and_the_reserve_is_for_clients_with_nothing_queued()
+    {
+        // 16 places: 4 per client by default, 2 kept in reserve.
+        var scheduler = new Scheduler(new ServingOptions { QueueCapacity = 16, MaxQueuedCostPerClient = 1_000_000 }, devices: 1, clock);
+        Assert.Equal(4, Enumerable.Range(0, 10).Count(_ => scheduler.TryAdd(Request("flood", 8, steps: 1000)) == EnqueueResult.Accepted));
+        int Take(string client) => Enumerable.Range(0, 10).Count(_ => scheduler.TryAdd(Request(client, 1)) == EnqueueResult.Accepted);
+        Assert.Equal(4, Take("b"));
+        Assert.Equal(4, Take("c"));
+        Assert.Equal(2, Take("d")); // 14 waiting: the last 2 places are the reserve
+        Assert.Equal(1, Take("e")); // a client with nothing queued may take a reserved place
+        Assert.Equal(1, Take("f"));
+        Assert.Equal(0, Take("g")); // full
+        Assert.Equal(16, scheduler.Count);
+    }
+
+    [Fact]
+    public void When_only_the_reserve_is_left_a_client_that_waits_gets_429_and_a_newcomer_gets_a_place()
+    {
+        var scheduler = new Scheduler(new ServingOptions { QueueCapacity = 8, QueueReserve = 2, MaxQueuedRequestsPerClient = 8 }, devices: 1, clock);
+        Assert.Equal(6, Enumerable.Range(0, 10).Count(_ => scheduler.TryAdd(Request("flood", 1)) == EnqueueResult.Accepted));
+        Assert.Equal(EnqueueResult.ClientLimit, scheduler.TryAdd(Request("flood", 1)));
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(Request("newcomer", 1)));
+        Assert.Equal(EnqueueResult.Accepted, scheduler.TryAdd(Request("another", 1)));
+        Assert.Equal(EnqueueResult.Full, scheduler.TryAdd(Request("late", 1)));
+    }
+
+    [Fact]
+    public void A_tenants_own_place_limit_replaces_the_servers()
+    {
+        var scheduler = new Scheduler(new ServingOptions { QueueCapacity = 64, MaxQueuedRequestsPerClient = 2 }, devices: 1, clock);
+        Assert.Equal(5, Enumerable.Range(0, 10).Count(_ => scheduler.TryAdd(Tenant("big", 1, 4, places: 5)) == EnqueueResult.Accepted));
+        Assert.Equal(2, Enumerable.Range(0, 10).Count(_ => scheduler.TryAdd(Tenant("small", 1, 4)) == EnqueueResult.Accepted));
     }
 }

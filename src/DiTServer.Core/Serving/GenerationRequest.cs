@@ -25,6 +25,9 @@ public sealed class GenerationRequest
     /// share the anonymous client.</summary>
     public string Client { get; init; } = "anonymous";
 
+    /// <summary>The client's weight and own limits (a configured tenant's); the default is weight 1 and the server's limits.</summary>
+    public ClientShare Share { get; init; } = ClientShare.Default;
+
     /// <summary>Optional: told (off the worker thread, in step order) when the request is admitted (step 0) and after
     /// every step. It must return at once and never throw. Null for plain requests.</summary>
     public IProgress<GenerationProgress>? Progress { get; init; }

@@ -13,16 +13,24 @@ namespace DiTServer.Core.Serving;
 /// <para>The front door never waits: a full queue is an immediate refusal (503), a client over its share a 429. A
 /// waiting request whose client leaves gives its place back and ends at once; a running one leaves at the next step
 /// boundary through its device's inbox (<see cref="EngineMessage.Abort"/>).</para>
-/// <para>Costs are rows as the forward sees them: two per guided image. Fairness between clients
-/// (<see cref="GenerationRequest.Client"/>) at two points:</para>
+/// <para>Costs are rows as the forward sees them: two per guided image. Every pool is shared between clients
+/// (<see cref="GenerationRequest.Client"/>: a tenant, an API key's name or a remote address), each with a weight
+/// (<see cref="GenerationRequest.Share"/>):</para>
 /// <list type="bullet">
-/// <item>Admission takes the oldest request of the client with the fewest running rows, and a client may run at most
-/// <see cref="ServingOptions.MaxBatchRows"/> rows at once per device, while all running rows stay within
-/// <see cref="ServingOptions.EffectiveMaxRunningRows"/>. A client's own requests keep their order, and a head that does
-/// not fit blocks admission (no skipping), so a large request is never starved by small ones.</item>
-/// <item>Each step fills the forward round-robin over clients, least-served client first (rows stepped so far), so when
-/// the running rows exceed one forward a heavy client's runs pause between steps while a light client's run joins. A
-/// paused run's state is untouched, so its pixels are the same.</item>
+/// <item>Queue places: a client may have at most its share of requests and of row-steps waiting, and a client that
+/// already waits is refused (429) once only <see cref="ServingOptions.EffectiveQueueReserve"/> places are free, so one
+/// client can never take the last place while another has nothing queued.</item>
+/// <item>Admission takes the oldest request of the client with the fewest running rows for its weight, and a client may
+/// run at most <see cref="ServingOptions.MaxBatchRows"/> rows at once per device. All running rows stay within
+/// <see cref="ServingOptions.EffectiveMaxRunningRows"/>, except that a client that runs nothing yet, or is under its fair
+/// share of them (the budget split by weight among the clients with work), is admitted past it: with N active clients
+/// each gets about 1/N of the forwards from the next step on, and a newcomer is never locked out by clients that came
+/// first. A client's own requests
+/// keep their order, and a head that does not fit blocks admission (no skipping), so a large request is never starved
+/// by small ones.</item>
+/// <item>Each step fills the forward round-robin over clients, least served first (rows stepped so far, divided by the
+/// weight), so when the running rows exceed one forward the runs of clients over their share pause between steps while
+/// a newcomer's run joins the next forward. A paused run's state is untouched, so its pixels are the same.</item>
 /// </list>
 /// <para>With one client and rows that fit one forward this is exactly a FIFO batcher: every run steps every time.</para>
 /// </remarks>
@@ -47,9 +55,9 @@ public sealed class Scheduler
     private sealed class DeviceSchedule
     {
         public readonly List<ScheduledRun> Running = new();
-        // Rows stepped per client while it has running runs; a client that comes back starts level with the least
-        // served, so it cannot claim the steps it was not there for.
-        public readonly Dictionary<string, long> Served = new();
+        // Rows stepped per client while it has running runs, divided by its weight; a client that comes back starts level
+        // with the least served, so it cannot claim the steps it was not there for.
+        public readonly Dictionary<string, double> Served = new();
         public readonly HashSet<GenerationRequest> Aborted = new();
         public ChannelWriter<EngineMessage>? Inbox;
         public bool WakePending, Stopped;
@@ -91,10 +99,7 @@ public sealed class Scheduler
         {
             if (closed) return EnqueueResult.Closed;
             if (waiting.Count >= Capacity) return EnqueueResult.Full;
-            // Cost-aware and per client: one client's long, wide requests cannot take every place (a single request
-            // larger than the cap is still accepted into an otherwise empty share, or nobody could ever send it).
-            long queued = waiting.CostOf(request.Client);
-            if (MaxQueuedCostPerClient is int cap && queued > 0 && queued + request.Parameters.Cost > cap) return EnqueueResult.ClientLimit;
+            if (!WithinShare(request)) return EnqueueResult.ClientLimit;
             request.EnqueuedAt = Time.GetTimestamp();
             request.Deadline = request.EnqueuedAt + (long)(request.Timeout.TotalSeconds * Time.TimestampFrequency);
             waiting.Add(request);
@@ -105,6 +110,20 @@ public sealed class Scheduler
             WakeLocked();
         }
         return EnqueueResult.Accepted;
+    }
+
+    /// <summary>A client's shares of the queue: places, row-steps, and the reserve kept for clients that wait for nothing.</summary>
+    private bool WithinShare(GenerationRequest request)
+    {
+        var share = request.Share;
+        int mine = waiting.CountOf(request.Client);
+        if (mine == 0) return true; // a client with nothing queued may always take a free place (and the reserve is for it)
+        if (mine >= (share.MaxQueuedRequests ?? options.EffectiveMaxQueuedRequestsPerClient)) return false;
+        if (Capacity - waiting.Count <= options.EffectiveQueueReserve) return false;
+        // Cost-aware: one client's long, wide requests cannot take every place (a single request larger than the cap is
+        // still accepted into an otherwise empty share, or nobody could ever send it).
+        long queued = waiting.CostOf(request.Client);
+        return (share.MaxQueuedCost ?? MaxQueuedCostPerClient) is not { } cap || queued + request.Parameters.Cost <= cap;
     }
 
     /// <summary>Stops admitting: every later <see cref="TryAdd"/> returns <see cref="EnqueueResult.Closed"/>, and the
@@ -248,7 +267,7 @@ public sealed class Scheduler
             {
                 if (outcome.Failed.ContainsKey(run)) continue;
                 run.StepsDone++;
-                d.Served[run.Client] = d.Served.GetValueOrDefault(run.Client) + run.LastStepRows;
+                d.Served[run.Client] = d.Served.GetValueOrDefault(run.Client) + run.LastStepRows / run.Request.Share.Weight;
             }
             var finished = new List<FinishedRun>();
             foreach (var (run, images) in outcome.Finished)
@@ -298,12 +317,24 @@ public sealed class Scheduler
         var perClient = d.Running.GroupBy(r => r.Client).ToDictionary(g => g.Key, g => g.Sum(r => r.Rows));
         while (true)
         {
-            // The oldest request of each client, least-running client first, then oldest first.
-            var next = waiting.Heads()
+            var heads = waiting.Heads();
+            // The clients with work for this device, running here or waiting, split the running rows by weight.
+            var weights = d.Running.Select(r => r.Request).Concat(heads).GroupBy(r => r.Client).ToDictionary(g => g.Key, g => g.First().Share.Weight);
+            double total = weights.Values.Sum();
+            // The oldest request of each client, the client with the fewest running rows for its weight first.
+            var next = heads
                 .Where(r => perClient.GetValueOrDefault(r.Client) + r.Parameters.RowsPerStep <= options.MaxBatchRows)
-                .OrderBy(r => perClient.GetValueOrDefault(r.Client)).ThenBy(r => r.Sequence)
+                .OrderBy(r => perClient.GetValueOrDefault(r.Client) / r.Share.Weight).ThenBy(r => r.Sequence)
                 .FirstOrDefault();
-            if (next is null || rows + next.Parameters.RowsPerStep > budget) return admitted;
+            if (next is null) return admitted;
+            int mine = perClient.GetValueOrDefault(next.Client), wants = next.Parameters.RowsPerStep;
+            // It fits the running rows; or its client runs nothing yet, or is under its fair share of them: then it is
+            // admitted past the budget (at most one forward's rows per client), and the forward's round-robin takes its
+            // rows from the clients over their share, whose admission waits until they are back under. Otherwise
+            // admission stops here: a head is never skipped, so a large request is never starved by small ones behind it.
+            bool fits = rows + wants <= budget;
+            bool entitled = Mode == BatchingMode.Step && (mine == 0 || mine + wants <= budget * weights[next.Client] / total);
+            if (!fits && !entitled) return admitted;
             waiting.Remove(next);
             var run = new ScheduledRun(next, device, now) { QueueWait = Time.GetElapsedTime(next.EnqueuedAt, now) };
             next.State = RequestState.Running;
@@ -312,18 +343,21 @@ public sealed class Scheduler
             d.Running.Add(run);
             admitted.Add(run);
             rows += run.Rows;
-            perClient[run.Client] = perClient.GetValueOrDefault(run.Client) + run.Rows;
+            perClient[run.Client] = mine + run.Rows;
         }
     }
 
-    /// <summary>The runs of the next forward: round-robin over clients, least served first; within a client in admission
-    /// order, each round taking that client's first run that still fits.</summary>
+    /// <summary>The runs of the next forward: round-robin over clients, the client that would be least served after this
+    /// step first (rows stepped so far plus its next run's rows, over its weight: weighted fair queuing's virtual finish
+    /// time, so a light run is not kept waiting behind heavy runs that merely started level with it); within a client in
+    /// admission order, each round taking that client's first run that still fits.</summary>
     private List<ScheduledRun> Pick(DeviceSchedule d)
     {
         var picked = new List<ScheduledRun>();
         if (d.Running.Count == 0) return picked;
         var byClient = d.Running.GroupBy(r => r.Client)
-            .OrderBy(g => d.Served.GetValueOrDefault(g.Key)).ThenBy(g => g.Min(r => r.AdmittedAt))
+            .OrderBy(g => d.Served.GetValueOrDefault(g.Key) + g.First().StepRows / g.First().Request.Share.Weight)
+            .ThenBy(g => g.Sum(r => r.Rows)).ThenBy(g => g.Min(r => r.AdmittedAt))
             .Select(g => g.ToList()).ToList();
         int rows = 0;
         bool progress = true;

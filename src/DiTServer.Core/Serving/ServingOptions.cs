@@ -29,6 +29,21 @@ public sealed class ServingOptions
     [Range(1, int.MaxValue)]
     public int? MaxQueuedCostPerClient { get; set; } = 64_000;
 
+    /// <summary>Most requests one client may have waiting (its share of queue places); more is answered 429. Unset =
+    /// a quarter of <see cref="QueueCapacity"/> (at least 1). A tenant may have its own (<c>Tenants:N:MaxQueuedRequests</c>).</summary>
+    [Range(1, 100_000)]
+    public int? MaxQueuedRequestsPerClient { get; set; }
+
+    public int EffectiveMaxQueuedRequestsPerClient => MaxQueuedRequestsPerClient ?? Math.Max(1, QueueCapacity / 4);
+
+    /// <summary>Queue places kept for clients that have nothing queued: a client that already waits is answered 429
+    /// once only this many places are free, so no client can take the last place. Unset = an eighth of
+    /// <see cref="QueueCapacity"/> (0 below 8 places).</summary>
+    [Range(0, 100_000)]
+    public int? QueueReserve { get; set; }
+
+    public int EffectiveQueueReserve => QueueReserve ?? QueueCapacity / 8;
+
     [Range(1, 256)]
     public int MaxImagesPerRequest { get; set; } = 8;
 
@@ -66,6 +81,8 @@ public sealed class ServingOptions
         if (MaxBatchRows < 2 * MaxImagesPerRequest)
             return $"Serving:MaxBatchRows ({MaxBatchRows}) must be at least 2 × Serving:MaxImagesPerRequest ({MaxImagesPerRequest}): a guided image costs " +
                 $"two rows, and every request must fit one forward";
+        if (EffectiveQueueReserve >= QueueCapacity)
+            return $"Serving:QueueReserve ({EffectiveQueueReserve}) must be less than Serving:QueueCapacity ({QueueCapacity})";
         if (EffectiveMaxRunningRows < MaxBatchRows)
             return $"Serving:MaxRunningRows ({EffectiveMaxRunningRows}) must be at least Serving:MaxBatchRows ({MaxBatchRows})";
         return null;
