@@ -5,6 +5,7 @@ using DiTServer.Api.Http;
 using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
+using DiTServer.Api.Tenants;
 
 // Verbs (sample, train, eval, bench, ...) run as a command-line tool; anything else starts the web host.
 if (CommandLine.IsVerb(args))
@@ -20,6 +21,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 builder.AddServerLogging();
 builder.AddServerObservability();
 builder.AddClientFaults();
+builder.AddTenants();
 builder.AddDiTServing();
 builder.AddJobs();
 builder.AddAdminTraining();

@@ -1,4 +1,5 @@
 using DiTServer.Api.Jobs;
+using DiTServer.Api.Tenants;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
@@ -26,9 +27,9 @@ public sealed class JobRetentionTests
     private static GenerationParameters Parameters => new(0, 1, new SamplingOptions { Steps = 2, Seed = 1 });
 
     /// <summary>Creates a job and completes it with one image of <paramref name="bytes"/> PNG bytes (and 12 raw pixel bytes).</summary>
-    private async Task<Job> Finished(JobStore store, int bytes)
+    private async Task<Job> Finished(JobStore store, int bytes, Caller? caller = null)
     {
-        var (job, outcome) = store.Create(Parameters);
+        var (job, outcome) = store.Create(Parameters, caller: caller);
         Assert.Equal(EnqueueResult.Accepted, outcome);
         var image = new GeneratedImage(0, 1, 0, "zero", new byte[12], 2, 2, 3, new byte[bytes]);
         job!.Request.Succeed(new GenerationResult([image], TimeSpan.Zero, TimeSpan.Zero));
@@ -100,5 +101,48 @@ public sealed class JobRetentionTests
         store.Sweep();
         Assert.Null(store.Get(cancelled.Id));
         Assert.NotNull(store.Get(failed.Id));
+    }
+
+    private static Caller Client(string name, int? maxResults = null) =>
+        new($"tenant:{name}", ClientShare.Default, maxResults is null ? null : new TenantOptions { Name = name, MaxResults = maxResults });
+
+    [Fact]
+    public async Task A_client_making_many_results_evicts_its_own_never_those_of_a_client_holding_fewer()
+    {
+        var store = Store(new JobOptions { MaxResults = 4 });
+        var other = await Finished(store, 100, Client("other"));
+        var flood = new List<Job>();
+        for (int i = 0; i < 10; i++) flood.Add(await Finished(store, 100, Client("flood")));
+        Assert.NotNull(store.Get(other.Id));
+        Assert.Equal(4, store.Count);
+        Assert.All(flood[..7], j => Assert.Null(store.Get(j.Id)));
+        Assert.All(flood[7..], j => Assert.NotNull(store.Get(j.Id)));
+    }
+
+    [Fact]
+    public async Task Over_the_byte_pool_the_client_holding_the_most_bytes_loses_its_oldest()
+    {
+        var store = Store(new JobOptions { MaxResultBytes = 5000 });
+        var small = await Finished(store, 500, Client("small"));
+        var big = new List<Job>();
+        for (int i = 0; i < 5; i++) big.Add(await Finished(store, 1500, Client("big")));
+        Assert.NotNull(store.Get(small.Id));
+        Assert.Null(store.Get(big[0].Id));
+        Assert.NotNull(store.Get(big[^1].Id));
+        Assert.True(store.RetainedBytes <= 5000, store.RetainedBytes.ToString());
+    }
+
+    [Fact]
+    public async Task A_clients_share_of_results_evicts_its_own_oldest_even_while_the_pool_has_room()
+    {
+        var store = Store(new JobOptions { MaxResults = 100, MaxResultsPerClient = 2 });
+        var jobs = new List<Job>();
+        for (int i = 0; i < 3; i++) jobs.Add(await Finished(store, 100, Client("a")));
+        var tenant = new List<Job>();
+        for (int i = 0; i < 5; i++) tenant.Add(await Finished(store, 100, Client("gold", maxResults: 4))); // its own limit
+        Assert.Null(store.Get(jobs[0].Id));
+        Assert.NotNull(store.Get(jobs[1].Id));
+        Assert.Null(store.Get(tenant[0].Id));
+        Assert.Equal(2 + 4, store.Count);
     }
 }

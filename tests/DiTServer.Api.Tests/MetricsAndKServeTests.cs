@@ -30,8 +30,8 @@ public sealed class MetricsAndKServeTests(MetricsAndKServeTests.Server server) :
     public async Task Every_generation_route_counts_ok_and_refusals_with_route_and_model(string route, string body)
     {
         var model = await ModelName();
-        string ok = $"dit_requests_total{{route=\"{route}\",model=\"{model}\",outcome=\"ok\"}}";
-        string bad = $"dit_requests_total{{route=\"{route}\",model=\"{model}\",outcome=\"bad_request\"}}";
+        string ok = $"dit_requests_total{{route=\"{route}\",model=\"{model}\",outcome=\"ok\",tenant=\"anonymous\"}}";
+        string bad = $"dit_requests_total{{route=\"{route}\",model=\"{model}\",outcome=\"bad_request\",tenant=\"anonymous\"}}";
         string timed = $"dit_request_duration_seconds_count{{route=\"{route}\",model=\"{model}\"}}";
         var before = await client.GetStringAsync("/metrics");
 

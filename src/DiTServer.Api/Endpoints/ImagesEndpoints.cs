@@ -1,5 +1,6 @@
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
+using DiTServer.Api.Tenants;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -20,6 +21,7 @@ public static class ImagesEndpoints
             .MapPost("/", Generate)
             .WithName(GenerateName)
             .WithGenerationMetrics("/v1/images")
+            .RequireTenant() // inside the metrics: a 401 counts as outcome "unauthorized"
             .WithSummary("Generate images of one class")
             .WithDescription("Queued and batched per denoising step with other requests; the same seed and parameters give the same pixels alone or batched.")
             .WithMetadata(new RequestSizeLimitAttribute(maxBody))
@@ -49,7 +51,7 @@ public static class ImagesEndpoints
         if (parsed.Invalid is { } invalid) return invalid;
         var parameters = parsed.Parameters!;
 
-        var request = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
+        var request = ClientIdentity.Of(http).Request(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted);
         if (scheduler.TryAdd(request) is var outcome and not EnqueueResult.Accepted) return GenerationProblems.Refused(http, o, outcome);
         outcomes.Track(http, request);
         metrics.Queued(scheduler.Count);

@@ -2,6 +2,7 @@ using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
+using DiTServer.Api.Tenants;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -32,6 +33,7 @@ public static class OpenAIImagesEndpoints
                 "OpenAI's image request; prompt is a class name or index. size, when sent, must be the model's resolution.")
             .Produces<OpenAIImagesResponse>(StatusCodes.Status200OK, "application/json")
             .WithOpenAIErrors()
+            .RequireTenant() // inside the error translation: a 401 is OpenAI's authentication_error
             .WithGenerationMetrics("/v1/images/generations"); // inside the error translation: it reads the problem
         return app;
     }
@@ -79,7 +81,7 @@ public static class OpenAIImagesEndpoints
                 done.Images.Select(i => new OpenAIImage(null, $"{baseUrl}?index={i.Index}", className)).ToList()));
         }
 
-        var generation = new GenerationRequest(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted) { Client = ClientIdentity.Of(http) };
+        var generation = ClientIdentity.Of(http).Request(http.TraceIdentifier, parameters, o.RequestTimeout, http.RequestAborted);
         var queued = scheduler.TryAdd(generation);
         if (queued != EnqueueResult.Accepted) return GenerationProblems.Refused(http, o, queued);
         outcomes.Track(http, generation);

@@ -19,7 +19,6 @@ public static class ServingRegistration
         services.AddSingleton<IValidateOptions<DiTOptions>>(sp => sp.GetRequiredService<DiTOptionsSetup>());
         services.AddOptions<ServingOptions>().BindConfiguration(ServingOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IValidateOptions<ServingOptions>, ServingOptionsValidator>();
-        services.AddOptions<Endpoints.ClientOptions>().BindConfiguration(Endpoints.ClientOptions.Section);
 
         // One model copy per served device; the first is the LoadedModel the endpoints read (names, sizes, config).
         services.AddSingleton(sp =>
@@ -72,6 +71,7 @@ public static class ServingRegistration
             {
                 _ = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value;
                 _ = app.Services.GetRequiredService<IOptions<Jobs.JobOptions>>().Value;
+                _ = app.Services.GetRequiredService<IOptions<List<Tenants.TenantOptions>>>().Value;
             }
             catch (InvalidOperationException e)
             {

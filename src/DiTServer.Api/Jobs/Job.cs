@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using DiTServer.Api.Tenants;
 using DiTServer.Core.Serving;
 
 namespace DiTServer.Api.Jobs;
@@ -26,9 +27,9 @@ public sealed class Job : IProgress<GenerationProgress>, IProgress<GenerationPre
 
     /// <param name="previewEvery">0: no previews; k: a <c>preview</c> event after every k-th step but the last.</param>
     /// <param name="previewMaxSide">Longest side of a preview in pixels (<see cref="JobOptions.PreviewMaxSize"/>).</param>
-    /// <param name="client">Who asked (<see cref="GenerationRequest.Client"/>).</param>
+    /// <param name="caller">Who asked: the job's owner, and the client its request counts for.</param>
     public Job(string id, GenerationParameters parameters, TimeSpan timeout, TimeProvider time, int previewEvery = 0, int previewMaxSide = 64,
-        string client = "anonymous")
+        Caller? caller = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(previewEvery);
         this.time = time;
@@ -37,15 +38,19 @@ public sealed class Job : IProgress<GenerationProgress>, IProgress<GenerationPre
         PreviewEvery = previewEvery;
         CreatedAt = time.GetUtcNow();
         totalSteps = parameters.Sampling.Steps;
+        Owner = caller ?? Caller.Anonymous;
         Request = new GenerationRequest(id, parameters, timeout, cancel.Token)
         {
-            Client = client,
+            Client = Owner.Client,
+            Share = Owner.Share,
             Progress = this,
             Preview = previewEvery > 0 ? new PreviewRequest(previewEvery, previewMaxSide, this) : null,
         };
     }
 
     public string Id { get; }
+    /// <summary>Who created it: with tenants, only that tenant may see, fetch or delete it.</summary>
+    public Caller Owner { get; }
     public GenerationParameters Parameters { get; }
     /// <summary>Steps between previews; 0 when the job asked for none.</summary>
     public int PreviewEvery { get; }

@@ -17,6 +17,14 @@ public sealed class JobOptions
     [Range(1, 1_000_000, ErrorMessage = "Jobs:MaxResults must be between 1 and 1000000")]
     public int MaxResults { get; set; } = 256;
 
+    /// <summary>Finished jobs one client keeps at most: past it, its new results evict its own old ones. Unset = no limit
+    /// of its own (the pool's limits still evict the oldest result of the client holding the most, never of a client
+    /// holding fewer); a tenant may have its own (<c>Tenants:N:MaxResults</c>).</summary>
+    [Range(1, 1_000_000, ErrorMessage = "Jobs:MaxResultsPerClient must be between 1 and 1000000")]
+    public int? MaxResultsPerClient { get; set; }
+
+    public int EffectiveMaxResultsPerClient => MaxResultsPerClient ?? MaxResults;
+
     /// <summary>Bytes of finished results kept at most (PNG bytes plus the raw pixels a grid is built from).
     /// The newest result is kept even when it alone is larger.</summary>
     [Range(typeof(long), "1024", "1099511627776", ErrorMessage = "Jobs:MaxResultBytes must be between 1024 and 1099511627776")]

@@ -4,6 +4,7 @@ using System.Text.Json;
 using DiTServer.Api.Endpoints;
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
+using DiTServer.Api.Tenants;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Serving;
@@ -25,7 +26,7 @@ public static class JobsEndpoints
     public static WebApplication MapJobsApi(this WebApplication app)
     {
         var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
-        var group = app.MapGroup("/v1/jobs").WithTags("Jobs");
+        var group = app.MapGroup("/v1/jobs").WithTags("Jobs").RequireTenant();
         group.MapPost("/", Create).WithName("CreateJob").WithGenerationMetrics("/v1/jobs")
             .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
             .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with " +
@@ -82,21 +83,33 @@ public static class JobsEndpoints
 
     // Each handler looks in this server's jobs first, then (with SharedStore:Redis) in the ones other replicas published.
     // A final state is told only once the shared store has it too, so a follow-up call on another replica finds it.
-    private static async Task<Results<Ok<JobResponse>, ProblemHttpResult>> Get(string id, JobStore store, LoadedModel model, ISharedJobs shared)
+    private static async Task<Results<Ok<JobResponse>, ProblemHttpResult>> Get(string id, HttpContext http, JobStore store, LoadedModel model,
+        ISharedJobs shared)
     {
         if (store.Get(id) is { } job)
         {
+            if (!Owns(http, job.Owner.Client)) return NotFound(id);
             if (job.Snapshot().State.IsFinal()) await shared.WhenPublished(id);
             return TypedResults.Ok(Describe(job, store, model));
         }
-        return await shared.GetAsync(id) is { } remote ? TypedResults.Ok(remote.Status) : NotFound(id);
+        return await Remote(id, http, shared) is { } remote ? TypedResults.Ok(remote.Status) : NotFound(id);
     }
+
+    /// <summary>Whether the caller may see a job created by <paramref name="owner"/>: with tenants, only the tenant that
+    /// created it (any other gets the 404 of an unknown id, on every replica); without, whoever holds the unguessable id.</summary>
+    private static bool Owns(HttpContext http, string? owner) =>
+        http.RequestServices.GetRequiredService<TenantDirectory>() is not { Enabled: true } || owner == ClientIdentity.Of(http).Client;
+
+    /// <summary>Another replica's job, when the caller may see it.</summary>
+    private static async Task<SharedJob?> Remote(string id, HttpContext http, ISharedJobs shared) =>
+        await shared.GetAsync(id) is { } remote && Owns(http, remote.Client) ? remote : null;
 
     private static async Task<Results<ServerSentEventsResult<string>, ProblemHttpResult>> Events(string id, HttpContext http, JobStore store,
         ISharedJobs shared)
     {
-        if (store.Get(id) is { } job) return TypedResults.ServerSentEvents(Stream(job, store, shared, http.RequestAborted));
-        if (await shared.GetAsync(id) is not null) return TypedResults.ServerSentEvents(RemoteJobs.Stream(id, shared, http.RequestAborted));
+        if (store.Get(id) is { } job)
+            return Owns(http, job.Owner.Client) ? TypedResults.ServerSentEvents(Stream(job, store, shared, http.RequestAborted)) : NotFound(id);
+        if (await Remote(id, http, shared) is not null) return TypedResults.ServerSentEvents(RemoteJobs.Stream(id, shared, http.RequestAborted));
         return NotFound(id);
     }
 
@@ -158,7 +171,9 @@ public static class JobsEndpoints
     private static async Task<Results<FileContentHttpResult, Ok<ImagesResponse>, ValidationProblem, ProblemHttpResult>> Result(
         string id, int? index, HttpContext http, JobStore store, LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return await RemoteJobs.Result(id, index, http, model, shared);
+        if (store.Get(id) is not { } job)
+            return await Remote(id, http, shared) is null ? NotFound(id) : await RemoteJobs.Result(id, index, http, model, shared);
+        if (!Owns(http, job.Owner.Client)) return NotFound(id);
         if (!ImageResults.Negotiate(http.Request, out bool json)) return ImageResults.NotAcceptable();
         var s = job.Snapshot();
         if (s.State != JobState.Succeeded || job.Result is not { } result)
@@ -174,10 +189,11 @@ public static class JobsEndpoints
         return await ImageResults.Png(model, job.Parameters, images);
     }
 
-    private static async Task<Results<Accepted<JobResponse>, NoContent, ProblemHttpResult>> Delete(string id, JobStore store, LoadedModel model,
-        ISharedJobs shared)
+    private static async Task<Results<Accepted<JobResponse>, NoContent, ProblemHttpResult>> Delete(string id, HttpContext http, JobStore store,
+        LoadedModel model, ISharedJobs shared)
     {
-        if (store.Get(id) is not { } job) return await RemoteJobs.Delete(id, shared);
+        if (store.Get(id) is not { } job) return await Remote(id, http, shared) is null ? NotFound(id) : await RemoteJobs.Delete(id, shared);
+        if (!Owns(http, job.Owner.Client)) return NotFound(id);
         if (job.Cancel()) return TypedResults.Accepted($"/v1/jobs/{job.Id}", Describe(job, store, model));
         store.Remove(job);
         return TypedResults.NoContent();

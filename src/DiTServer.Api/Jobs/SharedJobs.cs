@@ -24,8 +24,9 @@ public sealed class SharedStoreOptions
 }
 
 /// <summary>A job as another replica sees it: its last published status, and once it succeeded, its images' metadata
-/// (the PNG bytes are fetched one by one with <see cref="ISharedJobs.GetPngAsync"/>).</summary>
-public sealed record SharedJob(JobResponse Status, IReadOnlyList<SharedImage> Images);
+/// (the PNG bytes are fetched one by one with <see cref="ISharedJobs.GetPngAsync"/>), and the client that created it
+/// (with tenants, only that tenant may see it on any replica).</summary>
+public sealed record SharedJob(JobResponse Status, IReadOnlyList<SharedImage> Images, string? Client = null);
 
 public sealed record SharedImage(
     [property: JsonPropertyName("index")] int Index,
@@ -74,7 +75,7 @@ public sealed class NoSharedJobs : ISharedJobs
 }
 
 /// <summary>Jobs shared through Redis. Each job is one hash (<c>{prefix}job:{id}</c>): <c>status</c> (the JSON of
-/// <c>GET /v1/jobs/{id}</c>), <c>owner</c> (the host name), and after success <c>images</c> (metadata), <c>png:{i}</c> and
+/// <c>GET /v1/jobs/{id}</c>), <c>owner</c> (the host name), <c>client</c> (who created it), and after success <c>images</c> (metadata), <c>png:{i}</c> and
 /// <c>grid</c>. It expires <c>Serving:RequestTimeout + Jobs:ResultTtl</c> after it was created, and <c>Jobs:ResultTtl</c>
 /// after it ended, as the owner's own copy does. Cancel and forget requests travel on the channel <c>{prefix}control</c>;
 /// every replica listens, and the one that holds the job acts.</summary>
@@ -175,7 +176,7 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         var model = services.GetRequiredService<LoadedModel>();
         var json = JsonSerializer.Serialize(JobResponse.From(job, status, store.PositionOf(job), model));
         var batch = Db.CreateBatch();
-        var set = batch.HashSetAsync(key, [new("status", json), new("owner", owner)]);
+        var set = batch.HashSetAsync(key, [new("status", json), new("owner", owner), new("client", job.Owner.Client)]);
         var expire = batch.KeyExpireAsync(key, ttl);
         batch.Execute();
         await Task.WhenAll(set, expire);
@@ -200,11 +201,11 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
     {
         try
         {
-            var values = await Db.HashGetAsync(Key(id), ["status", "images"]).WaitAsync(cancel);
+            var values = await Db.HashGetAsync(Key(id), ["status", "images", "client"]).WaitAsync(cancel);
             if (values[0].IsNull) return null;
             var status = JsonSerializer.Deserialize<JobResponse>((string)values[0]!)!;
             var images = values[1].IsNull ? [] : JsonSerializer.Deserialize<List<SharedImage>>((string)values[1]!)!;
-            return new SharedJob(status, images);
+            return new SharedJob(status, images, values[2].IsNull ? null : (string?)values[2]);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {

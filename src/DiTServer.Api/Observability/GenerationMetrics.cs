@@ -13,8 +13,9 @@ namespace DiTServer.Api.Observability;
 public sealed class GenerationMetrics(LoadedModel model)
 {
     private static readonly Counter Requests = Metrics.CreateCounter("dit_requests_total",
-        "Generation requests by route, model and outcome (ok, bad_request, not_acceptable, client_limit, queue_full, shutting_down, timeout, cancelled, error)",
-        new CounterConfiguration { LabelNames = ["route", "model", "outcome"] });
+        "Generation requests by route, model, outcome (ok, bad_request, not_acceptable, client_limit, queue_full, shutting_down, timeout, cancelled, " +
+        "error) and tenant (a configured tenant's name, or anonymous)",
+        new CounterConfiguration { LabelNames = ["route", "model", "outcome", "tenant"] });
     private static readonly Histogram Latency = Metrics.CreateHistogram("dit_request_duration_seconds",
         "Time from enqueue to PNGs ready, successful generation requests, by route and model",
         new HistogramConfiguration { LabelNames = ["route", "model"], Buckets = Histogram.ExponentialBuckets(0.005, 2, 18) });
@@ -29,7 +30,7 @@ public sealed class GenerationMetrics(LoadedModel model)
             http.Items[RouteKey] = name;
             var result = await next(context);
             if (!http.Items.ContainsKey(TrackedKey))
-                http.RequestServices.GetRequiredService<GenerationMetrics>().Refused(name, result);
+                http.RequestServices.GetRequiredService<GenerationMetrics>().Refused(name, result, Tenants.ClientIdentity.Of(http).MetricLabel);
             return result;
         });
 
@@ -38,15 +39,15 @@ public sealed class GenerationMetrics(LoadedModel model)
     {
         http.Items[TrackedKey] = true;
         var route = http.Items[RouteKey] as string ?? http.Request.Path.Value ?? "unknown";
-        string modelName = model.Name;
+        string modelName = model.Name, tenant = Tenants.ClientIdentity.Of(http).MetricLabel;
         _ = request.Completion.ContinueWith(t =>
         {
             if (t.IsCompletedSuccessfully) Latency.WithLabels(route, modelName).Observe(t.Result.Total.TotalSeconds);
-            Requests.WithLabels(route, modelName, OutcomeOf(t)).Inc();
+            Requests.WithLabels(route, modelName, OutcomeOf(t), tenant).Inc();
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    private void Refused(string route, object? result)
+    private void Refused(string route, object? result, string tenant)
     {
         var inner = result is INestedHttpResult nested ? nested.Result : result;
         int status = (inner as IStatusCodeHttpResult)?.StatusCode ?? StatusCodes.Status200OK;
@@ -54,6 +55,7 @@ public sealed class GenerationMetrics(LoadedModel model)
         string outcome = status switch
         {
             < 400 => "ok", // not reached: a success is always a queued request
+            StatusCodes.Status401Unauthorized => "unauthorized",
             StatusCodes.Status406NotAcceptable => "not_acceptable",
             StatusCodes.Status429TooManyRequests => "client_limit",
             StatusCodes.Status503ServiceUnavailable when title == QueueFullTitle => "queue_full",
@@ -61,7 +63,7 @@ public sealed class GenerationMetrics(LoadedModel model)
             < 500 => "bad_request",
             _ => "error",
         };
-        Requests.WithLabels(route, model.Name, outcome).Inc();
+        Requests.WithLabels(route, model.Name, outcome, tenant).Inc();
     }
 
     /// <summary>The title of the 503 for a full queue, the one refusal that is not about the request itself.</summary>

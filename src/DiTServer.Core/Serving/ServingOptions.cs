@@ -30,11 +30,12 @@ public sealed class ServingOptions
     public int? MaxQueuedCostPerClient { get; set; } = 64_000;
 
     /// <summary>Most requests one client may have waiting (its share of queue places); more is answered 429. Unset =
-    /// a quarter of <see cref="QueueCapacity"/> (at least 1). A tenant may have its own (<c>Tenants:N:MaxQueuedRequests</c>).</summary>
+    /// a quarter of <see cref="QueueCapacity"/>, at least 4 (all of a smaller queue). A tenant may have its own
+    /// (<c>Tenants:N:MaxQueuedRequests</c>).</summary>
     [Range(1, 100_000)]
     public int? MaxQueuedRequestsPerClient { get; set; }
 
-    public int EffectiveMaxQueuedRequestsPerClient => MaxQueuedRequestsPerClient ?? Math.Max(1, QueueCapacity / 4);
+    public int EffectiveMaxQueuedRequestsPerClient => MaxQueuedRequestsPerClient ?? Math.Max(QueueCapacity / 4, Math.Min(QueueCapacity, 4));
 
     /// <summary>Queue places kept for clients that have nothing queued: a client that already waits is answered 429
     /// once only this many places are free, so no client can take the last place. Unset = an eighth of
