@@ -20,5 +20,6 @@ public sealed record EndedRequest(GenerationRequest Request, ScheduledRun? Run, 
 {
     /// <summary>An admitted run that failed in the model's code (<paramref name="what"/>: "generation failed", "decoding failed").</summary>
     public static EndedRequest Failed(ScheduledRun run, string what, Exception e) =>
-        new(run.Request, run, new GenerationException(GenerationFailure.Error, $"{what}: {e.Message}", e));
+        new(run.Request, run, new GenerationException(
+            e is Sampling.NonFiniteSampleException ? GenerationFailure.NonFinite : GenerationFailure.Error, $"{what}: {e.Message}", e));
 }
