@@ -55,7 +55,7 @@ public sealed class FaultTests
                 Assert.Equal("application/problem+json", r.Content.Headers.ContentType?.MediaType);
                 var detail = JsonDocument.Parse(text).RootElement.GetProperty("detail").GetString();
                 Assert.Contains(seeds[i] == ThrowSeed ? "injected fault" : "NaN", detail);
-                if (seeds[i] == NaNSeed) Assert.Contains($"sampler unipc, steps 8, spacing time_uniform, order 2, unipc_variant bh2, cfg_scale 4, " +
+                if (seeds[i] == NaNSeed) Assert.Contains($"steps 8, sampler unipc, spacing time_uniform, order 2, unipc_variant bh2, cfg_scale 4, " +
                     $"guidance official, seed {NaNSeed}", detail);
             }
             else Assert.True(r.StatusCode == HttpStatusCode.OK, $"seed {seeds[i]}: {(int)r.StatusCode} {text}");

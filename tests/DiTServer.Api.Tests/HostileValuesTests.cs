@@ -140,7 +140,8 @@ public sealed class HostileValuesTests(HostileValuesTests.Server server) : IClas
             "/v1/jobs" => ["num_images", "preview_every"],
             _ => ["num_images"],
         };
-        var optional = own.Concat(["cfg_scale", "seed", "sampler", "guidance", "eta", "spacing", "order", "unipc_variant", "guidance_interval", "thresholding"]);
+        var optional = own.Concat(["cfg_scale", "seed", "sampler", "guidance", "eta", "spacing", "order", "unipc_variant", "guidance_interval",
+            "thresholding"]);
         // steps stays set (2) so the test is fast; its null is tested alone.
         string extra = string.Join(", ", optional.Select(f => $"\"{f}\": null").Append("\"steps\": 2"));
         await AssertGenerates(route, Body(route, extra), "all nulls");

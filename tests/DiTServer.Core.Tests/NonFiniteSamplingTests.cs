@@ -68,6 +68,27 @@ public class NonFiniteSamplingTests
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
+    /// <summary>The solvers divide by the step in log-SNR (h = λ_next − λ_now): every step count the API accepts must give
+    /// strictly decreasing times with distinct, finite λ, on every spacing, or a 1000-step request would turn NaN late.</summary>
+    [Fact]
+    public void Solver_time_grids_are_strictly_decreasing_with_distinct_finite_lambdas_for_every_accepted_step_count()
+    {
+        var schedule = Sampling.Solvers.DiscreteVpSchedule.Linear1000;
+        var bad = new List<string>();
+        foreach (var (name, spacing) in SamplerNames.Spacings)
+            for (int steps = 1; steps <= 1000; steps++)
+            {
+                var times = Sampling.Solvers.SolverTimesteps.Create(schedule, spacing, steps);
+                for (int i = 1; i < times.Length && bad.Count < 20; i++)
+                {
+                    float lambdaPrev = schedule.Lambda(times[i - 1]), lambda = schedule.Lambda(times[i]);
+                    if (!(times[i] < times[i - 1]) || !float.IsFinite(lambda) || !(lambda > lambdaPrev))
+                        bad.Add($"{name}, {steps} steps: t[{i - 1}] = {times[i - 1]:R}, t[{i}] = {times[i]:R}, λ {lambdaPrev:R} → {lambda:R}");
+                }
+            }
+        Assert.True(bad.Count == 0, string.Join("\n", bad));
+    }
+
     /// <summary>Poisons one run's model output with NaN (as a broken model or an overflow would).</summary>
     private sealed class PoisonSeed(long seed) : IRunnerFaultInjector
     {
@@ -98,7 +119,7 @@ public class NonFiniteSamplingTests
             Assert.Same(runs[0], run);
             var nonFinite = Assert.IsType<NonFiniteSampleException>(error);
             Assert.Equal(2, nonFinite.Step);
-            Assert.Contains("sampler ddim, steps 3, eta 1, cfg_scale 4", nonFinite.Message);
+            Assert.Contains("steps 3, sampler ddim, cfg_scale 4, guidance official, eta 1, seed 13", nonFinite.Message);
             // Its batch mates' latents are finite and decode.
             Assert.All(runner.DecodeEach(runs.Skip(1).ToList()), d => Assert.Null(d.Error));
         }

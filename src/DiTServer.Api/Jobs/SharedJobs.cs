@@ -108,7 +108,6 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
     private readonly TimeSpan requestTimeout;
     private readonly ILogger<RedisSharedJobs> logger;
     private readonly string owner = Environment.MachineName;
-    private readonly TimeSpan timeout;
 
     public RedisSharedJobs(IOptions<SharedStoreOptions> options, IOptions<JobOptions> jobs, IOptions<Core.Serving.ServingOptions> serving,
         IServiceProvider services, ILogger<RedisSharedJobs> logger)
@@ -120,7 +119,6 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         // A call made while the connection is down fails at once instead of waiting in the backlog for the sync/async
         // timeout (5 s by default: the 5.6–6 s lookups of issue 19).
         configuration.BacklogPolicy = BacklogPolicy.FailFast;
-        timeout = TimeSpan.FromMilliseconds(o.TimeoutMs);
         if (!Sets(o.Redis!, "connectTimeout")) configuration.ConnectTimeout = o.TimeoutMs;
         if (!Sets(o.Redis!, "syncTimeout")) configuration.SyncTimeout = o.TimeoutMs;
         if (!Sets(o.Redis!, "asyncTimeout")) configuration.AsyncTimeout = o.TimeoutMs;
@@ -172,14 +170,13 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         });
     }
 
-    /// <summary>Bounded: a store that does not answer must not hold up the owner's own answers for long (not at all while
-    /// it is known to be down; else a few store calls' time).</summary>
+    /// <summary>Bounded: a store that does not answer must not hold up the owner's own answers for long, and one known to
+    /// be down not at all.</summary>
     public async Task WhenPublished(string id)
     {
         if (!publishing.TryGetValue(id, out var done) || !redis.IsConnected) return;
-        var wait = 4 * timeout;
-        try { await done.Task.WaitAsync(wait); }
-        catch (TimeoutException) { logger.LogWarning("Job {JobId}: the shared store did not take its final state within {Wait} ms", id, wait.TotalMilliseconds); }
+        try { await done.Task.WaitAsync(TimeSpan.FromSeconds(5)); }
+        catch (TimeoutException) { logger.LogWarning("Job {JobId}: the shared store did not take its final state within 5 s", id); }
     }
 
     /// <summary>Follows one job's events to its end and publishes them.</summary>

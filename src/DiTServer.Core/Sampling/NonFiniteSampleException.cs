@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace DiTServer.Core.Sampling;
 
 /// <summary>A run's latents turned NaN or infinite at a step: thrown by <see cref="SamplingRun.Advance"/>, so that only
@@ -15,23 +13,6 @@ public sealed class NonFiniteSampleException(SamplingOptions options, int step, 
     /// <summary>The step (1-based) whose update gave non-finite values.</summary>
     public int Step { get; } = step;
 
-    /// <summary>The settings that decide the sampler's arithmetic, as the API names them: "sampler ddim, steps 2, eta 1, …".</summary>
-    public static string Describe(SamplingOptions o)
-    {
-        var inv = CultureInfo.InvariantCulture;
-        var parts = new List<string> { $"sampler {o.Sampler.Name()}", $"steps {o.Steps.ToString(inv)}" };
-        if (o.Sampler == SamplerKind.Ddim) parts.Add($"eta {o.Eta.ToString("R", inv)}");
-        if (o.IsSolver)
-        {
-            parts.Add($"spacing {o.EffectiveSpacing.Name()}");
-            parts.Add($"order {o.EffectiveOrder.ToString(inv)}");
-            if (o.Sampler == SamplerKind.UniPc) parts.Add($"unipc_variant {o.EffectiveUniPcVariant.Name()}");
-            if (o.Thresholding) parts.Add("thresholding true");
-        }
-        parts.Add($"cfg_scale {o.CfgScale.ToString("R", inv)}");
-        parts.Add($"guidance {o.Guidance.ToString().ToLowerInvariant()}");
-        if (o.GuidanceInterval is { } interval) parts.Add($"guidance_interval {interval}");
-        parts.Add($"seed {o.Seed.ToString(inv)}");
-        return string.Join(", ", parts);
-    }
+    /// <summary>The run's settings as the API names them: "steps 2, sampler ddim, cfg_scale 4, guidance official, eta 1, seed 7".</summary>
+    public static string Describe(SamplingOptions o) => string.Join(", ", o.Settings().Select(p => $"{p.Key} {p.Value}"));
 }

@@ -68,6 +68,27 @@ public sealed record SamplingOptions
     };
     public UniPcVariant EffectiveUniPcVariant => UniPcVariant ?? Solvers.UniPcVariant.Bh2;
 
+    /// <summary>The settings that reproduce a run, under their wire names and as the API spells their values, only those
+    /// that apply to its sampler: the PNG metadata's sampling keys, and the settings a <see cref="NonFiniteSampleException"/> names.</summary>
+    public IEnumerable<KeyValuePair<string, string>> Settings()
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        yield return new("steps", Steps.ToString(inv));
+        yield return new("sampler", Sampler.Name());
+        if (IsSolver)
+        {
+            yield return new("spacing", EffectiveSpacing.Name());
+            yield return new("order", EffectiveOrder.ToString(inv));
+            if (Sampler == SamplerKind.UniPc) yield return new("unipc_variant", EffectiveUniPcVariant.Name());
+            if (Thresholding) yield return new("thresholding", "true");
+        }
+        yield return new("cfg_scale", CfgScale.ToString("R", inv));
+        yield return new("guidance", Guidance.ToString().ToLowerInvariant());
+        if (GuidanceInterval is { } interval) yield return new("guidance_interval", interval.ToString());
+        if (Sampler == SamplerKind.Ddim) yield return new("eta", Eta.ToString("R", inv));
+        yield return new("seed", Seed.ToString(inv));
+    }
+
     /// <summary>The cfg scale at a model timestep: the request's own inside the guidance interval, else 1.</summary>
     public double CfgScaleAt(double modelTimestep) =>
         GuidanceInterval is { } interval && !interval.Contains(modelTimestep) ? 1.0 : CfgScale;
