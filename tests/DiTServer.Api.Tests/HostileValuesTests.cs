@@ -99,6 +99,35 @@ public sealed class HostileValuesTests(HostileValuesTests.Server server) : IClas
         Assert.Equal(before.QueueDepth + before.ActiveRequests, after.QueueDepth + after.ActiveRequests);
     }
 
+    /// <summary>Fields only one route has: the route, the body, the field at fault and a piece of its message.</summary>
+    public static TheoryData<string, string, string, string> RouteOwn => new()
+    {
+        { "/v1/jobs", """{"class_label": 1, "steps": 4, "preview_every": 5}""", "preview_every", "1..4 (the job's steps)" },
+        { "/v1/jobs", """{"class_label": 1, "steps": 4, "preview_every": -1}""", "preview_every", "must be 0 (no previews) or in 1..4" },
+        { "/v1/jobs", """{"class_label": 1, "preview_every": 1e3}""", "preview_every", "must be an integer" },
+        { "/v1/images/generations", """{"prompt": 1, "size": "16x16x"}""", "size", "the model's resolution" },
+        { "/v1/images/generations", """{"prompt": 1, "size": "99999999999x99999999999"}""", "size", "the model's resolution" },
+        { "/v1/images/generations", """{"prompt": 1, "size": 16}""", "size", "the model's resolution" },
+        { "/v1/images/generations", """{"prompt": 1, "n": 100000}""", "n", "n must be in 1..8" },
+        { "/v1/images/generations", """{"prompt": 1, "response_format": "file"}""", "response_format", "b64_json" },
+    };
+
+    [Theory]
+    [MemberData(nameof(RouteOwn))]
+    public async Task A_routes_own_fields_are_bounded_too(string route, string body, string field, string message)
+    {
+        var response = await client.PostAsync(route, Json(body));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{route} {body}: {(int)response.StatusCode} {text}");
+        var root = JsonDocument.Parse(text).RootElement;
+        if (route == "/v1/images/generations")
+        {
+            Assert.Equal(field, root.GetProperty("error").GetProperty("param").GetString());
+            Assert.Contains(message, root.GetProperty("error").GetProperty("message").GetString());
+        }
+        else Assert.Contains(root.GetProperty("errors").GetProperty(field).EnumerateArray(), m => m.GetString()!.Contains(message));
+    }
+
     /// <summary>Values at the edge of every bound, which used to be accepted and then fail (DDIM eta 1 with 2 steps: 500).</summary>
     public static TheoryData<string> Edges => new()
     {
