@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 
 namespace DiTServer.Api.Tests;
 
-/// <summary>Faults: one request's model failure (thrown or NaN) is its own 500 while its batch mates finish; disconnecting
+/// <summary>Faults: one request's model failure (thrown: 500; NaN: 422) is its own while its batch mates finish; disconnecting
 /// clients free their slots without leaking tensors; a burst over the queue's capacity gets only 200 or 503 + Retry-After.</summary>
 public sealed class FaultTests
 {
@@ -31,7 +31,7 @@ public sealed class FaultTests
         $$"""{"class_label": {{label}}, "steps": {{steps}}, "cfg_scale": 4, "seed": {{seed}}}""";
 
     [Fact]
-    public async Task A_failing_request_gets_500_problem_and_its_batch_mates_and_later_requests_succeed()
+    public async Task A_failing_request_gets_500_a_non_finite_one_422_and_their_batch_mates_and_later_requests_succeed()
     {
         using var factory = new ServerFactory { ConfigureServices = s => s.AddSingleton<IRunnerFaultInjector, SeedFaults>(), Gate = new StepGate() };
         var client = factory.CreateClient();
@@ -49,10 +49,14 @@ public sealed class FaultTests
             var text = r.Content.Headers.ContentType?.MediaType == "image/png" ? "(png)" : await r.Content.ReadAsStringAsync();
             if (seeds[i] is ThrowSeed or NaNSeed)
             {
-                Assert.True(r.StatusCode == HttpStatusCode.InternalServerError, $"seed {seeds[i]}: {(int)r.StatusCode} {text}");
+                // A thrown fault is the server's (500); a non-finite row is its settings' (422, naming them).
+                var expected = seeds[i] == ThrowSeed ? HttpStatusCode.InternalServerError : HttpStatusCode.UnprocessableEntity;
+                Assert.True(r.StatusCode == expected, $"seed {seeds[i]}: {(int)r.StatusCode} {text}");
                 Assert.Equal("application/problem+json", r.Content.Headers.ContentType?.MediaType);
                 var detail = JsonDocument.Parse(text).RootElement.GetProperty("detail").GetString();
                 Assert.Contains(seeds[i] == ThrowSeed ? "injected fault" : "NaN", detail);
+                if (seeds[i] == NaNSeed) Assert.Contains($"steps 8, sampler unipc, spacing time_uniform, order 2, unipc_variant bh2, cfg_scale 4, " +
+                    $"guidance official, seed {NaNSeed}", detail);
             }
             else Assert.True(r.StatusCode == HttpStatusCode.OK, $"seed {seeds[i]}: {(int)r.StatusCode} {text}");
         }

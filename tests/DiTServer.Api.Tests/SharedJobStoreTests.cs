@@ -163,25 +163,70 @@ public sealed class SharedJobStoreTests(RedisServer redis) : IClassFixture<Redis
         Assert.Equal(await a.GetByteArrayAsync(url), await fromB.Content.ReadAsByteArrayAsync());
     }
 
-    [Fact]
-    public async Task With_redis_unreachable_the_owner_still_serves_its_jobs()
+    /// <summary>A 503 problem+json with Retry-After, the answer of the job routes while the store is unreachable.</summary>
+    private static async Task AssertStoreUnavailable(HttpResponseMessage response, string what)
     {
-        // A closed port and short timeouts: every store call fails fast, as when Redis is down.
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{what}: {(int)response.StatusCode} {text}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.NotNull(response.Headers.RetryAfter);
+        Assert.Contains("SharedStore:Redis", JsonDocument.Parse(text).RootElement.GetProperty("detail").GetString());
+    }
+
+    [Fact]
+    public async Task With_redis_unreachable_from_the_start_job_routes_answer_503_and_images_still_work()
+    {
+        // A closed port: every store call fails, as when Redis is down.
         int closed;
         using (var probe = new TcpListener(IPAddress.Loopback, 0))
         {
             probe.Start();
             closed = ((IPEndPoint)probe.LocalEndpoint).Port;
         }
-        using var factory = new ServerFactory(("SharedStore:Redis", $"127.0.0.1:{closed},connectTimeout=300,syncTimeout=300,asyncTimeout=300"));
+        using var factory = new ServerFactory(("SharedStore:Redis", $"127.0.0.1:{closed}"), ("SharedStore:TimeoutMs", "300"));
         var client = factory.CreateClient();
         await factory.WaitFor(s => s.Ready, "warm-up");
-        var (id, _, _) = await client.CreateJob("""{"class_label": 2, "num_images": 2, "steps": 2}""");
-        await client.WaitForJob(id, j => j.GetProperty("state").GetString() == "succeeded", "succeeded on its owner");
-        var png = await client.GetAsync($"/v1/jobs/{id}/result");
-        Assert.Equal(HttpStatusCode.OK, png.StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/jobs/job_00000000000000000000000000000000")).StatusCode);
-        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync($"/v1/jobs/{id}")).StatusCode);
+        await AssertStoreUnavailable(await client.PostAsync("/v1/jobs", Json("""{"class_label": 2, "steps": 2}""")), "POST /v1/jobs");
+        Assert.Equal(0, factory.Engine.Snapshot().QueueDepth + factory.Engine.Snapshot().ActiveRequests); // no job was made
+        await AssertStoreUnavailable(await client.GetAsync("/v1/jobs/job_00000000000000000000000000000000"), "GET unknown id");
+        await AssertStoreUnavailable(await client.GetAsync("/v1/jobs/job_00000000000000000000000000000000/result"), "GET unknown result");
+        // Generation that needs no store goes on.
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/images", Json("""{"class_label": 2, "steps": 2}"""))).StatusCode);
+    }
+
+    [Fact]
+    public async Task When_redis_dies_job_routes_answer_503_fast_and_the_owner_still_serves_its_jobs()
+    {
+        var own = new RedisServer();
+        bool killed = false;
+        try
+        {
+            using var factory = new ServerFactory(("SharedStore:Redis", own.Configuration), ("SharedStore:KeyPrefix", Prefix()),
+                ("SharedStore:TimeoutMs", "500"));
+            var client = factory.CreateClient();
+            await factory.WaitFor(s => s.Ready, "warm-up");
+            var (id, _, _) = await client.CreateJob("""{"class_label": 2, "num_images": 2, "steps": 2}""");
+            await client.WaitForJob(id, j => j.GetProperty("state").GetString() == "succeeded", "succeeded while Redis is up");
+
+            own.Dispose(); // SIGKILL
+            killed = true;
+            // Each call returns (no 5 s wait in a backlog) with 503, not the 404 that made an outage look like "no such job".
+            await AssertStoreUnavailable(await client.GetAsync("/v1/jobs/job_00000000000000000000000000000000"), "GET unknown id");
+            await AssertStoreUnavailable(await client.GetAsync("/v1/jobs/job_00000000000000000000000000000000/events"), "events of unknown id");
+            await AssertStoreUnavailable(await client.DeleteAsync("/v1/jobs/job_00000000000000000000000000000000"), "DELETE unknown id");
+            await AssertStoreUnavailable(await client.PostAsync("/v1/jobs", Json("""{"class_label": 2, "steps": 2}""")), "POST /v1/jobs");
+            var openai = await client.PostAsync("/v1/images/generations", Json("""{"prompt": 2, "steps": 2, "response_format": "url"}"""));
+            var openaiText = await openai.Content.ReadAsStringAsync();
+            Assert.True(openai.StatusCode == HttpStatusCode.ServiceUnavailable, $"OpenAI url answer: {(int)openai.StatusCode} {openaiText}");
+            Assert.Contains("SharedStore:Redis", JsonDocument.Parse(openaiText).RootElement.GetProperty("error").GetProperty("message").GetString());
+            // The owner still serves the job it holds.
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/v1/jobs/{id}")).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/v1/jobs/{id}/result")).StatusCode);
+        }
+        finally
+        {
+            if (!killed) own.Dispose();
+        }
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Sampling.Solvers;
@@ -63,7 +64,10 @@ public static class SampleCommand
 
             var started = System.Diagnostics.Stopwatch.StartNew();
             var progress = Console.IsErrorRedirected ? null : new Action<int, int>((done, total) => stderr.Write($"\rstep {done}/{total}"));
-            var images = ImagePipeline.Generate(loaded, labelIds, options, progress);
+            IReadOnlyList<GeneratedImage> images;
+            // Settings that turn the sampling non-finite are the caller's to change: one line, exit 2, no PNG written.
+            try { images = ImagePipeline.Generate(loaded, labelIds, options, progress); }
+            catch (NonFiniteSampleException e) { throw new UsageException(e.Message); }
             if (progress is not null) stderr.WriteLine();
             foreach (var image in images.Where(im => only is null || im.Index == only))
             {

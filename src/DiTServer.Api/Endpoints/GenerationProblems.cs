@@ -26,8 +26,13 @@ public static class GenerationProblems
         };
     }
 
+    /// <summary>The status of a request whose sampling turned NaN or infinite: the request was valid, but its settings are
+    /// numerically unstable for the model (a client can change them; retrying the same request fails the same way).</summary>
+    public const int NonFiniteStatus = StatusCodes.Status422UnprocessableEntity;
+
     /// <summary>A request that was accepted and did not finish: 504 past <c>Serving:RequestTimeout</c>, 503 + Retry-After
-    /// when the server stopped first, 500 for an error of the server's own.</summary>
+    /// when the server stopped first, 422 when its sampling turned non-finite (the detail names its sampler settings),
+    /// 500 for an error of the server's own.</summary>
     public static ProblemHttpResult Failed(HttpContext http, ServingOptions o, GenerationFailure? failure, string detail)
     {
         if (failure == GenerationFailure.ShuttingDown) RetryAfter(http, o);
@@ -35,6 +40,7 @@ public static class GenerationProblems
         {
             GenerationFailure.Timeout => Problem(StatusCodes.Status504GatewayTimeout, "Generation timed out", detail),
             GenerationFailure.ShuttingDown => Problem(StatusCodes.Status503ServiceUnavailable, "Shutting down", detail),
+            GenerationFailure.NonFinite => Problem(NonFiniteStatus, "Sampling diverged", detail),
             _ => Problem(StatusCodes.Status500InternalServerError, "Generation failed", detail),
         };
     }

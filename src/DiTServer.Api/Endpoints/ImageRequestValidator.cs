@@ -13,7 +13,7 @@ namespace DiTServer.Api.Endpoints;
 public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
 {
     public const int MaxSteps = 1000;
-    public const double MaxCfgScale = 20;
+    public const double MaxCfgScale = SamplingOptions.MaxCfgScale;
     private const string IntervalRule = "guidance_interval must be [lo, hi]: two numbers with 0 ≤ lo < hi ≤ 1000 (model timesteps; " +
         "guidance is on for lo ≤ t ≤ hi)";
     private static readonly Dictionary<string, GuidanceMode> Guidances = new() { ["official"] = GuidanceMode.Official, ["all"] = GuidanceMode.All };

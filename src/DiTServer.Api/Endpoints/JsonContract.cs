@@ -35,6 +35,12 @@ public static class JsonContract
     }
 
     internal static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 8 };
+
+    /// <summary>The body without a leading UTF-8 byte order mark (EF BB BF), which some Windows tools write before JSON
+    /// (PowerShell 5's <c>Out-File</c>, Notepad's "UTF-8 with BOM"). RFC 8259 §8.1 lets a parser ignore it;
+    /// System.Text.Json's span reader does not, so every JSON route strips it first.</summary>
+    public static ReadOnlyMemory<byte> WithoutBom(ReadOnlyMemory<byte> body) =>
+        body.Span.StartsWith("\uFEFF"u8) ? body[3..] : body;
 }
 
 /// <summary>A request body read as the record <typeparamref name="T"/>, which is the contract: its properties are the
@@ -70,6 +76,7 @@ public static class JsonContract<T> where T : class
     /// <returns>The record (on a mistaken body, with the fields that could be read), or null when the body is no JSON object.</returns>
     public static T? Read(ReadOnlyMemory<byte> body, BodyWording wording, Dictionary<string, string[]> errors, out JsonFields fields)
     {
+        body = JsonContract.WithoutBom(body);
         if (System.Text.Unicode.Utf8.IsValid(body.Span))
         {
             try
@@ -185,17 +192,16 @@ public sealed class JsonFields
     private readonly IReadOnlySet<string> unreadable, repeated;
     private readonly bool unknown;
     private readonly Func<string, string> rename;
-    private readonly bool forwarded;
 
     internal JsonFields(IReadOnlyDictionary<string, JsonElement> values, IReadOnlySet<string> unreadable, IReadOnlySet<string> repeated, bool unknown)
-        : this(new Lazy<IReadOnlyDictionary<string, JsonElement>>(values), unreadable, repeated, unknown, name => name, forwarded: false)
+        : this(new Lazy<IReadOnlyDictionary<string, JsonElement>>(values), unreadable, repeated, unknown, name => name)
     {
     }
 
     private JsonFields(Lazy<IReadOnlyDictionary<string, JsonElement>> values, IReadOnlySet<string> unreadable, IReadOnlySet<string> repeated,
-        bool unknown, Func<string, string> rename, bool forwarded)
+        bool unknown, Func<string, string> rename)
     {
-        (this.values, this.unreadable, this.repeated, this.unknown, this.rename, this.forwarded) = (values, unreadable, repeated, unknown, rename, forwarded);
+        (this.values, this.unreadable, this.repeated, this.unknown, this.rename) = (values, unreadable, repeated, unknown, rename);
     }
 
     /// <summary>A body that read without a mistake: its texts are looked up only when a message needs one.</summary>
@@ -205,18 +211,18 @@ public sealed class JsonFields
         var first = new Dictionary<string, JsonElement>();
         foreach (var p in doc.RootElement.Clone().EnumerateObject()) first.TryAdd(p.Name, p.Value);
         return first;
-    }), new HashSet<string>(), new HashSet<string>(), false, name => name, forwarded: false);
+    }), new HashSet<string>(), new HashSet<string>(), false, name => name);
 
     /// <summary>These fields as another record's validator sees them when an endpoint forwards its fields to it
-    /// (<c>/v1/images/generations</c> to the rules of <c>/v1/images</c>): under that record's names, a null field as absent,
-    /// a repeated one as its first value.</summary>
+    /// (<c>/v1/images/generations</c> to the rules of <c>/v1/images</c>): under that record's names, a repeated one as its
+    /// first value.</summary>
     /// <param name="names">The forwarding body's name for a field the other record names differently.</param>
     public JsonFields Forwarded(IReadOnlyDictionary<string, string> names) =>
-        new(values, unreadable, new HashSet<string>(), false, name => names.GetValueOrDefault(name, name), forwarded: true);
+        new(values, unreadable, new HashSet<string>(), false, name => names.GetValueOrDefault(name, name));
 
-    /// <summary>The field was sent (as null too; a forwarded null is absent).</summary>
+    /// <summary>The field was sent with a value: null is "absent" for every optional field, as the typed record reads it.</summary>
     public bool Present(string name) =>
-        values.Value.TryGetValue(rename(name), out var v) && !(forwarded && v.ValueKind == JsonValueKind.Null);
+        values.Value.TryGetValue(rename(name), out var v) && v.ValueKind != JsonValueKind.Null;
 
     /// <summary>The field's value is not of its property's type; the record holds null for it.</summary>
     public bool Unreadable(string name) => unreadable.Contains(rename(name));

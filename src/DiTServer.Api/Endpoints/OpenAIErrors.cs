@@ -67,6 +67,7 @@ public static class OpenAIErrors
         StatusCodes.Status413PayloadTooLarge => "request_too_large",
         StatusCodes.Status415UnsupportedMediaType => "unsupported_media_type",
         StatusCodes.Status429TooManyRequests => "rate_limit_exceeded",
+        GenerationProblems.NonFiniteStatus => "sampling_diverged",
         StatusCodes.Status503ServiceUnavailable => "server_busy",
         StatusCodes.Status504GatewayTimeout => "timeout",
         499 => "client_closed_request",

@@ -65,6 +65,7 @@ public static class OpenAIImagesEndpoints
 
         if (format == OpenAIImageRequestParser.Url)
         {
+            if (Jobs.SharedStoreUnavailable.RefusesNewJobs(shared) is { } down) return Jobs.SharedStoreUnavailable.Problem(http, down);
             var (job, outcome) = store.Create(parameters, 0, ClientIdentity.Of(http));
             if (job is null) return GenerationProblems.Refused(http, o, outcome);
             outcomes.Track(http, job.Request);

@@ -26,7 +26,9 @@ public static class JobsEndpoints
     public static WebApplication MapJobsApi(this WebApplication app)
     {
         var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
-        var group = app.MapGroup("/v1/jobs").WithTags("Jobs").RequireTenant();
+        // A tenant's key first (401); then, with SharedStore:Redis unreachable, new jobs and lookups beyond this replica's
+        // own jobs answer 503 at once.
+        var group = app.MapGroup("/v1/jobs").WithTags("Jobs").RequireTenant().WithSharedStoreGuard();
         group.MapPost("/", Create).WithName("CreateJob").WithGenerationMetrics("/v1/jobs")
             .WithSummary("Queue a generation job; answers 202 at once with its id and Location")
             .WithDescription("The body is the body of POST /v1/images, plus preview_every (0 or absent: no previews; k in 1..steps: a preview event with " +

@@ -37,6 +37,7 @@ public static class RemoteJobs
             SharedJob? job;
             try { job = await shared.GetAsync(id, aborted); }
             catch (OperationCanceledException) { yield break; }
+            catch (SharedStoreUnavailableException) { yield break; } // the stream has begun: ending it is all that is left to say
             if (job is null) yield break;
             var s = job.Status;
             var seen = $"{s.State}/{s.Step}/{s.QueuePosition}";
@@ -96,7 +97,8 @@ public static class RemoteJobs
         while (!IsFinal(latest.Status.State) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(Poll / 5);
-            latest = await shared.GetAsync(id) ?? latest;
+            try { latest = await shared.GetAsync(id) ?? latest; }
+            catch (SharedStoreUnavailableException) { break; } // the cancel request went out: answer with what is known
         }
         return TypedResults.Accepted($"/v1/jobs/{id}", latest.Status);
     }

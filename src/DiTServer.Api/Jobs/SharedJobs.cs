@@ -21,6 +21,12 @@ public sealed class SharedStoreOptions
     /// <summary>Prefix of every key and channel, so several deployments can share one Redis.</summary>
     [RegularExpression(@"^[A-Za-z0-9:._-]{1,64}$", ErrorMessage = "SharedStore:KeyPrefix must be 1-64 characters of letters, digits and :._-")]
     public string KeyPrefix { get; set; } = "dit:";
+
+    /// <summary>How long one store call may take (connect, sync and async timeouts), in ms, unless the Redis string sets its
+    /// own (<c>connectTimeout=</c> etc.). While Redis is down, calls fail at once (no backlog) and the job routes answer
+    /// 503; this bounds the case where the connection has not yet noticed.</summary>
+    [Range(50, 60_000, ErrorMessage = "SharedStore:TimeoutMs must be in 50..60000")]
+    public int TimeoutMs { get; set; } = 1000;
 }
 
 /// <summary>A job as another replica sees it: its last published status, and once it succeeded, its images' metadata
@@ -40,6 +46,9 @@ public interface ISharedJobs
 {
     bool Enabled { get; }
 
+    /// <summary>The store answers now (always true when it is off).</summary>
+    bool Reachable { get; }
+
     /// <summary>Publishes this replica's new job and follows it to its end (status at each change, then the result).</summary>
     void Track(Job job);
 
@@ -47,13 +56,16 @@ public interface ISharedJobs
     /// tracked), so that an answer that tells a client "finished" is true on every replica by the time it arrives.</summary>
     Task WhenPublished(string id);
 
-    /// <summary>A job published by any replica; null when unknown, expired, or the store is off or unreachable.</summary>
+    /// <summary>A job published by any replica; null when unknown, expired, or the store is off.</summary>
+    /// <exception cref="SharedStoreUnavailableException">The store is configured and cannot be reached.</exception>
     Task<SharedJob?> GetAsync(string id, CancellationToken cancel = default);
 
     /// <summary>One image's PNG, or with <paramref name="index"/> null the whole answer (the PNG, or the grid of several).</summary>
+    /// <exception cref="SharedStoreUnavailableException">The store is configured and cannot be reached.</exception>
     Task<byte[]?> GetPngAsync(string id, int? index, CancellationToken cancel = default);
 
     /// <summary>Asks the replica that runs the job to cancel it (queued or running) or to forget it (finished).</summary>
+    /// <exception cref="SharedStoreUnavailableException">The store is configured and cannot be reached.</exception>
     Task RequestAsync(string id, SharedCommand command);
 
     /// <summary>Removes the job from the store (the owner forgets its own copy on <see cref="SharedCommand.Forget"/>).</summary>
@@ -66,6 +78,7 @@ public enum SharedCommand { Cancel, Forget }
 public sealed class NoSharedJobs : ISharedJobs
 {
     public bool Enabled => false;
+    public bool Reachable => true;
     public void Track(Job job) { }
     public Task WhenPublished(string id) => Task.CompletedTask;
     public Task<SharedJob?> GetAsync(string id, CancellationToken cancel = default) => Task.FromResult<SharedJob?>(null);
@@ -81,7 +94,9 @@ public sealed class NoSharedJobs : ISharedJobs
 /// every replica listens, and the one that holds the job acts.</summary>
 /// <remarks>Progress is published at most every <see cref="MinInterval"/> (and always on a state change to a final
 /// state), previews are not shared, and a queued job's place is the one it had at its last published change. When
-/// Redis cannot be reached, the owner goes on serving its jobs locally and logs a warning; other replicas answer 404.</remarks>
+/// Redis cannot be reached, every call fails fast (no backlog; <see cref="SharedStoreOptions.TimeoutMs"/> while the
+/// connection has not noticed yet): the owner goes on serving the jobs it holds, and the job routes answer 503 for the
+/// rest (<see cref="SharedStoreUnavailable"/>), new jobs included, rather than make jobs the other replicas never learn of.</remarks>
 public sealed class RedisSharedJobs : ISharedJobs, IDisposable
 {
     public static readonly TimeSpan MinInterval = TimeSpan.FromMilliseconds(100);
@@ -100,8 +115,14 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
     {
         var o = options.Value;
         var configuration = ConfigurationOptions.Parse(o.Redis!);
-        // Start even while Redis is down (it reconnects in the background): jobs then stay local until it is back.
+        // Start even while Redis is down (it reconnects in the background); the job routes answer 503 until it is back.
         configuration.AbortOnConnectFail = false;
+        // A call made while the connection is down fails at once instead of waiting in the backlog for the sync/async
+        // timeout (5 s by default: the 5.6–6 s lookups of issue 19).
+        configuration.BacklogPolicy = BacklogPolicy.FailFast;
+        if (!Sets(o.Redis!, "connectTimeout")) configuration.ConnectTimeout = o.TimeoutMs;
+        if (!Sets(o.Redis!, "syncTimeout")) configuration.SyncTimeout = o.TimeoutMs;
+        if (!Sets(o.Redis!, "asyncTimeout")) configuration.AsyncTimeout = o.TimeoutMs;
         redis = ConnectionMultiplexer.Connect(configuration);
         prefix = o.KeyPrefix;
         control = RedisChannel.Literal(prefix + "control");
@@ -115,6 +136,17 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
     }
 
     public bool Enabled => true;
+
+    public bool Reachable => redis.IsConnected;
+
+    private static bool Sets(string configuration, string option) =>
+        configuration.Contains(option + "=", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Fails fast while the connection is known to be down.</summary>
+    private void EnsureReachable(string what)
+    {
+        if (!redis.IsConnected) throw new SharedStoreUnavailableException($"the shared job store (SharedStore:Redis) is unreachable while {what}");
+    }
 
     private IDatabase Db => redis.GetDatabase();
     private RedisKey Key(string id) => prefix + "job:" + id;
@@ -139,10 +171,11 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         });
     }
 
-    /// <summary>Bounded: a store that does not answer must not hold up the owner's own answers for long.</summary>
+    /// <summary>Bounded: a store that does not answer must not hold up the owner's own answers for long, and one known to
+    /// be down not at all.</summary>
     public async Task WhenPublished(string id)
     {
-        if (!publishing.TryGetValue(id, out var done)) return;
+        if (!publishing.TryGetValue(id, out var done) || !redis.IsConnected) return;
         try { await done.Task.WaitAsync(TimeSpan.FromSeconds(5)); }
         catch (TimeoutException) { logger.LogWarning("Job {JobId}: the shared store did not take its final state within 5 s", id); }
     }
@@ -199,6 +232,7 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
 
     public async Task<SharedJob?> GetAsync(string id, CancellationToken cancel = default)
     {
+        EnsureReachable($"looking up {id}");
         try
         {
             var values = await Db.HashGetAsync(Key(id), ["status", "images", "client"]).WaitAsync(cancel);
@@ -210,12 +244,13 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             logger.LogWarning("Shared job store unreachable while looking up {JobId}: {Reason}", id, e.Message);
-            return null;
+            throw new SharedStoreUnavailableException($"the shared job store (SharedStore:Redis) is unreachable while looking up {id}", e);
         }
     }
 
     public async Task<byte[]?> GetPngAsync(string id, int? index, CancellationToken cancel = default)
     {
+        EnsureReachable($"reading {id}'s result");
         try
         {
             var key = Key(id);
@@ -227,12 +262,20 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             logger.LogWarning("Shared job store unreachable while reading {JobId}'s result: {Reason}", id, e.Message);
-            return null;
+            throw new SharedStoreUnavailableException($"the shared job store (SharedStore:Redis) is unreachable while reading {id}'s result", e);
         }
     }
 
-    public Task RequestAsync(string id, SharedCommand command) =>
-        redis.GetSubscriber().PublishAsync(control, $"{command.ToString().ToLowerInvariant()} {id}");
+    public async Task RequestAsync(string id, SharedCommand command)
+    {
+        EnsureReachable($"asking the owner of {id} to {command.ToString().ToLowerInvariant()} it");
+        try { await redis.GetSubscriber().PublishAsync(control, $"{command.ToString().ToLowerInvariant()} {id}"); }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            throw new SharedStoreUnavailableException($"the shared job store (SharedStore:Redis) is unreachable while asking the owner of {id} " +
+                $"to {command.ToString().ToLowerInvariant()} it", e);
+        }
+    }
 
     public async Task ForgetAsync(string id)
     {

@@ -59,6 +59,7 @@ public sealed class GenerationMetrics(LoadedModel model)
             StatusCodes.Status406NotAcceptable => "not_acceptable",
             StatusCodes.Status429TooManyRequests => "client_limit",
             StatusCodes.Status503ServiceUnavailable when title == QueueFullTitle => "queue_full",
+            StatusCodes.Status503ServiceUnavailable when title == Jobs.SharedStoreUnavailable.Title => "store_unavailable",
             StatusCodes.Status503ServiceUnavailable => "shutting_down",
             < 500 => "bad_request",
             _ => "error",
@@ -76,6 +77,7 @@ public sealed class GenerationMetrics(LoadedModel model)
         {
             GenerationFailure.Timeout => "timeout",
             GenerationFailure.ShuttingDown => "shutting_down",
+            GenerationFailure.NonFinite => "diverged",
             _ => "error",
         };
 }

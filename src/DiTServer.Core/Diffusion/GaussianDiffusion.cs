@@ -201,7 +201,10 @@ public sealed class GaussianDiffusion
             return new SamplerStep(meanPred + sqrt(1 - alphaBarPrev) * eps, p.PredXStart);
         if (noise is null) throw new ArgumentNullException(nameof(noise), "DDIM with eta > 0 needs noise");
         var sigma = eta * sqrt((1 - alphaBarPrev) / (1 - alphaBar)) * sqrt(1 - alphaBar / alphaBarPrev);
-        meanPred = meanPred + sqrt(1 - alphaBarPrev - sigma * sigma) * eps;
+        // 1 − ᾱ_{t−1} − σ² = (1 − ᾱ_{t−1})·ᾱ_t·(1/ᾱ_{t−1} − 1)/(1 − ᾱ_t) ≥ 0 for eta ≤ 1, but in float32 with eta → 1 and few
+        // steps it is a difference of nearly equal numbers that can round below 0, and its sqrt was NaN (issue 19). The
+        // clamp changes nothing where the value is ≥ 0, which is everywhere the original gives a number.
+        meanPred = meanPred + sqrt((1 - alphaBarPrev - sigma * sigma).clamp_min(0)) * eps;
         return new SamplerStep(meanPred + NonzeroMask(t, d) * sigma * noise, p.PredXStart);
     }
 

@@ -61,20 +61,7 @@ public static class ImagePipeline
         yield return new("architecture", model.Manifest.ArchitectureName);
         yield return new("class", labels[index].ToString(inv));
         yield return new("class_name", model.Classes[labels[index]]);
-        yield return new("steps", o.Steps.ToString(inv));
-        yield return new("sampler", o.Sampler.Name());
-        if (o.IsSolver)
-        {
-            yield return new("spacing", o.EffectiveSpacing.Name());
-            yield return new("order", o.EffectiveOrder.ToString(inv));
-            if (o.Sampler == SamplerKind.UniPc) yield return new("unipc_variant", o.EffectiveUniPcVariant.Name());
-            if (o.Thresholding) yield return new("thresholding", "true");
-        }
-        yield return new("cfg_scale", o.CfgScale.ToString("R", inv));
-        yield return new("guidance", o.Guidance.ToString().ToLowerInvariant());
-        if (o.GuidanceInterval is { } interval) yield return new("guidance_interval", interval.ToString());
-        if (o.Sampler == SamplerKind.Ddim) yield return new("eta", o.Eta.ToString("R", inv));
-        yield return new("seed", o.Seed.ToString(inv));
+        foreach (var setting in o.Settings()) yield return setting;
         // tf32/bf16 change the low bits, so the seed alone no longer reproduces such an image under fp32.
         if (model.Precision != Model.Precision.Float32) yield return new("precision", model.Precision.ToOptionValue());
         // One generator per request draws all rows, so an image is reproduced by its seed and its place in the batch.

@@ -35,6 +35,10 @@ public readonly record struct GuidanceInterval(double Lo, double Hi)
 /// The ODE solvers draw nothing after the initial latent.</summary>
 public sealed record SamplingOptions
 {
+    /// <summary>The largest guidance scale taken (every route and verb): beyond it the guided ε grows large enough for
+    /// float32 to overflow in a few steps, and no image gets better.</summary>
+    public const double MaxCfgScale = 20;
+
     public SamplerKind Sampler { get; init; } = SamplerKind.Ddpm;
     public int Steps { get; init; } = 50;
     public double CfgScale { get; init; } = 4.0;
@@ -64,6 +68,27 @@ public sealed record SamplingOptions
     };
     public UniPcVariant EffectiveUniPcVariant => UniPcVariant ?? Solvers.UniPcVariant.Bh2;
 
+    /// <summary>The settings that reproduce a run, under their wire names and as the API spells their values, only those
+    /// that apply to its sampler: the PNG metadata's sampling keys, and the settings a <see cref="NonFiniteSampleException"/> names.</summary>
+    public IEnumerable<KeyValuePair<string, string>> Settings()
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        yield return new("steps", Steps.ToString(inv));
+        yield return new("sampler", Sampler.Name());
+        if (IsSolver)
+        {
+            yield return new("spacing", EffectiveSpacing.Name());
+            yield return new("order", EffectiveOrder.ToString(inv));
+            if (Sampler == SamplerKind.UniPc) yield return new("unipc_variant", EffectiveUniPcVariant.Name());
+            if (Thresholding) yield return new("thresholding", "true");
+        }
+        yield return new("cfg_scale", CfgScale.ToString("R", inv));
+        yield return new("guidance", Guidance.ToString().ToLowerInvariant());
+        if (GuidanceInterval is { } interval) yield return new("guidance_interval", interval.ToString());
+        if (Sampler == SamplerKind.Ddim) yield return new("eta", Eta.ToString("R", inv));
+        yield return new("seed", Seed.ToString(inv));
+    }
+
     /// <summary>The cfg scale at a model timestep: the request's own inside the guidance interval, else 1.</summary>
     public double CfgScaleAt(double modelTimestep) =>
         GuidanceInterval is { } interval && !interval.Contains(modelTimestep) ? 1.0 : CfgScale;
@@ -72,8 +97,8 @@ public sealed record SamplingOptions
     public void Validate(int numTimesteps = 1000)
     {
         if (Steps < 1 || Steps > numTimesteps) throw new ArgumentOutOfRangeException("steps", Steps, $"steps must be in 1..{numTimesteps}");
-        if (!(CfgScale >= 1) || double.IsInfinity(CfgScale))
-            throw new ArgumentOutOfRangeException("cfg_scale", CfgScale, "cfg_scale must be a finite number ≥ 1");
+        if (!(CfgScale >= 1 && CfgScale <= MaxCfgScale))
+            throw new ArgumentOutOfRangeException("cfg_scale", CfgScale, $"cfg_scale must be in 1..{MaxCfgScale}");
         if (!(Eta >= 0) || Eta > 1) throw new ArgumentOutOfRangeException("eta", Eta, "eta must be in 0..1");
         if (Seed < 0) throw new ArgumentOutOfRangeException("seed", Seed, "seed must be ≥ 0");
         if (Eta > 0 && Sampler != SamplerKind.Ddim) throw new ArgumentException("eta applies to the ddim sampler only", "eta");

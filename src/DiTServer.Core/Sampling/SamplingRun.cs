@@ -83,6 +83,7 @@ public sealed class SamplingRun : IDisposable
     public Tensor LabelTensor() => tensor(Labels.ToArray(), device: X.device);
 
     /// <summary>Takes the model output for this run's rows at the current step and moves x one step toward x₀.</summary>
+    /// <exception cref="NonFiniteSampleException">The step gave NaN or infinity (the run is then of no further use).</exception>
     /// <param name="keepPredictedXStart">Keep this step's x̂₀ in <see cref="PredictedXStart"/>. The update computes it
     /// either way, so keeping it costs no compute and changes neither the sample nor the generator's draws.</param>
     public void Advance(Tensor modelOutput, bool keepPredictedXStart = false)
@@ -112,6 +113,9 @@ public sealed class SamplingRun : IDisposable
         predXStart?.Dispose();
         predXStart = keepPredictedXStart ? x0.DetachFromDisposeScope() : null;
         StepsDone++;
+        // One check of the new latents catches a non-finite model output too (NaN and ∞ survive every update), so the
+        // request fails at the step that went wrong, with its settings named, and never hands NaN to a decoder.
+        if (!isfinite(X).all().item<bool>()) throw new NonFiniteSampleException(Options, StepsDone, TotalSteps);
     }
 
     /// <summary>randn(n, C, H, W) on the CPU generator (the same numbers on every device), then moved.</summary>

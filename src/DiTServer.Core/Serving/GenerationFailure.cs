@@ -9,6 +9,9 @@ public enum GenerationFailure
     ShuttingDown,
     /// <summary>The model or decoder threw for this request.</summary>
     Error,
+    /// <summary>The request's sampling turned NaN or infinite (<see cref="Sampling.NonFiniteSampleException"/>): its settings
+    /// are numerically unstable, not the server broken.</summary>
+    NonFinite,
 }
 
 /// <summary>Completes a request's task when it ends without images (a client disconnect is a plain cancellation instead).</summary>

@@ -69,11 +69,8 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
                 try
                 {
                     faults?.OnForward(members[i], outputs[i]);
-                    // A non-finite output fails this request now (500), not after all its steps, and never its batch mates:
-                    // rows are independent in a DiT forward, so one request's NaN cannot reach another's rows.
-                    if (!isfinite(outputs[i]).all().item<bool>())
-                        throw new InvalidOperationException($"the model output contains NaN or infinity at step {members[i].StepsDone + 1} of " +
-                            $"{members[i].TotalSteps}");
+                    // A non-finite output or update fails this request now (Advance throws NonFiniteSampleException), not after
+                    // all its steps, and never its batch mates: rows are independent in a DiT forward.
                     members[i].Advance(outputs[i], keepPredictedXStart?.Contains(members[i]) == true);
                 }
                 catch (Exception e) { failed.Add((members[i], e)); }

@@ -157,7 +157,7 @@ public sealed class OutputProcessor
                 request.Cancel();
                 return;
             }
-            if (error.Failure == GenerationFailure.Timeout) logger.LogWarning("{Error}", error.Message);
+            if (error.Failure is GenerationFailure.Timeout or GenerationFailure.NonFinite) logger.LogWarning("{Error}", error.Message);
             else if (error.Failure == GenerationFailure.Error)
             {
                 logger.LogError(error.InnerException, "{Error}", error.Message);

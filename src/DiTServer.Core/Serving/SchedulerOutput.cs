@@ -29,7 +29,8 @@ public sealed record EndedRequest(GenerationRequest Request, ScheduledRun? Run, 
 {
     /// <summary>An admitted run that failed in the model's code (<paramref name="what"/>: "generation failed", "decoding failed").</summary>
     public static EndedRequest Failed(ScheduledRun run, string what, Exception e) =>
-        new(run.Request, run, e as GenerationException ?? new GenerationException(GenerationFailure.Error, $"{what}: {e.Message}", e));
+        new(run.Request, run, e as GenerationException ?? new GenerationException(
+            e is Sampling.NonFiniteSampleException ? GenerationFailure.NonFinite : GenerationFailure.Error, $"{what}: {e.Message}", e));
 }
 
 /// <summary>What the scheduler made of a step's outcome: the runs that finished (with their images) and those that
