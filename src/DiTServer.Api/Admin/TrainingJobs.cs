@@ -26,8 +26,9 @@ public sealed class UnusableCheckpointException(string message, Exception? inner
 public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IOptions<TrainingApiOptions> options, ILogger<TrainingJobs> logger)
     : IHostedLifecycleService, IDisposable
 {
-    /// <summary>Run folders are looked for this deep below the output root.</summary>
-    private const int MaxRunDepth = 4;
+    /// <summary>Run folders are looked for this deep below the output root; a request's <c>output</c> may not be deeper
+    /// (<see cref="TrainingJobRequestValidator.MaxOutputDepth"/>), so every run the API creates is listed after a restart.</summary>
+    public const int MaxRunDepth = 8;
 
     private readonly ConcurrentDictionary<string, TrainingJob> jobs = new();
     private readonly object startGate = new();
@@ -109,11 +110,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         if (File.Exists(Path.Combine(output, TrainingSession.CheckpointFile)))
             throw new ArgumentException($"output '{request.Output}' already holds a training run (job {IdOf(output)}); resume it with POST " +
                 $"/v1/admin/training/jobs/{IdOf(output)}/resume or choose a new folder");
-        var trainingOptions = new TrainingOptions
-        {
-            Steps = request.Steps, BatchSize = request.BatchSize, LearningRate = request.LearningRate, EmaDecay = request.EmaDecay,
-            EmaWarmup = request.EmaWarmup, Seed = request.Seed, LogEvery = request.LogEvery, CheckpointEvery = request.CheckpointEvery,
-        };
+        var trainingOptions = request.Options();
         trainingOptions.Validate();
 
         lock (startGate)
@@ -144,7 +141,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
                 };
                 if (info.ClassNames is { } names && names.Count != config.NumClasses)
                     throw new ArgumentException($"class_names has {names.Count} names but the model has {config.NumClasses} classes");
-                var job = new TrainingJob(IdOf(output), output, Relative(output), request.Steps, DateTimeOffset.UtcNow);
+                var job = new TrainingJob(IdOf(output), output, Relative(output), trainingOptions.Steps, DateTimeOffset.UtcNow);
                 Launch(job, info, dataset, initial, resume: false);
                 return job;
             }
@@ -341,7 +338,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         {
             HiddenSize = spec.HiddenSize, Depth = spec.Depth, NumHeads = spec.NumHeads, PatchSize = spec.PatchSize,
             Conditioning = ConditioningNames.Parse(spec.Conditioning ?? "adaLN-Zero"), LearnSigma = spec.LearnSigma,
-            ClassDropoutProb = request.ClassDropoutProb, InputSize = input.Side, InChannels = input.Channels,
+            ClassDropoutProb = request.EffectiveClassDropoutProb, InputSize = input.Side, InChannels = input.Channels,
             NumClasses = Math.Max(dataset.NumClasses, request.ClassNames?.Count ?? 0),
         };
         fresh.Validate();
