@@ -20,6 +20,8 @@ public static class AdminTrainingEndpoints
             .Validate(o => o.ActivationTimeout > TimeSpan.Zero, "Training:ActivationTimeout must be positive")
             .Validate(o => o.MaxParameters > 0 && o.MaxMemoryBytes > 0, "Training:MaxParameters and Training:MaxMemoryBytes must be positive")
             .Validate(o => o.MaxBodyBytes > 0, "Training:MaxBodyBytes must be positive")
+            .Validate(o => o.MaxImagePixels > 0, "Training:MaxImagePixels must be positive")
+            .Validate(o => o.DatasetScanTimeout > TimeSpan.Zero, "Training:DatasetScanTimeout must be positive")
             .ValidateOnStart();
         builder.Services.AddAuthentication().AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, AdminKeyAuthentication>(
             AdminKeyAuthentication.SchemeName, null);
