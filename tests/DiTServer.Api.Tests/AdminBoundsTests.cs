@@ -113,7 +113,8 @@ public class AdminBoundsTests() : AdminTestFolders("dit-admin-bounds-")
         var client = Admin(server);
         // The id is unknown: the 404 comes first. A known run is needed for the bound, so make one of 1 step.
         var start = await client.PostAsync("/v1/admin/training/jobs", Json(
-            """{ "dataset": "bands", "output": "r", "steps": 1, "log_every": 1, "model": { "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } }"""));
+            """{ "dataset": "bands", "output": "r", "steps": 1, "log_every": 1, """ +
+            """ "model": { "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } }"""));
         var id = (await start.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         await WaitForState(client, id, "Succeeded", "Failed");
         await AssertRefused(await client.PostAsync($"/v1/admin/training/jobs/{id}/resume", Json("""{ "steps": 1000000000000000 }""")), "steps");

@@ -22,7 +22,8 @@ public static class TrainingRun
     /// <summary>The dataset in <paramref name="folder"/>: <paramref name="kind"/> "idx" (IDX files), or "image-folder" (one
     /// subfolder of images per class, read at <paramref name="imageSize"/>); the caller disposes it.</summary>
     /// <param name="scan">Limits of reading (time, pixels per image); default <see cref="DatasetScan.Default"/>.</param>
-    public static ITrainingDataset OpenDataset(string kind, string folder, int? imageSize, int? channels, int? padTo = null, DatasetScan? scan = null) => kind switch
+    public static ITrainingDataset OpenDataset(string kind, string folder, int? imageSize, int? channels, int? padTo = null,
+        DatasetScan? scan = null) => kind switch
     {
         "idx" => IdxDataset.FromFolder(folder, padTo: padTo, scan: scan),
         "image-folder" => ImageFolderDataset.Load(folder, imageSize ?? throw new InvalidDataException("an image-folder run needs its image size"),
