@@ -128,6 +128,55 @@ public class AdminFilesTests() : AdminTestFolders("dit-admin-files-")
         await Started(await client.PostAsync("/v1/admin/training/jobs", Json(Job("quick")))); // an IDX folder: two files
     }
 
+    /// <summary>Holds the first dataset scan that reads the clock after <see cref="Arm"/> until <see cref="Release"/>: a POST
+    /// "still reading its dataset", without a slow disk or a sleep. Other readers of the clock pass.</summary>
+    private sealed class ScanGate : TimeProvider
+    {
+        private readonly TaskCompletionSource held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly ManualResetEventSlim release = new();
+        private int armed;
+        public Task Held => held.Task;
+        public void Arm() => armed = 1;
+        public void Release() => release.Set();
+        public override long GetTimestamp()
+        {
+            if (Volatile.Read(ref armed) == 1 && new System.Diagnostics.StackTrace().ToString().Contains(nameof(DatasetScan))
+                && Interlocked.Exchange(ref armed, 0) == 1)
+            {
+                held.SetResult();
+                release.Wait();
+            }
+            return base.GetTimestamp();
+        }
+    }
+
+    [Fact]
+    public async Task A_job_reading_its_dataset_holds_no_lock_another_job_starts_meanwhile()
+    {
+        var gate = new ScanGate();
+        using var server = Server(gate);
+        var client = Admin(server);
+        gate.Arm();
+        var first = client.PostAsync("/v1/admin/training/jobs", Json(Job("first")));
+        // (The 60 s bounds only turn a regression's deadlock into a failure; the gate, not the clock, orders the steps.)
+        await gate.Held.WaitAsync(TimeSpan.FromSeconds(60)); // the first POST is inside its dataset scan
+        try
+        {
+            // Before: the first POST held the start lock while it read, so this one waited behind it.
+            var second = client.PostAsync("/v1/admin/training/jobs", Json(Job("second").Replace("\"steps\": 1", "\"steps\": 1000000")));
+            var id = await Started(await second.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.False(first.IsCompleted);
+            gate.Release();
+            // The second job runs: the first, done reading, is refused under the lock with 409.
+            var refused = await first;
+            Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+            Assert.False(Directory.Exists(Path.Combine(OutputRoot, "first")));
+            await client.DeleteAsync($"/v1/admin/training/jobs/{id}");
+            await WaitForState(client, id, "Cancelled", "Succeeded", "Failed");
+        }
+        finally { gate.Release(); }
+    }
+
     [Fact]
     public async Task Runs_at_every_allowed_depth_are_listed_after_a_restart_and_a_run_in_the_root_hides_none()
     {
