@@ -74,6 +74,7 @@ public sealed class TrainingJobRequestValidator : BodyValidator<TrainingJobReque
     {
         if (PathProblem(output, "output", MaxOutputBytes) is { } problem) return problem;
         var segments = Segments(output);
+        if (segments.Contains(".")) return $"output '{output}' must not contain '.' segments; name a folder below Training:OutputRoot";
         if (segments.Length > MaxOutputDepth)
             return $"output '{output}' is {segments.Length} folders deep; runs are at most {MaxOutputDepth} folders below Training:OutputRoot";
         return null;
@@ -87,8 +88,8 @@ public sealed class TrainingJobRequestValidator : BodyValidator<TrainingJobReque
         if (path.Any(char.IsControl)) return $"{name} must not contain control characters";
         var segments = Segments(path);
         if (segments.Length == 0) return $"{name} '{path}' names no folder";
+        // A dataset may be the data root itself ("."); an output may not (see OutputProblem).
         if (segments.Contains("..")) return $"{name} '{path}' must not contain '..'";
-        if (segments.Contains(".")) return $"{name} '{path}' must not contain '.' segments; name a folder below the root";
         if (segments.FirstOrDefault(s => Encoding.UTF8.GetByteCount(s) > 255) is { } longName)
             return $"{name} has a folder name of {Encoding.UTF8.GetByteCount(longName)} bytes; at most 255";
         return null;
