@@ -152,11 +152,11 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
     }
 
     [Theory]
-    [InlineData("""{ "hidden_size": 1048576, "depth": 1, "num_heads": 1, "patch_size": 4 }""", 8, "M parameters")]
-    [InlineData("""{ "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 }""", 100000000, "GiB")]
+    [InlineData("""{ "hidden_size": 8192, "depth": 64, "num_heads": 1, "patch_size": 4 }""", 8, "M parameters")]
+    [InlineData("""{ "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 }""", 65536, "GiB")]
     public async Task A_model_or_batch_too_large_for_the_limits_is_400_before_anything_is_allocated(string model, int batch, string expected)
     {
-        using var server = Server(null, ("Training:MaxMemoryBytes", "1073741824"));
+        using var server = Server(null, ("Training:MaxMemoryBytes", "104857600"));
         var response = await Admin(server).PostAsync("/v1/admin/training/jobs",
             Json($$"""{ "dataset": "bands", "output": "big", "steps": 2, "batch_size": {{batch}}, "model": {{model}} }"""));
         var text = await response.Content.ReadAsStringAsync();

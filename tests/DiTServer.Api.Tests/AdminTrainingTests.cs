@@ -103,19 +103,19 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
     [InlineData("""{ "dataset": "bands", "output": "/tmp/elsewhere" }""", "outside the allowed folder")]
     [InlineData("""{ "dataset": "missing", "output": "x" }""", "does not exist")]
     [InlineData("""{ "dataset": "bands" }""", "'output' is required")]
-    [InlineData("""{ "dataset": "bands", "output": "x", "steps": 0 }""", "steps must be positive")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "steps": 0 }""", "steps must be in 1..")]
     [InlineData("""{ "dataset": "bands", "output": "x", "model": { "conditioning": "film" } }""", "unknown conditioning")]
     [InlineData("""{ "dataset": "bands", "output": "x", "model": { "hidden_size": 30, "num_heads": 4 } }""", "multiple of num_heads")]
     [InlineData("""{ "dataset": "bands", "output": "x", "init_from": "elsewhere" }""", "init_from")]
     [InlineData("""{ "dataset": "bands", "output": "x", "bogus": 1 }""", "bogus")]
-    [InlineData("""{ "dataset": "bands", "output": "x", "steps": "many" }""", "malformed job")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "steps": "many" }""", "steps must be an integer")]
     [InlineData("""{ "dataset": "bands", "output": "x", "vae": "../vae" }""", "'..'")]
     [InlineData("""{ "dataset": "bands", "output": "x", "vae": "/etc" }""", "outside the allowed folder")]
     [InlineData("""{ "dataset": "bands", "output": "x", "vae": "missing-vae" }""", "does not exist under the data root")]
     [InlineData("""{ "dataset": "bands", "output": "x", "vae": "bands" }""", "cannot be used")]
     [InlineData("""{ "dataset": "bands9", "output": "x", "vae": "vae-tiny" }""", "not divisible by the VAE's downsampling factor 2")]
     [InlineData("""{ "dataset": "bands", "output": "x", "init_from": "served", "vae": "vae-tiny" }""", "leave out 'vae'")]
-    [InlineData("""{ "dataset": """, "malformed job")]
+    [InlineData("""{ "dataset": """, "malformed JSON")]
     public async Task Bad_jobs_are_400_problem(string body, string expected)
     {
         CopyVae();

@@ -29,6 +29,13 @@ public sealed class TrainingApiOptions
     /// <summary>Largest admin request body (a job with a long class_names list fits); one byte more is 413.</summary>
     public int MaxBodyBytes { get; set; } = 65536;
 
+    /// <summary>Largest image (width × height, from its header) a class-subfolder dataset may hold; a larger one is refused
+    /// before it is decoded. Default 4096×4096.</summary>
+    public long MaxImagePixels { get; set; } = DiTServer.Core.Training.DatasetScan.DefaultMaxImagePixels;
+
+    /// <summary>Longest time a job's POST (or resume) may spend reading its dataset folder before it is refused with 400.</summary>
+    public TimeSpan DatasetScanTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Longest wait of an activation for running requests to finish before it gives up.</summary>
     public TimeSpan ActivationTimeout { get; set; } = TimeSpan.FromMinutes(10);
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DiTServer.Api.Http;
+using DiTServer.Api.Endpoints;
 using Microsoft.AspNetCore.Http.HttpResults;
 using DiTServer.Api.OpenApi;
 using Microsoft.Extensions.Options;
@@ -19,6 +20,8 @@ public static class AdminTrainingEndpoints
             .Validate(o => o.ActivationTimeout > TimeSpan.Zero, "Training:ActivationTimeout must be positive")
             .Validate(o => o.MaxParameters > 0 && o.MaxMemoryBytes > 0, "Training:MaxParameters and Training:MaxMemoryBytes must be positive")
             .Validate(o => o.MaxBodyBytes > 0, "Training:MaxBodyBytes must be positive")
+            .Validate(o => o.MaxImagePixels > 0, "Training:MaxImagePixels must be positive")
+            .Validate(o => o.DatasetScanTimeout > TimeSpan.Zero, "Training:DatasetScanTimeout must be positive")
             .ValidateOnStart();
         builder.Services.AddAuthentication().AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, AdminKeyAuthentication>(
             AdminKeyAuthentication.SchemeName, null);
@@ -82,9 +85,13 @@ public static class AdminTrainingEndpoints
             return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type",
                 detail: "send the job as application/json");
         var body = await RequestBody.ReadAsync(http, options.Value.MaxBodyBytes);
-        if (ParseJson<TrainingJobRequest>(body, "job") is not { } parsed) return Invalid("the body must be a JSON object");
-        if (parsed.Error is { } error) return Invalid(error);
-        var request = parsed.Value!;
+        var errors = new Dictionary<string, string[]>();
+        // Every field is checked here, before a job exists (TrainingJobRequestValidator); only what needs the files is left to Start.
+        var read = JsonContract<TrainingJobRequest>.Read(body, Wording, errors, out var fields);
+        if (read is not null) TrainingJobRequestValidator.Instance.Validate(read, fields).AddTo(errors);
+        if (errors.Count > 0 || read is null)
+            return TypedResults.ValidationProblem(errors, detail: string.Join("; ", errors.SelectMany(e => e.Value)), title: "Invalid training job");
+        var request = read;
         try
         {
             var job = jobs.Start(request);
@@ -132,15 +139,18 @@ public static class AdminTrainingEndpoints
         }
     }
 
+    private static readonly BodyWording Wording = new("the body is empty; send the job as a JSON object such as " + TrainingJobRequest.Example,
+        kind => $"the body must be a JSON object, not {JsonText.Describe(kind)}");
+
     /// <summary>A JSON body as <typeparamref name="T"/>, or the reason it is not one (null for a JSON null).</summary>
     private static (T? Value, string? Error)? ParseJson<T>(ReadOnlyMemory<byte> body, string what) where T : class
     {
         // System.Text.Json reads invalid UTF-8 inside a property name or string as far as it can and then fails with an
         // InvalidOperationException; checking first makes it one clear 400.
-        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) return (null, Endpoints.JsonContract.NotUtf8);
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) return (null, JsonContract.NotUtf8);
         try
         {
-            var value = JsonSerializer.Deserialize<T>(body.Span, TrainingJobRequest.Json);
+            var value = JsonSerializer.Deserialize<T>(body.Span, JsonContract.Options);
             return value is null ? null : (value, null);
         }
         catch (JsonException e) { return (null, $"malformed {what}: {e.Message}"); }
@@ -159,6 +169,11 @@ public static class AdminTrainingEndpoints
             {
                 if (parsed.Error is { } error) return Invalid(error);
                 steps = parsed.Value!.Steps;
+                if (steps is < 1 or > TrainingJobRequestValidator.MaxSteps)
+                    return TypedResults.ValidationProblem(new Dictionary<string, string[]>
+                    {
+                        ["steps"] = [$"steps must be in 1..{TrainingJobRequestValidator.MaxSteps}, got {steps}"],
+                    }, detail: $"steps must be in 1..{TrainingJobRequestValidator.MaxSteps}, got {steps}", title: "Invalid resume request");
             }
         }
         try

@@ -1,5 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
+using DiTServer.Core.Training;
 
 namespace DiTServer.Api.Admin;
 
@@ -27,21 +27,27 @@ public sealed record TrainingJobRequest
     [JsonPropertyName("model")] public TrainingModelSpec? Model { get; init; }
     [JsonPropertyName("name")] public string? Name { get; init; }
     [JsonPropertyName("class_names")] public IReadOnlyList<string>? ClassNames { get; init; }
-    [JsonPropertyName("steps")] public long Steps { get; init; } = 1000;
-    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 64;
-    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 1e-4;
-    [JsonPropertyName("ema_decay")] public double EmaDecay { get; init; } = 0.9999;
-    [JsonPropertyName("ema_warmup")] public bool EmaWarmup { get; init; }
-    [JsonPropertyName("seed")] public long Seed { get; init; }
-    [JsonPropertyName("class_dropout_prob")] public double ClassDropoutProb { get; init; } = 0.1;
-    [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 500;
-    [JsonPropertyName("log_every")] public int LogEvery { get; init; } = 50;
+    // Absent or null means the default (Options() below): null is "absent" for every optional field.
+    [JsonPropertyName("steps")] public long? Steps { get; init; }
+    [JsonPropertyName("batch_size")] public int? BatchSize { get; init; }
+    [JsonPropertyName("learning_rate")] public double? LearningRate { get; init; }
+    [JsonPropertyName("ema_decay")] public double? EmaDecay { get; init; }
+    [JsonPropertyName("ema_warmup")] public bool? EmaWarmup { get; init; }
+    [JsonPropertyName("seed")] public long? Seed { get; init; }
+    [JsonPropertyName("class_dropout_prob")] public double? ClassDropoutProb { get; init; }
+    [JsonPropertyName("checkpoint_every")] public int? CheckpointEvery { get; init; }
+    [JsonPropertyName("log_every")] public int? LogEvery { get; init; }
 
-    public static readonly JsonSerializerOptions Json = new()
+    /// <summary>The training options the request asks for, defaults filled in (1000 steps of batch 64, lr 1e-4, EMA 0.9999,
+    /// a checkpoint every 500 steps and a log line every 50).</summary>
+    public TrainingOptions Options() => new()
     {
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-        NumberHandling = JsonNumberHandling.Strict,
+        Steps = Steps ?? 1000, BatchSize = BatchSize ?? 64, LearningRate = LearningRate ?? 1e-4, EmaDecay = EmaDecay ?? 0.9999,
+        EmaWarmup = EmaWarmup ?? false, Seed = Seed ?? 0, LogEvery = LogEvery ?? 50, CheckpointEvery = CheckpointEvery ?? 500,
     };
+
+    /// <summary>Label dropout of a new model (train.py's 0.1 by default).</summary>
+    public double EffectiveClassDropoutProb => ClassDropoutProb ?? 0.1;
 }
 
 /// <summary>Architecture of a new model trained from scratch.</summary>

@@ -23,15 +23,16 @@ public sealed class UnusableCheckpointException(string message, Exception? inner
 /// within its shutdown timeout. The thread is a foreground thread as well: even past the timeout the runtime does not
 /// unload libtorch under it (that was the SIGSEGV, exit 139, with no checkpoint written).</para>
 /// </remarks>
-public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IOptions<TrainingApiOptions> options, ILogger<TrainingJobs> logger)
-    : IHostedLifecycleService, IDisposable
+public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IOptions<TrainingApiOptions> options, ILogger<TrainingJobs> logger,
+    TimeProvider clock) : IHostedLifecycleService, IDisposable
 {
-    /// <summary>Run folders are looked for this deep below the output root.</summary>
-    private const int MaxRunDepth = 4;
+    /// <summary>Run folders are looked for this deep below the output root; a request's <c>output</c> may not be deeper
+    /// (<see cref="TrainingJobRequestValidator.MaxOutputDepth"/>), so every run the API creates is listed after a restart.</summary>
+    public const int MaxRunDepth = 8;
 
     private readonly ConcurrentDictionary<string, TrainingJob> jobs = new();
     private readonly object startGate = new();
-    private TrainingJob? running;
+    private volatile TrainingJob? running;
 
     public string DataRoot => Path.GetFullPath(options.Value.DataRoot);
     public string OutputRoot => Path.GetFullPath(options.Value.OutputRoot);
@@ -52,6 +53,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
     public int Recover()
     {
         if (!Directory.Exists(OutputRoot)) return 0;
+        DeleteLeftoverCheckpoints();
         int found = 0;
         foreach (var folder in RunFolders(OutputRoot, 0))
         {
@@ -84,18 +86,55 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         return found;
     }
 
-    private static IEnumerable<string> RunFolders(string folder, int depth)
+    /// <summary>Every folder under <paramref name="folder"/> (itself included) down to <see cref="MaxRunDepth"/>, without
+    /// following links (a linked folder may lead outside the root).</summary>
+    private static IEnumerable<string> Folders(string folder, int depth)
     {
-        if (File.Exists(Path.Combine(folder, TrainingSession.CheckpointFile))) { yield return folder; yield break; }
+        yield return folder;
         if (depth >= MaxRunDepth) yield break;
         IEnumerable<string> children;
         try { children = Directory.EnumerateDirectories(folder).Order(StringComparer.Ordinal).ToList(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { yield break; }
         foreach (var child in children)
         {
-            if (new DirectoryInfo(child).LinkTarget is not null) continue; // a linked folder may lead outside the root
-            foreach (var run in RunFolders(child, depth + 1)) yield return run;
+            if (new DirectoryInfo(child).LinkTarget is not null) continue;
+            foreach (var inner in Folders(child, depth + 1)) yield return inner;
         }
+    }
+
+    /// <summary>The folders with a checkpoint. A run folder's subfolders are searched too: a run in the output root itself
+    /// (which older versions accepted as <c>"output": "."</c>) or one nested in another must not hide the others.</summary>
+    private static IEnumerable<string> RunFolders(string folder, int depth) =>
+        Folders(folder, depth).Where(f => File.Exists(Path.Combine(f, TrainingSession.CheckpointFile)));
+
+    /// <summary>Deletes the <c>*.ckpt.tmp</c> files that a process killed inside a checkpoint write (SIGKILL, OOM killer)
+    /// left in the run folders: the complete checkpoint beside one is still the run's, and nothing else would remove it.
+    /// Runs once at start, before any job of this process writes.</summary>
+    private void DeleteLeftoverCheckpoints()
+    {
+        var deleted = new List<string>();
+        foreach (var folder in Folders(OutputRoot, 0))
+        {
+            IEnumerable<string> leftovers;
+            try { leftovers = Directory.EnumerateFiles(folder, "*.ckpt.tmp").ToList(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; }
+            foreach (var file in leftovers)
+            {
+                try
+                {
+                    if (new FileInfo(file).LinkTarget is not null || !RegularFile.Is(file)) continue; // ours are regular files
+                    File.Delete(file);
+                    deleted.Add(Relative(file));
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    logger.LogWarning("Could not delete the partial checkpoint {File} left by a killed process: {Error}", file, e.Message);
+                }
+            }
+        }
+        if (deleted.Count > 0)
+            logger.LogInformation("Deleted {Count} partial checkpoint file(s) left by a killed training process: {Files}", deleted.Count,
+                string.Join(", ", deleted));
     }
 
     /// <summary>Validates the request (paths, options, dataset, architecture, size limits), then trains on a new thread.</summary>
@@ -106,56 +145,64 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         string datasetFolder = ConfinedPath.Resolve(DataRoot, request.Dataset ?? throw new ArgumentException("'dataset' is required"), "dataset");
         string output = ConfinedPath.Resolve(OutputRoot, request.Output ?? throw new ArgumentException("'output' is required"), "output");
         if (!Directory.Exists(datasetFolder)) throw new ArgumentException($"dataset '{request.Dataset}' does not exist under the data root");
-        if (File.Exists(Path.Combine(output, TrainingSession.CheckpointFile)))
-            throw new ArgumentException($"output '{request.Output}' already holds a training run (job {IdOf(output)}); resume it with POST " +
-                $"/v1/admin/training/jobs/{IdOf(output)}/resume or choose a new folder");
-        var trainingOptions = new TrainingOptions
-        {
-            Steps = request.Steps, BatchSize = request.BatchSize, LearningRate = request.LearningRate, EmaDecay = request.EmaDecay,
-            EmaWarmup = request.EmaWarmup, Seed = request.Seed, LogEvery = request.LogEvery, CheckpointEvery = request.CheckpointEvery,
-        };
+        RequireNoRun(request, output);
+        var trainingOptions = request.Options();
         trainingOptions.Validate();
 
-        lock (startGate)
+        // The dataset is read, and the model sized, outside the start lock: a slow or hostile folder must not keep every
+        // other start, resume or 409 waiting. The lock is taken only to register the job (checked again there).
+        ThrowIfRunning();
+        ITrainingDataset dataset = OpenDataset(request, datasetFolder);
+        Dictionary<string, Tensor>? initial = null;
+        try
         {
-            ThrowIfRunning();
-            ITrainingDataset dataset = OpenDataset(request, datasetFolder);
-            Dictionary<string, Tensor>? initial = null;
-            try
+            var (latent, input) = LatentInput(request, dataset);
+            var config = Architecture(request, dataset, input);
+            // Before any weight is allocated: a model or batch too large for this server is a 400, not an OOM.
+            TrainingFootprint.Check(config, trainingOptions.BatchSize, options.Value.MaxParameters, options.Value.MaxMemoryBytes);
+            if (request.InitFrom == "served") initial = CheckpointFile.LoadStateDict(served.Manifest.WeightsPath);
+            var info = new TrainingRunInfo
             {
-                var (latent, input) = LatentInput(request, dataset);
-                var config = Architecture(request, dataset, input);
-                // Before any weight is allocated: a model or batch too large for this server is a 400, not an OOM.
-                TrainingFootprint.Check(config, trainingOptions.BatchSize, options.Value.MaxParameters, options.Value.MaxMemoryBytes);
-                if (request.InitFrom == "served") initial = CheckpointFile.LoadStateDict(served.Manifest.WeightsPath);
-                var info = new TrainingRunInfo
-                {
-                    Name = request.Name ?? new DirectoryInfo(output).Name,
-                    Dataset = datasetFolder,
-                    DatasetKind = dataset is ImageFolderDataset ? "image-folder" : "idx",
-                    ImageSize = dataset is ImageFolderDataset ? dataset.ImageSize : null,
-                    Channels = dataset is ImageFolderDataset ? dataset.Channels : null,
-                    Latent = latent,
-                    ClassNames = request.ClassNames
-                        ?? (request.InitFrom == "served" ? Enumerable.Range(0, served.Classes.Count).Select(i => served.Classes[i]).ToList()
-                        : (dataset as ImageFolderDataset)?.ClassNames),
-                    Options = trainingOptions,
-                    Config = config,
-                };
-                if (info.ClassNames is { } names && names.Count != config.NumClasses)
-                    throw new ArgumentException($"class_names has {names.Count} names but the model has {config.NumClasses} classes");
-                var job = new TrainingJob(IdOf(output), output, Relative(output), request.Steps, DateTimeOffset.UtcNow);
+                Name = request.Name ?? new DirectoryInfo(output).Name,
+                Dataset = datasetFolder,
+                DatasetKind = dataset is ImageFolderDataset ? "image-folder" : "idx",
+                ImageSize = dataset is ImageFolderDataset ? dataset.ImageSize : null,
+                Channels = dataset is ImageFolderDataset ? dataset.Channels : null,
+                Latent = latent,
+                ClassNames = request.ClassNames
+                    ?? (request.InitFrom == "served" ? Enumerable.Range(0, served.Classes.Count).Select(i => served.Classes[i]).ToList()
+                    : (dataset as ImageFolderDataset)?.ClassNames),
+                Options = trainingOptions,
+                Config = config,
+            };
+            if (info.ClassNames is { } names && names.Count != config.NumClasses)
+                throw new ArgumentException($"class_names has {names.Count} names but the model has {config.NumClasses} classes");
+            lock (startGate)
+            {
+                ThrowIfRunning();
+                RequireNoRun(request, output); // again: another start may have written one while this one read its dataset
+                var job = new TrainingJob(IdOf(output), output, Relative(output), trainingOptions.Steps, DateTimeOffset.UtcNow);
                 Launch(job, info, dataset, initial, resume: false);
                 return job;
             }
-            catch
-            {
-                dataset.Dispose();
-                if (initial is not null) foreach (var t in initial.Values) t.Dispose();
-                throw;
-            }
+        }
+        catch
+        {
+            dataset.Dispose();
+            if (initial is not null) foreach (var t in initial.Values) t.Dispose();
+            throw;
         }
     }
+
+    private void RequireNoRun(TrainingJobRequest request, string output)
+    {
+        if (File.Exists(Path.Combine(output, TrainingSession.CheckpointFile)))
+            throw new ArgumentException($"output '{request.Output}' already holds a training run (job {IdOf(output)}); resume it with POST " +
+                $"/v1/admin/training/jobs/{IdOf(output)}/resume or choose a new folder");
+    }
+
+    /// <summary>The limits of reading a dataset under the data root, its clock started now.</summary>
+    private DatasetScan Scan() => new(options.Value.MaxImagePixels, options.Value.DatasetScanTimeout, clock);
 
     /// <summary>Largest <c>image_size</c> of a class-subfolder dataset: every image is held decoded at that size.</summary>
     public const int MaxImageSize = 1024;
@@ -173,11 +220,15 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         if (request.Channels is not (null or 1 or 3)) throw new ArgumentException("channels must be 1 or 3");
         try
         {
-            return TrainingRun.OpenDataset(idx ? "idx" : "image-folder", folder, request.ImageSize, request.Channels);
+            return TrainingRun.OpenDataset(idx ? "idx" : "image-folder", folder, request.ImageSize, request.Channels, scan: Scan());
         }
         catch (Exception e) when (e is InvalidDataException or FileNotFoundException or IOException)
         {
             throw new ArgumentException($"dataset '{request.Dataset}' cannot be read: {e.Message}");
+        }
+        catch (TimeoutException e)
+        {
+            throw new ArgumentException($"dataset '{request.Dataset}' cannot be read within Training:DatasetScanTimeout: {e.Message}");
         }
     }
 
@@ -188,41 +239,49 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
     /// <exception cref="UnusableCheckpointException">The checkpoint or its dataset cannot be used (422).</exception>
     public TrainingJob Resume(TrainingJob stopped, long? steps)
     {
-        lock (startGate)
-        {
-            if (!stopped.Finished.IsCompleted) throw new InvalidOperationException($"job {stopped.Id} is running");
-            ThrowIfRunning();
-            string checkpoint = Path.Combine(stopped.OutputFolder, TrainingSession.CheckpointFile);
-            if (!File.Exists(checkpoint)) throw new InvalidOperationException($"job {stopped.Id} has no checkpoint to resume from");
-            TrainingRunInfo info;
-            try { info = TrainingCheckpoint.ReadInfo(checkpoint); }
-            catch (InvalidDataException e) { throw new UnusableCheckpointException($"job {stopped.Id}'s checkpoint cannot be read: {e.Message}", e); }
-            long total = steps ?? info.Options.Steps;
-            if (total <= 0) throw new ArgumentException("steps must be positive");
-            if (total <= info.Step)
-                throw new InvalidOperationException($"job {stopped.Id} is at step {info.Step} of {info.Options.Steps}; pass a larger \"steps\" to train on");
-            info = info with { Options = info.Options with { Steps = total } };
+        if (!stopped.Finished.IsCompleted) throw new InvalidOperationException($"job {stopped.Id} is running");
+        ThrowIfRunning();
+        string checkpoint = Path.Combine(stopped.OutputFolder, TrainingSession.CheckpointFile);
+        if (!File.Exists(checkpoint)) throw new InvalidOperationException($"job {stopped.Id} has no checkpoint to resume from");
+        TrainingRunInfo info;
+        try { info = TrainingCheckpoint.ReadInfo(checkpoint); }
+        catch (InvalidDataException e) { throw new UnusableCheckpointException($"job {stopped.Id}'s checkpoint cannot be read: {e.Message}", e); }
+        long total = steps ?? info.Options.Steps;
+        if (total <= 0) throw new ArgumentException("steps must be positive");
+        if (total <= info.Step)
+            throw new InvalidOperationException($"job {stopped.Id} is at step {info.Step} of {info.Options.Steps}; pass a larger \"steps\" to train on");
+        info = info with { Options = info.Options with { Steps = total } };
 
-            // The recorded dataset must still be under the data root: the checkpoint is a file, not a trusted request.
-            string dataset;
-            try
-            {
-                dataset = ConfinedPath.Resolve(DataRoot, info.Dataset ?? "", "the run's dataset");
-                if (Directory.Exists(dataset)) ConfinedPath.RequireContentsInside(DataRoot, dataset, "the run's dataset");
-            }
-            catch (ArgumentException e) { throw new UnusableCheckpointException($"job {stopped.Id} cannot be resumed here: {e.Message}", e); }
-            ITrainingDataset images;
-            try { images = TrainingRun.OpenDataset(info with { Dataset = dataset }); }
-            catch (Exception e) when (e is InvalidDataException or IOException or ArgumentException)
-            {
-                throw new UnusableCheckpointException($"job {stopped.Id}'s dataset cannot be read: {e.Message}", e);
-            }
-            var job = new TrainingJob(stopped.Id, stopped.OutputFolder, stopped.Status.Output ?? Relative(stopped.OutputFolder), total, DateTimeOffset.UtcNow);
-            job.Update(s => s with { Step = info.Step, LastCheckpoint = checkpoint });
-            try { Launch(job, info, images, null, resume: true); }
-            catch { images.Dispose(); throw; }
-            return job;
+        // The recorded dataset must still be under the data root: the checkpoint is a file, not a trusted request.
+        string dataset;
+        try
+        {
+            dataset = ConfinedPath.Resolve(DataRoot, info.Dataset ?? "", "the run's dataset");
+            if (Directory.Exists(dataset)) ConfinedPath.RequireContentsInside(DataRoot, dataset, "the run's dataset");
         }
+        catch (ArgumentException e) { throw new UnusableCheckpointException($"job {stopped.Id} cannot be resumed here: {e.Message}", e); }
+        // Read outside the start lock, as for a new job.
+        ITrainingDataset images;
+        try { images = TrainingRun.OpenDataset(info with { Dataset = dataset }, Scan()); }
+        catch (Exception e) when (e is InvalidDataException or IOException or ArgumentException or TimeoutException)
+        {
+            throw new UnusableCheckpointException($"job {stopped.Id}'s dataset cannot be read: {e.Message}", e);
+        }
+        try
+        {
+            lock (startGate)
+            {
+                if (!stopped.Finished.IsCompleted || (Find(stopped.Id) is { } current && !current.Finished.IsCompleted))
+                    throw new InvalidOperationException($"job {stopped.Id} is running");
+                ThrowIfRunning();
+                var job = new TrainingJob(stopped.Id, stopped.OutputFolder, stopped.Status.Output ?? Relative(stopped.OutputFolder), total,
+                    DateTimeOffset.UtcNow);
+                job.Update(s => s with { Step = info.Step, LastCheckpoint = checkpoint });
+                Launch(job, info, images, null, resume: true);
+                return job;
+            }
+        }
+        catch { images.Dispose(); throw; }
     }
 
     private void ThrowIfRunning()
@@ -231,7 +290,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
             throw new InvalidOperationException($"training job {running.Id} is still running on this device; cancel it or wait");
     }
 
-    /// <summary>Registers the job and starts its thread; caller holds <see cref="startGate"/>.</summary>
+    /// <summary>Registers the job and starts its thread; caller holds <see cref="startGate"/> (and reads nothing under it).</summary>
     private void Launch(TrainingJob job, TrainingRunInfo info, ITrainingDataset images, Dictionary<string, Tensor>? initial, bool resume)
     {
         var thread = new Thread(() => Run(job, info, images, initial, resume)) { IsBackground = false, Name = $"dit-train-{job.Id}" };
@@ -341,7 +400,7 @@ public sealed class TrainingJobs(LoadedModel served, GenerationEngine engine, IO
         {
             HiddenSize = spec.HiddenSize, Depth = spec.Depth, NumHeads = spec.NumHeads, PatchSize = spec.PatchSize,
             Conditioning = ConditioningNames.Parse(spec.Conditioning ?? "adaLN-Zero"), LearnSigma = spec.LearnSigma,
-            ClassDropoutProb = request.ClassDropoutProb, InputSize = input.Side, InChannels = input.Channels,
+            ClassDropoutProb = request.EffectiveClassDropoutProb, InputSize = input.Side, InChannels = input.Channels,
             NumClasses = Math.Max(dataset.NumClasses, request.ClassNames?.Count ?? 0),
         };
         fresh.Validate();

@@ -13,6 +13,10 @@ public static class LoggingRegistration
     public static WebApplicationBuilder AddServerLogging(this WebApplicationBuilder builder)
     {
         bool json = string.Equals(builder.Configuration["Logs:Format"], "json", StringComparison.OrdinalIgnoreCase);
+        // Native writers (libtorch's warnings) would put plain text among the JSON lines: capture them as events.
+        if (json && builder.Configuration.GetValue("Logs:CaptureNativeOutput", true)) NativeOutputCapture.Start(new RenderedCompactJsonFormatter());
+        // Test seam (never set in production): a real libtorch warning (TORCH_WARN, straight to fd 2) once the capture is on.
+        if (Environment.GetEnvironmentVariable("DITSERVER_TEST_NATIVE_WARNING") == "1") NativeWarning();
         // preserveStaticLogger: every host (tests start several) gets its own logger; none touches Serilog's static Log.
         builder.Services.AddSerilog((services, lc) =>
         {
@@ -25,6 +29,13 @@ public static class LoggingRegistration
             else lc.WriteTo.Console(outputTemplate: TextTemplate, formatProvider: System.Globalization.CultureInfo.InvariantCulture);
         }, preserveStaticLogger: true);
         return builder;
+    }
+
+    /// <summary>std() of one value: libtorch warns that its degrees of freedom are ≤ 0 (ReduceOps.cpp), on stderr.</summary>
+    private static void NativeWarning()
+    {
+        using var one = TorchSharp.torch.tensor(new[] { 1f });
+        using var std = one.std();
     }
 
     /// <summary>One line per HTTP request (method, path, status, time) tagged with the request id.</summary>

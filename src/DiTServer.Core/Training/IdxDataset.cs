@@ -29,10 +29,12 @@ public sealed class IdxDataset : ITrainingDataset
 
     /// <summary>Reads an image file and its label file; <paramref name="padTo"/> (e.g. 32) zero-pads 28×28 images
     /// to that side with background (value 0 → −1).</summary>
-    public static IdxDataset Load(string imagesPath, string labelsPath, int? padTo = null)
+    public static IdxDataset Load(string imagesPath, string labelsPath, int? padTo = null, DatasetScan? scan = null)
     {
         var (imgDims, imgBytes) = ReadIdx(imagesPath, expectedDims: 3);
+        scan?.Check();
         var (lblDims, lblBytes) = ReadIdx(labelsPath, expectedDims: 1);
+        scan?.Check();
         if (imgDims[0] != lblDims[0])
             throw new InvalidDataException($"{imagesPath} has {imgDims[0]} images but {labelsPath} has {lblDims[0]} labels");
         int n = imgDims[0], h = imgDims[1], w = imgDims[2];
@@ -54,7 +56,7 @@ public sealed class IdxDataset : ITrainingDataset
 
     /// <summary>Finds the train (or test) pair in a folder holding the usual names
     /// (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-…).</summary>
-    public static IdxDataset FromFolder(string folder, bool test = false, int? padTo = null)
+    public static IdxDataset FromFolder(string folder, bool test = false, int? padTo = null, DatasetScan? scan = null)
     {
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"dataset folder not found: {folder}");
         string prefix = test ? "t10k" : "train";
@@ -62,13 +64,14 @@ public sealed class IdxDataset : ITrainingDataset
             new[] { $"{prefix}-{kind}", $"{prefix}-{kind}.gz" }
                 .Select(n => Path.Combine(folder, n)).FirstOrDefault(File.Exists)
             ?? throw new FileNotFoundException($"no {prefix}-{kind}[.gz] in {folder}");
-        return Load(Find("images-idx3-ubyte"), Find("labels-idx1-ubyte"), padTo);
+        return Load(Find("images-idx3-ubyte"), Find("labels-idx1-ubyte"), padTo, scan);
     }
 
     /// <summary>Dimension sizes and payload of one IDX file of unsigned bytes.</summary>
     public static (int[] Dims, byte[] Data) ReadIdx(string path, int expectedDims)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"IDX file not found: {path}", path);
+        RegularFile.Require(path); // a FIFO would block ReadAllBytes without end
         byte[] raw = File.ReadAllBytes(path);
         if (raw.Length >= 2 && raw[0] == 0x1f && raw[1] == 0x8b)
         {

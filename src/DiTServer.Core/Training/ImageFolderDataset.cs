@@ -34,8 +34,11 @@ public sealed class ImageFolderDataset : ITrainingDataset
     }
 
     /// <param name="channels">3 for RGB, 1 for grayscale (converted with ImageSharp's luminance).</param>
-    public static ImageFolderDataset Load(string root, int imageSize, int channels = 3)
+    /// <param name="scan">Time and pixel limits (default: <see cref="DatasetScan.Default"/>). Only regular files are read, and
+    /// each image's header is checked against the pixel limit before it is decoded.</param>
+    public static ImageFolderDataset Load(string root, int imageSize, int channels = 3, DatasetScan? scan = null)
     {
+        scan ??= DatasetScan.Default();
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"dataset folder not found: {root}");
         if (channels is not (1 or 3)) throw new ArgumentException("channels must be 1 or 3");
         if (imageSize < 1) throw new ArgumentException("image size must be positive");
@@ -45,9 +48,17 @@ public sealed class ImageFolderDataset : ITrainingDataset
         var pixels = new List<byte[]>();
         var ys = new List<long>();
         for (int c = 0; c < classDirs.Length; c++)
-            foreach (var file in Directory.EnumerateFiles(classDirs[c]).Where(f => Extensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal))
+            foreach (var file in Directory.EnumerateFiles(classDirs[c]).Where(f => { scan.Check(); return Extensions.Contains(Path.GetExtension(f)); })
+                .Order(StringComparer.Ordinal))
             {
-                try { pixels.Add(Preprocess(file, imageSize, channels)); }
+                scan.Check();
+                RegularFile.Require(file);
+                try
+                {
+                    var info = Image.Identify(file) ?? throw new UnknownImageFormatException("unknown image format");
+                    scan.CheckPixels(file, info.Width, info.Height);
+                    pixels.Add(Preprocess(file, imageSize, channels));
+                }
                 catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException)
                 {
                     throw new InvalidDataException($"{file}: not a readable image ({e.Message})");

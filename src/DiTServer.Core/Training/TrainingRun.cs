@@ -15,16 +15,19 @@ public sealed record TrainingRunOutcome(bool Finished, long Step, string Checkpo
 public static class TrainingRun
 {
     /// <summary>The dataset <paramref name="info"/> names (IDX folder or one subfolder of images per class); the caller disposes it.</summary>
-    public static ITrainingDataset OpenDataset(TrainingRunInfo info) =>
-        OpenDataset(info.DatasetKind, info.Dataset ?? throw new InvalidDataException("the run names no dataset"), info.ImageSize, info.Channels, info.PadTo);
+    public static ITrainingDataset OpenDataset(TrainingRunInfo info, DatasetScan? scan = null) =>
+        OpenDataset(info.DatasetKind, info.Dataset ?? throw new InvalidDataException("the run names no dataset"), info.ImageSize, info.Channels, info.PadTo,
+            scan);
 
     /// <summary>The dataset in <paramref name="folder"/>: <paramref name="kind"/> "idx" (IDX files), or "image-folder" (one
     /// subfolder of images per class, read at <paramref name="imageSize"/>); the caller disposes it.</summary>
-    public static ITrainingDataset OpenDataset(string kind, string folder, int? imageSize, int? channels, int? padTo = null) => kind switch
+    /// <param name="scan">Limits of reading (time, pixels per image); default <see cref="DatasetScan.Default"/>.</param>
+    public static ITrainingDataset OpenDataset(string kind, string folder, int? imageSize, int? channels, int? padTo = null,
+        DatasetScan? scan = null) => kind switch
     {
-        "idx" => IdxDataset.FromFolder(folder, padTo: padTo),
+        "idx" => IdxDataset.FromFolder(folder, padTo: padTo, scan: scan),
         "image-folder" => ImageFolderDataset.Load(folder, imageSize ?? throw new InvalidDataException("an image-folder run needs its image size"),
-            channels ?? 3),
+            channels ?? 3, scan),
         _ => throw new InvalidDataException($"unknown dataset kind '{kind}' in the run"),
     };
 
@@ -60,6 +63,9 @@ public static class TrainingRun
             throw new ArgumentException($"{names.Count} class names given but the dataset has {info.Config.NumClasses} classes");
         cancel.ThrowIfCancellationRequested();
 
+        // What the trainer and its steps take, beside the estimate the admin API checks before it starts a job: the
+        // peak is reset here, once the dataset (and its latents) are in memory, and read after the run.
+        long? before = ProcessMemory.ResetPeak() ? ProcessMemory.Rss() : null;
         using var trainer = new Trainer(info.Config, info.Options, dataset, device);
         if (resume)
             info = TrainingCheckpoint.Restore(Path.Combine(outDir, TrainingSession.CheckpointFile), trainer) with { Options = info.Options };
@@ -71,6 +77,10 @@ public static class TrainingRun
         var session = new TrainingSession(trainer, info, outDir);
         started?.Invoke(trainer, info);
         bool finished = runSession is null ? session.Run(cancel, progress) : runSession(session, cancel);
+        if (before is { } start && ProcessMemory.Peak() is { } peak && (device ?? CPU).type == TorchSharp.DeviceType.CPU)
+            log?.Invoke(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"memory: training grew the process's RSS by {(peak - start) / 1048576.0:F1} MiB at its peak (estimate " +
+                $"{TrainingFootprint.TrainingBytes(info.Config, info.Options.BatchSize) / 1048576.0:F1} MiB)"));
         if (!finished) return new TrainingRunOutcome(false, trainer.Step, session.CheckpointPath, []);
         var files = ModelExport.Write(outDir, info.Name ?? new DirectoryInfo(outDir).Name, trainer.Config, trainer.Ema.Model, trainer.Model,
             info.ClassNames, exportWeightsName, info.Latent?.Vae);
