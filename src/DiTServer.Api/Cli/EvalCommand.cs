@@ -29,6 +29,7 @@ public static class EvalCommand
         var seedSets = new Option<int>("--seed-sets") { Description = $"Seed sets of --per-class samples per class; set j starts at seed " +
             $"--seed + {GeneratedSampleEvaluation.SeedSetStride}·j", DefaultValueFactory = _ => 1 };
         var saveSamples = new Option<string?>("--save-samples") { Description = "Also write each seed set's images and labels (IDX files) to this folder" };
+        var sampleOnly = new Option<bool>("--sample-only") { Description = "With --save-samples: write the seed sets and stop (judge them later with --samples)" };
         var samples = new Option<string?>("--samples") { Description = "Judge the seed sets that --save-samples wrote to this folder instead of sampling" };
         var resamples = new Option<int>("--bootstrap") { Description = "Bootstrap resamples of each 95% interval",
             DefaultValueFactory = _ => Bootstrap.DefaultResamples };
@@ -39,7 +40,7 @@ public static class EvalCommand
 
         var command = new Command("eval", "Evaluate a grayscale 28×28 class-conditional model with a CNN classifier (accuracy on generated samples, FID)")
         {
-            model, data, classifier, retrain, epochs, perClass, cfg, seed, seedSets, saveSamples, samples, resamples, chunk, grid, gridPerClass,
+            model, data, classifier, retrain, epochs, perClass, cfg, seed, seedSets, saveSamples, sampleOnly, samples, resamples, chunk, grid, gridPerClass,
             threads,
         };
         foreach (var option in samplerOptions.All) command.Options.Add(option);
@@ -53,6 +54,7 @@ public static class EvalCommand
             int sets = parse.GetValue(seedSets);
             if (sets < 1) throw new UsageException("--seed-sets must be at least 1");
             if (parse.GetValue(resamples) < 1) throw new UsageException("--bootstrap must be at least 1");
+            if (parse.GetValue(sampleOnly) && parse.GetValue(saveSamples) is null) throw new UsageException("--sample-only needs --save-samples");
             if (parse.GetValue(samples) is { } folder && !Directory.Exists(folder)) throw new UsageException($"--samples folder not found: {folder}");
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!);
@@ -98,6 +100,14 @@ public static class EvalCommand
                 else set = GeneratedSampleEvaluation.Generate(loaded, n, options with { Seed = s }, parse.GetValue(chunk), log: stderr.WriteLine);
                 if (parse.GetValue(saveSamples) is { } to) set.Save(to);
                 sampleSets.Add(set);
+            }
+            if (parse.GetValue(sampleOnly))
+            {
+                double seconds = sampleSets.Sum(x => x.GenerationSeconds);
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"model {loaded.Name}: {SampleCommand.Describe(options)} {options.Steps} " +
+                    $"steps, cfg {options.CfgScale}, seed {options.Seed}, {n} samples per class, {sets} seed set(s) written to " +
+                    $"{parse.GetValue(saveSamples)} ({seconds:F0} s to generate, {sampleSets.Sum(x => x.Count) / seconds:F2} images/s)"));
+                return CommandLine.ExitOk;
             }
             var r = GeneratedSampleEvaluation.Judge(judge, test, train, sampleSets, loaded.Config.NumClasses, parse.GetValue(resamples),
                 log: stderr.WriteLine);
