@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The sampler study of docs/samplers.md: the demo model scored by `eval` (same seeds, cfg 4) for each sampler setting.
 # Usage: tools/sampler-study.sh run <out-dir> [per-class] [setting…]   (one eval per setting; logs in out-dir)
+#        tools/sampler-study.sh sets <out-dir> <per-class> <seed-sets> [setting…]
+#            (seed set by seed set: set 0 of every setting, then set 1, …; each set's images saved in out-dir/<setting>/)
+#        tools/sampler-study.sh judge <out-dir> <per-class> <seed-sets> [setting…]
+#            (one eval per setting over the saved seed sets: per set and pooled, 95% bootstrap intervals; out-dir/<setting>.log)
 #        tools/sampler-study.sh csv <out-dir>                          (the table of every finished log, as CSV)
+#        tools/sampler-study.sh csv-ci <out-dir>   (the judge logs' per-seed-set and pooled rows with their 95% intervals, as CSV)
 # A setting is name|eval flags, e.g. 'dpmpp2m-tu-10|--sampler dpmpp_2m --steps 10'. Without settings: the issue's list.
 # Build first: dotnet build src/DiTServer.Api -c Release (the script copies the binaries so rebuilding does not
 # disturb a running study).
@@ -9,6 +14,31 @@ set -euo pipefail
 mode=${1:?usage: tools/sampler-study.sh run|csv <out-dir> …}
 out=${2:?usage: tools/sampler-study.sh run|csv <out-dir> …}
 repo=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$mode" = csv-ci ]; then
+  echo "setting,sampler,steps,model_calls,seed_set,images,accuracy,accuracy_low,accuracy_high,fid,fid_low,fid_high,precision,precision_low,precision_high,recall,recall_low,recall_high"
+  for log in "$out"/*.log; do
+    case $log in *.set[0-9]*.log) continue ;; esac
+    grep -q '^# exit 0' "$log" || continue
+    name=$(basename "$log" .log)
+    awk -v name="$name" '
+      /^model / {
+        sampler = $0; sub(/^model [^:]*: /, "", sampler); sub(/ .*/, "", sampler)
+        match($0, /[0-9]+ steps/); steps = substr($0, RSTART, RLENGTH - 6)
+      }
+      /^\| (seed [0-9]+|pooled) \|/ {
+        line = $0; gsub(/[\[\]]/, "", line); gsub(/, /, " ", line)
+        n = split(line, f, "|")
+        set = f[2]; gsub(/^ +| +$/, "", set); sub(/^seed /, "", set)
+        images = f[3]; gsub(/ /, "", images)
+        out = ""
+        for (i = 4; i <= 7; i++) { split(f[i], v, " "); out = out "," v[1] "," v[2] "," v[3] }
+        printf "%s,%s,%s,%s,%s,%s%s\n", name, sampler, steps, steps, set, images, out
+      }
+    ' "$log"
+  done
+  exit 0
+fi
 
 if [ "$mode" = csv ]; then
   echo "setting,sampler,spacing,steps,model_calls,extra,per_class,accuracy,ratio,fid,fid_floor,generate_s,images_per_s,finished_utc"
@@ -41,6 +71,8 @@ fi
 
 per=${3:-100}
 shift 3 || true
+sets=1
+if [ "$mode" = sets ] || [ "$mode" = judge ]; then sets=${1:?seed-sets missing}; shift; fi
 settings=("$@")
 if [ ${#settings[@]} -eq 0 ]; then
   settings=("ddpm-250|--sampler ddpm --steps 250" "ddpm-50|--sampler ddpm --steps 50" "ddim-50|--sampler ddim --steps 50" "ddim-10|--sampler ddim --steps 10")
@@ -53,6 +85,34 @@ bin=$(mktemp -d)
 cp -r "$repo/src/DiTServer.Api/bin/Release/net10.0/linux-x64/." "$bin/"
 mkdir -p "$out"
 cd "$repo"
+common="--model models/dit-fashion-mnist --data /usr/share/datasets/fashion-mnist --classifier eval/fashion-mnist-cnn.safetensors --per-class $per --cfg 4 --threads 1"
+# One eval; its command, start and exit code in the log.
+run_eval() {
+  local log=$1 err=$2; shift 2
+  { echo "# command: dotnet run --project src/DiTServer.Api -c Release -- eval $*"; echo "# started: $(date -u '+%Y-%m-%d %H:%M:%S') UTC"; } > "$log"
+  local code=0; "$bin/DiTServer.Api" eval "$@" >> "$log" 2> "$err" || code=$?
+  echo "# exit $code finished: $(date -u '+%Y-%m-%d %H:%M:%S') UTC" >> "$log"
+}
+if [ "$mode" = sets ] || [ "$mode" = judge ]; then
+  for ((j = 0; j < sets; j++)); do
+    [ "$mode" = judge ] && [ $j -gt 0 ] && break
+    for spec in "${settings[@]}"; do
+      name=${spec%%|*}; flags=${spec#*|}
+      if [ "$mode" = sets ]; then
+        # Seed set j starts at seed 1000000·j (GeneratedSampleEvaluation.SeedSetStride), as `eval --seed-sets` numbers them.
+        # A set already written (an interrupted study run again) is kept.
+        [ -f "$out/$name/seed-$((1000000 * j))-labels-idx1-ubyte" ] && continue
+        # shellcheck disable=SC2086
+        run_eval "$out/$name.set$j.log" "$out/$name.set$j.err" $common --seed $((1000000 * j)) --save-samples "$out/$name" --sample-only $flags
+      else
+        # shellcheck disable=SC2086
+        run_eval "$out/$name.log" "$out/$name.err" $common --seed 0 --seed-sets "$sets" --samples "$out/$name" $flags
+      fi
+    done
+  done
+  rm -rf "$bin"
+  exit 0
+fi
 for spec in "${settings[@]}"; do
   name=${spec%%|*}; flags=${spec#*|}
   args="--model models/dit-fashion-mnist --data /usr/share/datasets/fashion-mnist --classifier eval/fashion-mnist-cnn.safetensors --per-class $per --cfg 4 --seed 0 --threads 1 $flags"

@@ -93,4 +93,32 @@ public sealed class OpenApiDocumentTests : IDisposable
                 $"{path} example {example.Name}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         }
     }
+
+    [Fact]
+    public async Task Examples_and_descriptions_show_the_served_default_sampler_and_steps()
+    {
+        using var factory = new ServerFactory(("Serving:WarmUp", "false"));
+        var client = factory.CreateClient();
+        var model = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0];
+        string sampler = model.GetProperty("default_sampler").GetString()!;
+        int steps = model.GetProperty("samplers").EnumerateArray().Single(s => s.GetProperty("name").GetString() == sampler)
+            .GetProperty("default_steps").GetInt32();
+        var doc = JsonDocument.Parse(await client.GetStringAsync("/swagger/v1/swagger.json")).RootElement;
+        foreach (var path in new[] { "/v1/images", "/v1/jobs", "/v1/images/generations" })
+        {
+            var example = doc.GetProperty("paths").GetProperty(path).GetProperty("post").GetProperty("requestBody")
+                .GetProperty("content").GetProperty("application/json").GetProperty("example");
+            Assert.Equal((sampler, steps), (example.GetProperty("sampler").GetString(), example.GetProperty("steps").GetInt32()));
+        }
+        foreach (var schema in new[] { "ImageRequest", "JobRequest", "OpenAIImageRequest" })
+        {
+            var properties = doc.GetProperty("components").GetProperty("schemas").GetProperty(schema).GetProperty("properties");
+            string samplerText = properties.GetProperty("sampler").GetProperty("description").GetString()!;
+            string stepsText = properties.GetProperty("steps").GetProperty("description").GetString()!;
+            Assert.Contains($"(this server: {sampler})", samplerText);
+            Assert.Contains($"(this server: {steps} with its default sampler, {sampler})", stepsText);
+            // No default of its own beside the served one (the OpenAI fields said "default 50" and "default ddpm").
+            Assert.DoesNotMatch(@"default \d|default ddpm", samplerText + " " + stepsText);
+        }
+    }
 }

@@ -190,3 +190,51 @@ public sealed class PlaygroundSamplerListTests
         Assert.Equal("40", await page.InputValueAsync("#steps"));
     }
 }
+
+/// <summary>The playground starts at what a request without <c>sampler</c> and <c>steps</c> gets: the served model's
+/// <c>default_sampler</c> and that sampler's <c>default_steps</c>, both read from GET /v1/models (before, it started at
+/// the first sampler of the list, DDPM-50).</summary>
+public sealed class PlaygroundDefaultsTests
+{
+    [ChromiumFact]
+    public async Task Page_starts_at_the_models_default_sampler_and_its_default_steps()
+    {
+        using var factory = new ServerFactory(("Serving:WarmUp", "false"));
+        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        factory.StartServer();
+        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        var model = System.Text.Json.JsonDocument.Parse(await factory.CreateClient().GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0];
+        string DefaultSteps(string sampler) => model.GetProperty("samplers").EnumerateArray()
+            .Single(s => s.GetProperty("name").GetString() == sampler).GetProperty("default_steps").GetInt32()
+            .ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string served = model.GetProperty("default_sampler").GetString()!;
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
+        });
+        var page = await browser.NewPageAsync();
+        await page.GotoAsync(address + "/");
+        await page.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length > 0");
+        Assert.Equal(served, await page.InputValueAsync("#sampler"));
+        Assert.Equal(DefaultSteps(served), await page.InputValueAsync("#steps-number"));
+        Assert.Equal(DefaultSteps(served), await page.InputValueAsync("#steps"));
+
+        // Another model's default (the same answer with default_sampler rewritten): the page follows the answer, not a
+        // value of its own.
+        string other = served == "ddim" ? "dpmpp_2m" : "ddim";
+        var second = await browser.NewPageAsync();
+        await second.RouteAsync("**/v1/models", async route =>
+        {
+            var response = await route.FetchAsync();
+            var root = System.Text.Json.Nodes.JsonNode.Parse(await response.TextAsync())!;
+            root["models"]![0]!["default_sampler"] = other;
+            await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = root.ToJsonString() });
+        });
+        await second.GotoAsync(address + "/");
+        await second.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length > 0");
+        Assert.Equal(other, await second.InputValueAsync("#sampler"));
+        Assert.Equal(DefaultSteps(other), await second.InputValueAsync("#steps-number"));
+    }
+}

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using DiTServer.Api.Cli;
 using DiTServer.Core.Imaging;
+using DiTServer.Core.Sampling;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp.PyBridge;
@@ -111,6 +112,18 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         Assert.Equal(Rgb(unguided), Rgb(never));
         Assert.Equal(Rgb(guided), Rgb(always));
         Assert.NotEqual(Rgb(guided), Rgb(unguided));
+    }
+
+    [Fact]
+    public async Task A_request_without_sampler_and_steps_gets_the_default_sampler_and_steps_that_models_lists()
+    {
+        var model = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0];
+        string sampler = model.GetProperty("default_sampler").GetString()!;
+        int steps = model.GetProperty("samplers").EnumerateArray().Single(s => s.GetProperty("name").GetString() == sampler)
+            .GetProperty("default_steps").GetInt32();
+        Assert.Equal((SamplerDefaults.Sampler.Name(), SamplerDefaults.Steps(SamplerDefaults.Sampler)), (sampler, steps));
+        var text = PngWriter.ReadText(await PostPng("""{"class_label": 1, "seed": 2}"""));
+        Assert.Equal((sampler, steps.ToString(System.Globalization.CultureInfo.InvariantCulture)), (text["sampler"], text["steps"]));
     }
 
     [Fact]

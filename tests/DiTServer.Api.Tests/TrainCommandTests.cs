@@ -127,6 +127,40 @@ public class EvalCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Seed_sets_saved_and_judged_again_give_the_same_table_with_intervals()
+    {
+        string data = Path.Combine(root, "data"), run = Path.Combine(root, "run"), samples = Path.Combine(root, "samples");
+        SyntheticIdx.Write(data, count: 64, side: 28, classes: 2);
+        SyntheticIdx.Write(data, count: 32, side: 28, classes: 2, prefix: "t10k", seed: 2);
+        var stderr = new StringWriter();
+        int code = await CommandLine.RunAsync(["train", "--data", data, "--out", run, "--hidden", "32", "--depth", "1", "--heads", "2",
+            "--patch", "4", "--steps", "2", "--batch", "4", "--threads", "1"], new StringWriter(), stderr);
+        Assert.True(code == 0, stderr.ToString());
+        string[] common = ["eval", "--model", run, "--data", data, "--classifier", Path.Combine(root, "cnn.safetensors"), "--epochs", "1",
+            "--per-class", "4", "--steps", "2", "--seed-sets", "2", "--bootstrap", "50", "--threads", "1"];
+
+        var direct = new StringWriter();
+        code = await CommandLine.RunAsync([.. common, "--save-samples", samples], direct, stderr);
+        Assert.True(code == 0, stderr.ToString());
+        Assert.True(File.Exists(Path.Combine(samples, "seed-1000000-images-idx3-ubyte")));
+        var again = new StringWriter();
+        code = await CommandLine.RunAsync([.. common, "--samples", samples], again, stderr);
+        Assert.True(code == 0, stderr.ToString());
+        static string[] Table(StringWriter w) => w.ToString().Split('\n').Where(l => l.StartsWith('|')).ToArray();
+        Assert.Equal(Table(direct), Table(again));
+        Assert.Contains(Table(direct), l => l.StartsWith("| seed 1000000 | 8 |", StringComparison.Ordinal));
+        Assert.Matches(@"\| classifier accuracy, generated \(16 samples\) \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \|", direct.ToString());
+        Assert.Contains("| recall (k = 3), generated vs 16 test images |", direct.ToString());
+
+        var refused = new StringWriter();
+        Assert.Equal(CommandLine.ExitUsage, await CommandLine.RunAsync([.. common, "--sample-only"], new StringWriter(), refused));
+        Assert.Contains("--sample-only needs --save-samples", refused.ToString());
+        refused = new StringWriter();
+        Assert.Equal(CommandLine.ExitUsage, await CommandLine.RunAsync([.. common, "--samples", Path.Combine(root, "none")], new StringWriter(), refused));
+        Assert.Contains("--samples folder not found", refused.ToString());
+    }
+
+    [Fact]
     public async Task Rejects_an_rgb_or_small_model()
     {
         var stderr = new StringWriter();

@@ -1,21 +1,25 @@
 using System.Globalization;
 
 /// <summary>docs/samplers.csv → one PNG with two panels side by side: FID (lower is better) and classifier accuracy on
-/// generated samples (higher is better) against model calls per image, one line per sampler family.</summary>
+/// generated samples (higher is better) against model calls per image, one line per sampler family. A CSV with 95%
+/// intervals (<c>tools/sampler-study.sh csv-ci</c>: <c>seed_set</c>, <c>fid_low</c>, <c>fid_high</c>, …) gives its pooled
+/// rows, a vertical bar per interval, and two more panels: precision and recall.</summary>
 internal static class SamplerPlot
 {
     public static int Write(string csvPath, string pngPath)
     {
         var lines = File.ReadAllLines(csvPath).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
         var header = lines[0].Split(',').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => p.i);
-        var rows = lines.Skip(1).Select(l => l.Split(',')).ToList();
+        bool intervals = header.ContainsKey("seed_set");
+        var rows = lines.Skip(1).Select(l => l.Split(',')).Where(r => !intervals || r[header["seed_set"]] == "pooled").ToList();
         double D(string[] r, string column) => double.Parse(r[header[column]], CultureInfo.InvariantCulture);
-        string S(string[] r, string column) => r[header[column]];
+        string S(string[] r, string column) => header.TryGetValue(column, out int i) ? r[i] : "";
         // Extras (guidance interval, thresholding) are single points of their own.
         string Series(string[] r) => S(r, "extra") is { Length: > 0 } extra ? $"{S(r, "sampler")} {S(r, "spacing")} + {extra}"
             : S(r, "spacing") is { Length: > 0 } spacing ? $"{S(r, "sampler")} {spacing}" : S(r, "sampler");
 
-        var panels = new[] { ("fid", "FID on CNN features (lower is better)"), ("accuracy", "classifier accuracy on samples (higher is better)") };
+        var panels = new List<(string, string)> { ("fid", "FID on CNN features (lower is better)"), ("accuracy", "classifier accuracy on samples (higher is better)") };
+        if (intervals) panels.AddRange([("precision", "precision, k = 3 (higher is better)"), ("recall", "recall, k = 3 (higher is better)")]);
         var plots = new List<ScottPlot.Plot>();
         foreach (var (column, label) in panels)
         {
@@ -28,20 +32,28 @@ internal static class SamplerPlot
                 scatter.LegendText = group.Key;
                 scatter.LineWidth = 2;
                 scatter.MarkerSize = 7;
+                if (intervals)
+                    foreach (var r in points)
+                    {
+                        var bar = plot.Add.Line(Math.Log10(D(r, "model_calls")), D(r, column + "_low"), Math.Log10(D(r, "model_calls")), D(r, column + "_high"));
+                        bar.Color = scatter.Color;
+                        bar.LineWidth = 2;
+                    }
             }
             plot.Axes.Bottom.Label.Text = "model calls per image (steps; log scale)";
             plot.Axes.Left.Label.Text = label;
             plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
                 new double[] { 5, 8, 10, 15, 20, 50, 250 }.Select(v => Math.Log10(v)).ToArray(), ["5", "8", "10", "15", "20", "50", "250"]);
-            plot.ShowLegend(column == "fid" ? ScottPlot.Alignment.UpperRight : ScottPlot.Alignment.LowerRight);
+            plot.ShowLegend(column == "accuracy" || column == "precision" ? ScottPlot.Alignment.LowerRight : ScottPlot.Alignment.UpperRight);
             plots.Add(plot);
         }
         const int w = 760, h = 560;
-        using var surface = SkiaSharp.SKSurface.Create(new SkiaSharp.SKImageInfo(2 * w, h));
+        int columns = Math.Min(plots.Count, 2), gridRows = (plots.Count + 1) / 2;
+        using var surface = SkiaSharp.SKSurface.Create(new SkiaSharp.SKImageInfo(columns * w, gridRows * h));
         for (int i = 0; i < plots.Count; i++)
         {
             using var image = SkiaSharp.SKImage.FromEncodedData(plots[i].GetImageBytes(w, h, ScottPlot.ImageFormat.Png));
-            surface.Canvas.DrawImage(image, i * w, 0);
+            surface.Canvas.DrawImage(image, i % 2 * w, i / 2 * h);
         }
         using var snapshot = surface.Snapshot();
         using var data = snapshot.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);

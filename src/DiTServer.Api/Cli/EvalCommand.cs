@@ -10,7 +10,8 @@ using TorchSharp.PyBridge;
 namespace DiTServer.Api.Cli;
 
 /// <summary><c>eval</c>: judges a 28×28 grayscale class-conditional model (Fashion-MNIST / MNIST) with a small CNN:
-/// accuracy on real test images vs on generated samples, and FID on the CNN's features.</summary>
+/// accuracy on real test images vs on generated samples, FID and precision/recall on the CNN's features, each with a 95%
+/// bootstrap interval, per seed set and pooled.</summary>
 public static class EvalCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
@@ -24,7 +25,14 @@ public static class EvalCommand
         var perClass = new Option<int>("--per-class") { Description = "Generated samples per class", DefaultValueFactory = _ => 50 };
         var cfg = new Option<double>("--cfg") { Description = "Guidance scale", DefaultValueFactory = _ => 4.0 };
         var samplerOptions = new SamplerCliOptions("ddpm");
-        var seed = new Option<long>("--seed") { Description = "Sampling seed", DefaultValueFactory = _ => 0 };
+        var seed = new Option<long>("--seed") { Description = "Sampling seed of the first seed set", DefaultValueFactory = _ => 0 };
+        var seedSets = new Option<int>("--seed-sets") { Description = $"Seed sets of --per-class samples per class; set j starts at seed " +
+            $"--seed + {GeneratedSampleEvaluation.SeedSetStride}·j", DefaultValueFactory = _ => 1 };
+        var saveSamples = new Option<string?>("--save-samples") { Description = "Also write each seed set's images and labels (IDX files) to this folder" };
+        var sampleOnly = new Option<bool>("--sample-only") { Description = "With --save-samples: write the seed sets and stop (judge them later with --samples)" };
+        var samples = new Option<string?>("--samples") { Description = "Judge the seed sets that --save-samples wrote to this folder instead of sampling" };
+        var resamples = new Option<int>("--bootstrap") { Description = "Bootstrap resamples of each 95% interval",
+            DefaultValueFactory = _ => Bootstrap.DefaultResamples };
         var chunk = new Option<int>("--chunk") { Description = "Images per sampling call", DefaultValueFactory = _ => 100 };
         var grid = new Option<string?>("--grid") { Description = "Also write a PNG grid: one row per class" };
         var gridPerClass = new Option<int>("--grid-per-class") { Description = "Samples per class in the grid", DefaultValueFactory = _ => 4 };
@@ -32,7 +40,8 @@ public static class EvalCommand
 
         var command = new Command("eval", "Evaluate a grayscale 28×28 class-conditional model with a CNN classifier (accuracy on generated samples, FID)")
         {
-            model, data, classifier, retrain, epochs, perClass, cfg, seed, chunk, grid, gridPerClass, threads,
+            model, data, classifier, retrain, epochs, perClass, cfg, seed, seedSets, saveSamples, sampleOnly, samples, resamples, chunk, grid, gridPerClass,
+            threads,
         };
         foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
@@ -42,6 +51,11 @@ public static class EvalCommand
             int n = parse.GetValue(perClass);
             if (n < 2) throw new UsageException("--per-class must be at least 2 (FID needs a covariance)");
             if (parse.GetValue(chunk) < 1) throw new UsageException("--chunk must be positive");
+            int sets = parse.GetValue(seedSets);
+            if (sets < 1) throw new UsageException("--seed-sets must be at least 1");
+            if (parse.GetValue(resamples) < 1) throw new UsageException("--bootstrap must be at least 1");
+            if (parse.GetValue(sampleOnly) && parse.GetValue(saveSamples) is null) throw new UsageException("--sample-only needs --save-samples");
+            if (parse.GetValue(samples) is { } folder && !Directory.Exists(folder)) throw new UsageException($"--samples folder not found: {folder}");
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!);
             if (loaded.ImageChannels != 1 || loaded.ImageSize < ImageClassifier.ImageSize)
@@ -71,32 +85,72 @@ public static class EvalCommand
             }
             judge.eval();
 
-            var (r, gridImages) = GeneratedSampleEvaluation.Run(loaded, judge, test, train, n, options, parse.GetValue(chunk),
-                keepForGrid: parse.GetValue(grid) is null ? 0 : parse.GetValue(gridPerClass), log: stderr.WriteLine);
+            var seeds = Enumerable.Range(0, sets).Select(j => options.Seed + GeneratedSampleEvaluation.SeedSetStride * j).ToList();
+            var sampleSets = new List<SampleSet>();
+            foreach (long s in seeds)
+            {
+                SampleSet set;
+                if (parse.GetValue(samples) is { } from)
+                {
+                    set = SampleSet.Load(from, s);
+                    if (set.Count != n * loaded.Config.NumClasses || set.Side != loaded.ImageSize)
+                        throw new UsageException($"{set.ImagesFile(from)} holds {set.Count} images of {set.Side}² pixels; --per-class {n} on " +
+                            $"{loaded.Name} makes {n * loaded.Config.NumClasses} of {loaded.ImageSize}²");
+                }
+                else set = GeneratedSampleEvaluation.Generate(loaded, n, options with { Seed = s }, parse.GetValue(chunk), log: stderr.WriteLine);
+                if (parse.GetValue(saveSamples) is { } to) set.Save(to);
+                sampleSets.Add(set);
+            }
+            if (parse.GetValue(sampleOnly))
+            {
+                double seconds = sampleSets.Sum(x => x.GenerationSeconds);
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"model {loaded.Name}: {SampleCommand.Describe(options)} {options.Steps} " +
+                    $"steps, cfg {options.CfgScale}, seed {options.Seed}, {n} samples per class, {sets} seed set(s) written to " +
+                    $"{parse.GetValue(saveSamples)} ({seconds:F0} s to generate, {sampleSets.Sum(x => x.Count) / seconds:F2} images/s)"));
+                return CommandLine.ExitOk;
+            }
+            var r = GeneratedSampleEvaluation.Judge(judge, test, train, sampleSets, loaded.Config.NumClasses, parse.GetValue(resamples),
+                log: stderr.WriteLine);
             var inv = CultureInfo.InvariantCulture;
-            int generated = n * loaded.Config.NumClasses;
+            int generated = sampleSets.Sum(x => x.Count);
             string interval = options.GuidanceInterval is { } gi ? $", guidance interval {gi}" : "";
             string thresholding = options.Thresholding ? ", dynamic thresholding" : "";
+            string speed = r.GenerationSeconds > 0 ? $"{r.GenerationSeconds:F0} s to generate, {generated / r.GenerationSeconds:F2} images/s" : "read from files";
             stdout.WriteLine(string.Create(inv,
                 $"model {loaded.Name}: {SampleCommand.Describe(options)} {options.Steps} steps, cfg {options.CfgScale}{interval}{thresholding}, seed " +
-                $"{options.Seed}, {n} samples per class ({r.GenerationSeconds:F0} s to generate, {generated / r.GenerationSeconds:F2} images/s)"));
-            stdout.WriteLine("| metric | value |");
+                $"{options.Seed}, {n} samples per class, {sets} seed set(s) ({speed})"));
+            static string Ci(Estimate e, string f) => string.Create(CultureInfo.InvariantCulture,
+                $"{e.Value.ToString(f, CultureInfo.InvariantCulture)} [{e.Low.ToString(f, CultureInfo.InvariantCulture)}, {e.High.ToString(f, CultureInfo.InvariantCulture)}]");
+            stdout.WriteLine($"| metric ({(sets > 1 ? "seed sets pooled" : "one seed set")}) | value [95% bootstrap interval, {parse.GetValue(resamples)} resamples] |");
             stdout.WriteLine("|---|---|");
             stdout.WriteLine(string.Create(inv, $"| classifier accuracy, real test set ({r.TestImages} images) | {r.RealTestAccuracy:F4} |"));
-            stdout.WriteLine(string.Create(inv, $"| classifier accuracy, generated ({n * loaded.Config.NumClasses} samples) | {r.GeneratedAccuracy:F4} |"));
-            stdout.WriteLine(string.Create(inv, $"| generated / real | {r.Ratio:F3} |"));
-            stdout.WriteLine(string.Create(inv, $"| FID (CNN features), generated vs test | {r.Fid:F2} |"));
-            stdout.WriteLine(string.Create(inv, $"| FID (CNN features), {n * loaded.Config.NumClasses} real train images vs test | {r.RealFid:F2} |"));
-            for (int c = 0; c < r.PerClassAccuracy.Count; c++)
-                stdout.WriteLine(string.Create(inv, $"| generated accuracy, {loaded.Classes[c]} | {r.PerClassAccuracy[c]:F2} |"));
-
-            if (parse.GetValue(grid) is { } gridPath && gridImages.Count > 0)
+            stdout.WriteLine($"| classifier accuracy, generated ({generated} samples) | {Ci(r.Pooled.Accuracy, "F4")} |");
+            stdout.WriteLine(string.Create(inv, $"| generated / real | {r.Pooled.Accuracy.Value / r.RealTestAccuracy:F3} |"));
+            stdout.WriteLine($"| FID (CNN features), generated vs test | {Ci(r.Pooled.Fid, "F2")} |");
+            stdout.WriteLine(string.Create(inv, $"| FID (CNN features), {sampleSets[0].Count} real train images vs test | {r.RealFid:F2} |"));
+            stdout.WriteLine($"| precision (k = {ManifoldPrecisionRecall.DefaultK}), generated vs {Math.Min(generated, r.TestImages)} test images | {Ci(r.Pooled.Precision, "F4")} |");
+            stdout.WriteLine($"| recall (k = {ManifoldPrecisionRecall.DefaultK}), generated vs {Math.Min(generated, r.TestImages)} test images | {Ci(r.Pooled.Recall, "F4")} |");
+            for (int c = 0; c < r.Pooled.PerClassAccuracy.Count; c++)
+                stdout.WriteLine(string.Create(inv, $"| generated accuracy, {loaded.Classes[c]} | {r.Pooled.PerClassAccuracy[c]:F2} |"));
+            if (sets > 1)
             {
-                int side = loaded.ImageSize;
-                var (hwc, w, h) = ImageGrid.Tile(gridImages, side, side, 1, nrow: Math.Min(parse.GetValue(gridPerClass), n));
+                stdout.WriteLine();
+                stdout.WriteLine("| seed set | images | accuracy [95% CI] | FID [95% CI] | precision [95% CI] | recall [95% CI] |");
+                stdout.WriteLine("|---|---|---|---|---|---|");
+                foreach (var x in r.SeedSets.Append(r.Pooled))
+                    stdout.WriteLine($"| {x.Name} | {x.Images} | {Ci(x.Accuracy, "F4")} | {Ci(x.Fid, "F2")} | {Ci(x.Precision, "F4")} | {Ci(x.Recall, "F4")} |");
+            }
+
+            if (parse.GetValue(grid) is { } gridPath && parse.GetValue(gridPerClass) > 0)
+            {
+                int side = loaded.ImageSize, per = Math.Min(parse.GetValue(gridPerClass), n);
+                var first = sampleSets[0];
+                var gridImages = Enumerable.Range(0, loaded.Config.NumClasses).SelectMany(c => Enumerable.Range(c * n, per))
+                    .Select(i => first.Pixels.AsSpan(i * side * side, side * side).ToArray()).ToList();
+                var (hwc, w, h) = ImageGrid.Tile(gridImages, side, side, 1, nrow: per);
                 Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(gridPath))!);
                 File.WriteAllBytes(gridPath, PngWriter.Encode(hwc, w, h, 1));
-                stdout.WriteLine($"grid ({loaded.Config.NumClasses} classes × {Math.Min(parse.GetValue(gridPerClass), n)}) written to {gridPath}");
+                stdout.WriteLine($"grid ({loaded.Config.NumClasses} classes × {per}) written to {gridPath}");
             }
             return CommandLine.ExitOk;
         }));

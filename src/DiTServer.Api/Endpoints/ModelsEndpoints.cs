@@ -24,6 +24,12 @@ public static class ModelsEndpoints
         return app;
     }
 
+    /// <summary>What a request that names no sampler and no steps gets on this server: <c>default_sampler</c> of
+    /// <c>GET /v1/models</c> and that sampler's <c>default_steps</c>. The playground reads them from /v1/models, and
+    /// Swagger's examples and field descriptions from here (<see cref="OpenApi.ServedDefaultsSchemaFilter"/>), so none
+    /// of them writes a default of its own.</summary>
+    public static (string Sampler, int Steps) ServedDefault => (SamplerDefaults.Sampler.Name(), SamplerDefaults.Steps(SamplerDefaults.Sampler));
+
     private static Ok<ModelsResponse> GetModels(LoadedModel model, Hosting.ServedModels served, IOptions<ServingOptions> serving,
         IOptions<Jobs.JobOptions> jobs)
     {
@@ -31,7 +37,7 @@ public static class ModelsEndpoints
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
             model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
-            SamplerDefaults.Sampler.Name(), SamplerInfo.All(model.Vae is null), ["official", "all"],
+            ServedDefault.Sampler, SamplerInfo.All(model.Vae is null), ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
         return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));

@@ -25,11 +25,11 @@ public sealed record OpenAIImageRequest
 
     [JsonPropertyName("seed"), Description("Extra: int64 ≥ 0; random when absent")]
     public long? Seed { get; init; }
-    [JsonPropertyName("steps"), Description("Extra: sampling steps 1..1000; default 50")]
+    [JsonPropertyName("steps"), Description("Extra: sampling steps 1..1000; default per sampler (GET /v1/models: samplers[].default_steps)")]
     public int? Steps { get; init; }
     [JsonPropertyName("cfg_scale"), Description("Extra: classifier-free guidance scale; default 4.0")]
     public double? CfgScale { get; init; }
-    [JsonPropertyName("sampler"), Description("Extra: a sampler of GET /v1/models; default ddpm")]
+    [JsonPropertyName("sampler"), Description("Extra: a sampler of GET /v1/models; default: GET /v1/models default_sampler")]
     public string? Sampler { get; init; }
     [JsonPropertyName("guidance"), Description("Extra: as in POST /v1/images")]
     public string? Guidance { get; init; }

@@ -32,6 +32,7 @@ public static class ObservabilityRegistration
             });
             c.OperationFilter<DiTServer.Api.OpenApi.RequestBodyFilter>();
             c.SchemaFilter<DiTServer.Api.OpenApi.ClassLabelSchemaFilter>();
+            c.SchemaFilter<DiTServer.Api.OpenApi.ServedDefaultsSchemaFilter>();
             c.AddSecurityDefinition(DiTServer.Api.OpenApi.AdminBearer.Scheme, DiTServer.Api.OpenApi.AdminBearer.Definition());
             c.OperationFilter<DiTServer.Api.OpenApi.AdminBearerFilter>();
         });

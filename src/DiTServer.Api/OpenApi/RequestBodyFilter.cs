@@ -39,7 +39,7 @@ public sealed class RequestBodyFilter : IOperationFilter
                     ["application/json"] = new OpenApiMediaType
                     {
                         Schema = context.SchemaGenerator.GenerateSchema(body.Type, context.SchemaRepository),
-                        Example = JsonNode.Parse(body.Example),
+                        Example = ServedDefaultsSchemaFilter.InExample(JsonNode.Parse(body.Example), body.Type),
                         Examples = body.Examples is { Count: > 0 } more
                             ? more.ToDictionary(e => e.Name, e => (IOpenApiExample)new OpenApiExample { Summary = e.Summary, Value = JsonNode.Parse(e.Json) })
                             : null,

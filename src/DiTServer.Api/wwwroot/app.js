@@ -51,6 +51,8 @@ async function load() {
     if (!model.supports_guidance) { $("cfg").value = 1; $("cfg").disabled = true; }
     samplers = (model.samplers || []).map(readSampler).filter((s) => s.name);
     fillSelect($("sampler"), samplers.map((s) => s.name));
+    // Start at what a request without sampler and steps gets: the served model's default_sampler and its default_steps.
+    if (samplers.some((s) => s.name === model.default_sampler)) $("sampler").value = model.default_sampler;
     fillSelect($("guidance"), model.guidance_modes || []);
     $("guidance").disabled = !model.supports_guidance;
     applySamplerDefaults();
