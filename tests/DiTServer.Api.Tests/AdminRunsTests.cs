@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -192,7 +193,7 @@ public class AdminRunsTests() : AdminTestFolders("dit-admin-runs-")
             """{ "hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4 } }""");
         var done = await WaitForState(client, id, "Succeeded", "Failed");
         Assert.True(done.GetProperty("state").GetString() == "Succeeded", done.ToString());
-        using var exported = DiTServer.Core.Checkpoints.LoadedModel.Load(Path.Combine(OutputRoot, "s"));
+        using var exported = DiTServer.Core.Pipeline.LoadedModel.Load(Path.Combine(OutputRoot, "s"));
         Assert.Equal(("dark", "light"), (exported.Classes[0], exported.Classes[1]));
         Assert.Equal((1, 8), (exported.Config.InChannels, exported.Config.InputSize));
     }

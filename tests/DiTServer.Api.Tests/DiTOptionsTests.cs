@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using Microsoft.Extensions.DependencyInjection;
 using DiTServer.Api.Hosting;
 using Microsoft.Extensions.FileProviders;
@@ -43,7 +44,7 @@ public class PrecisionServingTests
         Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
         var png = await response.Content.ReadAsByteArrayAsync();
         Assert.Contains("precision\0bf16", System.Text.Encoding.Latin1.GetString(png));
-        Assert.Equal(DiTServer.Core.Model.Precision.BFloat16, factory.Services.GetRequiredService<DiTServer.Core.Checkpoints.LoadedModel>().Precision);
+        Assert.Equal(DiTServer.Core.Model.Precision.BFloat16, factory.Services.GetRequiredService<DiTServer.Core.Pipeline.LoadedModel>().Precision);
         var models = System.Text.Json.JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement;
         Assert.Equal("bf16", models.GetProperty("models")[0].GetProperty("precision").GetString());
     }

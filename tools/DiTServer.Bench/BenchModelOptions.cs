@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.CommandLine;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Model;

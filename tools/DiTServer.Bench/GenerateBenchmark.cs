@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using DiTServer.Core.Vae;
 using System.CommandLine;
 using System.Diagnostics;

@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;

@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;

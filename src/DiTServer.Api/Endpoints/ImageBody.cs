@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using DiTServer.Api.Http;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;

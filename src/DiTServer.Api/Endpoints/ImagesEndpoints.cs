@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using DiTServer.Api.Observability;
 using DiTServer.Api.OpenApi;
 using DiTServer.Api.Tenants;

@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.Reflection;
 using System.Text.Json.Serialization;
 using DiTServer.Core.Checkpoints;

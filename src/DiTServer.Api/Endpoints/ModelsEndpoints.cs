@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using DiTServer.Core.Model;
 using DiTServer.Core.Imaging;
 using System.Text.Json.Serialization;

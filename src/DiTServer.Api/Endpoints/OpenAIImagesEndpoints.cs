@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;

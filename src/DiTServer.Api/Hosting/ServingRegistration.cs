@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Observability;
 using DiTServer.Core.Checkpoints;

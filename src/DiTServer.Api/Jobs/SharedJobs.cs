@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Text.Json;

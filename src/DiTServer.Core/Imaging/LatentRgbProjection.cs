@@ -7,7 +7,7 @@ namespace DiTServer.Core.Imaging;
 /// <remarks>The factors are ComfyUI's <c>latent_rgb_factors</c> of its <c>SD15</c> latent format
 /// (comfy/latent_formats.py), a least-squares fit of decoded colours to SD-1 VAE latents in the sampler's scaled space
 /// (latent × 0.18215), which is the space DiT samples in with sd-vae-ft-ema/mse. ComfyUI's previewer applies them to
-/// the predicted x₀ and maps the result from [-1, 1] to pixels, as <see cref="PreviewRenderer"/> does. With another
+/// the predicted x₀ and maps the result from [-1, 1] to pixels, as the preview renderer (Pipeline/PreviewRenderer) does. With another
 /// 4-channel VAE the colours are only roughly right; the shapes still show.</remarks>
 public static class LatentRgbProjection
 {

@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.Threading.Channels;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;

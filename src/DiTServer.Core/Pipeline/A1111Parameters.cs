@@ -1,7 +1,11 @@
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Imaging;
+using DiTServer.Core.Vae;
 using System.Globalization;
 using DiTServer.Core.Checkpoints;
 
-namespace DiTServer.Core.Sampling;
+namespace DiTServer.Core.Pipeline;
 
 /// <summary>The <c>parameters</c> PNG text chunk in AUTOMATIC1111's infotext format, which its "PNG Info" tab,
 /// ComfyUI, InvokeAI and image browsers already read: the prompt on the first line (here the class name), then

@@ -1,9 +1,12 @@
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Imaging;
+using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Model;
 using DiTServer.Core.Vae;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace DiTServer.Core.Checkpoints;
+namespace DiTServer.Core.Pipeline;
 
 /// <summary>A servable model: the manifest, the DiT with its weights, the VAE (or none for pixel-space models) and class names.</summary>
 public sealed class LoadedModel : IDisposable

@@ -1,10 +1,11 @@
+using DiTServer.Core.Sampling;
 using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using static TorchSharp.torch;
 
-namespace DiTServer.Core.Sampling;
+namespace DiTServer.Core.Pipeline;
 
 /// <summary>Labels + options → PNG images, in one call: sample latents, decode, encode (the `sample` verb's path).</summary>
 public static class ImagePipeline

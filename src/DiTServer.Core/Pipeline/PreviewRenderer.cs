@@ -1,8 +1,12 @@
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Imaging;
+using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace DiTServer.Core.Imaging;
+namespace DiTServer.Core.Pipeline;
 
 /// <summary>A run's predicted x₀ → small 8-bit preview images, cheap enough for the worker thread between steps.</summary>
 /// <remarks>A pixel-space model's x̂₀ is the image itself. A latent model's x̂₀ goes through

@@ -1,8 +1,11 @@
+using DiTServer.Core.Model;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using static TorchSharp.torch;
 
-namespace DiTServer.Core.Vae;
+namespace DiTServer.Core.Pipeline;
 
 /// <summary>Final latents → uint8 pixels: VAE decode of latents / scaling_factor (sample.py), or the samples
 /// themselves for pixel-space models, then the fixtures' pixel rule.</summary>
