@@ -5,6 +5,7 @@ using DiTServer.Api.Http;
 using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
+using DiTServer.Api.OpenApi;
 using DiTServer.Api.Tenants;
 
 // Verbs (sample, train, eval, bench, ...) run as a command-line tool; anything else starts the web host.
@@ -19,7 +20,9 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
     WebRootPath = Path.Combine(AppContext.BaseDirectory, "wwwroot"),
 });
 builder.AddServerLogging();
+builder.AddOpenAIErrorDialect(); // before AddServerObservability's AddProblemDetails: asked first
 builder.AddServerObservability();
+builder.AddServerOpenApi();
 builder.AddClientFaults();
 builder.AddTenants();
 builder.AddDiTServing();
@@ -36,6 +39,7 @@ if (app.PrepareServing() is { } failure)
 }
 app.UseForwardedHeadersWhenConfigured(); // first: everything after sees the client's scheme, host and address
 app.UseServerPipeline();
+app.UseServerOpenApi();
 app.UseDefaultFiles(); // the playground: wwwroot/index.html at /
 app.UseStaticFiles();
 app.MapServerProbes();

@@ -1,3 +1,4 @@
+using DiTServer.Api.Generation;
 using System.Text.Json;
 using DiTServer.Api.Admin;
 

@@ -1,3 +1,4 @@
+using DiTServer.Api.Generation;
 using System.Linq.Expressions;
 using System.Text;
 using DiTServer.Api.Endpoints;

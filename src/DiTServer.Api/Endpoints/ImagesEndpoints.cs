@@ -1,6 +1,7 @@
+using DiTServer.Api.Http;
+using DiTServer.Api.Generation;
 using DiTServer.Core.Pipeline;
 using DiTServer.Api.Observability;
-using DiTServer.Api.OpenApi;
 using DiTServer.Api.Tenants;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;

@@ -1,3 +1,4 @@
+using DiTServer.Api.Generation;
 using DiTServer.Core.Pipeline;
 using DiTServer.Core.Model;
 using DiTServer.Core.Imaging;
@@ -27,7 +28,7 @@ public static class ModelsEndpoints
 
     /// <summary>What a request that names no sampler and no steps gets on this server: <c>default_sampler</c> of
     /// <c>GET /v1/models</c> and that sampler's <c>default_steps</c>. The playground reads them from /v1/models, and
-    /// Swagger's examples and field descriptions from here (<see cref="OpenApi.ServedDefaultsSchemaFilter"/>), so none
+    /// Swagger's examples and field descriptions from here (the ServedDefaultsSchemaFilter of the OpenAPI document), so none
     /// of them writes a default of its own.</summary>
     public static (string Sampler, int Steps) ServedDefault => (SamplerDefaults.Sampler.Name(), SamplerDefaults.Steps(SamplerDefaults.Sampler));
 

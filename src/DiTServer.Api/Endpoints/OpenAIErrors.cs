@@ -1,3 +1,4 @@
+using DiTServer.Api.Generation;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.Metadata;
@@ -16,6 +17,14 @@ public static class OpenAIErrors
     public sealed class Dialect;
 
     /// <summary>Puts the route into OpenAI's error dialect.</summary>
+    /// <summary>Registers the problem writer that speaks OpenAI's error object on the OpenAI-style routes; call it
+    /// before <c>AddProblemDetails</c> (AddServerObservability), so that it is asked first.</summary>
+    public static WebApplicationBuilder AddOpenAIErrorDialect(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<IProblemDetailsWriter, Writer>();
+        return builder;
+    }
+
     public static RouteHandlerBuilder WithOpenAIErrors(this RouteHandlerBuilder route) =>
         route.WithMetadata(new Dialect())
             .AddEndpointFilter(Filter)

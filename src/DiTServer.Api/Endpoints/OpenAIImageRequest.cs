@@ -1,3 +1,4 @@
+using DiTServer.Api.Generation;
 using System.ComponentModel;
 using System.Text.Json;
 using System.Text.Json.Serialization;

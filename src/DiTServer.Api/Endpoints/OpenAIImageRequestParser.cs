@@ -1,3 +1,4 @@
+using DiTServer.Api.Generation;
 using DiTServer.Core.Serving;
 using FluentValidation;
 

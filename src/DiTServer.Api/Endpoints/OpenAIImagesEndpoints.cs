@@ -1,8 +1,9 @@
+using DiTServer.Api.Http;
+using DiTServer.Api.Generation;
 using DiTServer.Core.Pipeline;
 using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
-using DiTServer.Api.OpenApi;
 using DiTServer.Api.Tenants;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;

@@ -1,5 +1,5 @@
+using DiTServer.Api.Generation;
 using System.Text.Json;
-using DiTServer.Api.Endpoints;
 using DiTServer.Core.Serving;
 using FluentValidation;
 

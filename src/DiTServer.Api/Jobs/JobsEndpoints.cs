@@ -1,10 +1,10 @@
+using DiTServer.Api.Http;
+using DiTServer.Api.Generation;
 using DiTServer.Core.Pipeline;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using DiTServer.Api.Endpoints;
 using DiTServer.Api.Observability;
-using DiTServer.Api.OpenApi;
 using DiTServer.Api.Tenants;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;

@@ -1,8 +1,8 @@
+using DiTServer.Api.Generation;
 using DiTServer.Core.Pipeline;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using DiTServer.Api.Endpoints;
 using DiTServer.Core.Checkpoints;
 using Microsoft.AspNetCore.Http.HttpResults;
 

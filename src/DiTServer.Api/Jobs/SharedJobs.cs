@@ -1,9 +1,9 @@
+using DiTServer.Api.Generation;
 using DiTServer.Core.Pipeline;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using DiTServer.Api.Endpoints;
 using DiTServer.Core.Checkpoints;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;

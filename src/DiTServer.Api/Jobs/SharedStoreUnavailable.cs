@@ -12,7 +12,7 @@ public sealed class SharedStoreUnavailableException(string message, Exception? i
 
 public static class SharedStoreUnavailable
 {
-    public const string Title = "Shared job store unavailable";
+    public const string Title = Observability.GenerationMetrics.StoreUnavailableTitle;
 
     /// <summary>503 problem+json with Retry-After (<c>Serving:RetryAfterSeconds</c>).</summary>
     public static ProblemHttpResult Problem(HttpContext http, string detail)

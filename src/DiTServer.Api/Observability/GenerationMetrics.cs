@@ -60,7 +60,7 @@ public sealed class GenerationMetrics(LoadedModel model)
             StatusCodes.Status406NotAcceptable => "not_acceptable",
             StatusCodes.Status429TooManyRequests => "client_limit",
             StatusCodes.Status503ServiceUnavailable when title == QueueFullTitle => "queue_full",
-            StatusCodes.Status503ServiceUnavailable when title == Jobs.SharedStoreUnavailable.Title => "store_unavailable",
+            StatusCodes.Status503ServiceUnavailable when title == StoreUnavailableTitle => "store_unavailable",
             StatusCodes.Status503ServiceUnavailable => "shutting_down",
             < 500 => "bad_request",
             _ => "error",
@@ -70,6 +70,9 @@ public sealed class GenerationMetrics(LoadedModel model)
 
     /// <summary>The title of the 503 for a full queue, the one refusal that is not about the request itself.</summary>
     public const string QueueFullTitle = "Queue full";
+
+    /// <summary>The title of the 503 while the shared job store cannot be reached.</summary>
+    public const string StoreUnavailableTitle = "Shared job store unavailable";
 
     private static string OutcomeOf(Task<GenerationResult> t) =>
         t.IsCompletedSuccessfully ? "ok"

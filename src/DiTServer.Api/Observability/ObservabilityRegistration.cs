@@ -1,17 +1,14 @@
 using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
-using Microsoft.OpenApi;
 using Prometheus;
 
 namespace DiTServer.Api.Observability;
 
-/// <summary>Problem details, health checks, Prometheus and Swagger: everything around the endpoints.</summary>
+/// <summary>Problem details, health checks and Prometheus: everything around the endpoints (Swagger: <c>OpenApi/</c>).</summary>
 public static class ObservabilityRegistration
 {
     public static WebApplicationBuilder AddServerObservability(this WebApplicationBuilder builder)
     {
-        // Before AddProblemDetails, so it is asked first: on the OpenAI-style routes errors are OpenAI's error object.
-        builder.Services.AddSingleton<IProblemDetailsWriter, DiTServer.Api.Endpoints.OpenAIErrors.Writer>();
         builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
         {
             ctx.ProblemDetails.Extensions["requestId"] = ctx.HttpContext.TraceIdentifier;
@@ -21,21 +18,6 @@ public static class ObservabilityRegistration
         builder.Services.AddSingleton<GenerationMetrics>();
         ConfigureExportedMeters();
         builder.Services.AddHealthChecks().AddCheck<ReadinessCheck>("model", tags: ["ready"]);
-        builder.Services.AddEndpointsApiExplorer();
-        builder.Services.AddSwaggerGen(c =>
-        {
-            c.SwaggerDoc("v1", new OpenApiInfo
-            {
-                Title = "DiTServer",
-                Version = "v1",
-                Description = "Class-conditional image generation with a Diffusion Transformer, batched per denoising step.",
-            });
-            c.OperationFilter<DiTServer.Api.OpenApi.RequestBodyFilter>();
-            c.SchemaFilter<DiTServer.Api.OpenApi.ClassLabelSchemaFilter>();
-            c.SchemaFilter<DiTServer.Api.OpenApi.ServedDefaultsSchemaFilter>();
-            c.AddSecurityDefinition(DiTServer.Api.OpenApi.AdminBearer.Scheme, DiTServer.Api.OpenApi.AdminBearer.Definition());
-            c.OperationFilter<DiTServer.Api.OpenApi.AdminBearerFilter>();
-        });
         return builder;
     }
 
@@ -64,15 +46,13 @@ public static class ObservabilityRegistration
     public static bool IsExportedMeter(string meterName) =>
         !meterName.StartsWith("Private.", StringComparison.OrdinalIgnoreCase) && meterName != "System.Runtime";
 
-    /// <summary>Errors as problem+json, request logging, Swagger UI at /swagger.</summary>
+    /// <summary>Errors as problem+json, request logging.</summary>
     public static WebApplication UseServerPipeline(this WebApplication app)
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseServerRequestLogging();
         app.UseClientFaults(); // inside the request logging: a client fault is logged as a plain 4xx line
-        app.UseSwagger();
-        app.UseSwaggerUI(o => o.UseRequestInterceptor(DiTServer.Api.OpenApi.SwaggerAccept.Interceptor)); // /swagger
         return app;
     }
 

@@ -1,5 +1,4 @@
 using DiTServer.Core.Serving;
-using DiTServer.Api.Hosting;
 using Microsoft.Extensions.Options;
 using Prometheus;
 
@@ -8,7 +7,7 @@ namespace DiTServer.Api.Observability;
 /// <summary>The engine's Prometheus metrics (scraped at <c>/metrics</c>); each device's worker reports through its own
 /// <see cref="IServingObserver"/> (<see cref="ForDevice"/>), whose series carry a <c>device</c> label. Request counts
 /// and latencies are <see cref="GenerationMetrics"/>'s.</summary>
-public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObserver
+public sealed class ServingMetrics(IReadOnlyList<string> servedDevices) : IServingObserver
 {
     private static readonly string[] DeviceLabel = ["device"];
     private static readonly Gauge QueueDepth = Metrics.CreateGauge("dit_queue_depth", "Requests waiting in the queue");
@@ -34,7 +33,7 @@ public sealed class ServingMetrics(IOptions<DiTOptions> options) : IServingObser
     public void Queued(int depth) => QueueDepth.Set(depth);
 
 
-    private readonly Lazy<DeviceMetrics> first = new(() => new DeviceMetrics(DeviceLabels.Of(options.Value.ServedDevices)[0]));
+    private readonly Lazy<DeviceMetrics> first = new(() => new DeviceMetrics(DeviceLabels.Of(servedDevices)[0]));
 
     /// <summary>The observer of one device's worker: its series carry <c>device="<paramref name="label"/>"</c>.</summary>
     public IServingObserver ForDevice(string label) => new DeviceMetrics(label);

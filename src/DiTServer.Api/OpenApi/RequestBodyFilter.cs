@@ -1,26 +1,10 @@
 using System.Text.Json.Nodes;
 using DiTServer.Api.Endpoints;
+using DiTServer.Api.Http;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace DiTServer.Api.OpenApi;
-
-/// <summary>What an endpoint's JSON body looks like, for the OpenAPI document only.</summary>
-/// <remarks>Our handlers read their bodies themselves (one parser gives every field its own message), so the framework
-/// cannot infer a body. <c>Accepts&lt;T&gt;</c> would document it but also makes routing answer a bare 415 before the
-/// handler can explain, so the type travels as plain metadata instead.</remarks>
-/// <param name="Examples">More named examples beside <paramref name="Example"/> (Swagger UI's example menu), e.g. one
-/// per sampler.</param>
-public sealed record DocumentedBody(Type Type, string Example, string Description, bool Required = true,
-    IReadOnlyList<(string Name, string Summary, string Json)>? Examples = null);
-
-public static class DocumentedBodyExtensions
-{
-    /// <summary>Documents the JSON body as <typeparamref name="T"/> with an example that "Try it out" sends as is.</summary>
-    public static RouteHandlerBuilder WithJsonBody<T>(this RouteHandlerBuilder route, string example, string description, bool required = true,
-        IReadOnlyList<(string Name, string Summary, string Json)>? examples = null) =>
-        route.WithMetadata(new DocumentedBody(typeof(T), example, description, required, examples));
-}
 
 /// <summary>Turns <see cref="DocumentedBody"/> into the operation's request body (schema and example), and lists both
 /// 200 representations of <c>POST /v1/images</c> (PNG bytes and JSON).</summary>

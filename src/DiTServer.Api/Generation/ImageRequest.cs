@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>The body of <c>POST /v1/images</c>: System.Text.Json reads it (<see cref="JsonContract{T}"/>),
 /// <see cref="ImageRequestValidator"/> checks it, and Swagger documents it.</summary>
@@ -56,7 +56,7 @@ public record ImageRequest
 }
 
 /// <summary>The body of <c>POST /v1/jobs</c>: the images body plus <c>preview_every</c>, checked by
-/// <see cref="Jobs.JobRequestValidator"/>.</summary>
+/// Jobs/JobRequestValidator.</summary>
 public sealed record JobRequest : ImageRequest
 {
     public new const string Example = """{"class_label": 3, "num_images": 2, "steps": 50, "cfg_scale": 4.0, "seed": 42, "preview_every": 10}""";

@@ -6,7 +6,7 @@ using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Net.Http.Headers;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>What <c>/v1/images</c>, <c>/v1/jobs/{id}/result</c> and the OpenAI facade share: content negotiation,
 /// and turning finished images into the PNG (one image or a grid) or JSON answer.</summary>

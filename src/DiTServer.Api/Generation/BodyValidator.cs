@@ -4,7 +4,7 @@ using System.Text.Json;
 using FluentValidation;
 using FluentValidation.Results;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>The rules of a JSON request record (<see cref="JsonContract{T}"/>): every error is keyed by its JSON field
 /// name, and a field whose value was of the wrong type is told so in the field's own words, in rule order.</summary>

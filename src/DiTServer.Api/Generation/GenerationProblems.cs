@@ -2,7 +2,7 @@ using System.Globalization;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>The problem answers every generation route shares (<c>/v1/images</c>, <c>/v1/jobs</c>,
 /// <c>/v1/images/generations</c>, whose filter turns them into OpenAI's error object): a refusal at the queue, a

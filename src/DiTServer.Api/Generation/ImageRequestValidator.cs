@@ -5,7 +5,7 @@ using DiTServer.Core.Sampling.Solvers;
 using DiTServer.Core.Serving;
 using FluentValidation;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>The rules of <see cref="ImageRequest"/> for one model: ranges, names, and the cross-field rules of the sampler
 /// options, each refused where it means nothing so that a typo'd sampler cannot hide it. Rules run, and errors are

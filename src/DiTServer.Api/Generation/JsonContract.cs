@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>How one endpoint words the mistakes of a body as a whole (the per-field ones are its validator's).</summary>
 /// <param name="Empty">The answer to an empty body.</param>

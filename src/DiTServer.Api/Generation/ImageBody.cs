@@ -4,7 +4,7 @@ using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>Reads the <c>POST /v1/images</c> body (also the body of <c>POST /v1/jobs</c>): 415 for a non-JSON
 /// content type, 413 for a body over <c>Serving:MaxBodyBytes</c> (<see cref="RequestBody"/>), 400 for any invalid field.</summary>

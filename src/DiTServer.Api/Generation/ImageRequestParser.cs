@@ -3,7 +3,7 @@ using DiTServer.Core.Sampling;
 using DiTServer.Core.Sampling.Solvers;
 using DiTServer.Core.Serving;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>The body of <c>POST /v1/images</c>: read as an <see cref="ImageRequest"/> (<see cref="JsonContract{T}"/>),
 /// checked by <see cref="ImageRequestValidator"/>, and turned into the <see cref="GenerationParameters"/> it asks for.</summary>

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace DiTServer.Api.Endpoints;
+namespace DiTServer.Api.Generation;
 
 /// <summary>The JSON answer of <c>POST /v1/images</c> (<c>Accept: application/json</c>): every image its own PNG.</summary>
 public sealed record ImagesResponse(
