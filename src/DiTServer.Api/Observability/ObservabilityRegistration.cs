@@ -34,6 +34,7 @@ public static class ObservabilityRegistration
             c.SchemaFilter<DiTServer.Api.OpenApi.ClassLabelSchemaFilter>();
             c.AddSecurityDefinition(DiTServer.Api.OpenApi.AdminBearer.Scheme, DiTServer.Api.OpenApi.AdminBearer.Definition());
             c.OperationFilter<DiTServer.Api.OpenApi.AdminBearerFilter>();
+            c.DocumentFilter<DiTServer.Api.OpenApi.UnusedAdminBearerFilter>();
         });
         return builder;
     }
