@@ -57,7 +57,8 @@ public sealed class RedisOutageTests
             {
                 Assert.True(waited.Elapsed < TimeSpan.FromMinutes(1), "sharing did not recover within a minute of Redis coming back");
                 var create = await a.PostAsync("/v1/jobs", JobsTestClient.Json(Small));
-                Assert.True((int)create.StatusCode < 500 || create.StatusCode == HttpStatusCode.ServiceUnavailable, $"POST after recovery: {create.StatusCode}");
+                Assert.True((int)create.StatusCode < 500 || create.StatusCode == HttpStatusCode.ServiceUnavailable,
+                    $"POST after recovery: {create.StatusCode}");
                 if (create.StatusCode != HttpStatusCode.Accepted) { await Task.Delay(100); continue; }
                 string id = JsonDocument.Parse(await create.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
                 for (int i = 0; i < 20 && !seen; i++)
