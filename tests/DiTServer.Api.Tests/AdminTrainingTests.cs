@@ -217,10 +217,18 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         var running = Enumerable.Range(0, 4).Select(_ => client.PostAsync("/v1/images", Json(body))).ToList();
         await server.WaitFor(s => s.ActiveRequests + s.QueueDepth == 4, "all four requests accepted");
         await server.StepUntil(s => s.ActiveRequests == 4, "all four requests running");
-        var activating = client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
-        await Task.Delay(200); // lets the activation reach the engine while the four still run (if it comes later, they have simply finished)
+        // Two activations of the same job: the engine takes one swap at a time, so whichever reaches it second is refused
+        // (409, "still in progress") while the other waits for the four, which the closed gate keeps running. That
+        // refusal is the proof that a swap is pending while they run; no sleep, no assumption about speed.
+        var attempts = new[] { Activate(client, id), Activate(client, id) };
+        var refused = await await Task.WhenAny(attempts);
+        var pending = attempts.Single(a => a.Status != TaskStatus.RanToCompletion || a.Result != refused);
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Contains("still in progress", await refused.Content.ReadAsStringAsync());
+        Assert.False(pending.IsCompleted, "the activation finished while the four requests were still held");
+        Assert.Equal(4, server.Engine.Snapshot().ActiveRequests);
         gate.Open();
-        var activation = await activating;
+        var activation = await pending;
         Assert.Equal(HttpStatusCode.OK, activation.StatusCode);
         foreach (var r in running)
         {
@@ -232,6 +240,8 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         var after = await (await client.PostAsync("/v1/images", Json(body))).Content.ReadAsByteArrayAsync();
         Assert.NotEqual(before, after);
     }
+
+    private static Task<HttpResponseMessage> Activate(HttpClient client, string id) => client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
 
     [Fact]
     public async Task Activating_a_different_architecture_is_409()

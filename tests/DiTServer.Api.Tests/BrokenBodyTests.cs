@@ -6,7 +6,7 @@ namespace DiTServer.Api.Tests;
 /// <summary>Broken bodies on raw sockets against the real server (Kestrel parses the framing; WebApplicationFactory's
 /// test server has none): every POST endpoint, admin included, answers 400 malformed, 408 too slow, 413 too large as
 /// problem+json (OpenAI's error object on the OpenAI-style route), never 500, and logs one warning line per fault, no stack trace.</summary>
-public sealed class BrokenBodyTests(BrokenBodyTests.Server server) : IClassFixture<BrokenBodyTests.Server>
+public sealed partial class BrokenBodyTests(BrokenBodyTests.Server server) : IClassFixture<BrokenBodyTests.Server>
 {
     /// <summary>One child server for the class, with a 2 s body timeout and the admin API on.</summary>
     public sealed class Server : IAsyncLifetime
@@ -19,6 +19,9 @@ public sealed class BrokenBodyTests(BrokenBodyTests.Server server) : IClassFixtu
         {
             var settings = TrainingShutdown.Settings(root, side: 28, classes: 10);
             settings["RequestBody__Timeout"] = "00:00:02";
+            // One request line per request ("HTTP POST /v1/images responded 400"): the tests wait for those lines
+            // instead of sleeping until the log has caught up.
+            settings["Serilog__MinimumLevel__Default"] = "Information";
             Child = await ChildServer.StartAsync(Path.Combine(RepositoryPaths.Root, "models", "dit-fashion-mnist"), settings, TimeSpan.FromMinutes(1));
         }
 
@@ -27,7 +30,23 @@ public sealed class BrokenBodyTests(BrokenBodyTests.Server server) : IClassFixtu
             await Child.DisposeAsync();
             Directory.Delete(root, recursive: true);
         }
+
+        /// <summary>Reads the child's log until <paramref name="done"/> holds (its lines come through a pipe); the
+        /// minute's limit only turns a line that never comes into a failure instead of a hang.</summary>
+        public async Task<List<string>> WaitForLog(Func<List<string>, bool> done, string what, int skip = 0)
+        {
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); ; await Task.Delay(20))
+            {
+                var lines = File.ReadAllLines(Child.LogPath).ToList();
+                if (done(lines)) return lines.Skip(skip).ToList();
+                if (waited.Elapsed > TimeSpan.FromMinutes(1))
+                    throw new TimeoutException($"the log never showed {what}; last lines:\n{string.Join("\n", lines.TakeLast(20))}");
+            }
+        }
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"HTTP POST /v1/\S+ responded \d+")]
+    private static partial System.Text.RegularExpressions.Regex RequestLine();
 
     private static readonly string[] Reading = ["/v1/images", "/v1/jobs", "/v1/images/generations", "/v1/admin/training/jobs"];
 
@@ -80,8 +99,11 @@ public sealed class BrokenBodyTests(BrokenBodyTests.Server server) : IClassFixtu
             })
                 await BadInputFuzzer.SendRawAsync(server.Child.Address, c, TimeSpan.FromSeconds(20));
         }
-        await Task.Delay(1000); // the server notices the closed connection, the log lines come through a pipe
-        var log = File.ReadAllLines(server.Child.LogPath).Skip(before).ToList();
+        // Each abandoned request ends on the server with its request line, after its fault line: wait for all eight.
+        int abandoned = Reading.Length * 2;
+        var log = await server.WaitForLog(l => l.Skip(before).Count(line => RequestLine().IsMatch(line)) >= abandoned,
+            $"{abandoned} request lines for the abandoned bodies", before);
+        Assert.Equal(abandoned, log.Count(l => l.Contains("Client fault 400 on POST") || l.Contains("Client closed the connection during POST")));
         Assert.DoesNotContain(log, l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
         Assert.DoesNotContain(log, l => l.Contains(" ERR]") || l.Contains(" FTL]"));
         Assert.Equal(System.Net.HttpStatusCode.OK, (await server.Child.Client.GetAsync("/health/ready")).StatusCode);
@@ -112,8 +134,10 @@ public sealed class BrokenBodyTests(BrokenBodyTests.Server server) : IClassFixtu
         var report = await BadInputFuzzer.RunRawAsync(server.Child.Address, cases, parallelism: 8, TimeSpan.FromSeconds(30));
         Assert.True(report.Violations == 0, $"{report.Violations} violations:\n{string.Join("\n", report.Failures)}");
         Assert.Equal(0, report.Status5xx);
-        await Task.Delay(500); // the child's log lines arrive through a pipe
-        var log = File.ReadAllLines(server.Child.LogPath);
+        // The log arrives through a pipe, in order: once a request sent after the fuzz has its line, the fuzz's are there.
+        var sentinel = $"/sentinel-{Guid.NewGuid():N}";
+        await server.Child.Client.GetAsync(sentinel);
+        var log = await server.WaitForLog(l => l.Any(line => line.Contains($"GET {sentinel} responded")), "the sentinel request's line");
         Assert.DoesNotContain(log, l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
         Assert.DoesNotContain(log, l => l.Contains(" ERR]") || l.Contains(" FTL]"));
         Assert.Contains(log, l => l.Contains("Client fault 400"));

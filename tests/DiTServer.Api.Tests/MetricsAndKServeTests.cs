@@ -3,6 +3,9 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using DiTServer.Core.Sampling;
+using DiTServer.Core.Serving;
+using Microsoft.Extensions.DependencyInjection;
 using static DiTServer.Api.Tests.JobsTestClient;
 
 namespace DiTServer.Api.Tests;
@@ -84,16 +87,45 @@ public sealed class MetricsAndKServeTests(MetricsAndKServeTests.Server server) :
     }
 
     [Fact]
-    public async Task KServe_model_ready_is_400_before_warm_up()
+    public async Task KServe_model_ready_is_400_until_warm_up_finishes()
     {
-        // No warm-up: the engine is never marked ready, so readiness must say so (KServe's "not ready" is 400).
-        using var cold = new ServerFactory(("Serving:WarmUp", "false"));
+        // The warm-up generation is held inside its first forward: the server is loaded but not ready, and both
+        // readiness routes must say so (KServe's "not ready" is 400); once the warm-up is let go, both turn ready.
+        var warmUp = new HeldForwards();
+        using var cold = new ServerFactory { ConfigureServices = s => s.AddSingleton<IRunnerFaultInjector>(warmUp) };
         var c = cold.CreateClient();
-        var model = JsonDocument.Parse(await c.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0].GetProperty("name").GetString();
-        var health = await c.GetAsync("/health/ready");
-        var ready = await c.GetAsync($"/v2/models/{model}/ready");
-        Assert.Equal(health.IsSuccessStatusCode, ready.IsSuccessStatusCode); // one readiness, two spellings
-        if (!health.IsSuccessStatusCode) Assert.Equal(HttpStatusCode.BadRequest, ready.StatusCode);
+        try
+        {
+            var model = JsonDocument.Parse(await c.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0].GetProperty("name").GetString();
+            Assert.True(warmUp.Entered.Wait(TimeSpan.FromSeconds(60)), "the warm-up never reached its first forward");
+            Assert.False(cold.Engine.Ready);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await c.GetAsync("/health/ready")).StatusCode);
+            Assert.Equal(HttpStatusCode.BadRequest, (await c.GetAsync($"/v2/models/{model}/ready")).StatusCode);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await c.GetAsync("/v2/health/ready")).StatusCode);
+
+            warmUp.Release.Set();
+            await cold.WaitFor(s => s.Ready, "warm-up");
+            Assert.Equal(HttpStatusCode.OK, (await c.GetAsync("/health/ready")).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await c.GetAsync($"/v2/models/{model}/ready")).StatusCode);
+        }
+        finally
+        {
+            warmUp.Release.Set(); // a held worker would hold the host's shutdown
+        }
+    }
+
+    /// <summary>Holds the worker inside a forward until <see cref="Release"/> is set: the warm-up, the first thing the
+    /// worker runs, cannot finish before the test lets it, on any machine.</summary>
+    private sealed class HeldForwards : IRunnerFaultInjector
+    {
+        public ManualResetEventSlim Entered { get; } = new();
+        public ManualResetEventSlim Release { get; } = new();
+
+        public void OnForward(SamplingRun run, TorchSharp.torch.Tensor output)
+        {
+            Entered.Set();
+            Release.Wait();
+        }
     }
 
     private static async Task<string> Eventually(Func<Task<string>> read, Func<string, bool> done, double seconds = 20)

@@ -103,6 +103,25 @@ public class ModelsPullTests : IAsyncLifetime
         Assert.Equal(1, rangeRequests);
     }
 
+    [Fact]
+    public async Task A_failed_pull_leaves_no_empty_folder_but_keeps_a_partial_file_to_resume()
+    {
+        // A 404: nothing was written, so the model folder this pull created goes again.
+        var (code, _, stderr) = await Pull("missing", "--sha256", $"DiT-XL-2-256x256.pt={Sha}", "--attempts", "1");
+        Assert.NotEqual(0, code);
+        Assert.Contains("404", stderr);
+        Assert.False(Directory.Exists(Path.Combine(root, "dit-xl-2-256")), "an empty model folder was left behind");
+
+        // The connection drops halfway and no retry is allowed: the half file stays for the next pull to resume.
+        (code, _, stderr) = await Pull("flaky", "--sha256", $"DiT-XL-2-256x256.pt={Sha}", "--attempts", "1");
+        Assert.NotEqual(0, code);
+        Assert.True(File.Exists(Target + ".partial"), stderr);
+        (code, _, stderr) = await Pull("flaky", "--sha256", $"DiT-XL-2-256x256.pt={Sha}", "--attempts", "1");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(weights, File.ReadAllBytes(Target));
+        Assert.Equal(1, rangeRequests);
+    }
+
     [Theory]
     [InlineData(new[] { "models", "pull", "DiT-XL/2-256" }, "no SHA-256 for DiT-XL-2-256x256.pt")]
     [InlineData(new[] { "models", "pull", "DiT-XL/3-256", "--sha256", "x=1" }, "unknown model")]

@@ -68,6 +68,18 @@ public sealed class OpenApiDocumentTests : IDisposable
             }
     }
 
+    [Fact]
+    public async Task Without_an_admin_key_the_document_declares_no_security_scheme()
+    {
+        // Swagger UI shows "Authorize" whenever the document has a security scheme; without a key there is nothing to unlock.
+        using var factory = new ServerFactory(("Serving:WarmUp", "false"));
+        var doc = JsonDocument.Parse(await factory.CreateClient().GetStringAsync("/swagger/v1/swagger.json")).RootElement;
+        bool declared = doc.TryGetProperty("components", out var components) && components.TryGetProperty("securitySchemes", out var schemes)
+            && schemes.TryGetProperty("adminBearer", out _);
+        Assert.False(declared, "adminBearer is declared although no admin route is mapped");
+        Assert.DoesNotContain(doc.GetProperty("paths").EnumerateObject(), p => p.Name.StartsWith("/v1/admin/", StringComparison.Ordinal));
+    }
+
     private static JsonElement Resolve(JsonElement doc, JsonElement schema)
     {
         if (!schema.TryGetProperty("$ref", out var reference)) return schema;

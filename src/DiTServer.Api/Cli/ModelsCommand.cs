@@ -63,16 +63,25 @@ public static class ModelsCommand
                 throw new UsageException($"--base-url '{root}' is not an http(s) URL");
 
             string folder = Path.Combine(parse.GetValue(output)!, entry.Folder);
+            var created = FoldersToCreate(folder);
             using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
-            foreach (var file in entry.Files)
+            try
             {
-                var url = new Uri(rootUri, file);
-                string destination = Path.Combine(folder, file);
-                Task Download(IProgress<(long, long?)> progress) =>
-                    WeightsDownload.DownloadAsync(http, url, destination, checksums[file], progress, tries, cancel, TimeSpan.FromSeconds(delay));
-                if (!Console.IsErrorRedirected && ReferenceEquals(stderr, Console.Error)) await WithProgressBar(file, Download);
-                else await Download(new ProgressLines(stderr, file));
-                stdout.WriteLine($"{destination}\tsha256 {checksums[file]} verified");
+                foreach (var file in entry.Files)
+                {
+                    var url = new Uri(rootUri, file);
+                    string destination = Path.Combine(folder, file);
+                    Task Download(IProgress<(long, long?)> progress) =>
+                        WeightsDownload.DownloadAsync(http, url, destination, checksums[file], progress, tries, cancel, TimeSpan.FromSeconds(delay));
+                    if (!Console.IsErrorRedirected && ReferenceEquals(stderr, Console.Error)) await WithProgressBar(file, Download);
+                    else await Download(new ProgressLines(stderr, file));
+                    stdout.WriteLine($"{destination}\tsha256 {checksums[file]} verified");
+                }
+            }
+            catch
+            {
+                RemoveIfEmpty(created);
+                throw;
             }
             if (entry.Manifest is { } manifest)
             {
@@ -83,6 +92,25 @@ public static class ModelsCommand
             return CommandLine.ExitOk;
         }));
         return new Command("models", "Released weights") { pull };
+    }
+
+    /// <summary>The folders, innermost first, that writing into <paramref name="folder"/> will create.</summary>
+    private static List<string> FoldersToCreate(string folder)
+    {
+        var missing = new List<string>();
+        for (var dir = new DirectoryInfo(Path.GetFullPath(folder)); dir is not null && !dir.Exists; dir = dir.Parent) missing.Add(dir.FullName);
+        return missing;
+    }
+
+    /// <summary>After a failed pull: removes the folders this pull created while they hold nothing, so a failure leaves
+    /// no empty model folder behind. A folder that holds a <c>.partial</c> file stays: the next pull resumes it.</summary>
+    private static void RemoveIfEmpty(List<string> created)
+    {
+        foreach (var dir in created)
+        {
+            if (!Directory.Exists(dir) || Directory.EnumerateFileSystemEntries(dir).Any()) return;
+            Directory.Delete(dir);
+        }
     }
 
     private static Dictionary<string, string> ParseChecksums(IEnumerable<string> values)

@@ -28,3 +28,16 @@ public sealed class AdminBearerFilter : IOperationFilter
         operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(AdminBearer.Scheme, context.Document)] = [] });
     }
 }
+
+/// <summary>Drops the admin scheme from the document when no operation requires it: without an admin key the
+/// /v1/admin routes are not mapped, and Swagger UI would otherwise show an "Authorize" button that unlocks nothing.</summary>
+public sealed class UnusedAdminBearerFilter : IDocumentFilter
+{
+    public void Apply(OpenApiDocument document, DocumentFilterContext context)
+    {
+        bool used = document.Paths.Values
+            .SelectMany(path => path.Operations?.Values ?? Enumerable.Empty<OpenApiOperation>())
+            .Any(operation => operation.Security?.Any(requirement => requirement.Keys.Any(s => s.Reference?.Id == AdminBearer.Scheme)) == true);
+        if (!used) document.Components?.SecuritySchemes?.Remove(AdminBearer.Scheme);
+    }
+}

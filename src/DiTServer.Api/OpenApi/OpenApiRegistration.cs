@@ -22,6 +22,7 @@ public static class OpenApiRegistration
             c.SchemaFilter<ServedDefaultsSchemaFilter>();
             c.AddSecurityDefinition(AdminBearer.Scheme, AdminBearer.Definition());
             c.OperationFilter<AdminBearerFilter>();
+            c.DocumentFilter<UnusedAdminBearerFilter>();
         });
         return builder;
     }
