@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The conditioning-variant study of README: the paper's four designs (Section 3.2) trained on Fashion-MNIST with the
+# The conditioning-variant study of docs/training.md: the paper's four designs (Section 3.2) trained on Fashion-MNIST with the
 # same size, data, steps and seed, then each scored by `eval`. Usage: tools/variant-study.sh <out-dir> [steps]
 # Build first: dotnet build src/DiTServer.Api -c Release (the script copies the binaries so rebuilding does not
 # disturb a running study).

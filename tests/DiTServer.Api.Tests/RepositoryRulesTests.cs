@@ -25,6 +25,17 @@ public class RepositoryRulesTests
             string.Join("\n", offenders.Take(20)));
     }
 
+    // The README is a front page (issue 21): what the server is, how to run and test it, one request, the clients and
+    // links. Reference text belongs in docs/, where it had grown to 590 lines before.
+    private const int MaxReadmeLines = 200;
+
+    [Fact]
+    public void README_is_a_front_page_of_at_most_200_lines()
+    {
+        int lines = File.ReadAllLines(Path.Combine(RepositoryPaths.Root, "README.md")).Length;
+        Assert.True(lines <= MaxReadmeLines, $"README.md has {lines} lines (at most {MaxReadmeLines}): move reference text to docs/");
+    }
+
     /// <summary>Every *.cs file under the repository root, except build outputs (any bin or obj folder).</summary>
     private static IEnumerable<string> SourceFiles() =>
         Directory.EnumerateFiles(RepositoryPaths.Root, "*.cs", SearchOption.AllDirectories)

@@ -18,7 +18,7 @@ public sealed class PythonTorchFactAttribute : FactAttribute
     }
 }
 
-/// <summary>The README's `.pt` claims, checked against a real PyTorch (Debian's python3-torch): the export's `.pt` is
+/// <summary>The `.pt` claims of docs/models.md, checked against a real PyTorch (Debian's python3-torch): the export's `.pt` is
 /// read by Python's <c>torch.load</c> with every tensor equal, and a state dict written by <c>torch.save</c> in Python
 /// loads strictly here with every tensor equal.</summary>
 public class PyTorchInteropTests : IDisposable

@@ -33,7 +33,7 @@ public static class CommandLine
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
     }
 
-    /// <summary>Every verb; also what the documented-commands test parses README commands against.</summary>
+    /// <summary>Every verb; also what the documented-commands test parses the commands of README and docs/ against.</summary>
     public static RootCommand Root(TextWriter stdout, TextWriter stderr) =>
         new("DiTServer: Diffusion Transformer inference from the command line")
         {
