@@ -1,3 +1,4 @@
+using DiTServer.Core.Pipeline;
 using System.Globalization;
 using System.Text.Json;
 using DiTServer.Core.Checkpoints;
