@@ -70,7 +70,8 @@ public sealed class FaultTests
     public async Task Twenty_clients_disconnecting_mid_generation_free_their_slots_and_leak_no_tensors()
     {
         // 20 guided 1000-step requests: 16 fit the 32-row batch, 4 wait in the queue.
-        using var factory = new ServerFactory(("Serving:MaxBatchRows", "32"), ("Serving:QueueCapacity", "32"));
+        // One test client stands for the twenty: its share of places must hold them all.
+        using var factory = new ServerFactory(("Serving:MaxBatchRows", "32"), ("Serving:QueueCapacity", "32"), ("Serving:MaxQueuedRequestsPerClient", "32"));
         var client = factory.CreateClient();
         await factory.WaitFor(s => s.Ready, "warm-up");
         // A first cancelled 1000-step request builds the respaced tables for 1000 steps (cached for good) before the baseline.

@@ -23,6 +23,8 @@ public sealed class ShutdownTests
             ["Serving__MaxBatchRows"] = "4",
             ["Serving__MaxImagesPerRequest"] = "2",
             ["Serving__QueueCapacity"] = "16",
+            // All requests come from one address and arrive together: its share of places must hold them all.
+            ["Serving__MaxQueuedRequestsPerClient"] = "16",
             ["Serving__IntraOpThreads"] = "1",
         };
         foreach (var (k, v) in more) settings[k] = v;

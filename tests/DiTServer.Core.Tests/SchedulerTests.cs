@@ -459,10 +459,12 @@ public class SchedulerTests
         Assert.All(rows.Values, r => Assert.InRange(r, 0.8 * mean, 1.2 * mean));
     }
 
-    [Fact]
-    public void A_client_of_weight_two_gets_about_twice_the_rows_of_a_client_of_weight_one()
+    [Theory]
+    [InlineData(16)] // one heavy run fills a forward
+    [InlineData(32)] // the default: two heavy runs share each forward
+    public void A_client_of_weight_two_gets_about_twice_the_rows_of_a_client_of_weight_one(int maxBatchRows)
     {
-        var scheduler = Make(maxBatchRows: 16, maxRunningRows: 64, capacity: 1000);
+        var scheduler = Make(maxBatchRows: maxBatchRows, maxRunningRows: 4 * maxBatchRows, capacity: 1000);
         Enqueue(scheduler, Enumerable.Range(0, 4).Select(_ => Tenant("gold", 8, steps: 1000, weight: 2)).ToArray());
         Enqueue(scheduler, Enumerable.Range(0, 4).Select(_ => Tenant("basic", 8, steps: 1000)).ToArray());
         var rows = new Dictionary<string, int> { ["gold"] = 0, ["basic"] = 0 };

@@ -18,7 +18,10 @@ internal static class SamplerPlot
         string Series(string[] r) => S(r, "extra") is { Length: > 0 } extra ? $"{S(r, "sampler")} {S(r, "spacing")} + {extra}"
             : S(r, "spacing") is { Length: > 0 } spacing ? $"{S(r, "sampler")} {spacing}" : S(r, "sampler");
 
-        var panels = new List<(string, string)> { ("fid", "FID on CNN features (lower is better)"), ("accuracy", "classifier accuracy on samples (higher is better)") };
+        var panels = new List<(string, string)>
+        {
+            ("fid", "FID on CNN features (lower is better)"), ("accuracy", "classifier accuracy on samples (higher is better)"),
+        };
         if (intervals) panels.AddRange([("precision", "precision, k = 3 (higher is better)"), ("recall", "recall, k = 3 (higher is better)")]);
         var plots = new List<ScottPlot.Plot>();
         foreach (var (column, label) in panels)
@@ -35,7 +38,8 @@ internal static class SamplerPlot
                 if (intervals)
                     foreach (var r in points)
                     {
-                        var bar = plot.Add.Line(Math.Log10(D(r, "model_calls")), D(r, column + "_low"), Math.Log10(D(r, "model_calls")), D(r, column + "_high"));
+                        double x = Math.Log10(D(r, "model_calls"));
+                        var bar = plot.Add.Line(x, D(r, column + "_low"), x, D(r, column + "_high"));
                         bar.Color = scatter.Color;
                         bar.LineWidth = 2;
                     }

@@ -30,7 +30,10 @@ public static class EvalCommand
         var seedSets = new Option<int>("--seed-sets") { Description = $"Seed sets of --per-class samples per class; set j starts at seed " +
             $"--seed + {GeneratedSampleEvaluation.SeedSetStride}·j", DefaultValueFactory = _ => 1 };
         var saveSamples = new Option<string?>("--save-samples") { Description = "Also write each seed set's images and labels (IDX files) to this folder" };
-        var sampleOnly = new Option<bool>("--sample-only") { Description = "With --save-samples: write the seed sets and stop (judge them later with --samples)" };
+        var sampleOnly = new Option<bool>("--sample-only")
+        {
+            Description = "With --save-samples: write the seed sets and stop (judge them later with --samples)",
+        };
         var samples = new Option<string?>("--samples") { Description = "Judge the seed sets that --save-samples wrote to this folder instead of sampling" };
         var resamples = new Option<int>("--bootstrap") { Description = "Bootstrap resamples of each 95% interval",
             DefaultValueFactory = _ => Bootstrap.DefaultResamples };
@@ -116,21 +119,26 @@ public static class EvalCommand
             int generated = sampleSets.Sum(x => x.Count);
             string interval = options.GuidanceInterval is { } gi ? $", guidance interval {gi}" : "";
             string thresholding = options.Thresholding ? ", dynamic thresholding" : "";
-            string speed = r.GenerationSeconds > 0 ? $"{r.GenerationSeconds:F0} s to generate, {generated / r.GenerationSeconds:F2} images/s" : "read from files";
+            string speed = r.GenerationSeconds > 0
+                ? $"{r.GenerationSeconds:F0} s to generate, {generated / r.GenerationSeconds:F2} images/s"
+                : "read from files";
             stdout.WriteLine(string.Create(inv,
                 $"model {loaded.Name}: {SampleCommand.Describe(options)} {options.Steps} steps, cfg {options.CfgScale}{interval}{thresholding}, seed " +
                 $"{options.Seed}, {n} samples per class, {sets} seed set(s) ({speed})"));
-            static string Ci(Estimate e, string f) => string.Create(CultureInfo.InvariantCulture,
-                $"{e.Value.ToString(f, CultureInfo.InvariantCulture)} [{e.Low.ToString(f, CultureInfo.InvariantCulture)}, {e.High.ToString(f, CultureInfo.InvariantCulture)}]");
-            stdout.WriteLine($"| metric ({(sets > 1 ? "seed sets pooled" : "one seed set")}) | value [95% bootstrap interval, {parse.GetValue(resamples)} resamples] |");
+            static string Ci(Estimate e, string f) =>
+                $"{e.Value.ToString(f, CultureInfo.InvariantCulture)} [{e.Low.ToString(f, CultureInfo.InvariantCulture)}, " +
+                $"{e.High.ToString(f, CultureInfo.InvariantCulture)}]";
+            stdout.WriteLine($"| metric ({(sets > 1 ? "seed sets pooled" : "one seed set")}) | value [95% bootstrap interval, " +
+                $"{parse.GetValue(resamples)} resamples] |");
             stdout.WriteLine("|---|---|");
             stdout.WriteLine(string.Create(inv, $"| classifier accuracy, real test set ({r.TestImages} images) | {r.RealTestAccuracy:F4} |"));
             stdout.WriteLine($"| classifier accuracy, generated ({generated} samples) | {Ci(r.Pooled.Accuracy, "F4")} |");
             stdout.WriteLine(string.Create(inv, $"| generated / real | {r.Pooled.Accuracy.Value / r.RealTestAccuracy:F3} |"));
             stdout.WriteLine($"| FID (CNN features), generated vs test | {Ci(r.Pooled.Fid, "F2")} |");
             stdout.WriteLine(string.Create(inv, $"| FID (CNN features), {sampleSets[0].Count} real train images vs test | {r.RealFid:F2} |"));
-            stdout.WriteLine($"| precision (k = {ManifoldPrecisionRecall.DefaultK}), generated vs {Math.Min(generated, r.TestImages)} test images | {Ci(r.Pooled.Precision, "F4")} |");
-            stdout.WriteLine($"| recall (k = {ManifoldPrecisionRecall.DefaultK}), generated vs {Math.Min(generated, r.TestImages)} test images | {Ci(r.Pooled.Recall, "F4")} |");
+            int against = Math.Min(generated, r.TestImages);
+            stdout.WriteLine($"| precision (k = {ManifoldPrecisionRecall.DefaultK}), generated vs {against} test images | {Ci(r.Pooled.Precision, "F4")} |");
+            stdout.WriteLine($"| recall (k = {ManifoldPrecisionRecall.DefaultK}), generated vs {against} test images | {Ci(r.Pooled.Recall, "F4")} |");
             for (int c = 0; c < r.Pooled.PerClassAccuracy.Count; c++)
                 stdout.WriteLine(string.Create(inv, $"| generated accuracy, {loaded.Classes[c]} | {r.Pooled.PerClassAccuracy[c]:F2} |"));
             if (sets > 1)
@@ -139,7 +147,8 @@ public static class EvalCommand
                 stdout.WriteLine("| seed set | images | accuracy [95% CI] | FID [95% CI] | precision [95% CI] | recall [95% CI] |");
                 stdout.WriteLine("|---|---|---|---|---|---|");
                 foreach (var x in r.SeedSets.Append(r.Pooled))
-                    stdout.WriteLine($"| {x.Name} | {x.Images} | {Ci(x.Accuracy, "F4")} | {Ci(x.Fid, "F2")} | {Ci(x.Precision, "F4")} | {Ci(x.Recall, "F4")} |");
+                    stdout.WriteLine($"| {x.Name} | {x.Images} | {Ci(x.Accuracy, "F4")} | {Ci(x.Fid, "F2")} | {Ci(x.Precision, "F4")} | " +
+                        $"{Ci(x.Recall, "F4")} |");
             }
 
             if (parse.GetValue(grid) is { } gridPath && parse.GetValue(gridPerClass) > 0)

@@ -347,33 +347,35 @@ public sealed class Scheduler
         }
     }
 
-    /// <summary>The runs of the next forward: round-robin over clients, the client that would be least served after this
-    /// step first (rows stepped so far plus its next run's rows, over its weight: weighted fair queuing's virtual finish
-    /// time, so a light run is not kept waiting behind heavy runs that merely started level with it); within a client in
-    /// admission order, each round taking that client's first run that still fits.</summary>
+    /// <summary>The runs of the next forward, one at a time: each time the next run (in admission order) of the client
+    /// that would be least served after taking it, i.e. with the smallest (rows stepped so far + rows already picked this
+    /// step + that run's rows) over its weight: weighted fair queuing's virtual finish time, so a client of weight 2 gets
+    /// twice the rows of one of weight 1, and a light run is not kept waiting behind heavy runs that merely started level
+    /// with it. Ties go to the client with the fewest running rows (a newcomer), then the earliest admitted. A client
+    /// whose next run does not fit what is left of the forward is passed over for this step.</summary>
     private List<ScheduledRun> Pick(DeviceSchedule d)
     {
         var picked = new List<ScheduledRun>();
         if (d.Running.Count == 0) return picked;
-        var byClient = d.Running.GroupBy(r => r.Client)
-            .OrderBy(g => d.Served.GetValueOrDefault(g.Key) + g.First().StepRows / g.First().Request.Share.Weight)
-            .ThenBy(g => g.Sum(r => r.Rows)).ThenBy(g => g.Min(r => r.AdmittedAt))
-            .Select(g => g.ToList()).ToList();
+        var queues = d.Running.GroupBy(r => r.Client).Select(g => (Client: g.Key, Runs: new Queue<ScheduledRun>(g), Rows: g.Sum(r => r.Rows),
+            First: g.Min(r => r.AdmittedAt))).ToList();
+        var pickedRows = new Dictionary<string, int>();
         int rows = 0;
-        bool progress = true;
-        while (progress)
+        while (true)
         {
-            progress = false;
-            foreach (var runs in byClient)
-            {
-                var fit = runs.FirstOrDefault(r => rows + r.StepRows <= options.MaxBatchRows);
-                if (fit is null) continue;
-                runs.Remove(fit);
-                picked.Add(fit);
-                fit.LastStepRows = fit.StepRows;
-                rows += fit.StepRows;
-                progress = true;
-            }
+            var next = queues
+                .Where(q => q.Runs.Count > 0 && rows + q.Runs.Peek().StepRows <= options.MaxBatchRows)
+                .OrderBy(q => d.Served.GetValueOrDefault(q.Client) // already over the weight
+                    + (pickedRows.GetValueOrDefault(q.Client) + q.Runs.Peek().StepRows) / q.Runs.Peek().Request.Share.Weight)
+                .ThenBy(q => q.Rows).ThenBy(q => q.First)
+                .Select(q => q.Runs)
+                .FirstOrDefault();
+            if (next is null) break;
+            var run = next.Dequeue();
+            picked.Add(run);
+            run.LastStepRows = run.StepRows;
+            rows += run.StepRows;
+            pickedRows[run.Client] = pickedRows.GetValueOrDefault(run.Client) + run.StepRows;
         }
         // Forward order = admission order (rows are independent; order only matters for logs).
         picked.Sort((a, b) => d.Running.IndexOf(a).CompareTo(d.Running.IndexOf(b)));
