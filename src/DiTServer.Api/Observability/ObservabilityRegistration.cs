@@ -34,6 +34,8 @@ public static class ObservabilityRegistration
             c.SchemaFilter<DiTServer.Api.OpenApi.ClassLabelSchemaFilter>();
             c.AddSecurityDefinition(DiTServer.Api.OpenApi.AdminBearer.Scheme, DiTServer.Api.OpenApi.AdminBearer.Definition());
             c.OperationFilter<DiTServer.Api.OpenApi.AdminBearerFilter>();
+            c.OperationFilter<DiTServer.Api.OpenApi.TenantBearerFilter>(); // both only while tenants are configured
+            c.DocumentFilter<DiTServer.Api.OpenApi.TenantBearerFilter>();
         });
         return builder;
     }
