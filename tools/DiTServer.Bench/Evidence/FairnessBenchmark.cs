@@ -297,8 +297,9 @@ public static class FairnessBenchmark
             .Select(t => (t.Name, t.Weight, Caller: TenantDirectory.CallerOf(new TenantOptions { Name = t.Name, ApiKeySha256 = new string('0', 64), Weight = t.Weight }),
                 Counter: new RowCounter(flood.RowsPerStep)))
             .ToList();
-        var flooding = tenants.Select(t => Flood(engine.Queue, t.Caller.Client, t.Caller.Share, flood, 4, t.Counter, options.RequestTimeout, stop.Token)).ToList();
-        await engine.WaitForRows(Math.Min(options.EffectiveMaxRunningRows, 2 * maxRows), ct);
+        const int outstanding = 4;
+        var flooding = tenants.Select(t => Flood(engine.Queue, t.Caller.Client, t.Caller.Share, flood, outstanding, t.Counter, options.RequestTimeout, stop.Token)).ToList();
+        await engine.WaitForRows(Math.Min(options.EffectiveMaxRunningRows, 2 * Math.Min(maxRows, outstanding * flood.RowsPerStep)), ct);
         var rows0 = tenants.Select(t => t.Counter.Rows).ToList();
         var f0 = forwards.Totals;
         await Task.Delay(window, ct);
@@ -308,7 +309,7 @@ public static class FairnessBenchmark
         await Task.WhenAll(flooding);
         long forwardCount = f1.Forwards - f0.Forwards, all = rows.Sum();
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"# tenants: two tenants flood {flood.NumImages} images × {flood.Sampling.Steps} steps cfg 4, 4 outstanding each; " +
+            $"# tenants: two tenants flood {flood.NumImages} images × {flood.Sampling.Steps} steps cfg 4, {outstanding} outstanding each; " +
             $"{forwardCount} forwards of {(f1.Rows - f0.Rows) / (double)Math.Max(1, forwardCount):F1} rows in {window.TotalSeconds:F0} s"));
         stdout.WriteLine("tenant\tweight\trows_stepped\tshare\texpected_share\trows_per_forward");
         double weights = tenants.Sum(t => t.Weight);
