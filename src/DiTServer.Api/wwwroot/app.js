@@ -275,11 +275,14 @@ async function showResult(job) {
   }
 }
 
-// The grid PNG fetched with the key, as a blob: URL a download link can use.
+// The grid PNG fetched with the key, as a blob: URL a download link can use (the previous job's is released).
+let gridBlobUrl = null;
 async function gridUrl(url) {
   const response = await fetch(url, { headers: authHeaders({ Accept: "image/png" }) });
   if (!response.ok) throw new Error(await problemText(response));
-  return URL.createObjectURL(await response.blob());
+  if (gridBlobUrl) URL.revokeObjectURL(gridBlobUrl);
+  gridBlobUrl = URL.createObjectURL(await response.blob());
+  return gridBlobUrl;
 }
 
 async function cancel() {
