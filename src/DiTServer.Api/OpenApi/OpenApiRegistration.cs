@@ -23,6 +23,8 @@ public static class OpenApiRegistration
             c.AddSecurityDefinition(AdminBearer.Scheme, AdminBearer.Definition());
             c.OperationFilter<AdminBearerFilter>();
             c.DocumentFilter<UnusedAdminBearerFilter>();
+            c.OperationFilter<TenantBearerFilter>(); // both only while tenants are configured
+            c.DocumentFilter<TenantBearerFilter>();
         });
         return builder;
     }

@@ -12,6 +12,13 @@ async function problemText(response) {
   } catch { return `${response.status} ${response.statusText}`; }
 }
 
+// The tenant key (servers with tenants answer 401 without it), kept in localStorage and sent on generation and job calls.
+const keyStore = "ditserver.apiKey";
+function authHeaders(headers = {}) {
+  const key = $("api-key").value.trim();
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
@@ -116,10 +123,10 @@ async function generate(event) {
   try {
     const response = await fetch("/v1/jobs", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: authHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify(body),
     });
-    if (!response.ok) throw new Error(await problemText(response));
+    if (!response.ok) throw new Error(await problemText(response) + (response.status === 401 ? " (enter it under API key)" : ""));
     const job = await response.json();
     if ($("random-seed").checked) $("seed").value = job.parameters.seed; // shown, so it can be reused
     follow(job);
@@ -131,7 +138,8 @@ async function generate(event) {
 }
 
 function follow(job) {
-  const events = new EventSource(`/v1/jobs/${job.id}/events`);
+  // EventSource cannot send a header, so with a key the stream is read through fetch.
+  const events = $("api-key").value.trim() ? new KeyedEventSource(`/v1/jobs/${job.id}/events`) : new EventSource(`/v1/jobs/${job.id}/events`);
   current = { id: job.id, events };
   const progress = $("progress");
   progress.hidden = false;
@@ -183,6 +191,40 @@ function follow(job) {
   };
 }
 
+// The part of EventSource that follow() uses (named events, onerror, close), over fetch so that it sends the key.
+class KeyedEventSource extends EventTarget {
+  constructor(url) {
+    super();
+    this.onerror = null;
+    this.controller = new AbortController();
+    this.read(url).catch(() => { if (!this.controller.signal.aborted) this.onerror?.(); });
+  }
+  async read(url) {
+    const response = await fetch(url, { headers: authHeaders({ Accept: "text/event-stream" }), signal: this.controller.signal });
+    if (!response.ok || !response.body) throw new Error(`${response.status}`);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the stream ended");
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let type = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) type = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        if (data.length > 0) this.dispatchEvent(new MessageEvent(type, { data: data.join("\n") }));
+      }
+    }
+  }
+  close() { this.controller.abort(); }
+}
+
 function formatSeconds(seconds) {
   if (seconds < 1) return "<1 s";
   if (seconds < 90) return `${Math.round(seconds)} s`;
@@ -208,7 +250,7 @@ function showPreview(preview) {
 
 async function showResult(job) {
   try {
-    const response = await fetch(job.result_url, { headers: { Accept: "application/json" } });
+    const response = await fetch(job.result_url, { headers: authHeaders({ Accept: "application/json" }) });
     if (!response.ok) throw new Error(await problemText(response));
     const result = await response.json();
     const figures = result.images.map((image) => {
@@ -218,7 +260,8 @@ async function showResult(job) {
       img.alt = `${image.class_name}, seed ${image.seed}, image ${image.index}`;
       const caption = document.createElement("figcaption");
       const link = document.createElement("a");
-      link.href = `${job.result_url}?index=${image.index}`;
+      // A plain link cannot send the key; the image's own bytes can be saved without one.
+      link.href = $("api-key").value.trim() ? img.src : `${job.result_url}?index=${image.index}`;
       link.download = `${image.class_name}-${image.seed}-${image.index}.png`;
       link.textContent = `#${image.index} ${image.class_name}`;
       caption.append(link);
@@ -226,7 +269,7 @@ async function showResult(job) {
       return figure;
     });
     $("results").replaceChildren(...figures);
-    $("download").href = job.result_url;
+    $("download").href = $("api-key").value.trim() ? await gridUrl(job.result_url) : job.result_url;
     $("download").download = `job-${job.id}.png`;
     $("downloads").hidden = false;
   } catch (e) {
@@ -234,9 +277,19 @@ async function showResult(job) {
   }
 }
 
+// The grid PNG fetched with the key, as a blob: URL a download link can use (the previous job's is released).
+let gridBlobUrl = null;
+async function gridUrl(url) {
+  const response = await fetch(url, { headers: authHeaders({ Accept: "image/png" }) });
+  if (!response.ok) throw new Error(await problemText(response));
+  if (gridBlobUrl) URL.revokeObjectURL(gridBlobUrl);
+  gridBlobUrl = URL.createObjectURL(await response.blob());
+  return gridBlobUrl;
+}
+
 async function cancel() {
   if (!current) return;
-  const response = await fetch(`/v1/jobs/${current.id}`, { method: "DELETE" });
+  const response = await fetch(`/v1/jobs/${current.id}`, { method: "DELETE", headers: authHeaders() });
   if (!response.ok && response.status !== 204) showError(await problemText(response));
 }
 
@@ -249,4 +302,9 @@ $("cfg").addEventListener("input", syncOutputs);
 $("random-seed").addEventListener("change", syncOutputs);
 $("form").addEventListener("submit", generate);
 $("cancel").addEventListener("click", cancel);
+$("api-key").value = localStorage.getItem(keyStore) ?? "";
+$("api-key").addEventListener("change", () => {
+  const key = $("api-key").value.trim();
+  if (key) localStorage.setItem(keyStore, key); else localStorage.removeItem(keyStore);
+});
 load();

@@ -1,0 +1,44 @@
+using DiTServer.Api.Tenants;
+using Microsoft.OpenApi;
+using Swashbuckle.AspNetCore.SwaggerGen;
+
+namespace DiTServer.Api.OpenApi;
+
+/// <summary>Marks routes that need a tenant's <c>Authorization: Bearer &lt;key&gt;</c> when tenants are configured
+/// (<see cref="TenantAuthorization.RequireTenant(RouteHandlerBuilder)"/> adds it); <see cref="TenantBearerFilter"/>
+/// declares it.</summary>
+public sealed class TenantBearer
+{
+    public const string Scheme = "tenantBearer";
+
+    public static TenantBearer Marker { get; } = new();
+
+    /// <summary>The scheme Swagger UI's "Authorize" button fills in.</summary>
+    public static OpenApiSecurityScheme Definition() => new()
+    {
+        Type = SecuritySchemeType.Http,
+        Scheme = "bearer",
+        Description = "A tenant's key, whose SHA-256 is Tenants:N:ApiKeySha256: the generation and job routes need it while tenants are configured.",
+    };
+}
+
+/// <summary>With tenants configured, declares <see cref="TenantBearer.Scheme"/> and requires it on every operation marked
+/// <see cref="TenantBearer"/>, so "Authorize" offers the tenant key and "Try it out" sends it there. Without tenants the
+/// server is open and the document says nothing of tenant keys.</summary>
+public sealed class TenantBearerFilter(TenantDirectory tenants) : IOperationFilter, IDocumentFilter
+{
+    public void Apply(OpenApiOperation operation, OperationFilterContext context)
+    {
+        if (!tenants.Enabled || !context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<TenantBearer>().Any()) return;
+        operation.Security ??= [];
+        operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(TenantBearer.Scheme, context.Document)] = [] });
+    }
+
+    public void Apply(OpenApiDocument document, DocumentFilterContext context)
+    {
+        if (!tenants.Enabled) return;
+        document.Components ??= new OpenApiComponents();
+        document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+        document.Components.SecuritySchemes[TenantBearer.Scheme] = TenantBearer.Definition();
+    }
+}
