@@ -43,4 +43,32 @@ public class RepositoryRulesTests
                 .Split(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar)
                 .Any(segment => segment is "bin" or "obj"))
             .Order(StringComparer.Ordinal);
+
+    /// <summary>Folders of a test project that mirror no source folder: shared helpers, checks of the repository's own
+    /// files, and the benchmark program's commands.</summary>
+    private static readonly string[] TestOnlyFolders = ["TestSupport", "Repository", "Bench"];
+
+    [Theory]
+    [InlineData("DiTServer.Core")]
+    [InlineData("DiTServer.Api")]
+    public void Tests_mirror_src_a_test_of_src_X_Y_lives_in_tests_X_Tests_Y(string project)
+    {
+        var src = Path.Combine(RepositoryPaths.Root, "src", project);
+        var tests = Path.Combine(RepositoryPaths.Root, "tests", project + ".Tests");
+        var sourceFolders = Directory.GetDirectories(src).Select(Path.GetFileName).ToHashSet();
+        var misplaced = Directory.EnumerateFiles(tests, "*.cs", SearchOption.AllDirectories)
+            .Select(f => Path.GetRelativePath(tests, f))
+            .Where(f => !f.StartsWith("bin" + Path.DirectorySeparatorChar) && !f.StartsWith("obj" + Path.DirectorySeparatorChar))
+            .Where(f => !Mirrors(Path.GetDirectoryName(f) ?? ""))
+            .ToList();
+        // A file sits in a source folder's mirror (that folder, or a subfolder src also has), or in a test-only folder.
+        bool Mirrors(string folder)
+        {
+            if (folder.Length == 0) return false;
+            string top = folder.Split(Path.DirectorySeparatorChar)[0];
+            return TestOnlyFolders.Contains(top) || (sourceFolders.Contains(top) && Directory.Exists(Path.Combine(src, folder)));
+        }
+        Assert.True(misplaced.Count == 0, $"test files outside a folder that mirrors src/{project} (or {string.Join(", ", TestOnlyFolders)}): " +
+            string.Join(", ", misplaced));
+    }
 }
