@@ -76,7 +76,8 @@ public static class BenchCommand
             }
             return CommandLine.ExitOk;
         }));
-        return [forward, CreateSgemm(stdout, stderr), GenerateBenchmark.Create(stdout, stderr), ServeBenchmark.Create(stdout, stderr),
+        return [forward, CreateSgemm(stdout, stderr), GenerateBenchmark.Create(stdout, stderr), CacheBenchmark.Create(stdout, stderr),
+            ServeBenchmark.Create(stdout, stderr),
             .. Evidence.EvidenceCommands.Create(stdout, stderr)];
     }
 

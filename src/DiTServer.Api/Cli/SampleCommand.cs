@@ -104,7 +104,7 @@ public static class SampleCommand
         SamplerKind.UniPc => $"unipc (order {o.EffectiveOrder}, {o.EffectiveUniPcVariant.Name()}, {o.EffectiveSpacing.Name()})",
         _ when o.IsSolver => $"{o.Sampler.Name()} ({o.EffectiveSpacing.Name()})",
         _ => o.Sampler.Name(),
-    };
+    } + (o.IsCached ? $" (cache_interval {o.CacheInterval}, {o.CacheMode.Name()})" : "");
 
     internal static SamplerKind ParseSampler(string s) =>
         SamplerNames.Samplers.TryGetValue(s.Trim(), out var kind) ? kind

@@ -20,6 +20,11 @@ internal sealed class SamplerCliOptions
     public Option<bool> Thresholding { get; } = new("--thresholding") { Description = "ODE solvers on pixel-space models: dynamic thresholding of x0 (ratio " +
         "0.995, max 1)" };
 
+    public Option<int?> CacheInterval { get; } = new("--cache-interval") { Description = "Feature caching: run the transformer blocks on every " +
+        "k-th step (and the first), reuse their output between; 1..1000, 1 = off (default)" };
+    public Option<string?> CacheMode { get; } = new("--cache-mode") { Description = "With --cache-interval > 1: reuse (default, FORA) or taylor " +
+        "(first-order extrapolation, TaylorSeer)" };
+
     public SamplerCliOptions(string defaultSampler)
     {
         Sampler = new Option<string>("--sampler")
@@ -29,7 +34,7 @@ internal sealed class SamplerCliOptions
         };
     }
 
-    public IEnumerable<Option> All => [Sampler, Steps, Spacing, Order, Variant, Interval, Thresholding];
+    public IEnumerable<Option> All => [Sampler, Steps, Spacing, Order, Variant, Interval, Thresholding, CacheInterval, CacheMode];
 
     /// <summary>The options these flags give, checked by <see cref="SamplingOptions.Validate"/>.</summary>
     /// <exception cref="UsageException">An unknown name, a malformed interval or a broken rule.</exception>
@@ -45,6 +50,8 @@ internal sealed class SamplerCliOptions
             UniPcVariant = parse.GetValue(Variant) is { } v ? Lookup(SamplerNames.Variants, v, "unipc variant") : (UniPcVariant?)null,
             GuidanceInterval = parse.GetValue(Interval) is { } i ? ParseInterval(i) : null,
             Thresholding = parse.GetValue(Thresholding),
+            CacheInterval = parse.GetValue(CacheInterval) ?? 1,
+            CacheMode = parse.GetValue(CacheMode) is { } m ? Lookup(SamplerNames.CacheModes, m, "cache mode") : Core.Sampling.CacheMode.Reuse,
         };
         SampleCommand.ValidateOptions(options);
         return options;

@@ -46,6 +46,10 @@ public sealed record OpenAIImageRequest
     public double[]? GuidanceInterval { get; init; }
     [JsonPropertyName("thresholding"), Description("Extra: as in POST /v1/images")]
     public bool? Thresholding { get; init; }
+    [JsonPropertyName("cache_interval"), Description("Extra: as in POST /v1/images")]
+    public int? CacheInterval { get; init; }
+    [JsonPropertyName("cache_mode"), Description("Extra: as in POST /v1/images")]
+    public string? CacheMode { get; init; }
 
     [JsonPropertyName("model"), Description("Accepted and ignored: one model is served"), JsonConverter(typeof(IgnoredJson))]
     public string? Model { get; init; }
@@ -68,6 +72,7 @@ public sealed record OpenAIImageRequest
     {
         ClassLabel = Prompt, NumImages = N, Steps = Steps, CfgScale = CfgScale, Seed = Seed, Sampler = Sampler, Guidance = Guidance, Eta = Eta,
         Spacing = Spacing, Order = Order, UniPcVariant = UniPcVariant, GuidanceInterval = GuidanceInterval, Thresholding = Thresholding,
+        CacheInterval = CacheInterval, CacheMode = CacheMode,
     };
 }
 

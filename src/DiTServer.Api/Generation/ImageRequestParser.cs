@@ -48,6 +48,8 @@ public static class ImageRequestParser
             UniPcVariant = ImageRequestValidator.Lookup(request.UniPcVariant, SamplerNames.Variants),
             GuidanceInterval = request.GuidanceInterval is [var lo, var hi] ? new GuidanceInterval(lo, hi) : null,
             Thresholding = request.Thresholding ?? false,
+            CacheInterval = request.CacheInterval ?? 1,
+            CacheMode = ImageRequestValidator.Lookup(request.CacheMode, SamplerNames.CacheModes) ?? CacheMode.Reuse,
         };
         options.Validate(); // the sampler's own rules; the validator is stricter, so this never fires for a valid request
         return new GenerationParameters(label, request.NumImages ?? 1, options);

@@ -71,6 +71,8 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
             .Must((x, on, c) => !(on == true && limits.IsLatent) || (SamplerOk(x, c) && !SamplerOf(x).IsSolver()))
             .WithExactMessage((_, _) => "thresholding is for pixel-space models; this model works on VAE latents, so use thresholding false")
             .OverridePropertyName("thresholding");
+        Integer(x => x.CacheInterval, "cache_interval", 1, SamplingOptions.MaxCacheInterval);
+        Choice(x => x.CacheMode, "cache_mode", SamplerNames.CacheModes);
         RuleFor(x => x.Steps).Must((x, _, c) => !TooFewSteps(x, c))
             .WithExactMessage((x, _) => $"steps must be at least the solver's order ({EffectiveOrder(x)}) for {SamplerOf(x).Name()}, got {StepsOf(x)}")
             .OverridePropertyName("steps");

@@ -25,6 +25,9 @@ public sealed class ServingMetrics(IReadOnlyList<string> servedDevices) : IServi
         "Tensors alive on the worker thread (flat after warm-up unless something leaks)", DeviceLabel);
     private static readonly Counter PausedSteps = Metrics.CreateCounter("dit_run_steps_paused_total",
         "Steps a running request sat out to share the forward with other clients (fair sharing)", DeviceLabel);
+    private static readonly Counter RunSteps = Metrics.CreateCounter("dit_steps_total",
+        "Denoising steps of requests: kind=full ran the DiT's blocks, kind=cached used the request's feature cache (cache_interval)",
+        ["device", "kind"]);
     private static readonly Counter Images = Metrics.CreateCounter("dit_images_generated_total", "Images generated", DeviceLabel);
     private static readonly Counter WorkerErrors = Metrics.CreateCounter("dit_worker_errors_total",
         "Failures inside the worker (a request's step, decode or encode)", DeviceLabel);
@@ -45,6 +48,7 @@ public sealed class ServingMetrics(IReadOnlyList<string> servedDevices) : IServi
     public void WorkerError() => first.Value.WorkerError();
     public void WorkerTensors(long live) => first.Value.WorkerTensors(live);
     public void Paused(int runs) => first.Value.Paused(runs);
+    public void Steps(int full, int cached) => first.Value.Steps(full, cached);
     public void Occupancy(int queued, int active) => first.Value.Occupancy(queued, active);
 
     private sealed class DeviceMetrics(string label) : IServingObserver
@@ -62,6 +66,12 @@ public sealed class ServingMetrics(IReadOnlyList<string> servedDevices) : IServi
         public void WorkerError() => WorkerErrors.WithLabels(label).Inc();
         public void WorkerTensors(long live) => LiveTensors.WithLabels(label).Set(live);
         public void Paused(int runs) => PausedSteps.WithLabels(label).Inc(runs);
+
+        public void Steps(int full, int cached)
+        {
+            if (full > 0) RunSteps.WithLabels(label, "full").Inc(full);
+            if (cached > 0) RunSteps.WithLabels(label, "cached").Inc(cached);
+        }
 
         public void Occupancy(int queued, int active)
         {

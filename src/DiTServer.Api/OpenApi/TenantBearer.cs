@@ -4,14 +4,11 @@ using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace DiTServer.Api.OpenApi;
 
-/// <summary>Marks routes that need a tenant's <c>Authorization: Bearer &lt;key&gt;</c> when tenants are configured
-/// (<see cref="TenantAuthorization.RequireTenant(RouteHandlerBuilder)"/> adds it); <see cref="TenantBearerFilter"/>
-/// declares it.</summary>
-public sealed class TenantBearer
+/// <summary>The tenant key's security scheme, declared by <see cref="TenantBearerFilter"/> on the routes marked
+/// <see cref="TenantRequired"/>.</summary>
+public static class TenantBearer
 {
     public const string Scheme = "tenantBearer";
-
-    public static TenantBearer Marker { get; } = new();
 
     /// <summary>The scheme Swagger UI's "Authorize" button fills in.</summary>
     public static OpenApiSecurityScheme Definition() => new()
@@ -23,13 +20,13 @@ public sealed class TenantBearer
 }
 
 /// <summary>With tenants configured, declares <see cref="TenantBearer.Scheme"/> and requires it on every operation marked
-/// <see cref="TenantBearer"/>, so "Authorize" offers the tenant key and "Try it out" sends it there. Without tenants the
+/// <see cref="TenantRequired"/>, so "Authorize" offers the tenant key and "Try it out" sends it there. Without tenants the
 /// server is open and the document says nothing of tenant keys.</summary>
 public sealed class TenantBearerFilter(TenantDirectory tenants) : IOperationFilter, IDocumentFilter
 {
     public void Apply(OpenApiOperation operation, OperationFilterContext context)
     {
-        if (!tenants.Enabled || !context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<TenantBearer>().Any()) return;
+        if (!tenants.Enabled || !context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<TenantRequired>().Any()) return;
         operation.Security ??= [];
         operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(TenantBearer.Scheme, context.Document)] = [] });
     }

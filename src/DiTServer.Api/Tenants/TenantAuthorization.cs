@@ -5,9 +5,11 @@ namespace DiTServer.Api.Tenants;
 /// lets everything through: the server stays open and a client is its remote address.</summary>
 public static class TenantAuthorization
 {
-    public static RouteHandlerBuilder RequireTenant(this RouteHandlerBuilder route) => route.AddEndpointFilter(Filter).WithMetadata(OpenApi.TenantBearer.Marker);
+    public static RouteHandlerBuilder RequireTenant(this RouteHandlerBuilder route) =>
+        route.AddEndpointFilter(Filter).WithMetadata(TenantRequired.Marker);
 
-    public static RouteGroupBuilder RequireTenant(this RouteGroupBuilder group) => group.AddEndpointFilter(Filter).WithMetadata(OpenApi.TenantBearer.Marker);
+    public static RouteGroupBuilder RequireTenant(this RouteGroupBuilder group) =>
+        group.AddEndpointFilter(Filter).WithMetadata(TenantRequired.Marker);
 
     private static async ValueTask<object?> Filter(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {

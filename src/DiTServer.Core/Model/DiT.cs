@@ -315,19 +315,42 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
     /// samplers and guidance keep float32 latents whatever the network runs in.</remarks>
     public override Tensor forward(Tensor x, Tensor t, Tensor y)
     {
-        var ioType = x.dtype;
-        if (ioType != pos_embed.dtype) x = x.to_type(pos_embed.dtype);
+        var (hidden, c) = ForwardBlocks(x, t, y);  // (N, T, D), (N, D)
+        return ForwardFinal(hidden, c, x.dtype);    // (N, C_out, H, W)
+    }
+
+    /// <summary>The forward up to the last block: the hidden state the final layer reads (N, T, D), and the condition
+    /// c = t + y (N, D). Feature caching keeps this hidden state (Sampling/FeatureCache).</summary>
+    public (Tensor Hidden, Tensor C) ForwardBlocks(Tensor x, Tensor t, Tensor y)
+    {
+        System.Threading.Interlocked.Add(ref blockRows, x.shape[0]);
+        if (x.dtype != pos_embed.dtype) x = x.to_type(pos_embed.dtype);
         x = x_embedder.forward(x) + pos_embed;      // (N, T, D)
         var tEmb = t_embedder.forward(t);           // (N, D)
         var yEmb = y_embedder.forward(y);           // (N, D)
         var c = tEmb + yEmb;                        // (N, D)
         var (h, blockCond) = EnterBlocks(x, tEmb, yEmb, c); // the paper's Section 3.2 variants: see EnterBlocks
         foreach (var block in blocks) h = Block(block, h, blockCond);
-        x = LeaveBlocks(h);                         // (N, T, D)
-        x = final_layer.forward(x, c);              // (N, T, p·p·C_out)
+        return (LeaveBlocks(h), c);                 // (N, T, D), (N, D)
+    }
+
+    /// <summary>Only the embedders: c = t_embedder(t) + y_embedder(y) (N, D), what the final layer is conditioned on;
+    /// equal, row for row, to the c of <see cref="ForwardBlocks"/>.</summary>
+    public Tensor Condition(Tensor t, Tensor y) => t_embedder.forward(t) + y_embedder.forward(y); // (N, D)
+
+    /// <summary>The adaLN-conditioned final layer on a hidden state (N, T, D) → (N, C_out, H, W) in <paramref name="ioType"/>.</summary>
+    public Tensor ForwardFinal(Tensor hidden, Tensor c, ScalarType ioType)
+    {
+        var x = final_layer.forward(hidden, c);     // (N, T, p·p·C_out)
         var output = Unpatchify(x);                 // (N, C_out, H, W)
         return output.dtype == ioType ? output : output.to_type(ioType);
     }
+
+    private long blockRows;
+
+    /// <summary>Rows that went through the blocks since this model was made (diagnostics and tests: feature caching
+    /// must leave cached rows out of the blocks).</summary>
+    public long BlockRowsForwarded => System.Threading.Interlocked.Read(ref blockRows);
 
     /// <summary>What the blocks see, per conditioning variant (Section 3.2): adaLN and adaLN-Zero blocks get
     /// c = t + y (N, D); cross-attention blocks attend to the two condition tokens [t, y] (N, 2, D); in-context

@@ -42,6 +42,11 @@ public static class A1111Parameters
         }
         if (o.GuidanceInterval is { } interval)
             pairs.Add($"Guidance interval: {interval.Lo.ToString("R", inv)}-{interval.Hi.ToString("R", inv)}");
+        if (o.IsCached)
+        {
+            pairs.Add($"Cache interval: {o.CacheInterval.ToString(inv)}");
+            pairs.Add($"Cache mode: {o.CacheMode.Name()}");
+        }
         if (labels.Count > 1)
         {
             pairs.Add($"Batch size: {labels.Count.ToString(inv)}");

@@ -20,9 +20,8 @@ public static class LatentSampler
         while (!run.Done)
         {
             using var scope = NewDisposeScope();
-            // Per step: a guidance interval turns guidance off outside it, and the forward then skips the unconditional rows.
-            var scales = Enumerable.Repeat(run.CfgScaleThisStep, labels.Count).ToArray();
-            var output = Denoiser.Forward(model, run.X, run.ModelTimesteps(), run.LabelTensor(), scales, options.Guidance);
+            // The server's batch forward with one run: guidance intervals and feature caching as there.
+            var (output, _) = BatchForward.Run(model, [run], options.Guidance);
             run.Advance(output);
             progress?.Invoke(run.StepsDone, run.TotalSteps);
         }

@@ -28,6 +28,12 @@ public static class SamplerNames
         ["bh2"] = UniPcVariant.Bh2,
     };
 
+    public static readonly IReadOnlyDictionary<string, CacheMode> CacheModes = new Dictionary<string, CacheMode>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["reuse"] = CacheMode.Reuse,
+        ["taylor"] = CacheMode.Taylor,
+    };
+
     public static string SolverList => "dpmpp_2m, dpmpp_3m, unipc";
 
     public static bool IsSolver(this SamplerKind kind) => kind is SamplerKind.DpmPP2M or SamplerKind.DpmPP3M or SamplerKind.UniPc;
@@ -35,6 +41,8 @@ public static class SamplerNames
     public static string Name(this SamplerKind kind) => Samplers.First(p => p.Value == kind).Key;
 
     public static string Name(this StepSpacing spacing) => Spacings.First(p => p.Value == spacing).Key;
+
+    public static string Name(this CacheMode mode) => CacheModes.First(p => p.Value == mode).Key;
 
     public static string Name(this UniPcVariant variant) => Variants.First(p => p.Value == variant).Key;
 

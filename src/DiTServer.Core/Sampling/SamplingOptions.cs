@@ -18,6 +18,15 @@ public enum SamplerKind
     UniPc,
 }
 
+/// <summary>What a cached step feeds the final layer in place of the blocks' output (<see cref="FeatureCache"/>).</summary>
+public enum CacheMode
+{
+    /// <summary>The hidden state of the last full step, as it was (FORA, Selvaraju et al. 2024).</summary>
+    Reuse,
+    /// <summary>A first-order extrapolation from the last two full steps (TaylorSeer, Liu et al. 2025, order 1).</summary>
+    Taylor,
+}
+
 /// <summary>Guidance only while the model timestep lies in [<see cref="Lo"/>, <see cref="Hi"/>] (both included),
 /// in model-timestep units 0–1000 (Kynkäänniemi et al. 2024, arXiv 2404.07724); outside it the request runs unguided.</summary>
 public readonly record struct GuidanceInterval(double Lo, double Hi)
@@ -38,6 +47,8 @@ public sealed record SamplingOptions
     /// <summary>The largest guidance scale taken (every route and verb): beyond it the guided ε grows large enough for
     /// float32 to overflow in a few steps, and no image gets better.</summary>
     public const double MaxCfgScale = 20;
+    /// <summary>The longest feature-cache interval taken: as many steps as the longest run has.</summary>
+    public const int MaxCacheInterval = 1000;
 
     public SamplerKind Sampler { get; init; } = SamplerKind.Ddpm;
     public int Steps { get; init; } = 50;
@@ -56,6 +67,13 @@ public sealed record SamplingOptions
     public GuidanceInterval? GuidanceInterval { get; init; }
     /// <summary>ODE solvers on pixel-space models only: dynamic thresholding of x̂₀ (ratio 0.995, max 1).</summary>
     public bool Thresholding { get; init; }
+    /// <summary>Feature caching: the blocks run on every <see cref="CacheInterval"/>-th step of the run (and its first);
+    /// the steps between reuse or extrapolate their output. 1 = off (every step runs the blocks).</summary>
+    public int CacheInterval { get; init; } = 1;
+    /// <summary>What a cached step uses; only matters with <see cref="CacheInterval"/> &gt; 1.</summary>
+    public CacheMode CacheMode { get; init; } = CacheMode.Reuse;
+
+    public bool IsCached => CacheInterval > 1;
 
     public bool IsSolver => Sampler.IsSolver();
     public StepSpacing EffectiveSpacing => Spacing ?? StepSpacing.TimeUniform;
@@ -86,6 +104,12 @@ public sealed record SamplingOptions
         yield return new("guidance", Guidance.ToString().ToLowerInvariant());
         if (GuidanceInterval is { } interval) yield return new("guidance_interval", interval.ToString());
         if (Sampler == SamplerKind.Ddim) yield return new("eta", Eta.ToString("R", inv));
+        if (IsCached)
+        {
+            // Cached steps change the pixels, so an image made with caching names its settings (without it: nothing new).
+            yield return new("cache_interval", CacheInterval.ToString(inv));
+            yield return new("cache_mode", CacheMode.Name());
+        }
         yield return new("seed", Seed.ToString(inv));
     }
 
@@ -122,5 +146,8 @@ public sealed record SamplingOptions
                 "guidance_interval must be [lo, hi] with 0 ≤ lo < hi ≤ 1000 (model timesteps)");
         if (Thresholding && !IsSolver)
             throw new ArgumentException($"thresholding applies to the ODE solvers only ({SamplerNames.SolverList})", "thresholding");
+        if (CacheInterval < 1 || CacheInterval > MaxCacheInterval)
+            throw new ArgumentOutOfRangeException("cache_interval", CacheInterval, $"cache_interval must be in 1..{MaxCacheInterval} (1 = no caching)");
+        if (!Enum.IsDefined(CacheMode)) throw new ArgumentOutOfRangeException("cache_mode", CacheMode, "cache_mode must be reuse or taylor");
     }
 }

@@ -36,6 +36,9 @@ public sealed class SamplingRun : IDisposable
     /// Owned by the run; the next <see cref="Advance"/> frees it.</summary>
     public Tensor? PredictedXStart => predXStart;
     public int Rows => Labels.Count;
+    /// <summary>The blocks' output kept from its last full steps (<see cref="SamplingOptions.CacheInterval"/>); empty
+    /// when caching is off. Owned by the run: <see cref="Dispose"/> frees it with the rest of its state.</summary>
+    public FeatureCache Cache { get; }
 
     /// <summary>The timestep the model sees at the next step, in model units (0–999; fractional for the solvers).</summary>
     public double ModelTimestep => solver?.ModelTime ?? diffusion!.TimestepMap[Index];
@@ -62,6 +65,7 @@ public sealed class SamplingRun : IDisposable
         shape = new long[] { labels.Count, config.InChannels, config.InputSize, config.InputSize };
         this.device = device;
         generator = new Generator((ulong)options.Seed);
+        Cache = new FeatureCache(options.CacheInterval, options.CacheMode);
         x = Draw().DetachFromDisposeScope(); // first draw: the initial latent x_T
         if (options.IsSolver)
         {
@@ -131,6 +135,7 @@ public sealed class SamplingRun : IDisposable
         if (solver is not null) solver.Dispose(); // owns the latents it was given
         else x.Dispose();
         predXStart?.Dispose();
+        Cache.Dispose();
         generator.Dispose();
     }
 }

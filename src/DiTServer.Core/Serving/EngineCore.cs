@@ -195,6 +195,7 @@ public sealed class EngineCore
             observer.Forward(plan.BatchRows, plan.Batch.Count, elapsed);
             stats.Forward(plan.Batch.Count);
             if (plan.Paused > 0) observer.Paused(plan.Paused);
+            if (outcome.FullSteps + outcome.CachedSteps > 0) observer.Steps(outcome.FullSteps, outcome.CachedSteps);
         }
         End(update.Ended);
         foreach (var run in stepped) outputs.Progress(run);

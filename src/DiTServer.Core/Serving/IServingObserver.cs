@@ -12,6 +12,9 @@ public interface IServingObserver
     void Occupancy(int queued, int active);
     /// <summary>Runs left out of this step's forward to share it with other clients (fair sharing), after a forward.</summary>
     void Paused(int runs) { }
+    /// <summary>Run-steps of one forward that ran the DiT's blocks (<paramref name="full"/>) or used their feature cache
+    /// (<paramref name="cached"/>, cache_interval &gt; 1).</summary>
+    void Steps(int full, int cached) { }
     /// <summary>Tensors alive on the worker thread (created there, not yet disposed) after a state change.</summary>
     void WorkerTensors(long live) { }
 }

@@ -85,11 +85,10 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     {
         using var scope = NewDisposeScope();
         using var mode = inference_mode();
-        var x = runs.Count == 1 ? runs[0].X : cat(runs.Select(r => r.X).ToArray(), 0);            // (N, C, H, W)
-        var t = cat(runs.Select(r => r.ModelTimesteps()).ToArray(), 0);                            // (N)
-        var y = cat(runs.Select(r => r.LabelTensor()).ToArray(), 0);                               // (N)
-        var scales = runs.SelectMany(r => Enumerable.Repeat(r.CfgScaleThisStep, r.Rows)).ToArray();    // 1 outside a guidance interval
-        var output = Denoiser.Forward(model.Model, x, t, y, scales, guidance);                     // (N, C_out, H, W)
+        // Runs on a cached step skip the blocks and share only the final layer with the others (BatchForward).
+        var (output, steps) = BatchForward.Run(model.Model, runs, guidance);                    // (N, C_out, H, W)
+        fullSteps += steps.Full;
+        cachedSteps += steps.Cached;
         var slices = new Tensor[runs.Count];
         long offset = 0;
         for (int i = 0; i < runs.Count; i++)
@@ -100,11 +99,19 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         return slices;
     }
 
+    private long fullSteps, cachedSteps;
+
+    /// <summary>Run-steps whose rows went through the DiT's blocks, since this runner was made.</summary>
+    public long FullSteps => fullSteps;
+    /// <summary>Run-steps that used their feature cache instead of the blocks (<see cref="SamplingOptions.CacheInterval"/>).</summary>
+    public long CachedSteps => cachedSteps;
+
     /// <summary>Executes one plan (worker thread): frees the state of runs that ended, starts the admitted ones, runs
     /// one step for the batch, renders the previews it asks for, and decodes the runs that reached their last step.</summary>
     public RunnerOutput Execute(SchedulerOutput plan)
     {
         var failed = new Dictionary<ScheduledRun, RunFailure>();
+        long fullBefore = fullSteps, cachedBefore = cachedSteps;
         foreach (var ended in plan.Ended)
             if (ended.Run is { } run) Free(run);
         foreach (var run in plan.Admitted)
@@ -151,13 +158,16 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
             }
         }
         foreach (var run in failed.Keys) Free(run);
-        return new RunnerOutput(failed, previews, finished);
+        return new RunnerOutput(failed, previews, finished, (int)(fullSteps - fullBefore), (int)(cachedSteps - cachedBefore));
     }
 
     /// <summary>Runs with state on this runner (tests check that ended runs leave nothing behind).</summary>
     public int ActiveRuns => states.Count;
 
-    /// <summary>Frees a run's tensors (worker thread only); nothing when it has none.</summary>
+    /// <summary>Bytes the runs' feature caches hold now (<see cref="FeatureCache"/>; tests check that ended runs free theirs).</summary>
+    public long FeatureCacheBytes => states.Values.Sum(s => s.Cache.Bytes);
+
+    /// <summary>Frees a run's tensors, its feature cache included (worker thread only); nothing when it has none.</summary>
     public void Free(ScheduledRun run)
     {
         if (states.Remove(run, out var sampling)) sampling.Dispose();

@@ -102,6 +102,26 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
     }
 
     [Fact]
+    public async Task Cached_images_equal_the_sample_verbs_and_record_the_cache_settings()
+    {
+        var code = await CommandLine.RunAsync(["sample", "--model", TestPaths.TinyModel, "--labels", "4", "--steps", "9", "--cfg", "3",
+            "--seed", "12", "--sampler", "ddpm", "--cache-interval", "3", "--cache-mode", "taylor", "--out", outDir],
+            new StringWriter(), new StringWriter());
+        Assert.Equal(0, code);
+        var png = await PostPng(
+            """{"class_label": 4, "steps": 9, "cfg_scale": 3, "seed": 12, "sampler": "ddpm", "cache_interval": 3, "cache_mode": "Taylor"}""");
+        var expected = File.ReadAllBytes(Path.Combine(outDir, "0.png"));
+        AssertClose(Rgb(expected), Rgb(png), "cached ddpm via HTTP vs sample");
+        var text = PngWriter.ReadText(png);
+        Assert.Equal(PngWriter.ReadText(expected), text);
+        Assert.Equal(("3", "taylor"), (text["cache_interval"], text["cache_mode"]));
+        Assert.Contains("Cache interval: 3, Cache mode: taylor", text["parameters"]);
+        // Uncached images keep today's metadata: no cache keys.
+        var plain = PngWriter.ReadText(await PostPng("""{"class_label": 4, "steps": 3, "seed": 12, "sampler": "ddpm"}"""));
+        Assert.False(plain.ContainsKey("cache_interval"));
+    }
+
+    [Fact]
     public async Task A_guidance_interval_that_contains_no_step_is_an_unguided_run()
     {
         // dpmpp_2m's model timesteps at 5 steps are 999, 799.2, …, 0: none lies in [0.5, 1].
@@ -192,6 +212,12 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         { """{"class_label": 1, "sampler": "dpmpp_2m", "thresholding": "yes"}""", "thresholding", "thresholding must be true or false" },
         { """{"class_label": 1, "sampler": "ddpm", "thresholding": true}""", "thresholding", "applies to the ODE solvers only" },
         { """{"class_label": 1, "steps": 1}""", "steps", "steps must be at least the solver's order (2) for unipc" },
+        { """{"class_label": 1, "cache_interval": 0}""", "cache_interval", "cache_interval must be in 1..1000" },
+        { """{"class_label": 1, "cache_interval": 1001}""", "cache_interval", "cache_interval must be in 1..1000" },
+        { """{"class_label": 1, "cache_interval": 2.5}""", "cache_interval", "cache_interval must be an integer" },
+        { """{"class_label": 1, "cache_interval": "3"}""", "cache_interval", "cache_interval must be an integer" },
+        { """{"class_label": 1, "cache_interval": 3, "cache_mode": "fast"}""", "cache_mode", "unknown cache_mode 'fast'; use reuse or taylor" },
+        { """{"class_label": 1, "cache_mode": 2}""", "cache_mode", "cache_mode must be a string" },
     };
 
     [Theory]
@@ -214,6 +240,8 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
     [InlineData("--guidance-interval", "600,100", "guidance_interval must be [lo, hi] with 0 ≤ lo < hi ≤ 1000")]
     [InlineData("--guidance-interval", "abc", "--guidance-interval must be lo,hi")]
     [InlineData("--thresholding", "true", "thresholding is for pixel-space models")]
+    [InlineData("--cache-interval", "0", "cache_interval must be in 1..1000")]
+    [InlineData("--cache-mode", "fast", "unknown cache mode 'fast'; use reuse or taylor")]
     public async Task Bad_sampler_flags_exit_2_with_one_line(string flag, string value, string expected)
     {
         var stderr = new StringWriter();

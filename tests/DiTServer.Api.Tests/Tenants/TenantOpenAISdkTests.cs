@@ -32,7 +32,8 @@ public sealed class TenantOpenAISdkTests : IDisposable
 
     private async Task<GeneratedImageSize> Size()
     {
-        int size = JsonDocument.Parse(await factory.CreateClient().GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0].GetProperty("image_size").GetInt32();
+        var models = JsonDocument.Parse(await factory.CreateClient().GetStringAsync("/v1/models")).RootElement;
+        int size = models.GetProperty("models")[0].GetProperty("image_size").GetInt32();
         return new GeneratedImageSize(size, size);
     }
 

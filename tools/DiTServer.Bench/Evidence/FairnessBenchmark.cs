@@ -39,7 +39,8 @@ public static class FairnessBenchmark
         var floodImages = new Option<int>("--flood-images") { DefaultValueFactory = _ => 8 };
         var maxRows = new Option<int>("--max-batch-rows") { DefaultValueFactory = _ => 32 };
         var clients = ListOption.Create("--clients", "Flooding clients of the 'clients' case", "4,16",
-            c => int.TryParse(c, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 48 ? n : throw new UsageException($"--clients: '{c}' is not 1-48"));
+            c => int.TryParse(c, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 48
+                ? n : throw new UsageException($"--clients: '{c}' is not 1-48"));
         var shareSeconds = new Option<double>("--share-seconds") { Description = "Measurement window of the 'tenants' case", DefaultValueFactory = _ => 6 };
         var threads = new Option<int?>("--threads");
         var command = new Command("fairness", "Fair sharing between clients: a light client's latency beside 1, 4 and 16 flooding clients, queue places, " +
@@ -172,7 +173,8 @@ public static class FairnessBenchmark
         // One flooder keeps 6 requests outstanding (2 running at MaxBatchRows, 4 waiting: its whole cost share), as the
         // first version of this benchmark; several keep 3 each (2 running, 1 waiting), within the queue's places.
         int outstanding = floodClients.Length == 1 ? 6 : 3;
-        var flooding = floodClients.Select(c => Flood(engine.Queue, c, ClientShare.Default, flood, outstanding, null, options.RequestTimeout, stop.Token)).ToList();
+        var flooding = floodClients
+            .Select(c => Flood(engine.Queue, c, ClientShare.Default, flood, outstanding, null, options.RequestTimeout, stop.Token)).ToList();
         if (floodClients.Length > 0)
             await engine.WaitForRows(Math.Min(options.EffectiveMaxRunningRows, Math.Min(maxRows, flood.RowsPerStep * 2) * floodClients.Length), ct);
         var latencies = new List<double>();
@@ -180,7 +182,8 @@ public static class FairnessBenchmark
         {
             var sw = Stopwatch.StartNew();
             var r = new GenerationRequest($"probe-{i}", probe, options.RequestTimeout, ct) { Client = "probe" };
-            if (engine.Queue.TryAdd(r) is var outcome && outcome != EnqueueResult.Accepted) throw new InvalidOperationException($"the probe was refused ({outcome})");
+            if (engine.Queue.TryAdd(r) is var outcome && outcome != EnqueueResult.Accepted)
+                throw new InvalidOperationException($"the probe was refused ({outcome})");
             await r.Completion;
             latencies.Add(sw.Elapsed.TotalMilliseconds);
             // In the FIFO scenario a probe waits for every flood request ahead of it; one probe is enough to show it.
@@ -206,7 +209,8 @@ public static class FairnessBenchmark
         {
             int places = 0;
             EnqueueResult outcome;
-            while ((outcome = queue.TryAdd(new GenerationRequest($"c{c}-{places}", request, options.RequestTimeout, CancellationToken.None) { Client = $"client-{c}" }))
+            while ((outcome = queue.TryAdd(new GenerationRequest($"c{c}-{places}", request, options.RequestTimeout, CancellationToken.None)
+                   { Client = $"client-{c}" }))
                    == EnqueueResult.Accepted)
                 places++;
             stdout.WriteLine($"client-{c}\t{places}\t{outcome}\t{queue.Count}");
@@ -251,7 +255,8 @@ public static class FairnessBenchmark
         int churnHeld = churned.Count(j => store.Get(j.Id) is not null);
         bool keeperHeld = store.Get(kept.Id) is not null;
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"# results: Jobs:MaxResults {jobOptions.MaxResults}, MaxResultsPerClient {jobOptions.EffectiveMaxResultsPerClient}, ResultTtl {jobOptions.ResultTtl}; " +
+            $"# results: Jobs:MaxResults {jobOptions.MaxResults}, MaxResultsPerClient {jobOptions.EffectiveMaxResultsPerClient}, " +
+            $"ResultTtl {jobOptions.ResultTtl}; " +
             $"'keeper' made 1 job, then 'churn' made {total} one-step jobs in {elapsed.TotalSeconds:F1} s (within the TTL)"));
         stdout.WriteLine("client\tjobs_made\tresults_held");
         stdout.WriteLine($"keeper\t1\t{(keeperHeld ? 1 : 0)}");
@@ -295,11 +300,14 @@ public static class FairnessBenchmark
         await using var engine = await Engine.StartAsync(model, options, forwards, ct);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var tenants = new[] { (Name: "heavy", Weight: 2.0), (Name: "light", Weight: 1.0) }
-            .Select(t => (t.Name, t.Weight, Caller: TenantDirectory.CallerOf(new TenantOptions { Name = t.Name, ApiKeySha256 = new string('0', 64), Weight = t.Weight }),
+            .Select(t => (t.Name, t.Weight,
+                Caller: TenantDirectory.CallerOf(new TenantOptions { Name = t.Name, ApiKeySha256 = new string('0', 64), Weight = t.Weight }),
                 Counter: new RowCounter(flood.RowsPerStep)))
             .ToList();
         const int outstanding = 4;
-        var flooding = tenants.Select(t => Flood(engine.Queue, t.Caller.Client, t.Caller.Share, flood, outstanding, t.Counter, options.RequestTimeout, stop.Token)).ToList();
+        var flooding = tenants
+            .Select(t => Flood(engine.Queue, t.Caller.Client, t.Caller.Share, flood, outstanding, t.Counter, options.RequestTimeout, stop.Token))
+            .ToList();
         await engine.WaitForRows(Math.Min(options.EffectiveMaxRunningRows, 2 * Math.Min(maxRows, outstanding * flood.RowsPerStep)), ct);
         var rows0 = tenants.Select(t => t.Counter.Rows).ToList();
         var f0 = forwards.Totals;
@@ -316,6 +324,7 @@ public static class FairnessBenchmark
         double weights = tenants.Sum(t => t.Weight);
         for (int i = 0; i < tenants.Count; i++)
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{tenants[i].Name}\t{tenants[i].Weight:F0}\t{rows[i]}\t{rows[i] / (double)Math.Max(1, all):F2}\t{tenants[i].Weight / weights:F2}\t{rows[i] / (double)Math.Max(1, forwardCount):F1}"));
+                $"{tenants[i].Name}\t{tenants[i].Weight:F0}\t{rows[i]}\t{rows[i] / (double)Math.Max(1, all):F2}\t{tenants[i].Weight / weights:F2}\t" +
+                $"{rows[i] / (double)Math.Max(1, forwardCount):F1}"));
     }
 }
