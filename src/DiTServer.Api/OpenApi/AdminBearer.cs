@@ -9,24 +9,16 @@ public sealed class AdminBearer
     public const string Scheme = "adminBearer";
 
     /// <summary>The scheme Swagger UI's "Authorize" button fills in.</summary>
-    public static OpenApiSecurityScheme Definition() => new()
-    {
-        Type = SecuritySchemeType.Http,
-        Scheme = "bearer",
-        Description = "The admin key whose SHA-256 is Admin:ApiKeySha256 (the /v1/admin routes exist only when it is set).",
-    };
+    public static OpenApiSecurityScheme Definition() =>
+        BearerScheme.Definition("The admin key whose SHA-256 is Admin:ApiKeySha256 (the /v1/admin routes exist only when it is set).");
 }
 
 /// <summary>Adds the admin bearer requirement to every operation marked <see cref="AdminBearer"/>, and only to those,
 /// so "Try it out" sends the key where it is needed and nowhere else.</summary>
 public sealed class AdminBearerFilter : IOperationFilter
 {
-    public void Apply(OpenApiOperation operation, OperationFilterContext context)
-    {
-        if (!context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<AdminBearer>().Any()) return;
-        operation.Security ??= [];
-        operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(AdminBearer.Scheme, context.Document)] = [] });
-    }
+    public void Apply(OpenApiOperation operation, OperationFilterContext context) =>
+        BearerScheme.RequireWhereMarked<AdminBearer>(operation, context, AdminBearer.Scheme);
 }
 
 /// <summary>Drops the admin scheme from the document when no operation requires it: without an admin key the

@@ -11,12 +11,8 @@ public static class TenantBearer
     public const string Scheme = "tenantBearer";
 
     /// <summary>The scheme Swagger UI's "Authorize" button fills in.</summary>
-    public static OpenApiSecurityScheme Definition() => new()
-    {
-        Type = SecuritySchemeType.Http,
-        Scheme = "bearer",
-        Description = "A tenant's key, whose SHA-256 is Tenants:N:ApiKeySha256: the generation and job routes need it while tenants are configured.",
-    };
+    public static OpenApiSecurityScheme Definition() => BearerScheme.Definition(
+        "A tenant's key, whose SHA-256 is Tenants:N:ApiKeySha256: the generation and job routes need it while tenants are configured.");
 }
 
 /// <summary>With tenants configured, declares <see cref="TenantBearer.Scheme"/> and requires it on every operation marked
@@ -26,9 +22,7 @@ public sealed class TenantBearerFilter(TenantDirectory tenants) : IOperationFilt
 {
     public void Apply(OpenApiOperation operation, OperationFilterContext context)
     {
-        if (!tenants.Enabled || !context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<TenantRequired>().Any()) return;
-        operation.Security ??= [];
-        operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(TenantBearer.Scheme, context.Document)] = [] });
+        if (tenants.Enabled) BearerScheme.RequireWhereMarked<TenantRequired>(operation, context, TenantBearer.Scheme);
     }
 
     public void Apply(OpenApiDocument document, DocumentFilterContext context)

@@ -69,6 +69,14 @@ public sealed class DiscreteVpSchedule
         return la - logStd;
     }
 
+    /// <summary>The quantities every multistep solver's update from <paramref name="s"/> to <paramref name="t"/> starts
+    /// from (dpm_solver.py and uni_pc.py compute the same ones first), computed in one place.</summary>
+    public VpStep Step(float s, float t)
+    {
+        float lambdaS = Lambda(s), lambdaT = Lambda(t);
+        return new VpStep(lambdaS, lambdaT, Sigma(s), Sigma(t), MathF.Exp(LogAlpha(t)), lambdaT - lambdaS);
+    }
+
     /// <summary>t such that λ_t = <paramref name="lambda"/> (<c>inverse_lambda</c>, discrete branch):
     /// log α = −½·logaddexp(0, −2λ), then the table read backwards.</summary>
     public float InverseLambda(float lambda)
@@ -107,3 +115,6 @@ public sealed class DiscreteVpSchedule
         return (float)(um1 * xd / Math.Log(u));
     }
 }
+
+/// <summary>λ, σ at both ends of a solver step s → t, α_t, and the step in half-logSNR h = λ_t − λ_s.</summary>
+public readonly record struct VpStep(float LambdaS, float LambdaT, float SigmaS, float SigmaT, float AlphaT, float H);

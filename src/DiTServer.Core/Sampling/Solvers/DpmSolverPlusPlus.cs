@@ -20,10 +20,7 @@ public static class DpmSolverPlusPlus
         if (x0History.Count < order || timeHistory.Count < order) throw new ArgumentException("history shorter than the order");
         var m0 = x0History[^1];
         float tPrev0 = timeHistory[^1];
-        float lambdaPrev0 = ns.Lambda(tPrev0), lambdaT = ns.Lambda(t);
-        float sigmaPrev0 = ns.Sigma(tPrev0), sigmaT = ns.Sigma(t);
-        float alphaT = MathF.Exp(ns.LogAlpha(t));
-        float h = lambdaT - lambdaPrev0;
+        var (lambdaPrev0, _, sigmaPrev0, sigmaT, alphaT, h) = ns.Step(tPrev0, t);
         float phi1 = DiscreteVpSchedule.Expm1(-h);
         // First order (DDIM in λ, eq. 5 of the paper): x_t = σ_t/σ_s·x − α_t·(e^{−h} − 1)·x̂₀_s.
         var xt = (sigmaT / sigmaPrev0) * x - (alphaT * phi1) * m0;

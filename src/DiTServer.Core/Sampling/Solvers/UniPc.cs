@@ -32,10 +32,7 @@ public static class UniPc
         using var scope = NewDisposeScope();
         float tPrev0 = timeHistory[^1];
         var m0 = x0History[^1];
-        float lambdaPrev0 = ns.Lambda(tPrev0), lambdaT = ns.Lambda(t);
-        float sigmaPrev0 = ns.Sigma(tPrev0), sigmaT = ns.Sigma(t);
-        float alphaT = MathF.Exp(ns.LogAlpha(t));
-        float h = lambdaT - lambdaPrev0;
+        var (lambdaPrev0, _, sigmaPrev0, sigmaT, alphaT, h) = ns.Step(tPrev0, t);
 
         // r_k = (λ_{s_k} − λ_s)/h and D1_k = (x̂₀_{s_k} − x̂₀_s)/r_k for the older history, then r = 1 for the new point.
         var rks = new List<float>();
