@@ -47,7 +47,10 @@ public sealed record TrainingJobRequest
     };
 
     /// <summary>Label dropout of a new model (train.py's 0.1 by default).</summary>
-    public double EffectiveClassDropoutProb => ClassDropoutProb ?? 0.1;
+    /// <remarks>A method, not a property: as a property the contract listed it as a field (a read-only
+    /// <c>effectiveClassDropoutProb</c> in the OpenAPI schema), and a body naming it beside a mistaken field reached its
+    /// missing setter in JsonContract's diagnostic pass.</remarks>
+    public double EffectiveClassDropoutProb() => ClassDropoutProb ?? 0.1;
 }
 
 /// <summary>Architecture of a new model trained from scratch.</summary>
