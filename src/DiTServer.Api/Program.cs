@@ -20,6 +20,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
     WebRootPath = Path.Combine(AppContext.BaseDirectory, "wwwroot"),
 });
 builder.AddServerLogging();
+builder.AddWireJson(); // snake_case field names everywhere (results, OpenAPI)
 builder.AddOpenAIErrorDialect(); // before AddServerObservability's AddProblemDetails: asked first
 builder.AddServerObservability();
 builder.AddServerOpenApi();

@@ -204,9 +204,10 @@ public static class AdminTrainingEndpoints
 public sealed record ResumeRequest
 {
     /// <summary>New total step count; absent: the run's own.</summary>
-    [System.Text.Json.Serialization.JsonPropertyName("steps")] public long? Steps { get; init; }
+    public long? Steps { get; init; }
 }
 
 public sealed record ActivationResponse(
+    // says what was activated: a bare "job" beside "step" would read as the job now running
     [property: System.Text.Json.Serialization.JsonPropertyName("activated_job")] string Job,
-    [property: System.Text.Json.Serialization.JsonPropertyName("step")] long Step);
+    long Step);

@@ -38,16 +38,17 @@ public sealed class TrainingJob
 
 /// <summary>What <c>GET /v1/admin/training/jobs/{id}</c> returns.</summary>
 public sealed record TrainingJobStatus(
-    [property: JsonPropertyName("id")] string Id,
-    [property: JsonPropertyName("state")] TrainingJobState State,
-    [property: JsonPropertyName("step")] long Step,
-    [property: JsonPropertyName("total_steps")] long TotalSteps,
-    [property: JsonPropertyName("loss")] double? Loss,
+    string Id,
+    TrainingJobState State,
+    long Step,
+    long TotalSteps,
+    double? Loss,
+    // the unit that training logs print (it/s), shorter than steps_per_second
     [property: JsonPropertyName("it_per_s")] double? StepsPerSecond,
-    [property: JsonPropertyName("eta_seconds")] double? EtaSeconds,
-    [property: JsonPropertyName("last_checkpoint")] string? LastCheckpoint,
-    [property: JsonPropertyName("error")] string? Error,
-    [property: JsonPropertyName("started_at")] DateTimeOffset StartedAt,
-    [property: JsonPropertyName("finished_at")] DateTimeOffset? FinishedAt,
-    [property: JsonPropertyName("exported_model")] string? ExportedModel,
-    [property: JsonPropertyName("output")] string? Output = null);
+    double? EtaSeconds,
+    string? LastCheckpoint,
+    string? Error,
+    DateTimeOffset StartedAt,
+    DateTimeOffset? FinishedAt,
+    string? ExportedModel,
+    string? Output = null);

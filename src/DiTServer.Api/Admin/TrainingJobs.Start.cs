@@ -150,7 +150,7 @@ public sealed partial class TrainingJobs
         {
             HiddenSize = spec.HiddenSize, Depth = spec.Depth, NumHeads = spec.NumHeads, PatchSize = spec.PatchSize,
             Conditioning = ConditioningNames.Parse(spec.Conditioning ?? "adaLN-Zero"), LearnSigma = spec.LearnSigma,
-            ClassDropoutProb = request.EffectiveClassDropoutProb, InputSize = input.Side, InChannels = input.Channels,
+            ClassDropoutProb = request.EffectiveClassDropoutProb(), InputSize = input.Side, InChannels = input.Channels,
             NumClasses = Math.Max(dataset.NumClasses, request.ClassNames?.Count ?? 0),
         };
         fresh.Validate();

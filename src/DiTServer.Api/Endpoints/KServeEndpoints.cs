@@ -55,19 +55,19 @@ public static class KServeEndpoints
 }
 
 public sealed record KServeServer(
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("version")] string Version,
-    [property: JsonPropertyName("extensions")] IReadOnlyList<string> Extensions);
+    string Name,
+    string Version,
+    IReadOnlyList<string> Extensions);
 
 public sealed record KServeModel(
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("versions")] IReadOnlyList<string> Versions,
-    [property: JsonPropertyName("platform")] string Platform,
-    [property: JsonPropertyName("inputs")] IReadOnlyList<KServeTensor> Inputs,
-    [property: JsonPropertyName("outputs")] IReadOnlyList<KServeTensor> Outputs);
+    string Name,
+    IReadOnlyList<string> Versions,
+    string Platform,
+    IReadOnlyList<KServeTensor> Inputs,
+    IReadOnlyList<KServeTensor> Outputs);
 
 /// <summary>A v2 tensor description; -1 is a dimension of any size (here: the number of images).</summary>
 public sealed record KServeTensor(
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("datatype")] string Datatype,
-    [property: JsonPropertyName("shape")] IReadOnlyList<int> Shape);
+    string Name,
+    string Datatype,
+    IReadOnlyList<int> Shape);

@@ -60,19 +60,19 @@ public static class ModelsEndpoints
 /// <summary>Our fields (<c>models</c>) and OpenAI's list shape (<c>object</c>, <c>data</c>) in one answer, so the
 /// OpenAI SDKs' <c>models.list()</c> and our own clients read the same document without negotiation.</summary>
 public sealed record ModelsResponse(
-    [property: JsonPropertyName("models")] IReadOnlyList<ModelInfo> Models,
-    [property: JsonPropertyName("data")] IReadOnlyList<OpenAIModel> Data)
+    IReadOnlyList<ModelInfo> Models,
+    IReadOnlyList<OpenAIModel> Data)
 {
-    [JsonPropertyName("object")] public string Object => "list";
+    public string Object => "list";
 }
 
 /// <summary>OpenAI's model object. <c>created</c> is the weights file's time (Unix seconds), 0 for a model made in memory.</summary>
 public sealed record OpenAIModel(
-    [property: JsonPropertyName("id")] string Id,
-    [property: JsonPropertyName("created")] long Created,
-    [property: JsonPropertyName("owned_by")] string OwnedBy)
+    string Id,
+    long Created,
+    string OwnedBy)
 {
-    [JsonPropertyName("object")] public string Object => "model";
+    public string Object => "model";
 
     public static OpenAIModel Of(LoadedModel model) =>
         new(model.Name,
@@ -81,22 +81,22 @@ public sealed record OpenAIModel(
 }
 
 public sealed record ModelInfo(
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("architecture")] string Architecture,
-    [property: JsonPropertyName("image_size")] int ImageSize,
-    [property: JsonPropertyName("image_channels")] int ImageChannels,
-    [property: JsonPropertyName("num_classes")] int NumClasses,
-    [property: JsonPropertyName("supports_guidance")] bool SupportsGuidance,
-    [property: JsonPropertyName("device")] string Device,
-    [property: JsonPropertyName("precision")] string Precision,
-    [property: JsonPropertyName("previews"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] PreviewInfo? Previews,
-    [property: JsonPropertyName("default_sampler")] string DefaultSampler,
-    [property: JsonPropertyName("samplers")] IReadOnlyList<SamplerInfo> Samplers,
-    [property: JsonPropertyName("guidance_modes")] IReadOnlyList<string> GuidanceModes,
-    [property: JsonPropertyName("limits")] RequestLimits Limits,
-    [property: JsonPropertyName("batching")] BatchingInfo Batching,
+    string Name,
+    string Architecture,
+    int ImageSize,
+    int ImageChannels,
+    int NumClasses,
+    bool SupportsGuidance,
+    string Device,
+    string Precision,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] PreviewInfo? Previews,
+    string DefaultSampler,
+    IReadOnlyList<SamplerInfo> Samplers,
+    IReadOnlyList<string> GuidanceModes,
+    RequestLimits Limits,
+    BatchingInfo Batching,
     // One engine per entry, all sharing one queue (DiT:Devices); labels as in the metrics' device label.
-    [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
+    IReadOnlyList<string> Devices);
 
 /// <summary>One sampler and its options, as a client (the playground, a script) needs them to build a request.</summary>
 /// <param name="Name">The <c>sampler</c> value.</param>
@@ -106,20 +106,20 @@ public sealed record ModelInfo(
 /// <param name="Variants">Allowed <c>unipc_variant</c> values (unipc only).</param>
 /// <param name="Thresholding">Whether <c>thresholding: true</c> is accepted with this sampler on this model.</param>
 public sealed record SamplerInfo(
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("description")] string Description,
-    [property: JsonPropertyName("default_steps")] int DefaultSteps,
-    [property: JsonPropertyName("min_steps")] int MinSteps,
-    [property: JsonPropertyName("deterministic")] bool Deterministic,
-    [property: JsonPropertyName("orders")] IReadOnlyList<int> Orders,
-    [property: JsonPropertyName("default_order")] int DefaultOrder,
-    [property: JsonPropertyName("order_settable")] bool OrderSettable,
-    [property: JsonPropertyName("spacings")] IReadOnlyList<string> Spacings,
-    [property: JsonPropertyName("default_spacing"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultSpacing,
-    [property: JsonPropertyName("variants")] IReadOnlyList<string> Variants,
-    [property: JsonPropertyName("default_variant"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultVariant,
-    [property: JsonPropertyName("eta")] bool Eta,
-    [property: JsonPropertyName("thresholding")] bool Thresholding)
+    string Name,
+    string Description,
+    int DefaultSteps,
+    int MinSteps,
+    bool Deterministic,
+    IReadOnlyList<int> Orders,
+    int DefaultOrder,
+    bool OrderSettable,
+    IReadOnlyList<string> Spacings,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultSpacing,
+    IReadOnlyList<string> Variants,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DefaultVariant,
+    bool Eta,
+    bool Thresholding)
 {
     public static IReadOnlyList<SamplerInfo> All(bool pixelSpace)
     {
@@ -143,26 +143,26 @@ public sealed record SamplerInfo(
 }
 
 public sealed record RequestLimits(
-    [property: JsonPropertyName("max_images_per_request")] int MaxImagesPerRequest,
-    [property: JsonPropertyName("max_steps")] int MaxSteps,
-    [property: JsonPropertyName("min_cfg_scale")] double MinCfgScale,
-    [property: JsonPropertyName("max_cfg_scale")] double MaxCfgScale,
-    [property: JsonPropertyName("max_body_bytes")] int MaxBodyBytes);
+    int MaxImagesPerRequest,
+    int MaxSteps,
+    double MinCfgScale,
+    double MaxCfgScale,
+    int MaxBodyBytes);
 
 /// <summary>Present when jobs may ask for step previews (<c>preview_every</c>); absent for models that cannot make them.</summary>
-public sealed record PreviewInfo([property: JsonPropertyName("max_size")] int MaxSize);
+public sealed record PreviewInfo(int MaxSize);
 
 public sealed record BatchingInfo(
-    [property: JsonPropertyName("mode")] string Mode,
-    [property: JsonPropertyName("max_batch_rows")] int MaxBatchRows,
-    [property: JsonPropertyName("queue_capacity")] int QueueCapacity);
+    string Mode,
+    int MaxBatchRows,
+    int QueueCapacity);
 
 public sealed record ClassesResponse(
-    [property: JsonPropertyName("model")] string Model,
-    [property: JsonPropertyName("count")] int Count,
-    [property: JsonPropertyName("classes")] IReadOnlyList<ClassInfo> Classes);
+    string Model,
+    int Count,
+    IReadOnlyList<ClassInfo> Classes);
 
 public sealed record ClassInfo(
-    [property: JsonPropertyName("index")] int Index,
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("aliases")] IReadOnlyList<string> Aliases);
+    int Index,
+    string Name,
+    IReadOnlyList<string> Aliases);

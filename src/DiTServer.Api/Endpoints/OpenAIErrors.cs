@@ -1,4 +1,5 @@
 using DiTServer.Api.Generation;
+using DiTServer.Api.Http;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.Metadata;
@@ -109,17 +110,17 @@ public static class OpenAIErrors
 }
 
 /// <summary><c>{"error": {...}}</c>, the body of every error answer in OpenAI's API.</summary>
-public sealed record OpenAIErrorResponse([property: JsonPropertyName("error")] OpenAIError Error);
+public sealed record OpenAIErrorResponse(OpenAIError Error);
 
 /// <summary>OpenAI's error object; <c>param</c> names the request field at fault, <c>code</c> a machine-readable reason.
 /// Both are written as null when unknown, as OpenAI does.</summary>
 public sealed record OpenAIError(
-    [property: JsonPropertyName("message")] string Message,
-    [property: JsonPropertyName("type")] string Type,
-    [property: JsonPropertyName("param")] string? Param,
-    [property: JsonPropertyName("code")] string? Code);
+    string Message,
+    string Type,
+    string? Param,
+    string? Code);
 
 internal static class OpenAIErrorJson
 {
-    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web);
+    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = WireJson.Names };
 }

@@ -14,57 +14,58 @@ namespace DiTServer.Api.Endpoints;
 /// ask for. The list of fields in an error message follows this order.</remarks>
 public sealed record OpenAIImageRequest
 {
-    [JsonPropertyName("prompt"), Description("A class name or index (see GET /v1/classes); required")]
+    [Description("A class name or index (see GET /v1/classes); required")]
     [JsonConverter(typeof(ClassLabelJson))]
     public required string? Prompt { get; init; }
-    [JsonPropertyName("n"), Description("Number of images, 1..Serving:MaxImagesPerRequest; default 1")]
+    [Description("Number of images, 1..Serving:MaxImagesPerRequest; default 1")]
     public int? N { get; init; }
-    [JsonPropertyName("size"), Description("Must be the model's resolution, e.g. \"256x256\" (GET /v1/models: image_size)")]
+    [Description("Must be the model's resolution, e.g. \"256x256\" (GET /v1/models: image_size)")]
     public string? Size { get; init; }
-    [JsonPropertyName("response_format"), Description("b64_json (default) or url (a /v1/jobs/{id}/result?index=i URL per image)")]
+    [Description("b64_json (default) or url (a /v1/jobs/{id}/result?index=i URL per image)")]
     public string? ResponseFormat { get; init; }
 
-    [JsonPropertyName("seed"), Description("Extra: int64 ≥ 0; random when absent")]
+    [Description("Extra: int64 ≥ 0; random when absent")]
     public long? Seed { get; init; }
-    [JsonPropertyName("steps"), Description("Extra: sampling steps 1..1000; default per sampler (GET /v1/models: samplers[].default_steps)")]
+    [Description("Extra: sampling steps 1..1000; default per sampler (GET /v1/models: samplers[].default_steps)")]
     public int? Steps { get; init; }
-    [JsonPropertyName("cfg_scale"), Description("Extra: classifier-free guidance scale; default 4.0")]
+    [Description("Extra: classifier-free guidance scale; default 4.0")]
     public double? CfgScale { get; init; }
-    [JsonPropertyName("sampler"), Description("Extra: a sampler of GET /v1/models; default: GET /v1/models default_sampler")]
+    [Description("Extra: a sampler of GET /v1/models; default: GET /v1/models default_sampler")]
     public string? Sampler { get; init; }
-    [JsonPropertyName("guidance"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public string? Guidance { get; init; }
-    [JsonPropertyName("eta"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public double? Eta { get; init; }
-    [JsonPropertyName("spacing"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public string? Spacing { get; init; }
-    [JsonPropertyName("order"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public int? Order { get; init; }
+    // "unipc", as the sampler is named, where the naming policy would split "UniPc" into uni_pc
     [JsonPropertyName("unipc_variant"), Description("Extra: as in POST /v1/images")]
     public string? UniPcVariant { get; init; }
-    [JsonPropertyName("guidance_interval"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public double[]? GuidanceInterval { get; init; }
-    [JsonPropertyName("thresholding"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public bool? Thresholding { get; init; }
-    [JsonPropertyName("cache_interval"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public int? CacheInterval { get; init; }
-    [JsonPropertyName("cache_mode"), Description("Extra: as in POST /v1/images")]
+    [Description("Extra: as in POST /v1/images")]
     public string? CacheMode { get; init; }
 
-    [JsonPropertyName("model"), Description("Accepted and ignored: one model is served"), JsonConverter(typeof(IgnoredJson))]
+    [Description("Accepted and ignored: one model is served"), JsonConverter(typeof(IgnoredJson))]
     public string? Model { get; init; }
-    [JsonPropertyName("user"), Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
+    [Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
     public string? User { get; init; }
-    [JsonPropertyName("quality"), Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
+    [Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
     public string? Quality { get; init; }
-    [JsonPropertyName("style"), Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
+    [Description("Accepted and ignored"), JsonConverter(typeof(IgnoredJson))]
     public string? Style { get; init; }
-    [JsonPropertyName("moderation"), Description("Accepted and ignored (a class label needs no moderation)"), JsonConverter(typeof(IgnoredJson))]
+    [Description("Accepted and ignored (a class label needs no moderation)"), JsonConverter(typeof(IgnoredJson))]
     public string? Moderation { get; init; }
 
-    [JsonPropertyName("output_format"), Description("png only")]
+    [Description("png only")]
     public string? OutputFormat { get; init; }
-    [JsonPropertyName("background"), Description("auto or opaque; transparent is refused")]
+    [Description("auto or opaque; transparent is refused")]
     public string? Background { get; init; }
 
     /// <summary>The <c>POST /v1/images</c> body this asks for, checked by its rules.</summary>

@@ -4,11 +4,11 @@ namespace DiTServer.Api.Endpoints;
 
 /// <summary>OpenAI's image API answer: <c>{"created": unix seconds, "data": [{"b64_json": ...} | {"url": ...}]}</c>.</summary>
 public sealed record OpenAIImagesResponse(
-    [property: JsonPropertyName("created")] long Created,
-    [property: JsonPropertyName("data")] IReadOnlyList<OpenAIImage> Data);
+    long Created,
+    IReadOnlyList<OpenAIImage> Data);
 
 /// <summary>One image: <c>b64_json</c> (a PNG) or <c>url</c> (its job result), and the class it shows as <c>revised_prompt</c>.</summary>
 public sealed record OpenAIImage(
-    [property: JsonPropertyName("b64_json"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? B64Json,
-    [property: JsonPropertyName("url"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Url,
-    [property: JsonPropertyName("revised_prompt")] string RevisedPrompt);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? B64Json,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Url,
+    string RevisedPrompt);

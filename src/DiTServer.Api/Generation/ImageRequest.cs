@@ -24,42 +24,39 @@ public record ImageRequest
             """3, "unipc_variant": "bh1", "guidance_interval": [0, 700]}"""),
     ];
 
-    [JsonPropertyName("class_label"), Description("Class index (0..num_classes-1) or class name; required")]
+    [Description("Class index (0..num_classes-1) or class name; required")]
     [JsonConverter(typeof(ClassLabelJson))]
     public required string? ClassLabel { get; init; }
-    [JsonPropertyName("num_images"), Description("1..Serving:MaxImagesPerRequest; default 1")]
+    [Description("1..Serving:MaxImagesPerRequest; default 1")]
     public int? NumImages { get; init; }
-    [JsonPropertyName("steps"), Description("Sampling steps (model calls) 1..1000; default per sampler (GET /v1/models: samplers[].default_steps)")]
+    [Description("Sampling steps (model calls) 1..1000; default per sampler (GET /v1/models: samplers[].default_steps)")]
     public int? Steps { get; init; }
-    [JsonPropertyName("cfg_scale"), Description("Classifier-free guidance scale 1..20 (1 = none); default 4.0")]
+    [Description("Classifier-free guidance scale 1..20 (1 = none); default 4.0")]
     public double? CfgScale { get; init; }
-    [JsonPropertyName("seed"), Description("int64 ≥ 0; random when absent, always reported")]
+    [Description("int64 ≥ 0; random when absent, always reported")]
     public long? Seed { get; init; }
-    [JsonPropertyName("sampler"), Description("ddpm | ddim | dpmpp_2m | dpmpp_3m | unipc; default: GET /v1/models default_sampler")]
+    [Description("ddpm | ddim | dpmpp_2m | dpmpp_3m | unipc; default: GET /v1/models default_sampler")]
     public string? Sampler { get; init; }
-    [JsonPropertyName("guidance"), Description("official (first 3 channels, as the DiT code) | all; default official")]
+    [Description("official (first 3 channels, as the DiT code) | all; default official")]
     public string? Guidance { get; init; }
-    [JsonPropertyName("eta"), Description("DDIM only: 0 (deterministic, default) .. 1")]
+    [Description("DDIM only: 0 (deterministic, default) .. 1")]
     public double? Eta { get; init; }
-    [JsonPropertyName("spacing"),
-        Description("ODE solvers (dpmpp_2m, dpmpp_3m, unipc) only: time_uniform (default) | logsnr | time_quadratic, case-insensitive")]
+    [Description("ODE solvers (dpmpp_2m, dpmpp_3m, unipc) only: time_uniform (default) | logsnr | time_quadratic, case-insensitive")]
     public string? Spacing { get; init; }
-    [JsonPropertyName("order"), Description("unipc only: 1..3, default 2 (dpmpp_2m/dpmpp_3m take theirs from the name)")]
+    [Description("unipc only: 1..3, default 2 (dpmpp_2m/dpmpp_3m take theirs from the name)")]
     public int? Order { get; init; }
+    // "unipc", as the sampler is named, where the naming policy would split "UniPc" into uni_pc
     [JsonPropertyName("unipc_variant"), Description("unipc only: bh1 | bh2 (default)")]
     public string? UniPcVariant { get; init; }
-    [JsonPropertyName("guidance_interval"),
-        Description("[lo, hi] in model timesteps 0..1000: guidance only while lo ≤ t ≤ hi, one unguided row outside; default always guided")]
+    [Description("[lo, hi] in model timesteps 0..1000: guidance only while lo ≤ t ≤ hi, one unguided row outside; default always guided")]
     public double[]? GuidanceInterval { get; init; }
-    [JsonPropertyName("thresholding"), Description("ODE solvers on pixel-space models only: dynamic thresholding of x0 (ratio 0.995, max 1); default false")]
+    [Description("ODE solvers on pixel-space models only: dynamic thresholding of x0 (ratio 0.995, max 1); default false")]
     public bool? Thresholding { get; init; }
-    [JsonPropertyName("cache_interval"),
-        Description("Feature caching: the transformer blocks run on every k-th step (and the first); the steps between skip them and " +
-            "feed the final layer a cached block output. 1..1000; 1 = off (default). 3 is about 1.5x faster on DDPM/DDIM-50")]
+    [Description("Feature caching: the transformer blocks run on every k-th step (and the first); the steps between skip them and " +
+        "feed the final layer a cached block output. 1..1000; 1 = off (default). 3 is about 1.5x faster on DDPM/DDIM-50")]
     public int? CacheInterval { get; init; }
-    [JsonPropertyName("cache_mode"),
-        Description("With cache_interval > 1: reuse (default: the last full step's block output, FORA) | taylor (first-order " +
-            "extrapolation from the last two full steps, TaylorSeer)")]
+    [Description("With cache_interval > 1: reuse (default: the last full step's block output, FORA) | taylor (first-order " +
+        "extrapolation from the last two full steps, TaylorSeer)")]
     public string? CacheMode { get; init; }
 }
 
@@ -71,7 +68,7 @@ public sealed record JobRequest : ImageRequest
 
     /// <remarks>Ordered after the images fields (System.Text.Json puts a derived record's own properties first), so the
     /// list of fields in an error message reads as the images body plus this.</remarks>
-    [JsonPropertyName("preview_every"), JsonPropertyOrder(1),
+    [JsonPropertyOrder(1),
         Description("0 or absent: no previews; k in 1..steps: a preview event with small PNGs after every k-th step but the last")]
     public int? PreviewEvery { get; init; }
 }

@@ -4,6 +4,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
+using DiTServer.Api.Http;
 
 namespace DiTServer.Api.Generation;
 
@@ -24,6 +25,7 @@ public static class JsonContract
     {
         var options = new JsonSerializerOptions
         {
+            PropertyNamingPolicy = WireJson.Names,
             UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
             AllowDuplicateProperties = false,
             MaxDepth = 8,

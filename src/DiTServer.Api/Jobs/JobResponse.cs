@@ -7,17 +7,17 @@ namespace DiTServer.Api.Jobs;
 
 /// <summary>A job as <c>POST/GET/DELETE /v1/jobs</c> answer it and as the <c>data</c> of every event; absent fields are omitted.</summary>
 public sealed record JobResponse(
-    [property: JsonPropertyName("id")] string Id,
-    [property: JsonPropertyName("state")] string State,
-    [property: JsonPropertyName("queue_position"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? QueuePosition,
-    [property: JsonPropertyName("step")] int Step,
-    [property: JsonPropertyName("total_steps")] int TotalSteps,
-    [property: JsonPropertyName("error"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error,
-    [property: JsonPropertyName("result_url"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ResultUrl,
-    [property: JsonPropertyName("created_at")] DateTimeOffset CreatedAt,
-    [property: JsonPropertyName("started_at"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] DateTimeOffset? StartedAt,
-    [property: JsonPropertyName("finished_at"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] DateTimeOffset? FinishedAt,
-    [property: JsonPropertyName("parameters"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] JobParameters? Parameters)
+    string Id,
+    string State,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? QueuePosition,
+    int Step,
+    int TotalSteps,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ResultUrl,
+    DateTimeOffset CreatedAt,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] DateTimeOffset? StartedAt,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] DateTimeOffset? FinishedAt,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] JobParameters? Parameters)
 {
     public static JobResponse From(Job job, JobSnapshot s, long? queuePosition, LoadedModel? model) => new(
         job.Id, s.State.Name(), s.State == JobState.Queued ? queuePosition : null, s.Step, s.TotalSteps, s.Error,
@@ -27,21 +27,22 @@ public sealed record JobResponse(
 
 /// <summary>The validated request a job runs (the seed always filled in).</summary>
 public sealed record JobParameters(
-    [property: JsonPropertyName("class_label")] int ClassLabel,
-    [property: JsonPropertyName("class_name")] string ClassName,
-    [property: JsonPropertyName("num_images")] int NumImages,
-    [property: JsonPropertyName("steps")] int Steps,
-    [property: JsonPropertyName("cfg_scale")] double CfgScale,
-    [property: JsonPropertyName("seed")] long Seed,
-    [property: JsonPropertyName("sampler")] string Sampler,
-    [property: JsonPropertyName("guidance")] string Guidance,
-    [property: JsonPropertyName("eta")] double Eta,
-    [property: JsonPropertyName("spacing"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Spacing,
-    [property: JsonPropertyName("order"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Order,
+    int ClassLabel,
+    string ClassName,
+    int NumImages,
+    int Steps,
+    double CfgScale,
+    long Seed,
+    string Sampler,
+    string Guidance,
+    double Eta,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Spacing,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Order,
+    // "unipc", as the sampler is named, where the naming policy would split "UniPc" into uni_pc
     [property: JsonPropertyName("unipc_variant"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? UniPcVariant,
-    [property: JsonPropertyName("guidance_interval"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double[]? GuidanceInterval,
-    [property: JsonPropertyName("thresholding"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? Thresholding,
-    [property: JsonPropertyName("preview_every"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? PreviewEvery)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double[]? GuidanceInterval,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? Thresholding,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? PreviewEvery)
 {
     public static JobParameters From(Job job, LoadedModel model)
     {

@@ -137,13 +137,13 @@ public static class JobsEndpoints
             }
             if (next.Preview is { } preview)
             {
-                yield return new SseItem<string>(JsonSerializer.Serialize(JobPreviewResponse.From(job, preview)), next.Type);
+                yield return new SseItem<string>(JsonSerializer.Serialize(JobPreviewResponse.From(job, preview), WireJson.Options), next.Type);
                 continue;
             }
             if (next.IsFinal) await shared.WhenPublished(job.Id);
             var data = JobResponse.From(job, next.Status, store.PositionOf(job), null);
             if (next.Type == "queued") lastPosition = data.QueuePosition;
-            yield return new SseItem<string>(JsonSerializer.Serialize(data), next.Type);
+            yield return new SseItem<string>(JsonSerializer.Serialize(data, WireJson.Options), next.Type);
             if (next.IsFinal) yield break;
         }
     }

@@ -1,4 +1,5 @@
 using DiTServer.Api.Generation;
+using DiTServer.Api.Http;
 using DiTServer.Core.Pipeline;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
@@ -45,7 +46,7 @@ public static class RemoteJobs
             if (seen != last)
             {
                 last = seen;
-                yield return new SseItem<string>(JsonSerializer.Serialize(s), EventType(s.State));
+                yield return new SseItem<string>(JsonSerializer.Serialize(s, WireJson.Options), EventType(s.State));
                 if (IsFinal(s.State)) yield break;
             }
             try { await Task.Delay(Poll, aborted); }

@@ -1,4 +1,5 @@
 using DiTServer.Api.Generation;
+using DiTServer.Api.Http;
 using DiTServer.Core.Pipeline;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
@@ -36,10 +37,10 @@ public sealed class SharedStoreOptions
 public sealed record SharedJob(JobResponse Status, IReadOnlyList<SharedImage> Images, string? Client = null);
 
 public sealed record SharedImage(
-    [property: JsonPropertyName("index")] int Index,
-    [property: JsonPropertyName("seed")] long Seed,
-    [property: JsonPropertyName("class_label")] int ClassLabel,
-    [property: JsonPropertyName("class_name")] string ClassName);
+    int Index,
+    long Seed,
+    int ClassLabel,
+    string ClassName);
 
 /// <summary>The jobs of all replicas. The replica that accepted a job runs it and publishes its status and result; any
 /// replica reads them, and asks the owner to cancel or forget it.</summary>
@@ -208,7 +209,7 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
     {
         var store = services.GetRequiredService<JobStore>();
         var model = services.GetRequiredService<LoadedModel>();
-        var json = JsonSerializer.Serialize(JobResponse.From(job, status, store.PositionOf(job), model));
+        var json = JsonSerializer.Serialize(JobResponse.From(job, status, store.PositionOf(job), model), WireJson.Options);
         var batch = Db.CreateBatch();
         var set = batch.HashSetAsync(key, [new("status", json), new("owner", owner), new("client", job.Owner.Client)]);
         var expire = batch.KeyExpireAsync(key, ttl);
@@ -223,7 +224,7 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         var images = job.Result!.Images;
         var entries = new List<HashEntry>
         {
-            new("images", JsonSerializer.Serialize(images.Select(i => new SharedImage(i.Index, i.Seed, i.ClassLabel, i.ClassName)).ToList())),
+            new("images", JsonSerializer.Serialize(images.Select(i => new SharedImage(i.Index, i.Seed, i.ClassLabel, i.ClassName)).ToList(), WireJson.Options)),
         };
         entries.AddRange(images.Select((image, i) => new HashEntry($"png:{i.ToString(CultureInfo.InvariantCulture)}", image.Png)));
         if (images.Count > 1)
@@ -238,8 +239,8 @@ public sealed class RedisSharedJobs : ISharedJobs, IDisposable
         {
             var values = await Db.HashGetAsync(Key(id), ["status", "images", "client"]).WaitAsync(cancel);
             if (values[0].IsNull) return null;
-            var status = JsonSerializer.Deserialize<JobResponse>((string)values[0]!)!;
-            var images = values[1].IsNull ? [] : JsonSerializer.Deserialize<List<SharedImage>>((string)values[1]!)!;
+            var status = JsonSerializer.Deserialize<JobResponse>((string)values[0]!, WireJson.Options)!;
+            var images = values[1].IsNull ? [] : JsonSerializer.Deserialize<List<SharedImage>>((string)values[1]!, WireJson.Options)!;
             return new SharedJob(status, images, values[2].IsNull ? null : (string?)values[2]);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)

@@ -1,7 +1,7 @@
 using System.Reflection;
 using System.Text.Json.Nodes;
-using System.Text.Json.Serialization;
 using DiTServer.Api.Endpoints;
+using DiTServer.Api.Http;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
 
@@ -14,9 +14,10 @@ public sealed class ServedDefaultsSchemaFilter : ISchemaFilter
 {
     public void Apply(IOpenApiSchema schema, SchemaFilterContext context)
     {
-        if (context.MemberInfo?.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name is not { } name || schema is not OpenApiSchema s
-            || !HasSamplerAndSteps(context.MemberInfo.DeclaringType!))
+        if (context.MemberInfo is not PropertyInfo { } property || schema is not OpenApiSchema s
+            || !HasSamplerAndSteps(property.DeclaringType!))
             return;
+        var name = WireJson.NameOf(property);
         var (sampler, steps) = ModelsEndpoints.ServedDefault;
         if (name == "sampler") s.Description += $" (this server: {sampler})";
         else if (name == "steps") s.Description += $" (this server: {steps} with its default sampler, {sampler})";
@@ -37,7 +38,7 @@ public sealed class ServedDefaultsSchemaFilter : ISchemaFilter
 
     private static bool HasSamplerAndSteps(Type type)
     {
-        var names = type.GetProperties().Select(p => p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name).ToHashSet();
+        var names = type.GetProperties().Select(WireJson.NameOf).ToHashSet();
         return names.Contains("sampler") && names.Contains("steps");
     }
 }
