@@ -71,12 +71,12 @@ public sealed class JobStore(Scheduler scheduler, IOptions<JobOptions> jobOption
                 .Select(j => (Job: j, Status: j.Snapshot()))
                 .Where(x => x.Status.State.IsFinal())
                 .OrderBy(x => x.Status.FinishedAt)
-                .Select(x => x.Job)
                 .ToList();
-            foreach (var job in done.Where(j => now - j.Snapshot().FinishedAt >= options.ResultTtl).ToList())
-                if (Forget(job, "expired")) done.Remove(job);
+            var kept = new List<Job>(done.Count);
+            foreach (var (job, status) in done)
+                if (now - status.FinishedAt < options.ResultTtl || !Forget(job, "expired")) kept.Add(job);
             // Oldest first per client; each client's last entry is its newest, which stays.
-            var byClient = done.GroupBy(j => j.Owner.Client).ToDictionary(g => g.Key, g => g.ToList());
+            var byClient = kept.GroupBy(j => j.Owner.Client).ToDictionary(g => g.Key, g => g.ToList());
             foreach (var (_, held) in byClient)
             {
                 int limit = held[0].Owner.Tenant?.MaxResults ?? options.EffectiveMaxResultsPerClient;

@@ -25,6 +25,15 @@ public static class ClientIdentity
     /// configured, since the header is otherwise the client's to forge).</summary>
     public static Caller Of(HttpContext http)
     {
+        // Asked several times per request (tenant filter, handler, metrics); a tenant lookup hashes the key, so once is enough.
+        if (http.Items.TryGetValue(typeof(Caller), out var known) && known is Caller caller) return caller;
+        caller = Resolve(http);
+        http.Items[typeof(Caller)] = caller;
+        return caller;
+    }
+
+    private static Caller Resolve(HttpContext http)
+    {
         var token = Http.BearerToken.From(http.Request.Headers.Authorization);
         if (http.RequestServices.GetService<TenantDirectory>() is { Enabled: true } tenants)
             return token is { Length: > 0 } && tenants.Find(token) is { } tenant ? TenantDirectory.CallerOf(tenant) : Caller.Anonymous;
