@@ -90,7 +90,9 @@ common="--model models/dit-fashion-mnist --data /usr/share/datasets/fashion-mnis
 run_eval() {
   local log=$1 err=$2; shift 2
   { echo "# command: dotnet run --project src/DiTServer.Api -c Release -- eval $*"; echo "# started: $(date -u '+%Y-%m-%d %H:%M:%S') UTC"; } > "$log"
-  local code=0; "$bin/DiTServer.Api" eval "$@" >> "$log" 2> "$err" || code=$?
+  # CPU seconds as well as wall time: on a shared machine the core's rate (images per CPU second) is what transfers.
+  local timed=(); [ -x /usr/bin/time ] && timed=(/usr/bin/time -f '# cpu: %U s user, %S s system, %e s wall' -a -o "$log")
+  local code=0; "${timed[@]}" "$bin/DiTServer.Api" eval "$@" >> "$log" 2> "$err" || code=$?
   echo "# exit $code finished: $(date -u '+%Y-%m-%d %H:%M:%S') UTC" >> "$log"
 }
 if [ "$mode" = sets ] || [ "$mode" = judge ]; then

@@ -67,6 +67,15 @@ public sealed class FeatureCache : IDisposable
         return last + (last - previous) * k;
     }
 
+    /// <summary>Most bytes the cache of a run of <paramref name="rows"/> rows holds (what admission counts): one
+    /// (rows, T, D) float32 hidden state, two for taylor; nothing without caching.</summary>
+    /// <param name="rowBytes">One row's hidden state: <see cref="RowBytes"/>.</param>
+    public static long MaxBytes(int rows, long rowBytes, int interval, CacheMode mode) =>
+        interval == 1 ? 0 : rows * rowBytes * (mode == CacheMode.Taylor ? 2 : 1);
+
+    /// <summary>Bytes of one row's hidden state, T × D float32 (an upper bound where the model runs in half precision).</summary>
+    public static long RowBytes(Model.DiTConfig config) => (long)config.NumPatches * config.HiddenSize * sizeof(float);
+
     /// <summary>Bytes the cached tensors hold now.</summary>
     public long Bytes => (last is null ? 0 : last.NumberOfElements * last.ElementSize)
         + (previous is null ? 0 : previous.NumberOfElements * previous.ElementSize);

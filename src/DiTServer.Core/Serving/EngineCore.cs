@@ -41,6 +41,7 @@ public sealed class EngineCore
         this.logger = logger;
         outputs = new OutputProcessor(runner.Model, observer, logger, scheduler.Time);
         scheduler.Connect(device, inbox.Writer);
+        scheduler.SetCacheRowBytes(device, Sampling.FeatureCache.RowBytes(runner.Model.Config));
     }
 
     public string Label { get; }

@@ -13,4 +13,8 @@ public sealed record GenerationParameters(int ClassLabel, int NumImages, Samplin
 
     /// <summary>Work it asks of the device, in row-steps: what per-client queue limits count, not requests.</summary>
     public int Cost => RowsPerStep * Sampling.Steps;
+
+    /// <summary>Most bytes its feature cache holds while it runs (0 without caching); <paramref name="rowBytes"/> is
+    /// one row's hidden state on the model that runs it (<see cref="FeatureCache.RowBytes"/>).</summary>
+    public long CacheBytes(long rowBytes) => FeatureCache.MaxBytes(RowsPerStep, rowBytes, Sampling.CacheInterval, Sampling.CacheMode);
 }

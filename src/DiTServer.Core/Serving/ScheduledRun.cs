@@ -27,6 +27,8 @@ public sealed class ScheduledRun
     public int StepRows => StepsDone < TotalSteps ? rowsPerStep[StepsDone] : 0;
     /// <summary>Rows of the last forward it was picked for, which fair sharing counts; written when the scheduler picks it.</summary>
     public int LastStepRows { get; internal set; }
+    /// <summary>Most bytes its feature cache holds (<see cref="GenerationParameters.CacheBytes"/>); admission counts these.</summary>
+    public long CacheBytes { get; internal init; }
     public int TotalSteps => Request.Parameters.Sampling.Steps;
     /// <summary>Steps done, counted by the scheduler from the runner's outcomes.</summary>
     public int StepsDone { get; internal set; }

@@ -62,6 +62,8 @@ public sealed class Scheduler
         public ChannelWriter<EngineMessage>? Inbox;
         public bool WakePending, Stopped;
         public EngineMessage.Swap? Swap;
+        // One row's cached hidden state on this device's model (FeatureCache.RowBytes); 0 until the engine tells it.
+        public long CacheRowBytes;
     }
 
     public TimeProvider Time { get; }
@@ -90,6 +92,15 @@ public sealed class Scheduler
     public void Connect(int device, ChannelWriter<EngineMessage> inbox)
     {
         lock (gate) devices[device].Inbox = inbox;
+    }
+
+    /// <summary>Tells the scheduler the size of one row's cached hidden state on <paramref name="device"/>'s model
+    /// (<see cref="Sampling.FeatureCache.RowBytes"/>), so that admission counts each request's feature cache against
+    /// <see cref="ServingOptions.MaxCacheBytes"/>. A weight swap keeps the architecture, so this never changes.</summary>
+    public void SetCacheRowBytes(int device, long rowBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rowBytes);
+        lock (gate) devices[device].CacheRowBytes = rowBytes;
     }
 
     /// <summary>The front door (any thread, never waits): accepts the request into its client's queue, or says why not.</summary>
@@ -314,6 +325,7 @@ public sealed class Scheduler
         if (Mode == BatchingMode.Request && d.Running.Count > 0) return admitted;
         int budget = Mode == BatchingMode.Request ? options.MaxBatchRows : options.EffectiveMaxRunningRows;
         int rows = d.Running.Sum(r => r.Rows);
+        long cacheBytes = d.Running.Sum(r => r.CacheBytes);
         var perClient = d.Running.GroupBy(r => r.Client).ToDictionary(g => g.Key, g => g.Sum(r => r.Rows));
         while (true)
         {
@@ -335,14 +347,18 @@ public sealed class Scheduler
             bool fits = rows + wants <= budget;
             bool entitled = Mode == BatchingMode.Step && (mine == 0 || mine + wants <= budget * weights[next.Client] / total);
             if (!fits && !entitled) return admitted;
+            // Memory is a hard limit, fair share or not: a head whose feature cache does not fit waits (alone it runs).
+            long wantsCache = next.Parameters.CacheBytes(d.CacheRowBytes);
+            if (d.Running.Count > 0 && cacheBytes + wantsCache > options.MaxCacheBytes) return admitted;
             waiting.Remove(next);
-            var run = new ScheduledRun(next, device, now) { QueueWait = Time.GetElapsedTime(next.EnqueuedAt, now) };
+            var run = new ScheduledRun(next, device, now) { QueueWait = Time.GetElapsedTime(next.EnqueuedAt, now), CacheBytes = wantsCache };
             next.State = RequestState.Running;
             next.Run = run;
             if (!d.Served.ContainsKey(run.Client)) d.Served[run.Client] = d.Served.Count == 0 ? 0 : d.Served.Values.Min();
             d.Running.Add(run);
             admitted.Add(run);
             rows += run.Rows;
+            cacheBytes += wantsCache;
             perClient[run.Client] = mine + run.Rows;
         }
     }

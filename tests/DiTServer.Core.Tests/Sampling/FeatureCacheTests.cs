@@ -118,8 +118,10 @@ public class FeatureCacheTests
             finished += scheduler.Update(plan, outcome).Finished.Count;
         }
         Assert.Equal(1, finished);
-        // Taylor keeps two (4 rows, T, D) float32 hidden states while the run lives, none after it.
+        // Taylor keeps two (4 rows, T, D) float32 hidden states while the run lives, none after it; admission's estimate
+        // (GenerationParameters.CacheBytes) is exactly that.
         Assert.Equal(2L * 4 * loaded.Config.NumPatches * loaded.Config.HiddenSize * 4, maxCacheBytes);
+        Assert.Equal(maxCacheBytes, new GenerationParameters(1, 2, options).CacheBytes(FeatureCache.RowBytes(loaded.Config)));
         Assert.Equal(0, runner.ActiveRuns);
         Assert.Equal(0, runner.FeatureCacheBytes);
         Assert.Equal(liveBefore, ModelRunner.LiveTensorsOnThisThread);

@@ -127,6 +127,42 @@ public class SchedulerTests
     }
 
     [Fact]
+    public void Feature_caches_count_toward_admission_memory_and_a_head_whose_cache_does_not_fit_waits()
+    {
+        const long rowBytes = 1000; // one row's hidden state on this device's model
+        var scheduler = new Scheduler(new ServingOptions { MaxCacheBytes = 10_000, MaxQueuedCostPerClient = null }, devices: 1, clock);
+        scheduler.SetCacheRowBytes(0, rowBytes);
+        GenerationRequest Cached(string client, int images, int interval, CacheMode mode) =>
+            new($"{client}-{Guid.NewGuid():N}", new GenerationParameters(0, images, new SamplingOptions
+            {
+                Steps = 4, CfgScale = 4, CacheInterval = interval, CacheMode = mode,
+            }), TimeSpan.FromHours(1), default) { Client = client };
+        var taylor = Cached("a", 2, 3, CacheMode.Taylor);  // 4 rows × 1000 × 2 = 8000 bytes
+        var reuse = Cached("b", 2, 3, CacheMode.Reuse);    // 4 rows × 1000 = 4000: 12,000 would pass the 10,000
+        var plain = Cached("c", 4, 1, CacheMode.Taylor);   // no caching: 0 bytes, whatever the mode says
+        Assert.Equal(8000, taylor.Parameters.CacheBytes(rowBytes));
+        Assert.Equal(4000, reuse.Parameters.CacheBytes(rowBytes));
+        Assert.Equal(0, plain.Parameters.CacheBytes(rowBytes));
+
+        Enqueue(scheduler, taylor, reuse, plain);
+        var first = scheduler.Schedule();
+        // Rows would fit (4 + 4 + 8 of 128), but b's cache does not, and its head blocks c's behind it (no skipping).
+        Assert.Equal([taylor], first.Admitted.Select(r => r.Request));
+        Assert.Equal(8000, first.Admitted.Single().CacheBytes);
+        Step(scheduler, first);
+        Assert.Empty(scheduler.Schedule().Admitted);
+        while (scheduler.Running().Count > 0) Step(scheduler);
+        var second = scheduler.Schedule();
+        Assert.Equal([reuse, plain], second.Admitted.Select(r => r.Request));
+
+        // Alone on the device a request is admitted even past the limit, or it could never run.
+        var huge = new Scheduler(new ServingOptions { MaxCacheBytes = 1 }, devices: 1, clock);
+        huge.SetCacheRowBytes(0, rowBytes);
+        Enqueue(huge, Cached("a", 2, 2, CacheMode.Taylor), Cached("a", 1, 2, CacheMode.Reuse));
+        Assert.Single(huge.Schedule().Admitted);
+    }
+
+    [Fact]
     public void Cancelled_and_expired_requests_leave_the_queue_and_the_running_set_with_their_reason()
     {
         var scheduler = Make();
