@@ -62,6 +62,7 @@ public static class EvalCommand
             if (parse.GetValue(samples) is { } folder && !Directory.Exists(folder)) throw new UsageException($"--samples folder not found: {folder}");
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!);
+            options = samplerOptions.WithModelCache(parse, options, loaded.Manifest.DefaultCache);
             if (loaded.ImageChannels != 1 || loaded.ImageSize < ImageClassifier.ImageSize)
                 throw new UsageException($"eval needs a grayscale model of at least 28×28 pixels; {loaded.Name} makes " +
                     $"{loaded.ImageChannels}×{loaded.ImageSize}²");

@@ -54,6 +54,7 @@ public static class SampleCommand
             string outDir = parse.GetValue(output)!;
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!, torchDevice, computePrecision);
+            options = samplerOptions.WithModelCache(parse, options, loaded.Manifest.DefaultCache);
             var labelIds = ResolveLabels(parse.GetValue(labels)!, loaded.Classes, loaded.Config.NumClasses);
             int? only = parse.GetValue(index);
             if (only is { } i && (i < 0 || i >= labelIds.Length))

@@ -57,6 +57,15 @@ internal sealed class SamplerCliOptions
         return options;
     }
 
+    /// <summary>The options with the model's cache default (model.json <c>default_cache</c>) applied as the server applies
+    /// it to a request without <c>cache_interval</c> (<see cref="CacheDefault.Resolve"/>); <c>--cache-interval</c> wins.</summary>
+    public SamplingOptions WithModelCache(ParseResult parse, SamplingOptions options, CacheDefault? model)
+    {
+        var (interval, mode) = CacheDefault.Resolve(model, options.Sampler, options.Steps, parse.GetValue(CacheInterval),
+            parse.GetValue(CacheMode) is { } m ? Lookup(SamplerNames.CacheModes, m, "cache mode") : null);
+        return options with { CacheInterval = interval, CacheMode = mode };
+    }
+
     private static T Lookup<T>(IReadOnlyDictionary<string, T> names, string value, string what) =>
         names.TryGetValue(value.Trim(), out var found) ? found
             : throw new UsageException($"unknown {what} '{value}'; use {SamplerNames.Alternatives(names.Keys)}");

@@ -39,7 +39,7 @@ public static class ModelsEndpoints
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
             model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
-            ServedDefault.Sampler, SamplerInfo.All(model.Vae is null), ["official", "all"],
+            ServedDefault.Sampler, CacheDefaultInfo.Of(model.Manifest.DefaultCache), SamplerInfo.All(model.Vae is null), ["official", "all"],
             new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
         return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));
@@ -91,12 +91,22 @@ public sealed record ModelInfo(
     string Precision,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] PreviewInfo? Previews,
     string DefaultSampler,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] CacheDefaultInfo? DefaultCache,
     IReadOnlyList<SamplerInfo> Samplers,
     IReadOnlyList<string> GuidanceModes,
     RequestLimits Limits,
     BatchingInfo Batching,
     // One engine per entry, all sharing one queue (DiT:Devices); labels as in the metrics' device label.
     IReadOnlyList<string> Devices);
+
+/// <summary>The model's feature-caching default (model.json <c>default_cache</c>): a request with one of
+/// <paramref name="Samplers"/> and at least <paramref name="MinSteps"/> steps that sends no <c>cache_interval</c> gets
+/// <paramref name="Interval"/> and, without a <c>cache_mode</c>, <paramref name="Mode"/>. Absent when the model declares none.</summary>
+public sealed record CacheDefaultInfo(int Interval, string Mode, int MinSteps, IReadOnlyList<string> Samplers)
+{
+    public static CacheDefaultInfo? Of(CacheDefault? d) =>
+        d is null ? null : new(d.Interval, d.Mode.Name(), d.MinSteps, CacheDefault.Samplers.Select(s => s.Name()).ToList());
+}
 
 /// <summary>One sampler and its options, as a client (the playground, a script) needs them to build a request.</summary>
 /// <param name="Name">The <c>sampler</c> value.</param>

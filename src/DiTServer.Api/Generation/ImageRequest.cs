@@ -53,9 +53,10 @@ public record ImageRequest
     [Description("ODE solvers on pixel-space models only: dynamic thresholding of x0 (ratio 0.995, max 1); default false")]
     public bool? Thresholding { get; init; }
     [Description("Feature caching: the transformer blocks run on every k-th step (and the first); the steps between skip them and " +
-        "feed the final layer a cached block output. 1..1000; 1 = off (default). 3 is about 1.5x faster on DDPM/DDIM-50")]
+        "feed the final layer a cached block output. 1..1000; 1 = off. 3 is about 1.5x faster on DDPM/DDIM-50")]
     public int? CacheInterval { get; init; }
-    [Description("With cache_interval > 1: reuse (default: the last full step's block output, FORA) | taylor (first-order " +
+    [Description("With cache_interval > 1: reuse (the last full step's block output, FORA; the default unless the model's " +
+        "default_cache names one) | taylor (first-order " +
         "extrapolation from the last two full steps, TaylorSeer)")]
     public string? CacheMode { get; init; }
 }

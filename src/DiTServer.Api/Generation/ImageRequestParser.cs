@@ -18,7 +18,9 @@ public static class ImageRequestParser
 
     /// <summary>The model facts validation needs.</summary>
     /// <param name="IsLatent">The model works on VAE latents (dynamic thresholding is refused there).</param>
-    public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest, bool IsLatent = false);
+    /// <param name="DefaultCache">The model's feature-caching default for long samplers (model.json <c>default_cache</c>).</param>
+    public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest, bool IsLatent = false,
+        CacheDefault? DefaultCache = null);
 
     /// <returns>The parameters, or null with <paramref name="errors"/> keyed by field ("body" for the whole body).</returns>
     public static GenerationParameters? Parse(ReadOnlyMemory<byte> body, Limits limits, out Dictionary<string, string[]> errors)
@@ -29,16 +31,19 @@ public static class ImageRequestParser
         return errors.Count == 0 ? ToParameters(request, limits) : null;
     }
 
-    /// <summary>What a valid request asks for, defaults filled in: the sampler's own steps, guidance 4.0, and a random
-    /// seed below 2^53 when absent, so JavaScript clients can echo it back exactly.</summary>
+    /// <summary>What a valid request asks for, defaults filled in: the sampler's own steps, guidance 4.0, the model's
+    /// cache default for long samplers, and a random seed below 2^53 when absent, so JavaScript clients can echo it back exactly.</summary>
     public static GenerationParameters ToParameters(ImageRequest request, Limits limits)
     {
         if (!limits.Classes.TryResolve(request.ClassLabel!, limits.NumClasses, out var label, out var error)) throw new ArgumentException(error);
         var sampler = ImageRequestValidator.SamplerOf(request);
+        int steps = ImageRequestValidator.StepsOf(request);
+        var (cacheInterval, cacheMode) = CacheDefault.Resolve(limits.DefaultCache, sampler, steps, request.CacheInterval,
+            ImageRequestValidator.Lookup(request.CacheMode, SamplerNames.CacheModes));
         var options = new SamplingOptions
         {
             Sampler = sampler,
-            Steps = ImageRequestValidator.StepsOf(request),
+            Steps = steps,
             CfgScale = request.CfgScale ?? 4.0,
             Guidance = ImageRequestValidator.GuidanceOf(request),
             Eta = request.Eta ?? 0,
@@ -48,8 +53,8 @@ public static class ImageRequestParser
             UniPcVariant = ImageRequestValidator.Lookup(request.UniPcVariant, SamplerNames.Variants),
             GuidanceInterval = request.GuidanceInterval is [var lo, var hi] ? new GuidanceInterval(lo, hi) : null,
             Thresholding = request.Thresholding ?? false,
-            CacheInterval = request.CacheInterval ?? 1,
-            CacheMode = ImageRequestValidator.Lookup(request.CacheMode, SamplerNames.CacheModes) ?? CacheMode.Reuse,
+            CacheInterval = cacheInterval,
+            CacheMode = cacheMode,
         };
         options.Validate(); // the sampler's own rules; the validator is stricter, so this never fires for a valid request
         return new GenerationParameters(label, request.NumImages ?? 1, options);

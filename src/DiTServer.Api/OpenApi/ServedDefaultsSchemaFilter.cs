@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.Json.Nodes;
 using DiTServer.Api.Endpoints;
 using DiTServer.Api.Http;
+using DiTServer.Core.Pipeline;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
 
@@ -10,7 +11,9 @@ namespace DiTServer.Api.OpenApi;
 /// <summary>The served defaults (<see cref="ModelsEndpoints.ServedDefault"/>) in the OpenAPI document: the descriptions
 /// of the <c>sampler</c> and <c>steps</c> fields name them, and the main example of every body with those fields uses
 /// them (<see cref="InExample"/>), so Swagger shows what a request without them gets instead of a value written twice.</summary>
-public sealed class ServedDefaultsSchemaFilter : ISchemaFilter
+/// <remarks>The <c>cache_interval</c> description names the served model's cache default (<c>default_cache</c> of its
+/// model.json, as <c>GET /v1/models</c> lists it), or that it has none.</remarks>
+public sealed class ServedDefaultsSchemaFilter(LoadedModel model) : ISchemaFilter
 {
     public void Apply(IOpenApiSchema schema, SchemaFilterContext context)
     {
@@ -21,6 +24,10 @@ public sealed class ServedDefaultsSchemaFilter : ISchemaFilter
         var (sampler, steps) = ModelsEndpoints.ServedDefault;
         if (name == "sampler") s.Description += $" (this server: {sampler})";
         else if (name == "steps") s.Description += $" (this server: {steps} with its default sampler, {sampler})";
+        else if (name == "cache_interval")
+            s.Description += model.Manifest.DefaultCache is { } d
+                ? $" (this server, when absent: {d.Describe()}; 1 otherwise)"
+                : " (this server, when absent: 1 for every sampler)";
     }
 
     /// <summary>The example with <c>sampler</c> and <c>steps</c> set to the served defaults when <paramref name="body"/>

@@ -3,6 +3,7 @@
 const $ = (id) => document.getElementById(id);
 let classes = [];
 let samplers = []; // [{ name, defaultSteps }] from /v1/models
+let defaultCache = null; // the model's default_cache from /v1/models: { interval, mode, min_steps, samplers }, or null
 let current = null; // { id, events }
 
 async function problemText(response) {
@@ -57,6 +58,7 @@ async function load() {
     for (const id of ["steps", "steps-number"]) $(id).max = Math.min(model.limits.max_steps, 1000);
     if (!model.supports_guidance) { $("cfg").value = 1; $("cfg").disabled = true; }
     samplers = (model.samplers || []).map(readSampler).filter((s) => s.name);
+    defaultCache = model.default_cache || null;
     fillSelect($("sampler"), samplers.map((s) => s.name));
     // Start at what a request without sampler and steps gets: the served model's default_sampler and its default_steps.
     if (samplers.some((s) => s.name === model.default_sampler)) $("sampler").value = model.default_sampler;
@@ -93,10 +95,21 @@ function setSteps(value) {
   const steps = Math.min(Math.max(1, Math.round(Number(value) || 1)), max);
   $("steps").value = steps;
   $("steps-number").value = steps;
+  showCacheDefault();
+}
+
+// The server caches features by default for the model's long samplers (the page sends no cache_interval): say so.
+function showCacheDefault() {
+  const d = defaultCache;
+  const applies = d && (d.samplers || []).includes($("sampler").value) && Number($("steps").value) >= d.min_steps;
+  $("cache-hint").textContent = applies
+    ? `Feature caching (this model's default): the transformer blocks run on 1 step in ${d.interval}, cache mode ${d.mode}.`
+    : "";
 }
 
 function syncOutputs() {
   $("steps-number").value = $("steps").value;
+  showCacheDefault();
   $("cfg-value").textContent = $("cfg").value;
   $("seed").disabled = $("random-seed").checked;
 }

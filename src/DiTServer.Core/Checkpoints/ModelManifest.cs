@@ -22,6 +22,8 @@ public sealed record ModelManifest
     public string? ClassNamesPath { get; init; }
     /// <summary>Class names when given inline as an array.</summary>
     public IReadOnlyList<string>? ClassNamesInline { get; init; }
+    /// <summary>Feature caching for long samplers when a request names none (<c>default_cache</c>); null = never by default.</summary>
+    public Sampling.CacheDefault? DefaultCache { get; init; }
 
     public string Folder => Path.GetDirectoryName(ManifestPath)!;
 
@@ -126,6 +128,24 @@ public sealed record ModelManifest
             default: throw Bad("class_names", "must be a file name or an array of names");
         }
 
+        Sampling.CacheDefault? defaultCache = null;
+        switch (root["default_cache"])
+        {
+            case null: break;
+            case JsonObject c:
+                int interval = RequiredInt(c, "interval", path, "default_cache.");
+                if (interval < 2 || interval > Sampling.SamplingOptions.MaxCacheInterval)
+                    throw Bad("default_cache.interval", $"must be in 2..{Sampling.SamplingOptions.MaxCacheInterval} (leave default_cache out for no caching)");
+                var mode = Sampling.CacheMode.Reuse;
+                if (OptionalString(c, "mode", path) is { } m && !Sampling.SamplerNames.CacheModes.TryGetValue(m, out mode))
+                    throw Bad("default_cache.mode", $"must be {Sampling.SamplerNames.Alternatives(Sampling.SamplerNames.CacheModes.Keys)}");
+                int minSteps = RequiredInt(c, "min_steps", path, "default_cache.");
+                if (minSteps < 1) throw Bad("default_cache.min_steps", "must be at least 1");
+                defaultCache = new Sampling.CacheDefault(interval, mode, minSteps);
+                break;
+            default: throw Bad("default_cache", "must be an object such as {\"interval\": 3, \"mode\": \"reuse\", \"min_steps\": 50}");
+        }
+
         return new ModelManifest
         {
             ManifestPath = path,
@@ -136,6 +156,7 @@ public sealed record ModelManifest
             VaePath = vaePath,
             ClassNamesPath = classFile,
             ClassNamesInline = inline,
+            DefaultCache = defaultCache,
         };
     }
 

@@ -237,4 +237,36 @@ public sealed class PlaygroundDefaultsTests
         Assert.Equal(other, await second.InputValueAsync("#sampler"));
         Assert.Equal(DefaultSteps(other), await second.InputValueAsync("#steps-number"));
     }
+
+    [ChromiumFact]
+    public async Task Page_says_when_the_models_cache_default_applies_to_the_chosen_sampler_and_steps()
+    {
+        using var factory = new ServerFactory(("Serving:WarmUp", "false"));
+        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        factory.StartServer();
+        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
+        });
+        var page = await browser.NewPageAsync();
+        // The answer of a model that declares default_cache (the fixture declares none: then the page says nothing).
+        await page.RouteAsync("**/v1/models", async route =>
+        {
+            var response = await route.FetchAsync();
+            var root = System.Text.Json.Nodes.JsonNode.Parse(await response.TextAsync())!;
+            root["models"]![0]!["default_cache"] = System.Text.Json.Nodes.JsonNode.Parse(
+                """{"interval": 3, "mode": "taylor", "min_steps": 20, "samplers": ["ddpm", "ddim"]}""");
+            await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = root.ToJsonString() });
+        });
+        await page.GotoAsync(address + "/");
+        await page.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length > 0");
+        Assert.Equal("", await page.TextContentAsync("#cache-hint")); // the default sampler, UniPC: never cached by default
+        await page.SelectOptionAsync("#sampler", "ddpm");
+        await page.FillAsync("#steps-number", "50");
+        Assert.Contains("1 step in 3, cache mode taylor", await page.TextContentAsync("#cache-hint"));
+        await page.FillAsync("#steps-number", "19");
+        Assert.Equal("", await page.TextContentAsync("#cache-hint"));
+    }
 }

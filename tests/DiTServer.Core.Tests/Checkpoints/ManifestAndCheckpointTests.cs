@@ -49,6 +49,15 @@ public class ManifestAndCheckpointTests : IDisposable
     [InlineData("""{ "architecture": "DiT-S/8", "weights": "w.pt", "vae": null, "input_size": 12 }""", "divisible by patch_size")]
     [InlineData("""{ "architecture": { "depth": 2, "hidden_size": 30, "num_heads": 4, "patch_size": 2 }, "weights": "w.pt", "vae": null }""",
         "multiple of num_heads")]
+    [InlineData("""{ "architecture": "DiT-S/2", "weights": "w.pt", "vae": null, "default_cache": 3 }""", "'default_cache' must be an object")]
+    [InlineData("""{ "architecture": "DiT-S/2", "weights": "w.pt", "vae": null, "default_cache": { "min_steps": 20 } }""",
+        "'default_cache.interval' is required")]
+    [InlineData("""{ "architecture": "DiT-S/2", "weights": "w.pt", "vae": null, "default_cache": { "interval": 1, "min_steps": 20 } }""",
+        "'default_cache.interval' must be in 2..1000")]
+    [InlineData("""{ "architecture": "DiT-S/2", "weights": "w.pt", "vae": null, "default_cache": { "interval": 3, "mode": "x", "min_steps": 2 } }""",
+        "'default_cache.mode' must be")]
+    [InlineData("""{ "architecture": "DiT-S/2", "weights": "w.pt", "vae": null, "default_cache": { "interval": 3 } }""",
+        "'default_cache.min_steps' is required")]
     [InlineData("""[1, 2]""", "must be a JSON object")]
     [InlineData("""{ "architecture": """, "malformed JSON")]
     public void Bad_manifests_fail_with_the_field_named(string json, string expected)
@@ -56,6 +65,21 @@ public class ManifestAndCheckpointTests : IDisposable
         File.WriteAllBytes(Path.Combine(dir, "w.pt"), []);
         var e = Assert.Throws<InvalidDataException>(() => ModelManifest.Load(Write(json)));
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void A_cache_default_is_read_and_its_absence_is_none()
+    {
+        File.WriteAllBytes(Path.Combine(dir, "w.safetensors"), []);
+        var m = ModelManifest.Load(Write("""
+            { "architecture": "DiT-S/2", "weights": "w.safetensors", "vae": null,
+              "default_cache": { "interval": 3, "mode": "taylor", "min_steps": 50 } }
+            """));
+        Assert.Equal(new Sampling.CacheDefault(3, Sampling.CacheMode.Taylor, 50), m.DefaultCache);
+        m = ModelManifest.Load(Write(
+            """{ "architecture": "DiT-S/2", "weights": "w.safetensors", "vae": null, "default_cache": { "interval": 2, "min_steps": 20 } }"""));
+        Assert.Equal(new Sampling.CacheDefault(2, Sampling.CacheMode.Reuse, 20), m.DefaultCache); // mode: reuse unless named
+        Assert.Null(ModelManifest.Load(Write("""{ "architecture": "DiT-S/2", "weights": "w.safetensors", "vae": null }""")).DefaultCache);
     }
 
     [Fact]
