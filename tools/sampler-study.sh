@@ -7,7 +7,8 @@
 #            (one eval per setting over the saved seed sets: per set and pooled, 95% bootstrap intervals; out-dir/<setting>.log)
 #        tools/sampler-study.sh csv <out-dir>                          (the table of every finished log, as CSV)
 #        tools/sampler-study.sh csv-ci <out-dir>   (the judge logs' per-seed-set and pooled rows with their 95% intervals, as CSV)
-# A setting is name|eval flags, e.g. 'dpmpp2m-tu-10|--sampler dpmpp_2m --steps 10'. Without settings: the issue's list.
+# A setting is name|eval flags, e.g. 'dpmpp2m-tu-10|--sampler dpmpp_2m --steps 10', or '@cache ddim 50' (feature caching: see
+# below). Without settings: the issue's list.
 # Build first: dotnet build src/DiTServer.Api -c Release (the script copies the binaries so rebuilding does not
 # disturb a running study).
 set -euo pipefail
@@ -16,7 +17,9 @@ out=${2:?usage: tools/sampler-study.sh run|csv <out-dir> …}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ "$mode" = csv-ci ]; then
-  echo "setting,sampler,steps,model_calls,seed_set,images,accuracy,accuracy_low,accuracy_high,fid,fid_low,fid_high,precision,precision_low,precision_high,recall,recall_low,recall_high"
+  # block_passes: steps whose forward ran the transformer blocks (= model_calls uncached; with cache_interval k the steps
+  # 0, k, 2k, … and, for taylor, step 1: FeatureCache.IsFullStep).
+  echo "setting,sampler,steps,model_calls,seed_set,images,accuracy,accuracy_low,accuracy_high,fid,fid_low,fid_high,precision,precision_low,precision_high,recall,recall_low,recall_high,cache_interval,cache_mode,block_passes"
   for log in "$out"/*.log; do
     case $log in *.set[0-9]*.log) continue ;; esac
     grep -q '^# exit 0' "$log" || continue
@@ -25,6 +28,9 @@ if [ "$mode" = csv-ci ]; then
       /^model / {
         sampler = $0; sub(/^model [^:]*: /, "", sampler); sub(/ .*/, "", sampler)
         match($0, /[0-9]+ steps/); steps = substr($0, RSTART, RLENGTH - 6)
+        k = 1; mode = ""
+        if (match($0, /cache_interval [0-9]+, [a-z]+/)) { split(substr($0, RSTART + 15, RLENGTH - 15), c, ", "); k = c[1]; mode = c[2] }
+        passes = k == 1 ? steps : int((steps + k - 1) / k) + (mode == "taylor" && steps > 1 ? 1 : 0)
       }
       /^\| (seed [0-9]+|pooled) \|/ {
         line = $0; gsub(/[\[\]]/, "", line); gsub(/, /, " ", line)
@@ -33,7 +39,7 @@ if [ "$mode" = csv-ci ]; then
         images = f[3]; gsub(/ /, "", images)
         out = ""
         for (i = 4; i <= 7; i++) { split(f[i], v, " "); out = out "," v[1] "," v[2] "," v[3] }
-        printf "%s,%s,%s,%s,%s,%s%s\n", name, sampler, steps, steps, set, images, out
+        printf "%s,%s,%s,%s,%s,%s%s,%s,%s,%s\n", name, sampler, steps, steps, set, images, out, k, mode, passes
       }
     ' "$log"
   done
@@ -73,7 +79,18 @@ per=${3:-100}
 shift 3 || true
 sets=1
 if [ "$mode" = sets ] || [ "$mode" = judge ]; then sets=${1:?seed-sets missing}; shift; fi
-settings=("$@")
+settings=()
+for spec in "$@"; do
+  # '@cache <sampler> <steps>': that sampler uncached (explicitly, whatever the model's default_cache says) and at
+  # cache_interval 3, 5, 4, 2 in both modes, in that order (issue 20's goal interval first, the costliest last).
+  if [[ $spec == @cache\ * ]]; then
+    read -r _ s n <<< "$spec"
+    settings+=("$s-$n|--sampler $s --steps $n --cache-interval 1")
+    for k in 3 5 4 2; do
+      for m in reuse taylor; do settings+=("$s-$n-c$k-$m|--sampler $s --steps $n --cache-interval $k --cache-mode $m"); done
+    done
+  else settings+=("$spec"); fi
+done
 if [ ${#settings[@]} -eq 0 ]; then
   settings=("ddpm-250|--sampler ddpm --steps 250" "ddpm-50|--sampler ddpm --steps 50" "ddim-50|--sampler ddim --steps 50" "ddim-10|--sampler ddim --steps 10")
   for n in 5 8 10 15 20; do

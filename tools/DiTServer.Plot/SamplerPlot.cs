@@ -14,9 +14,13 @@ internal static class SamplerPlot
         var rows = lines.Skip(1).Select(l => l.Split(',')).Where(r => !intervals || r[header["seed_set"]] == "pooled").ToList();
         double D(string[] r, string column) => double.Parse(r[header[column]], CultureInfo.InvariantCulture);
         string S(string[] r, string column) => header.TryGetValue(column, out int i) ? r[i] : "";
-        // Extras (guidance interval, thresholding) are single points of their own.
-        string Series(string[] r) => S(r, "extra") is { Length: > 0 } extra ? $"{S(r, "sampler")} {S(r, "spacing")} + {extra}"
+        // Extras (guidance interval, thresholding) are single points of their own; cached settings are a line per sampler
+        // and cache mode over their block passes (cache_interval 5 … 2), beside the uncached point.
+        string Series(string[] r) => S(r, "cache_mode") is { Length: > 0 } mode ? $"{S(r, "sampler")} + cache {mode}"
+            : S(r, "extra") is { Length: > 0 } extra ? $"{S(r, "sampler")} {S(r, "spacing")} + {extra}"
             : S(r, "spacing") is { Length: > 0 } spacing ? $"{S(r, "sampler")} {spacing}" : S(r, "sampler");
+        // Cost on the x axis: model calls, or where caching skips the blocks, the calls that ran them.
+        string calls = header.ContainsKey("block_passes") ? "block_passes" : "model_calls";
 
         var panels = new List<(string, string)>
         {
@@ -29,25 +33,27 @@ internal static class SamplerPlot
             var plot = new ScottPlot.Plot();
             foreach (var group in rows.GroupBy(Series))
             {
-                var points = group.OrderBy(r => D(r, "model_calls")).ToList();
+                var points = group.OrderBy(r => D(r, calls)).ToList();
                 // log10 of the calls, labelled with the calls themselves below: 5 and 250 calls on one readable axis.
-                var scatter = plot.Add.Scatter(points.Select(r => Math.Log10(D(r, "model_calls"))).ToArray(), points.Select(r => D(r, column)).ToArray());
+                var scatter = plot.Add.Scatter(points.Select(r => Math.Log10(D(r, calls))).ToArray(), points.Select(r => D(r, column)).ToArray());
                 scatter.LegendText = group.Key;
                 scatter.LineWidth = 2;
                 scatter.MarkerSize = 7;
                 if (intervals)
                     foreach (var r in points)
                     {
-                        double x = Math.Log10(D(r, "model_calls"));
+                        double x = Math.Log10(D(r, calls));
                         var bar = plot.Add.Line(x, D(r, column + "_low"), x, D(r, column + "_high"));
                         bar.Color = scatter.Color;
                         bar.LineWidth = 2;
                     }
             }
-            plot.Axes.Bottom.Label.Text = "model calls per image (steps; log scale)";
+            plot.Axes.Bottom.Label.Text = calls == "block_passes" ? "passes through the transformer blocks per image (log scale)"
+                : "model calls per image (steps; log scale)";
             plot.Axes.Left.Label.Text = label;
-            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-                new double[] { 5, 8, 10, 15, 20, 50, 250 }.Select(v => Math.Log10(v)).ToArray(), ["5", "8", "10", "15", "20", "50", "250"]);
+            double[] ticks = calls == "block_passes" ? [5, 10, 13, 17, 25, 50, 250] : [5, 8, 10, 15, 20, 50, 250];
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.Select(v => Math.Log10(v)).ToArray(),
+                ticks.Select(v => v.ToString(CultureInfo.InvariantCulture)).ToArray());
             plot.ShowLegend(column == "accuracy" || column == "precision" ? ScottPlot.Alignment.LowerRight : ScottPlot.Alignment.UpperRight);
             plots.Add(plot);
         }
