@@ -48,7 +48,7 @@ public static class ClassifierTraining
                 var x = images.narrow(0, i, Math.Min(batchSize, images.shape[0] - i));
                 var f = model.Features(x);
                 feats.Add(f.MoveToOuterDisposeScope());
-                preds.Add(model.forward(x).argmax(1).MoveToOuterDisposeScope());
+                preds.Add(model.Logits(f).argmax(1).MoveToOuterDisposeScope()); // the head on the features: the convolutions once
             }
         }
         var p = cat(preds, 0);

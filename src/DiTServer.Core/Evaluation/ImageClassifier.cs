@@ -32,7 +32,11 @@ public sealed class ImageClassifier : Module<Tensor, Tensor>
     public Tensor Features(Tensor x) => features.forward(CenterCrop(x));
 
     /// <summary>Class logits (N, classes).</summary>
-    public override Tensor forward(Tensor x) => head.forward(Features(x));
+    public override Tensor forward(Tensor x) => Logits(Features(x));
+
+    /// <summary>Class logits from penultimate features (what <see cref="forward"/> does after <see cref="Features"/>), so a
+    /// caller that needs both runs the convolutions once.</summary>
+    public Tensor Logits(Tensor features) => head.forward(features);
 
     /// <summary>Padded inputs (e.g. 32×32) are cropped back to the 28×28 the classifier was trained on.</summary>
     private static Tensor CenterCrop(Tensor x)

@@ -43,6 +43,8 @@ public sealed class EvaluationTests
             Assert.Equal(new long[] { 256, ImageClassifier.FeatureSize }, feats.shape);
             double acc = pred.eq(y).to_type(ScalarType.Float64).mean().item<double>();
             Assert.True(acc > 0.95, $"accuracy {acc:F3} on a trivially separable set");
+            // The predictions come from the head on the same features (the convolutions run once): the classifier's own answer.
+            using (no_grad()) Assert.True(model.forward(x).argmax(1).equal(pred).all().item<bool>());
             // Padded 32×32 input is cropped to the centre 28×28: same answer.
             var padded = nn.functional.pad(x, new long[] { 2, 2, 2, 2 }, value: -1);
             Assert.True(ClassifierTraining.Apply(model, padded).Predictions.equal(pred).all().item<bool>());
