@@ -19,7 +19,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$mode" = csv-ci ]; then
   # block_passes: steps whose forward ran the transformer blocks (= model_calls uncached; with cache_interval k the steps
   # 0, k, 2k, … and, for taylor, step 1: FeatureCache.IsFullStep).
-  echo "setting,sampler,steps,model_calls,seed_set,images,accuracy,accuracy_low,accuracy_high,fid,fid_low,fid_high,precision,precision_low,precision_high,recall,recall_low,recall_high,cache_interval,cache_mode,block_passes"
+  # *_diff: the setting minus its paired reference (eval --paired-with), pooled rows only; empty without one.
+  echo "setting,sampler,steps,model_calls,seed_set,images,accuracy,accuracy_low,accuracy_high,fid,fid_low,fid_high,precision,precision_low,precision_high,recall,recall_low,recall_high,cache_interval,cache_mode,block_passes,accuracy_diff,accuracy_diff_low,accuracy_diff_high,fid_diff,fid_diff_low,fid_diff_high,precision_diff,precision_diff_low,precision_diff_high,recall_diff,recall_diff_low,recall_diff_high"
   for log in "$out"/*.log; do
     case $log in *.set[0-9]*.log) continue ;; esac
     grep -q '^# exit 0' "$log" || continue
@@ -32,6 +33,10 @@ if [ "$mode" = csv-ci ]; then
         if (match($0, /cache_interval [0-9]+, [a-z]+/)) { split(substr($0, RSTART + 15, RLENGTH - 15), c, ", "); k = c[1]; mode = c[2] }
         passes = k == 1 ? steps : int((steps + k - 1) / k) + (mode == "taylor" && steps > 1 ? 1 : 0)
       }
+      /^\| (accuracy|FID|precision|recall) difference \|/ {
+        line = $0; gsub(/[\[\]]/, "", line); gsub(/, /, " ", line); split(line, f, "|"); split(f[3], v, " ")
+        diff = diff "," v[1] "," v[2] "," v[3]
+      }
       /^\| (seed [0-9]+|pooled) \|/ {
         line = $0; gsub(/[\[\]]/, "", line); gsub(/, /, " ", line)
         n = split(line, f, "|")
@@ -39,7 +44,25 @@ if [ "$mode" = csv-ci ]; then
         images = f[3]; gsub(/ /, "", images)
         out = ""
         for (i = 4; i <= 7; i++) { split(f[i], v, " "); out = out "," v[1] "," v[2] "," v[3] }
-        printf "%s,%s,%s,%s,%s,%s%s,%s,%s,%s\n", name, sampler, steps, steps, set, images, out, k, mode, passes
+        rows[++nrows] = sprintf("%s,%s,%s,%s,%s,%s%s,%s,%s,%s", name, sampler, steps, steps, set, images, out, k, mode, passes)
+        pooled[nrows] = set == "pooled"
+      }
+      # One seed set: no per-set table, the metric table is the only one.
+      /^\| classifier accuracy, generated \(/ { match($0, /\([0-9]+ samples/); single_n = substr($0, RSTART + 1, RLENGTH - 9) }
+      /^\| (classifier accuracy, generated|FID \(CNN features\), generated|precision \(k|recall \(k)/ {
+        line = $0; gsub(/[\[\]]/, "", line); gsub(/, /, " ", line); split(line, f, "|"); split(f[3], v, " ")
+        single = single "," v[1] "," v[2] "," v[3]
+      }
+      /^model / { match($0, /seed [0-9]+/); single_seed = substr($0, RSTART + 5, RLENGTH - 5) }
+      END {
+        if (nrows == 0 && single != "") {
+          rows[++nrows] = sprintf("%s,%s,%s,%s,%s,%s%s,%s,%s,%s", name, sampler, steps, steps, single_seed, single_n, single, k, mode, passes)
+          pooled[nrows] = 1
+        }
+        # The difference lines belong to the pooled row (one seed set: its only row).
+        empty = ",,,,,,,,,,,,"
+        if (diff == "") diff = empty; else sub(/^,/, "", diff)
+        for (i = 1; i <= nrows; i++) print rows[i] "," (pooled[i] ? diff : empty)
       }
     ' "$log"
   done
@@ -84,10 +107,12 @@ for spec in "$@"; do
   # '@cache <sampler> <steps>': that sampler uncached (explicitly, whatever the model's default_cache says) and at
   # cache_interval 3, 5, 4, 2 in both modes, in that order (issue 20's goal interval first, the costliest last).
   if [[ $spec == @cache\ * ]]; then
+    # Judged, each cached setting is also compared with the uncached one image for image (eval --paired-with).
     read -r _ s n <<< "$spec"
     settings+=("$s-$n|--sampler $s --steps $n --cache-interval 1")
+    paired=""; [ "$mode" = judge ] && paired=" --paired-with $out/$s-$n"
     for k in 3 5 4 2; do
-      for m in reuse taylor; do settings+=("$s-$n-c$k-$m|--sampler $s --steps $n --cache-interval $k --cache-mode $m"); done
+      for m in reuse taylor; do settings+=("$s-$n-c$k-$m|--sampler $s --steps $n --cache-interval $k --cache-mode $m$paired"); done
     done
   else settings+=("$spec"); fi
 done

@@ -35,6 +35,11 @@ public static class EvalCommand
             Description = "With --save-samples: write the seed sets and stop (judge them later with --samples)",
         };
         var samples = new Option<string?>("--samples") { Description = "Judge the seed sets that --save-samples wrote to this folder instead of sampling" };
+        var pairedWith = new Option<string?>("--paired-with")
+        {
+            Description = "With --samples: also give each metric minus that of the seed sets in this folder (a reference setting sampled from the " +
+                "same seeds), with a paired 95% bootstrap interval",
+        };
         var resamples = new Option<int>("--bootstrap") { Description = "Bootstrap resamples of each 95% interval",
             DefaultValueFactory = _ => Bootstrap.DefaultResamples };
         var chunk = new Option<int>("--chunk") { Description = "Images per sampling call", DefaultValueFactory = _ => 100 };
@@ -44,8 +49,8 @@ public static class EvalCommand
 
         var command = new Command("eval", "Evaluate a grayscale 28×28 class-conditional model with a CNN classifier (accuracy on generated samples, FID)")
         {
-            model, data, classifier, retrain, epochs, perClass, cfg, seed, seedSets, saveSamples, sampleOnly, samples, resamples, chunk, grid, gridPerClass,
-            threads,
+            model, data, classifier, retrain, epochs, perClass, cfg, seed, seedSets, saveSamples, sampleOnly, samples, pairedWith, resamples, chunk, grid,
+            gridPerClass, threads,
         };
         foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
@@ -60,6 +65,8 @@ public static class EvalCommand
             if (parse.GetValue(resamples) < 1) throw new UsageException("--bootstrap must be at least 1");
             if (parse.GetValue(sampleOnly) && parse.GetValue(saveSamples) is null) throw new UsageException("--sample-only needs --save-samples");
             if (parse.GetValue(samples) is { } folder && !Directory.Exists(folder)) throw new UsageException($"--samples folder not found: {folder}");
+            if (parse.GetValue(pairedWith) is { } reference && (parse.GetValue(samples) is null || !Directory.Exists(reference)))
+                throw new UsageException(parse.GetValue(samples) is null ? "--paired-with needs --samples" : $"--paired-with folder not found: {reference}");
 
             using var loaded = LoadedModel.Load(parse.GetValue(model)!);
             options = samplerOptions.WithModelCache(parse, options, loaded.Manifest.DefaultCache);
@@ -114,8 +121,15 @@ public static class EvalCommand
                     $"{parse.GetValue(saveSamples)} ({seconds:F0} s to generate, {sampleSets.Sum(x => x.Count) / seconds:F2} images/s)"));
                 return CommandLine.ExitOk;
             }
+            List<SampleSet>? references = null;
+            if (parse.GetValue(pairedWith) is { } pairedFolder)
+            {
+                references = seeds.Select(s => SampleSet.Load(pairedFolder, s)).ToList();
+                if (references.Zip(sampleSets).Any(p => !p.First.Labels.SequenceEqual(p.Second.Labels) || p.First.Side != p.Second.Side))
+                    throw new UsageException($"--paired-with {pairedFolder} holds other classes or sizes than --samples: not the same seeds' images");
+            }
             var r = GeneratedSampleEvaluation.Judge(judge, test, train, sampleSets, loaded.Config.NumClasses, parse.GetValue(resamples),
-                log: stderr.WriteLine);
+                log: stderr.WriteLine, pairedWith: references);
             var inv = CultureInfo.InvariantCulture;
             int generated = sampleSets.Sum(x => x.Count);
             string interval = options.GuidanceInterval is { } gi ? $", guidance interval {gi}" : "";
@@ -142,6 +156,16 @@ public static class EvalCommand
             stdout.WriteLine($"| recall (k = {ManifoldPrecisionRecall.DefaultK}), generated vs {against} test images | {Ci(r.Pooled.Recall, "F4")} |");
             for (int c = 0; c < r.Pooled.PerClassAccuracy.Count; c++)
                 stdout.WriteLine(string.Create(inv, $"| generated accuracy, {loaded.Classes[c]} | {r.Pooled.PerClassAccuracy[c]:F2} |"));
+            if (r.Difference is { } d)
+            {
+                stdout.WriteLine();
+                stdout.WriteLine($"| paired difference from {parse.GetValue(pairedWith)} (same seeds) | value [95% paired bootstrap interval] |");
+                stdout.WriteLine("|---|---|");
+                stdout.WriteLine($"| accuracy difference | {Ci(d.Accuracy, "F4")} |");
+                stdout.WriteLine($"| FID difference | {Ci(d.Fid, "F2")} |");
+                stdout.WriteLine($"| precision difference | {Ci(d.Precision, "F4")} |");
+                stdout.WriteLine($"| recall difference | {Ci(d.Recall, "F4")} |");
+            }
             if (sets > 1)
             {
                 stdout.WriteLine();

@@ -20,7 +20,18 @@ public sealed record SampleScores(string Name, int Images, Estimate Accuracy, Es
 /// <param name="RealTestAccuracy">Classifier accuracy on the real test set.</param>
 /// <param name="RealFid">FID between as many real training images as one seed set and the test set: the floor at that size.</param>
 public sealed record EvaluationResult(double RealTestAccuracy, double RealFid, int TestImages, IReadOnlyList<SampleScores> SeedSets,
-    SampleScores Pooled, double GenerationSeconds);
+    SampleScores Pooled, double GenerationSeconds)
+{
+    /// <summary>Each pooled metric minus the paired reference's (<see cref="GeneratedSampleEvaluation.Judge"/>'s
+    /// <c>pairedWith</c>); null without one.</summary>
+    public PairedDifference? Difference { get; init; }
+}
+
+/// <summary>Metric of a setting minus the same metric of a reference setting sampled from the same seeds, each with a
+/// paired 95% bootstrap interval: every resample draws the same image indices from both (image i of both started from
+/// the same noise), so what the two share cancels and the interval is that of the difference, far narrower than two
+/// separate intervals side by side.</summary>
+public sealed record PairedDifference(Estimate Accuracy, Estimate Fid, Estimate Precision, Estimate Recall);
 
 /// <summary>Generates N samples per class with the serving pipeline and judges them with the classifier.</summary>
 public static class GeneratedSampleEvaluation
@@ -51,10 +62,18 @@ public static class GeneratedSampleEvaluation
     /// <summary>Judges each seed set and their union against the real test set.</summary>
     /// <param name="train">Real training images for the FID floor (as many as one seed set).</param>
     /// <param name="bootstrapSeed">Seed of the bootstrap's resampling (the same for every set, so settings compare alike).</param>
+    /// <param name="pairedWith">A reference setting's sets from the same seeds (same count, classes and order): the result's
+    /// <see cref="EvaluationResult.Difference"/> is then the pooled metrics minus the reference's, paired.</param>
+    /// <exception cref="ArgumentException"><paramref name="pairedWith"/> does not pair image for image with <paramref name="sets"/>.</exception>
     public static EvaluationResult Judge(ImageClassifier classifier, IdxDataset test, IdxDataset train, IReadOnlyList<SampleSet> sets,
-        int numClasses, int resamples = Bootstrap.DefaultResamples, long bootstrapSeed = 0, Action<string>? log = null)
+        int numClasses, int resamples = Bootstrap.DefaultResamples, long bootstrapSeed = 0, Action<string>? log = null,
+        IReadOnlyList<SampleSet>? pairedWith = null)
     {
         if (sets.Count == 0) throw new ArgumentException("no sample sets to judge", nameof(sets));
+        if (pairedWith is not null && (pairedWith.Count != sets.Count || sets.Zip(pairedWith).Any(p => p.First.Seed != p.Second.Seed
+                || !p.First.Labels.SequenceEqual(p.Second.Labels) || p.First.Side != p.Second.Side)))
+            throw new ArgumentException("the paired reference must hold the same seed sets with the same classes in the same order",
+                nameof(pairedWith));
         using var scope = NewDisposeScope();
         var (testX, testY) = test.Slice(0, test.Count);
         var (testPred, testFeat) = ClassifierTraining.Apply(classifier, testX);
@@ -72,9 +91,7 @@ public static class GeneratedSampleEvaluation
         var labels = new List<int>();
         foreach (var set in sets)
         {
-            var genX = tensor(set.Pixels, new long[] { set.Count, 1, set.Side, set.Side }, ScalarType.Byte).to_type(ScalarType.Float32) / 127.5f - 1f;
-            var (pred, feat) = ClassifierTraining.Apply(classifier, genX);
-            var correct = pred.eq(tensor(set.Labels.Select(l => (long)l).ToArray())).to_type(ScalarType.Float64);
+            var (feat, correct) = Classify(classifier, [set]);
             features.Add(feat);
             corrects.Add(correct);
             labels.AddRange(set.Labels);
@@ -84,7 +101,45 @@ public static class GeneratedSampleEvaluation
         var pooled = Score(sets.Count > 1 ? "pooled" : $"seed {sets[0].Seed}", cat(features, 0), cat(corrects, 0), labels.ToArray(), testFeat,
             fidReference, numClasses, resamples, bootstrapSeed);
         if (sets.Count == 1) perSet.Add(pooled);
-        return new EvaluationResult(realAcc, realFid, test.Count, perSet, pooled, sets.Sum(s => s.GenerationSeconds));
+        PairedDifference? difference = null;
+        if (pairedWith is not null)
+        {
+            var (refFeatures, refCorrect) = Classify(classifier, pairedWith);
+            difference = Difference(cat(features, 0), cat(corrects, 0), refFeatures, refCorrect, testFeat, fidReference, resamples, bootstrapSeed);
+        }
+        return new EvaluationResult(realAcc, realFid, test.Count, perSet, pooled, sets.Sum(s => s.GenerationSeconds)) { Difference = difference };
+    }
+
+    /// <summary>The classifier's features and right/wrong (float64 0/1) on every image of the sets, in order.</summary>
+    private static (Tensor Features, Tensor Correct) Classify(ImageClassifier classifier, IReadOnlyList<SampleSet> sets)
+    {
+        var features = new List<Tensor>();
+        var corrects = new List<Tensor>();
+        foreach (var set in sets)
+        {
+            var x = tensor(set.Pixels, new long[] { set.Count, 1, set.Side, set.Side }, ScalarType.Byte).to_type(ScalarType.Float32) / 127.5f - 1f;
+            var (pred, feat) = ClassifierTraining.Apply(classifier, x);
+            features.Add(feat);
+            corrects.Add(pred.eq(tensor(set.Labels.Select(l => (long)l).ToArray())).to_type(ScalarType.Float64));
+        }
+        return (cat(features, 0), cat(corrects, 0));
+    }
+
+    private static PairedDifference Difference(Tensor features, Tensor correct, Tensor refFeatures, Tensor refCorrect, Tensor testFeatures,
+        FrechetReference fidReference, int resamples, long bootstrapSeed)
+    {
+        using var scope = NewDisposeScope();
+        int n = (int)features.shape[0];
+        var accuracy = Bootstrap.Interval(n, idx => correct.index_select(0, idx).mean().item<double>()
+            - refCorrect.index_select(0, idx).mean().item<double>(), resamples, bootstrapSeed);
+        var fid = Bootstrap.Interval(n, idx => fidReference.DistanceTo(features.index_select(0, idx))
+            - fidReference.DistanceTo(refFeatures.index_select(0, idx)), resamples, bootstrapSeed);
+        var real = testFeatures.narrow(0, 0, Math.Min(n, testFeatures.shape[0]));
+        using var mine = new ManifoldPrecisionRecall(features, real);
+        using var theirs = new ManifoldPrecisionRecall(refFeatures, real);
+        var precision = Bootstrap.Interval(n, idx => mine.Precision(idx) - theirs.Precision(idx), resamples, bootstrapSeed);
+        var recall = Bootstrap.Interval(n, idx => mine.Recall(idx) - theirs.Recall(idx), resamples, bootstrapSeed);
+        return new PairedDifference(accuracy, fid, precision, recall);
     }
 
     private static SampleScores Score(string name, Tensor features, Tensor correct, int[] labels, Tensor testFeatures,
