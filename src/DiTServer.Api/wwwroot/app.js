@@ -88,6 +88,7 @@ function fillSelect(select, names) {
 function applySamplerDefaults() {
   const chosen = samplers.find((s) => s.name === $("sampler").value);
   if (chosen?.defaultSteps) setSteps(chosen.defaultSteps);
+  showCacheDefault();
 }
 
 function setSteps(value) {

@@ -5,7 +5,7 @@ using static DiTServer.Api.Tests.JobsTestClient;
 
 namespace DiTServer.Api.Tests;
 
-/// <summary>A model that declares a feature-caching default for long samplers (model.json <c>default_cache</c>): the
+/// <summary>A model that declares a feature-caching default for long DDIM runs (model.json <c>default_cache</c>): the
 /// server applies it to the requests it names and to no other, a request's own <c>cache_interval</c> wins, and
 /// <c>GET /v1/models</c>, Swagger's description and the CLI say and do the same, all read from the manifest.</summary>
 public sealed class CacheDefaultApiTests : IDisposable
@@ -15,7 +15,7 @@ public sealed class CacheDefaultApiTests : IDisposable
 
     public CacheDefaultApiTests()
     {
-        // The fixtures' tiny model with a cache default: taylor on every 3rd step for DDPM/DDIM from 6 steps on.
+        // The fixtures' tiny model with a cache default: taylor on every 3rd step for DDIM from 6 steps on.
         var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.TinyModel, "model.json")))!.AsObject();
         manifest["weights"] = TestPaths.Fixture("dit-tiny/model.pt");
         manifest["vae"] = TestPaths.Fixture("vae-tiny");
@@ -38,7 +38,7 @@ public sealed class CacheDefaultApiTests : IDisposable
         var advertised = model.GetProperty("default_cache");
         Assert.Equal((3, "taylor", 6), (advertised.GetProperty("interval").GetInt32(), advertised.GetProperty("mode").GetString(),
             advertised.GetProperty("min_steps").GetInt32()));
-        Assert.Equal(["ddpm", "ddim"], advertised.GetProperty("samplers").EnumerateArray().Select(s => s.GetString()));
+        Assert.Equal(["ddim"], advertised.GetProperty("samplers").EnumerateArray().Select(s => s.GetString()));
 
         const string ddim = "\"class_label\": 1, \"seed\": 7, \"sampler\": \"ddim\"";
         var implicitPng = await Png(client, $$"""{{{ddim}}, "steps": 6}""");
@@ -52,14 +52,15 @@ public sealed class CacheDefaultApiTests : IDisposable
         Assert.Equal("reuse", PngWriter.ReadText(await Png(client, $$"""{{{ddim}}, "steps": 6, "cache_interval": 2}"""))["cache_mode"]);
         Assert.Equal("reuse", PngWriter.ReadText(await Png(client, $$"""{{{ddim}}, "steps": 6, "cache_mode": "reuse"}"""))["cache_mode"]);
 
-        // Too few steps, or a solver: uncached.
+        // Too few steps, DDPM or a solver: uncached.
         Assert.False(PngWriter.ReadText(await Png(client, $$"""{{{ddim}}, "steps": 5}""")).ContainsKey("cache_interval"));
+        Assert.False(PngWriter.ReadText(await Png(client, """{"class_label": 1, "sampler": "ddpm", "steps": 8}""")).ContainsKey("cache_interval"));
         Assert.False(PngWriter.ReadText(await Png(client, """{"class_label": 1, "sampler": "unipc", "steps": 8}""")).ContainsKey("cache_interval"));
 
         // Swagger says what a request without cache_interval gets here.
         var doc = JsonDocument.Parse(await client.GetStringAsync("/swagger/v1/swagger.json")).RootElement;
         foreach (var schema in new[] { "ImageRequest", "JobRequest", "OpenAIImageRequest" })
-            Assert.Contains("(this server, when absent: cache_interval 3, cache_mode taylor for ddpm/ddim with at least 6 steps; 1 otherwise)",
+            Assert.Contains("(this server, when absent: cache_interval 3, cache_mode taylor for ddim with at least 6 steps; 1 otherwise)",
                 doc.GetProperty("components").GetProperty("schemas").GetProperty(schema).GetProperty("properties").GetProperty("cache_interval")
                     .GetProperty("description").GetString());
     }

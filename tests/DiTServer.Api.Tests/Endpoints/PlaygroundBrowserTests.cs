@@ -257,16 +257,19 @@ public sealed class PlaygroundDefaultsTests
             var response = await route.FetchAsync();
             var root = System.Text.Json.Nodes.JsonNode.Parse(await response.TextAsync())!;
             root["models"]![0]!["default_cache"] = System.Text.Json.Nodes.JsonNode.Parse(
-                """{"interval": 3, "mode": "taylor", "min_steps": 20, "samplers": ["ddpm", "ddim"]}""");
+                """{"interval": 3, "mode": "taylor", "min_steps": 20, "samplers": ["ddim"]}""");
             await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = root.ToJsonString() });
         });
         await page.GotoAsync(address + "/");
         await page.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length > 0");
         Assert.Equal("", await page.TextContentAsync("#cache-hint")); // the default sampler, UniPC: never cached by default
-        await page.SelectOptionAsync("#sampler", "ddpm");
+        await page.SelectOptionAsync("#sampler", "ddim");
         await page.FillAsync("#steps-number", "50");
         Assert.Contains("1 step in 3, cache mode taylor", await page.TextContentAsync("#cache-hint"));
         await page.FillAsync("#steps-number", "19");
+        Assert.Equal("", await page.TextContentAsync("#cache-hint"));
+        await page.FillAsync("#steps-number", "50");
+        await page.SelectOptionAsync("#sampler", "ddpm"); // not a sampler the default names
         Assert.Equal("", await page.TextContentAsync("#cache-hint"));
     }
 }
