@@ -117,7 +117,9 @@ for spec in "$@"; do
   else settings+=("$spec"); fi
 done
 if [ ${#settings[@]} -eq 0 ]; then
-  settings=("ddpm-250|--sampler ddpm --steps 250" "ddpm-50|--sampler ddpm --steps 50" "ddim-50|--sampler ddim --steps 50" "ddim-10|--sampler ddim --steps 10")
+  # ddim-50 uncached explicitly: the demo model's default_cache would cache it.
+  settings=("ddpm-250|--sampler ddpm --steps 250" "ddpm-50|--sampler ddpm --steps 50" "ddim-50|--sampler ddim --steps 50 --cache-interval 1"
+    "ddim-10|--sampler ddim --steps 10")
   for n in 5 8 10 15 20; do
     settings+=("dpmpp2m-tu-$n|--sampler dpmpp_2m --steps $n" "dpmpp2m-logsnr-$n|--sampler dpmpp_2m --steps $n --spacing logsnr")
   done

@@ -11,7 +11,10 @@ internal static class SamplerPlot
         var lines = File.ReadAllLines(csvPath).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
         var header = lines[0].Split(',').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => p.i);
         bool intervals = header.ContainsKey("seed_set");
-        var rows = lines.Skip(1).Select(l => l.Split(',')).Where(r => !intervals || r[header["seed_set"]] == "pooled").ToList();
+        // With intervals: each setting's pooled row, or its only row when it was judged on one seed set.
+        var rows = lines.Skip(1).Select(l => l.Split(',')).GroupBy(r => r[0])
+            .SelectMany(g => !intervals ? g : g.Where(r => r[header["seed_set"]] == "pooled").DefaultIfEmpty(g.Last()))
+            .ToList();
         double D(string[] r, string column) => double.Parse(r[header[column]], CultureInfo.InvariantCulture);
         string S(string[] r, string column) => header.TryGetValue(column, out int i) ? r[i] : "";
         // Extras (guidance interval, thresholding) are single points of their own; cached settings are a line per sampler
