@@ -104,7 +104,9 @@ public sealed class EngineCore
                     Swap(swap);
                     continue;
                 }
-                Publish(); // the running set as planned, before the (possibly long) forward
+                // Once per step, as planned: the set shows during the (possibly long) forward, and what this step ends
+                // shows after the next schedule, which follows at once (an idle loop has published an empty set first).
+                Publish();
                 var sw = Stopwatch.StartNew();
                 var outcome = runner.Execute(plan);
                 var update = scheduler.Update(plan, outcome);
@@ -201,7 +203,6 @@ public sealed class EngineCore
         foreach (var run in stepped) outputs.Progress(run);
         foreach (var preview in outcome.Previews) outputs.Preview(preview);
         foreach (var done in update.Finished) outputs.Succeed(done);
-        Publish();
     }
 
     private void End(IReadOnlyList<EndedRequest> ended)
