@@ -86,6 +86,11 @@ public sealed class StepGate(bool open = false)
 {
     private readonly SemaphoreSlim permits = new(0);
     private volatile bool open = open;
+    private int arrivals;
+
+    /// <summary>Forwards that have reached the gate, held or let through: a test that allows one waits for this to grow
+    /// to know the worker ran the next forward (the engine counts a forward only once it is let through).</summary>
+    public int Arrivals => Volatile.Read(ref arrivals);
 
     public void Allow(int forwards = 1) => permits.Release(forwards);
 
@@ -107,6 +112,7 @@ public sealed class StepGate(bool open = false)
     /// by its own checks rather than hanging the run.</summary>
     internal void Pass()
     {
+        Interlocked.Increment(ref arrivals);
         for (int waited = 0; !open && !permits.Wait(100); waited += 100)
             if (waited >= 60_000) return;
     }
