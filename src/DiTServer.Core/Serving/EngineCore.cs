@@ -104,12 +104,12 @@ public sealed class EngineCore
                     Swap(swap);
                     continue;
                 }
-                // Once per step, as planned: the set shows during the (possibly long) forward, and what this step ends
-                // shows after the next schedule, which follows at once (an idle loop has published an empty set first).
-                Publish();
                 var sw = Stopwatch.StartNew();
                 var outcome = runner.Execute(plan);
                 var update = scheduler.Update(plan, outcome);
+                // Once per step, after the update: the runs that ended or finished are gone and their tensors freed (the
+                // runner frees them in Execute), so an idle worker shows its true state.
+                Publish();
                 Report(plan, outcome, update, sw.Elapsed);
                 if (plan.Batch.Count == 0 && scheduler.Running(device).Count == 0)
                 {

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using DiTServer.Api.Cli;
@@ -16,11 +15,7 @@ namespace DiTServer.Api.Tests;
 /// together), the OpenAI route, jobs, /v1/models, PNG metadata, the sample verb; and every bad sampler input refused.</summary>
 public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixture<SamplerApiTests.Server>, IDisposable
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "64"));
-        public void Dispose() => Factory.Dispose();
-    }
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "64")));
 
     private readonly HttpClient client = server.Factory.CreateClient();
     private readonly string outDir = Directory.CreateTempSubdirectory("dit-solvers-").FullName;
