@@ -198,15 +198,9 @@ public sealed class PlaygroundDefaultsTests
     public async Task Page_says_when_the_models_cache_default_applies_to_the_chosen_sampler_and_steps()
     {
         using var factory = new ServerFactory(("Serving:WarmUp", "false"));
-        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        factory.StartServer();
-        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
-        });
-        var page = await browser.NewPageAsync();
+        await using var session = await BrowserSession.StartAsync(factory);
+        var address = session.Address;
+        var page = await session.Browser.NewPageAsync();
         // The answer of a model that declares default_cache (the fixture declares none: then the page says nothing).
         await page.RouteAsync("**/v1/models", async route =>
         {
