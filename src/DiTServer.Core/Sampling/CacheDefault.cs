@@ -5,8 +5,8 @@ namespace DiTServer.Core.Sampling;
 /// (unless it names one) <see cref="Mode"/>; every other request runs uncached unless it asks.</summary>
 /// <remarks>Why only DDIM at many steps, from docs/samplers.md's cache study (demo model, paired with the uncached
 /// sampler on the same seeds): DDIM-50 cached every 3rd or 5th step with taylor judged the same as uncached on every
-/// metric, while DDPM-50, which adds fresh noise at every step that a cached hidden state has not seen, lost recall at
-/// interval 3 and everything at 5; and a few-step solver's steps lie far apart, its multistep history carrying a stale
+/// metric, while DDPM-50, which adds fresh noise at every step that a cached hidden state has not seen, held only at
+/// interval 2, lost recall at 3 and everything at 5; and a few-step solver's steps lie far apart, its multistep history carrying a stale
 /// input on (not measured). The published caching results on DiT-XL/2 are DDIM-50 too.</remarks>
 /// <param name="Interval">The blocks run on every Interval-th step (and the first); at least 2.</param>
 /// <param name="Mode">What the steps between read.</param>
