@@ -112,7 +112,8 @@ public sealed class ImageEditRequestTests(ImageEditRequestTests.Server server) :
         var images = JsonDocument.Parse(text).RootElement.GetProperty("images").EnumerateArray()
             .Select(i => Convert.FromBase64String(i.GetProperty("png_base64").GetString()!)).ToArray();
 
-        var expected = ImagePipeline.Generate(server.Reference, [4, 4], new SamplingOptions { Sampler = SamplerDefaults.Sampler, Steps = 10, CfgScale = 4, Seed = 42 },
+        var options = new SamplingOptions { Sampler = SamplerDefaults.Sampler, Steps = 10, CfgScale = 4, Seed = 42 };
+        var expected = ImagePipeline.Generate(server.Reference, [4, 4], options,
             edit: new ImageEdit(init, Size, 3, 0.6, mask));
         for (int j = 0; j < 2; j++)
         {
