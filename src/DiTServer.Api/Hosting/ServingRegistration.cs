@@ -1,7 +1,6 @@
 using DiTServer.Core.Pipeline;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Observability;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Model;
 using DiTServer.Core.Serving;
 using Microsoft.Extensions.Options;

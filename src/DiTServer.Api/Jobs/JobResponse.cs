@@ -1,6 +1,5 @@
 using DiTServer.Core.Pipeline;
 using System.Text.Json.Serialization;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Sampling;
 
 namespace DiTServer.Api.Jobs;

@@ -104,10 +104,12 @@ public sealed class EngineCore
                     Swap(swap);
                     continue;
                 }
-                Publish(); // the running set as planned, before the (possibly long) forward
                 var sw = Stopwatch.StartNew();
                 var outcome = runner.Execute(plan);
                 var update = scheduler.Update(plan, outcome);
+                // Once per step, after the update: the runs that ended or finished are gone and their tensors freed (the
+                // runner frees them in Execute), so an idle worker shows its true state.
+                Publish();
                 Report(plan, outcome, update, sw.Elapsed);
                 if (plan.Batch.Count == 0 && scheduler.Running(device).Count == 0)
                 {
@@ -201,7 +203,6 @@ public sealed class EngineCore
         foreach (var run in stepped) outputs.Progress(run);
         foreach (var preview in outcome.Previews) outputs.Preview(preview);
         foreach (var done in update.Finished) outputs.Succeed(done);
-        Publish();
     }
 
     private void End(IReadOnlyList<EndedRequest> ended)

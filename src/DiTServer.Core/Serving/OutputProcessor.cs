@@ -1,8 +1,6 @@
 using DiTServer.Core.Pipeline;
 using System.Threading.Channels;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
-using DiTServer.Core.Sampling;
 using Microsoft.Extensions.Logging;
 
 namespace DiTServer.Core.Serving;

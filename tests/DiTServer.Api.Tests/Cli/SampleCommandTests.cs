@@ -3,6 +3,7 @@ using DiTServer.Tests.Shared;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp.PyBridge;
+using static DiTServer.Api.Tests.CliRun;
 
 namespace DiTServer.Api.Tests;
 
@@ -12,14 +13,6 @@ public class SampleCommandTests : IDisposable
     private readonly string outDir = Directory.CreateTempSubdirectory("dit-sample-").FullName;
 
     public void Dispose() => Directory.Delete(outDir, recursive: true);
-
-    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = await CommandLine.RunAsync(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
 
     [Fact]
     public async Task Writes_one_png_per_label_with_the_official_pixels()
@@ -80,13 +73,8 @@ public class SampleCommandTests : IDisposable
     [InlineData("unknown precision", "--precision", "fp8")]
     public async Task Bad_options_exit_2_with_one_line(string expected, string option, string value)
     {
-        var args = new List<string> { "sample", "--model", TestPaths.TinyModel, "--labels", "1", "--steps", "2", "--out", outDir };
-        int at = args.IndexOf(option);
-        if (at >= 0) args[at + 1] = value; else args.AddRange(new[] { option, value });
-        var (code, _, err) = await Run(args.ToArray());
-        Assert.Equal(2, code);
-        Assert.Single(err.Trim().Split('\n'));
-        Assert.Contains(expected, err, StringComparison.OrdinalIgnoreCase);
+        var (code, _, err) = await Run(WithOption(["sample", "--model", TestPaths.TinyModel, "--labels", "1", "--steps", "2", "--out", outDir], option, value));
+        AssertUsageError(code, err, expected, StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>Writes a PNG of random RGB pixels (or a top-half-white mask) into the test folder.</summary>

@@ -17,13 +17,9 @@ namespace DiTServer.Api.Tests;
 /// and <c>models.list()</c> was empty).</summary>
 public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture<OpenAISdkTests.Server>
 {
-    public sealed class Server : IDisposable
-    {
-        // SDKs parse `url` as an absolute URI: the server builds one only from a Host that AllowedHosts checked (or from
-        // PublicUrls:BaseUrl), never from whatever Host a client sends. The test host is "localhost".
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"), ("AllowedHosts", "localhost"));
-        public void Dispose() => Factory.Dispose();
-    }
+    // SDKs parse `url` as an absolute URI: the server builds one only from a Host that AllowedHosts checked (or from
+    // PublicUrls:BaseUrl), never from whatever Host a client sends. The test host is "localhost".
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "16"), ("AllowedHosts", "localhost")));
 
     private OpenAIClientOptions Options() => new()
     {

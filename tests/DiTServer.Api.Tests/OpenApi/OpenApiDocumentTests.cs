@@ -1,4 +1,3 @@
-using DiTServer.Api.Generation;
 using System.Text.Json;
 using DiTServer.Api.Admin;
 
