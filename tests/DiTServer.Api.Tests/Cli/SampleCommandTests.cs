@@ -129,9 +129,7 @@ public class SampleCommandTests : IDisposable
         var args = new List<string> { "sample", "--model", TestPaths.TinyModel, "--labels", "1", "--steps", "2", "--out", Path.Combine(outDir, "o") };
         args.AddRange(options.Select(o => o.EndsWith(".png") || o.EndsWith(".json") ? Path.Combine(outDir, o) : o));
         var (code, _, err) = await Run(args.ToArray());
-        Assert.Equal(2, code);
-        Assert.Single(err.Trim().Split('\n'));
-        Assert.Contains(expected, err);
+        AssertUsageError(code, err, expected);
     }
 
     [Fact]

@@ -16,11 +16,15 @@ namespace DiTServer.Api.Tests;
 /// strength is a 400 problem+json naming the field and what was expected.</summary>
 public sealed class ImageEditRequestTests(ImageEditRequestTests.Server server) : IClassFixture<ImageEditRequestTests.Server>
 {
-    public sealed class Server : IDisposable
+    public sealed class Server : ServerFixture
     {
-        public ServerFactory Factory { get; } = new();
         public LoadedModel Reference { get; } = LoadedModel.Load(TestPaths.TinyModel); // 16×16 RGB through vae-tiny
-        public void Dispose() { Factory.Dispose(); Reference.Dispose(); }
+
+        public override void Dispose()
+        {
+            Reference.Dispose();
+            base.Dispose();
+        }
     }
 
     private const int Size = 16;
