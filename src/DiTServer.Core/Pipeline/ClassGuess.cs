@@ -18,6 +18,14 @@ public static class ClassGuess
     public static int Guess(LoadedModel model, Tensor image, ClassGuessOptions? options = null) =>
         Rank(model, image, options)[0];
 
+    /// <summary>The class the model finds most likely for an uploaded picture (its init image at the model's size).</summary>
+    public static int Guess(LoadedModel model, Sampling.ImageEdit picture, ClassGuessOptions? options = null)
+    {
+        using var scope = NewDisposeScope();
+        using var image = tensor(picture.ModelPixels(), [1, picture.Channels, picture.Size, picture.Size]); // (1, C, H, W)
+        return Guess(model, image, options);
+    }
+
     /// <summary>The classes in the order the classifier ranks them, most likely first: the finalists by their error over
     /// all timesteps, then the rest by their screening error.</summary>
     /// <param name="image">(1, C, H, W) pixels in [−1, 1] at the model's image size (any device).</param>
