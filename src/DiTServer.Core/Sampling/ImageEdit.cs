@@ -51,6 +51,10 @@ public sealed record ImageEdit
     public static int StepsRun(int steps, double strength) =>
         Math.Clamp((int)Math.Ceiling(Math.Round(strength * steps, 9)), 1, steps);
 
+    /// <summary>What the PNG metadata says of the mask: "K of N pixels redrawn"; null without a mask.</summary>
+    public string? MaskSummary() => Mask is null ? null
+        : FormattableString.Invariant($"{Mask.Count(Redraws)} of {Mask.Length} pixels redrawn");
+
     /// <summary>The init image in model space: CHW float32 in [−1, 1], the inverse of the fixtures' pixel rule.</summary>
     public float[] ModelPixels()
     {
