@@ -74,11 +74,28 @@ public static class OpenAIImageForm
 
         byte[]? pixels = null, mask = null;
         pixels = Decode(errors, Image, () => PngImageReader.Pixels(imagePng!, model.ImageSize, model.ImageChannels, Image, resizeSquare: true), imagePng);
-        mask = Decode(errors, Mask, () => PngImageReader.Mask(maskPng!, model.ImageSize, Mask, MaskSource.Transparency, resizeSquare: true), maskPng);
+        mask = Decode(errors, Mask, () => ReadMask(imagePng, maskPng!, model.ImageSize), maskPng);
         if (errors.Count > 0 || parsed is null || pixels is null) return new(null, ImageBody.Invalid(errors), null);
 
         var edit = new ImageEdit(pixels, model.ImageSize, model.ImageChannels, strength ?? (mask is null ? DefaultStrength : DefaultMaskedStrength), mask);
         return new(new Upload(parsed.Parameters with { Edit = edit }, parsed.ResponseFormat), null, null);
+    }
+
+    /// <summary>OpenAI's mask: of the image's own size (both are then resized alike), transparent where it redraws.</summary>
+    private static byte[] ReadMask(byte[]? imagePng, byte[] maskPng, int size)
+    {
+        var mask = PngImageReader.Header(maskPng, Mask);
+        if (Dimensions(imagePng) is { } image && image != mask)
+            throw new ImageInputException(Mask, $"mask must have the image's size, {image.Width}x{image.Height}, got {mask.Width}x{mask.Height}");
+        return PngImageReader.Mask(maskPng, size, Mask, MaskSource.Transparency, resizeSquare: true);
+    }
+
+    /// <summary>The image's size, or null when it is missing or unreadable (an error of the image, told once).</summary>
+    private static (int Width, int Height)? Dimensions(byte[]? png)
+    {
+        if (png is null) return null;
+        try { return PngImageReader.Header(png, Image); }
+        catch (ImageInputException) { return null; }
     }
 
     /// <summary>Whether <paramref name="name"/> is a field of these forms (as opposed to an unknown one).</summary>

@@ -1,4 +1,5 @@
 using DiTServer.Core.Diffusion;
+using DiTServer.Core.Sampling;
 using static TorchSharp.torch;
 
 namespace DiTServer.Core.Pipeline;
@@ -13,34 +14,23 @@ namespace DiTServer.Core.Pipeline;
 /// forwards run in chunks of at most <see cref="ClassGuessOptions.MaxRows"/> rows.</remarks>
 public static class ClassGuess
 {
-    /// <summary>The class index the model finds most likely for <paramref name="image"/>.</summary>
-    /// <param name="image">(1, C, H, W) pixels in [−1, 1] at the model's image size (any device).</param>
-    public static int Guess(LoadedModel model, Tensor image, ClassGuessOptions? options = null) =>
-        Rank(model, image, options)[0];
-
-    /// <summary>The class the model finds most likely for an uploaded picture (its init image at the model's size).</summary>
-    public static int Guess(LoadedModel model, Sampling.ImageEdit picture, ClassGuessOptions? options = null)
-    {
-        using var scope = NewDisposeScope();
-        using var image = tensor(picture.ModelPixels(), [1, picture.Channels, picture.Size, picture.Size]); // (1, C, H, W)
-        return Guess(model, image, options);
-    }
+    /// <summary>The class index the model finds most likely for a picture (an init image at the model's size).</summary>
+    public static int Guess(LoadedModel model, ImageEdit picture, ClassGuessOptions? options = null) => Rank(model, picture, options)[0];
 
     /// <summary>The classes in the order the classifier ranks them, most likely first: the finalists by their error over
     /// all timesteps, then the rest by their screening error.</summary>
-    /// <param name="image">(1, C, H, W) pixels in [−1, 1] at the model's image size (any device).</param>
-    public static IReadOnlyList<int> Rank(LoadedModel model, Tensor image, ClassGuessOptions? options = null)
+    /// <exception cref="ArgumentException">The picture is not of the model's size and channels.</exception>
+    public static IReadOnlyList<int> Rank(LoadedModel model, ImageEdit picture, ClassGuessOptions? options = null)
     {
         options ??= ClassGuessOptions.Default;
         options.Validate();
         int classes = model.Config.NumClasses;
-        if (image.dim() != 4 || image.shape[0] != 1 || image.shape[2] != model.ImageSize || image.shape[3] != model.ImageSize)
-            throw new ArgumentException($"expected one image of {model.ImageSize}x{model.ImageSize}, got shape [{string.Join(", ", image.shape)}]");
+        using var start = EditEncoder.Encode(model, picture); // the picture as the DiT sees it, as an edit starts from it
         if (classes == 1) return [0];
 
         using var scope = NewDisposeScope();
         using var _ = inference_mode();
-        var x0 = ToModelSpace(model, image);                                           // (1, C_in, h, w)
+        var x0 = start.X0;                                                              // (1, C, h, w)
         var diffusion = GaussianDiffusion.Create("", learnSigma: model.Config.LearnSigma);
         var all = Enumerable.Range(0, classes).ToArray();
         if (classes <= options.Finalists) return Order(all, Errors(model, diffusion, x0, all, options.Timesteps, options));
@@ -49,16 +39,6 @@ public static class ClassGuess
         var finalists = screened.Take(options.Finalists).ToArray();
         var final = Order(finalists, Errors(model, diffusion, x0, finalists, options.Timesteps, options));
         return final.Concat(screened.Skip(options.Finalists)).ToArray();
-    }
-
-    /// <summary>The latent the DiT denoises: the VAE posterior's mean times the scaling factor (train.py), or the
-    /// pixels themselves for a pixel-space model.</summary>
-    private static Tensor ToModelSpace(LoadedModel model, Tensor image)
-    {
-        var x = image.to(model.Device).to_type(float32);
-        if (x.shape[1] != model.ImageChannels)
-            throw new ArgumentException($"expected {model.ImageChannels} channel(s), got {x.shape[1]}");
-        return model.Vae is { } vae ? vae.Encode(x).Mean * vae.Config.ScalingFactor : x;
     }
 
     /// <summary>Mean squared error ‖ε − ε_θ(x_t, t, c)‖² summed over <paramref name="timesteps"/> for each class of
