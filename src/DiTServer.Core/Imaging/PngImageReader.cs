@@ -39,7 +39,7 @@ public static class PngImageReader
     /// <exception cref="ImageInputException">Not a PNG, damaged, over the pixel limit, or of another size.</exception>
     public static byte[] Pixels(byte[] png, int size, int channels, string field, bool resizeSquare = false)
     {
-        CheckSize(png, size, field, resizeSquare);
+        CheckHeader(png, size, field, resizeSquare);
         if (channels == 1)
         {
             using var gray = Decode<L8>(png, field);
@@ -57,7 +57,7 @@ public static class PngImageReader
     /// <exception cref="ImageInputException">Not a PNG, damaged, over the pixel limit, or of another size.</exception>
     public static byte[] Mask(byte[] png, int size, string field, MaskSource source = MaskSource.Luminance, bool resizeSquare = false)
     {
-        CheckSize(png, size, field, resizeSquare);
+        CheckHeader(png, size, field, resizeSquare);
         using var image = Decode<La16>(png, field);
         Fit(image, size, KnownResamplers.NearestNeighbor);
         var mask = new byte[size * size];
@@ -73,7 +73,10 @@ public static class PngImageReader
         return mask;
     }
 
-    private static void CheckSize(byte[] png, int size, string field, bool resizeSquare)
+    /// <summary>Checks, from the header alone, that a PNG can be used for a model of image side <paramref name="size"/>:
+    /// a PNG, within <see cref="MaxPixels"/>, and size × size (or square, with <paramref name="resizeSquare"/>).</summary>
+    /// <exception cref="ImageInputException">What is wrong, in the words every route uses.</exception>
+    public static void CheckHeader(ReadOnlySpan<byte> png, int size, string field, bool resizeSquare = false)
     {
         var (width, height) = Header(png, field);
         if (width == size && height == size) return;

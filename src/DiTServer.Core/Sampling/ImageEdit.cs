@@ -19,7 +19,8 @@ public sealed record ImageEdit
     {
         if (size < 1 || channels is not (1 or 3)) throw new ArgumentException($"an image is size ≥ 1 with 1 or 3 channels, got {size}, {channels}");
         if (pixels.Length != size * size * channels)
-            throw new ArgumentException($"init_image must be {size}x{size} with {channels} channel(s) ({size * size * channels} bytes), got {pixels.Length} bytes",
+            throw new ArgumentException(
+                $"init_image must be {size}x{size} with {channels} channel(s) ({size * size * channels} bytes), got {pixels.Length} bytes",
                 "init_image");
         if (!(strength > 0 && strength <= 1)) throw new ArgumentOutOfRangeException("strength", strength, "strength must be in (0, 1]: 0 < strength ≤ 1");
         if (mask is not null && mask.Length != size * size)

@@ -101,7 +101,8 @@ public class ImageEditTests
         double Distance(double s, int label) =>
             MeanAbs(input, ImagePipeline.Generate(demo, [label], options, edit: new ImageEdit(input, 28, 1, s))[0].Hwc);
         double low = Distance(0.1, 7), lowOtherClass = Distance(0.1, 1), sameClassRedrawn = Distance(1.0, 7), highOtherClass = Distance(1.0, 1);
-        string all = $"mean |Δ| in levels: s=0.1 {low:F2}, s=0.1 to trousers {lowOtherClass:F2}, s=1 {sameClassRedrawn:F2}, s=1 to trousers {highOtherClass:F2}";
+        string all = $"mean |Δ| in levels: s=0.1 {low:F2}, s=0.1 to trousers {lowOtherClass:F2}, s=1 {sameClassRedrawn:F2}, " +
+            $"s=1 to trousers {highOtherClass:F2}";
         Assert.True(low < 8 && lowOtherClass < 10, all);                 // a small strength keeps the picture, whatever the class asked
         Assert.True(sameClassRedrawn > 2 * low, all);                    // strength 1 draws another sneaker
         Assert.True(highOtherClass > 4 * lowOtherClass, all);            // and is free to draw the class asked for
