@@ -59,8 +59,16 @@ public static class OpenAIImageForm
             errors["body"] = [$"the body is not valid multipart/form-data: {e.Message}"];
             return new(null, ImageBody.Invalid(errors), null);
         }
+        catch (IOException)
+        {
+            // The body is in memory, so this is the parser running out of it: no closing boundary, or another boundary.
+            errors["body"] = [$"the body is not valid multipart/form-data: it ends before the closing boundary that the Content-Type names " +
+                $"(--{MultipartBoundary(request.ContentType)}--)"];
+            return new(null, ImageBody.Invalid(errors), null);
+        }
 
-        var text = form.Where(f => f.Key is not (Strength or Image or Mask)).ToList();
+        // A file field sent as text is that field's error (File); a variation has no mask, so its text "mask" is unknown.
+        var text = form.Where(f => f.Key is not (Strength or Image) && !(f.Key == Mask && !variation)).ToList();
         if (variation && form.ContainsKey(Prompt))
             errors.AddError(Prompt, ["prompt is not a field of variations: the class is the one the model finds in the image"]);
         double? strength = ReadStrength(form, errors);
@@ -97,6 +105,10 @@ public static class OpenAIImageForm
         try { return PngImageReader.Header(png, Image); }
         catch (ImageInputException) { return null; }
     }
+
+    private static string MultipartBoundary(string? contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var parsed)
+            ? Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(parsed.Boundary).ToString() : "";
 
     /// <summary>Whether <paramref name="name"/> is a field of these forms (as opposed to an unknown one).</summary>
     public static bool IsField(string name) => name is Image or Mask or Strength || OpenAIImageRequestParser.IsField(name);
