@@ -80,9 +80,8 @@ public static class OpenAIImageForm
         var parsed = OpenAIImageRequestParser.Parse(json, ImageBody.LimitsOf(model, o), model.ImageSize, out var fieldErrors);
         foreach (var (field, messages) in fieldErrors) errors.AddError(field, messages);
 
-        byte[]? pixels = null, mask = null;
-        pixels = Decode(errors, Image, () => PngImageReader.Pixels(imagePng!, model.ImageSize, model.ImageChannels, Image, resizeSquare: true), imagePng);
-        mask = Decode(errors, Mask, () => ReadMask(imagePng, maskPng!, model.ImageSize), maskPng);
+        var pixels = Decode(errors, Image, () => PngImageReader.Pixels(imagePng!, model.ImageSize, model.ImageChannels, Image, resizeSquare: true), imagePng);
+        var mask = Decode(errors, Mask, () => ReadMask(imagePng, maskPng!, model.ImageSize), maskPng);
         if (errors.Count > 0 || parsed is null || pixels is null) return new(null, ImageBody.Invalid(errors), null);
 
         var edit = new ImageEdit(pixels, model.ImageSize, model.ImageChannels, strength ?? (mask is null ? DefaultStrength : DefaultMaskedStrength), mask);

@@ -58,7 +58,8 @@ public sealed class PlaygroundImageToImageTests
         Assert.False(await page.IsVisibleAsync("#init-stack"));
 
         // Upload: twice the model's size, so the page scales it to the model's.
-        await page.SetInputFilesAsync("#init-file", new FilePayload { Name = "picture.png", MimeType = "image/png", Buffer = TestPngs.Picture(2 * size, 2 * size) });
+        var upload = new FilePayload { Name = "picture.png", MimeType = "image/png", Buffer = TestPngs.Picture(2 * size, 2 * size) };
+        await page.SetInputFilesAsync("#init-file", upload);
         await page.Locator("#init-stack").WaitForAsync(new LocatorWaitForOptions { State = WaitForSelectorState.Visible });
         await page.FillAsync("#strength", "0.5");
         Assert.Equal("0.50", await page.TextContentAsync("#strength-value"));

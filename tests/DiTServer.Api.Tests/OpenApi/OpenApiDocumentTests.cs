@@ -51,7 +51,10 @@ public sealed class OpenApiDocumentTests : IDisposable
                 Assert.True(properties.TryGetProperty(field.Name, out _), $"{id}: example field '{field.Name}' is not in the schema");
             checkedIds.Add(id);
         }
-        Assert.Superset(new HashSet<string> { "GenerateImages", "CreateJob", "CreateImageOpenAI", "EditImageOpenAI", "CreateImageVariationOpenAI", "CreateTrainingJob" }, checkedIds.ToHashSet());
+        Assert.Superset(new HashSet<string>
+        {
+            "GenerateImages", "CreateJob", "CreateImageOpenAI", "EditImageOpenAI", "CreateImageVariationOpenAI", "CreateTrainingJob",
+        }, checkedIds.ToHashSet());
     }
 
     [Fact]

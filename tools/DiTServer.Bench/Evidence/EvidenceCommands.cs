@@ -26,7 +26,8 @@ public static class EvidenceCommands
         var cases = new Option<int>("--cases") { Description = "HttpClient cases", DefaultValueFactory = _ => 4000 };
         var uploadCases = new Option<int>("--upload-cases")
         {
-            Description = "Multipart upload cases for /v1/images/edits and /v1/images/variations (damaged PNGs, masks, framing)", DefaultValueFactory = _ => 400,
+            Description = "Multipart upload cases for /v1/images/edits and /v1/images/variations (damaged PNGs, masks, framing)",
+            DefaultValueFactory = _ => 400,
         };
         var rawCases = new Option<int>("--raw-cases") { Description = "Raw-socket cases (chunked framing, cut-off and stalled bodies, invalid UTF-8)",
             DefaultValueFactory = _ => 1200 };
