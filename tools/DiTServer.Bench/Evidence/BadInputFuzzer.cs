@@ -527,6 +527,8 @@ public static class BadInputFuzzer
     {
         var route = path.Split('?')[0].TrimEnd('/');
         return route.Equals("/v1/images/generations", StringComparison.OrdinalIgnoreCase)
+            || route.Equals("/v1/images/edits", StringComparison.OrdinalIgnoreCase)
+            || route.Equals("/v1/images/variations", StringComparison.OrdinalIgnoreCase)
             || (route.StartsWith("/v1/models/", StringComparison.OrdinalIgnoreCase) && route.Length > "/v1/models/".Length);
     }
 
