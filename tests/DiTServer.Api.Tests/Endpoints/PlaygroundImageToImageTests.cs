@@ -18,18 +18,13 @@ public sealed class PlaygroundImageToImageTests
     public async Task Upload_slider_and_painted_mask_reach_the_job_and_the_result_shows_beside_the_input()
     {
         using var factory = new ServerFactory(("Serving:MaxBatchRows", "16"));
-        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        factory.StartServer();
-        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        await using var session = await BrowserSession.StartAsync(factory);
+        var address = session.Address;
         await factory.WaitFor(s => s.Ready, "warm-up");
         int size = JsonDocument.Parse(await factory.CreateClient().GetStringAsync("/v1/models")).RootElement
             .GetProperty("models")[0].GetProperty("image_size").GetInt32();
 
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
-        });
+        var browser = session.Browser;
         var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1000, Height = 900 } });
         var consoleErrors = new List<string>();
         page.Console += (_, m) => { if (m.Type == "error") consoleErrors.Add(m.Text); };
