@@ -38,7 +38,7 @@ public static class ModelsEndpoints
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
             model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
             ServedDefault.Sampler, SamplerInfo.All(model.Vae is null), ["official", "all"],
-            new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
+            new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.BodyLimitFor(model.ImageSize)),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
         return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));
     }
