@@ -96,6 +96,10 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
     /// <summary>The steps asked for, or the sampler's default.</summary>
     public static int StepsOf(ImageRequest x) => x.Steps ?? SamplerDefaults.Steps(SamplerOf(x));
 
+    /// <summary>The model calls the request makes: its steps, or for an edit the last ceil(strength · steps) of them.</summary>
+    public static int StepsRunOf(ImageRequest x) =>
+        x.InitImage is null ? StepsOf(x) : ImageEdit.StepsRun(StepsOf(x), x.Strength ?? ImageEdit.DefaultStrength);
+
     public static GuidanceMode GuidanceOf(ImageRequest x) => Lookup(x.Guidance, Guidances) ?? GuidanceMode.Official;
 
     /// <summary>The value <paramref name="text"/> names (trimmed, any case), or null.</summary>
