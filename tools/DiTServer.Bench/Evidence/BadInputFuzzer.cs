@@ -265,11 +265,18 @@ public static class BadInputFuzzer
         _ => [.. "{\"class_label\": \""u8.ToArray(), 0xED, 0xA0, 0x80, .. "\", \"steps\": 2}"u8.ToArray()], // an encoded surrogate
     };
 
+    /// <summary>The generation routes' body limit as the server states it (<c>GET /v1/models</c>
+    /// <c>limits.max_body_bytes</c>; automatic by default, from the model's image size).</summary>
+    public static async Task<int> BodyLimitAsync(HttpClient client) =>
+        JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0]
+            .GetProperty("limits").GetProperty("max_body_bytes").GetInt32();
+
     /// <summary>Raw-socket cases across every POST endpoint (with the admin key when one is given, so admin bodies are
     /// read): malformed and truncated chunked framing, a declared length never reached, oversize bodies, stalled bodies
     /// (one in <paramref name="stallEvery"/>, each lasting the server's body timeout), invalid UTF-8 in keys and values.
     /// <see cref="RawCase.Expected"/> is the status where only one is right.</summary>
-    public static IReadOnlyList<RawCase> GenerateRaw(int count, int seed, string? adminKey, int stallEvery = 40, int maxBody = 8192)
+    /// <param name="maxBody">The generation routes' body limit (<see cref="BodyLimitAsync"/>): oversize bodies exceed it.</param>
+    public static IReadOnlyList<RawCase> GenerateRaw(int count, int seed, string? adminKey, int maxBody, int stallEvery = 40)
     {
         var rng = new Random(seed);
         var cases = new List<RawCase>(count);

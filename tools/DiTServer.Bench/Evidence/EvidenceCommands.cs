@@ -53,7 +53,8 @@ public static class EvidenceCommands
                 int logStart = File.ReadAllLines(server.LogPath).Length;
                 var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue)
                     .Concat(UploadFuzzCases.Generate(parse.GetValue(uploadCases), parse.GetValue(seed))).ToList();
-                var raw = BadInputFuzzer.GenerateRaw(parse.GetValue(rawCases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue);
+                var raw = BadInputFuzzer.GenerateRaw(parse.GetValue(rawCases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue,
+                    await BadInputFuzzer.BodyLimitAsync(server.Client));
                 stdout.WriteLine($"# bench fuzz: {generated.Count} HttpClient + {raw.Count} raw-socket cases (seed {parse.GetValue(seed)}, body timeout " +
                     $"{parse.GetValue(bodyTimeout)} s, admin API on) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, " +
                     $"load {Load()}");
