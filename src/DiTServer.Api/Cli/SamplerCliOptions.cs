@@ -13,7 +13,7 @@ internal sealed class SamplerCliOptions
     public Option<int?> Steps { get; } = new("--steps") { Description = "Sampling steps = model calls (default per sampler: ddpm 50, ddim 10, dpmpp_2m 5, " +
         "dpmpp_3m 10, unipc 5)" };
     public Option<string?> Spacing { get; } = new("--spacing") { Description = "ODE solvers only: time_uniform (default), logsnr or time_quadratic" };
-    public Option<int?> Order { get; } = new("--order") { Description = "unipc only: 1, 2 (default) or 3" };
+    public Option<int?> Order { get; } = new("--order") { Description = "unipc: 1, 2 (default) or 3; dpmpp_2m: 1 (DDIM) or 2 (default)" };
     public Option<string?> Variant { get; } = new("--unipc-variant") { Description = "unipc only: bh1 or bh2 (default)" };
     public Option<string?> Interval { get; } = new("--guidance-interval") { Description = "Guide only for model timesteps lo..hi, as lo,hi (0 ≤ lo < hi " +
         "≤ 1000); default always" };

@@ -18,7 +18,9 @@ public static class ImageRequestParser
 
     /// <summary>The model facts validation needs.</summary>
     /// <param name="IsLatent">The model works on VAE latents (dynamic thresholding is refused there).</param>
-    public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest, bool IsLatent = false);
+    /// <param name="GuidanceInModel">The model takes the guidance scale as an input (a distilled student): one row per image.</param>
+    public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest, bool IsLatent = false,
+        bool GuidanceInModel = false);
 
     /// <returns>The parameters, or null with <paramref name="errors"/> keyed by field ("body" for the whole body).</returns>
     public static GenerationParameters? Parse(ReadOnlyMemory<byte> body, Limits limits, out Dictionary<string, string[]> errors)
@@ -50,6 +52,7 @@ public static class ImageRequestParser
             Thresholding = request.Thresholding ?? false,
             CacheInterval = request.CacheInterval ?? 1,
             CacheMode = ImageRequestValidator.Lookup(request.CacheMode, SamplerNames.CacheModes) ?? CacheMode.Reuse,
+            GuidanceInModel = limits.GuidanceInModel,
         };
         options.Validate(); // the sampler's own rules; the validator is stricter, so this never fires for a valid request
         return new GenerationParameters(label, request.NumImages ?? 1, options);

@@ -51,7 +51,9 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
             .WithExactMessage((x, _) => $"spacing applies to the ODE solvers only ({SamplerNames.SolverList}), not {SamplerOf(x).Name()}")
             .OverridePropertyName("spacing");
         Integer(x => x.Order, "order", 1, 3);
-        RuleFor(x => x.Order).Must((x, _, c) => !OrderMisplaced(x, c)).WithExactMessage((x, _) => SamplerOf(x).IsSolver()
+        RuleFor(x => x.Order).Must((x, _, c) => !OrderMisplaced(x, c)).WithExactMessage((x, _) =>
+                SamplerOf(x) == SamplerKind.DpmPP2M ? $"dpmpp_2m is order 2, or order 1 (DDIM); order {x.Order} is dpmpp_3m or unipc"
+                : SamplerOf(x).IsSolver()
                 ? $"order is fixed by the sampler's name ({SamplerOf(x).Name()} is order " +
                     $"{new SamplingOptions { Sampler = SamplerOf(x) }.EffectiveOrder}); order (1, 2 or 3) applies to unipc only"
                 : "order (1, 2 or 3) applies to unipc only")
@@ -100,9 +102,10 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
     private static bool Failed(double? value, string name, ValidationContext<ImageRequest> c, double min, double max) =>
         Fields(c).Failed(name) || value is { } v && !(double.IsFinite(v) && v >= min && v <= max);
 
-    /// <summary>order sent with a sampler other than unipc.</summary>
+    /// <summary>order sent with a sampler other than unipc, or other than 1 or 2 with dpmpp_2m (order 1 = DDIM).</summary>
     private static bool OrderMisplaced(ImageRequest x, ValidationContext<ImageRequest> c) =>
-        Sent(x.Order, "order", c) && SamplerOf(x) != SamplerKind.UniPc && SamplerOk(x, c);
+        Sent(x.Order, "order", c) && SamplerOf(x) != SamplerKind.UniPc && !(SamplerOf(x) == SamplerKind.DpmPP2M && x.Order is 1 or 2)
+        && SamplerOk(x, c);
 
     private static int EffectiveOrder(ImageRequest x) => new SamplingOptions { Sampler = SamplerOf(x), Order = x.Order }.EffectiveOrder;
 

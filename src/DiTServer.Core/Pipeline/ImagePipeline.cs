@@ -13,12 +13,17 @@ public static class ImagePipeline
     public static IReadOnlyList<GeneratedImage> Generate(LoadedModel model, IReadOnlyList<int> labels, SamplingOptions options,
         Action<int, int>? progress = null)
     {
+        options = ForModel(model, options);
         ValidateFor(model, options);
         using var scope = NewDisposeScope();
         var latents = LatentSampler.Sample(model.Model, labels.Select(l => (long)l).ToArray(), options, model.Device, progress);
         var pixels = LatentDecoder.DecodeToPixels(model, latents);
         return Encode(model, pixels, labels, options);
     }
+
+    /// <summary>The options with what the model decides for them: whether it takes the guidance scale as an input (one row per image).</summary>
+    public static SamplingOptions ForModel(LoadedModel model, SamplingOptions options) =>
+        options with { GuidanceInModel = model.Config.GuidanceConditioned };
 
     /// <summary>The rules that depend on the model, not only on the options.</summary>
     /// <exception cref="ArgumentException">The options do not suit this model; the parameter name is the option's wire name.</exception>

@@ -26,11 +26,11 @@ public static class StepTimesteps
     }
 
     /// <summary>Rows a run of <paramref name="images"/> images adds to the forward of each step: one per image, two
-    /// when guided at that step.</summary>
+    /// when guided at that step by an unconditional copy (<see cref="SamplingOptions.RowsPerImageAt"/>).</summary>
     public static int[] RowsPerStep(SamplingOptions options, int images)
     {
         if (options.GuidanceInterval is null)
-            return Enumerable.Repeat(images * (options.CfgScale != 1.0 ? 2 : 1), options.Steps).ToArray();
-        return For(options).Select(t => images * (options.CfgScaleAt(t) != 1.0 ? 2 : 1)).ToArray();
+            return Enumerable.Repeat(images * options.MaxRowsPerImage, options.Steps).ToArray();
+        return For(options).Select(t => images * options.RowsPerImageAt(t)).ToArray();
     }
 }
