@@ -12,6 +12,9 @@ namespace DiTServer.Api.Cli;
 /// <summary><c>sample</c>: one PNG per label, seeded as the fixtures' convention (one CPU generator per run).</summary>
 public static class SampleCommand
 {
+    /// <summary>The model folder's own sampling defaults (a distilled student's), read from its manifest before any weight.</summary>
+    internal static SamplingOptions? ModelDefaults(string model) => ServedDefaults.Of(ModelManifest.Load(model));
+
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file", Required = true };
@@ -47,7 +50,7 @@ public static class SampleCommand
                 Seed = parse.GetValue(seed),
                 Eta = parse.GetValue(eta),
                 Guidance = ParseGuidance(parse.GetValue(guidance)!),
-            });
+            }, ModelDefaults(parse.GetValue(model)!));
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             var torchDevice = DeviceOption.Parse(parse.GetValue(device)!);
             var computePrecision = DeviceOption.ParsePrecision(parse.GetValue(precision)!, torchDevice);

@@ -37,16 +37,20 @@ internal sealed class SamplerCliOptions
     public IEnumerable<Option> All => [Sampler, Steps, Spacing, Order, Variant, Interval, Thresholding, CacheInterval, CacheMode];
 
     /// <summary>The options these flags give, checked by <see cref="SamplingOptions.Validate"/>.</summary>
+    /// <param name="model">The model folder's own defaults (a distilled student's manifest): without <c>--sampler</c> its
+    /// sampler, and for that sampler its steps, order and spacing where the flags give none; null = the server's.</param>
     /// <exception cref="UsageException">An unknown name, a malformed interval or a broken rule.</exception>
-    public SamplingOptions Read(ParseResult parse, SamplingOptions rest)
+    public SamplingOptions Read(ParseResult parse, SamplingOptions rest, SamplingOptions? model = null)
     {
-        var sampler = SampleCommand.ParseSampler(parse.GetValue(Sampler)!);
+        bool named = parse.GetResult(Sampler) is { Implicit: false };
+        var sampler = named || model is null ? SampleCommand.ParseSampler(parse.GetValue(Sampler)!) : model.Sampler;
+        var own = model is not null && model.Sampler == sampler ? model : null;
         var options = rest with
         {
             Sampler = sampler,
-            Steps = parse.GetValue(Steps) ?? SamplerDefaults.Steps(sampler),
-            Spacing = parse.GetValue(Spacing) is { } s ? Lookup(SamplerNames.Spacings, s, "spacing") : null,
-            Order = parse.GetValue(Order),
+            Steps = parse.GetValue(Steps) ?? own?.Steps ?? SamplerDefaults.Steps(sampler),
+            Spacing = parse.GetValue(Spacing) is { } s ? Lookup(SamplerNames.Spacings, s, "spacing") : own?.Spacing,
+            Order = parse.GetValue(Order) ?? own?.Order,
             UniPcVariant = parse.GetValue(Variant) is { } v ? Lookup(SamplerNames.Variants, v, "unipc variant") : (UniPcVariant?)null,
             GuidanceInterval = parse.GetValue(Interval) is { } i ? ParseInterval(i) : null,
             Thresholding = parse.GetValue(Thresholding),

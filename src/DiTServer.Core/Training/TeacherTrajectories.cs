@@ -34,6 +34,10 @@ public sealed class TeacherTrajectories : IDisposable
 
     public int Count => (int)States.shape[0];
 
+    /// <summary>Memory the bank holds for <paramref name="settings"/> (float32 states; the admin API's bound counts it).</summary>
+    public static double Bytes(DiTConfig config, DistillationSettings settings) =>
+        (double)settings.Trajectories * (settings.TeacherSteps + 1) * config.InChannels * config.InputSize * config.InputSize * sizeof(float);
+
     private TeacherTrajectories(Tensor states, Tensor labels, Tensor guidance, float[] times)
     {
         States = states;
