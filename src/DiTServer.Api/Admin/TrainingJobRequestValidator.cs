@@ -151,13 +151,14 @@ public sealed class TrainingJobRequestValidator : BodyValidator<TrainingJobReque
 
     private const double SamplingOptionsMaxCfg = DiTServer.Core.Sampling.SamplingOptions.MaxCfgScale;
 
-    private static readonly (string Name, Func<TrainingJobRequest, bool> Sent)[] DistillationOnly =
+    // Properties, not fields: Instance above is built during static initialisation, before later fields are set.
+    private static (string Name, Func<TrainingJobRequest, bool> Sent)[] DistillationOnly =>
     [
         ("student_steps", x => x.StudentSteps is not null), ("teacher_steps", x => x.TeacherSteps is not null),
         ("trajectories", x => x.Trajectories is not null), ("guidance_range", x => x.GuidanceRange is not null),
     ];
 
-    private static readonly (string Name, Func<TrainingJobRequest, bool> Sent)[] TrainingOnly =
+    private static (string Name, Func<TrainingJobRequest, bool> Sent)[] TrainingOnly =>
     [
         ("dataset", x => x.Dataset is not null), ("init_from", x => x.InitFrom is not null), ("vae", x => x.Vae is not null),
         ("model", x => x.Model is not null), ("image_size", x => x.ImageSize is not null), ("channels", x => x.Channels is not null),

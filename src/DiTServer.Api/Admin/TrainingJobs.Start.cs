@@ -82,8 +82,12 @@ public sealed partial class TrainingJobs
         var settings = request.Distillation(served.Manifest.Folder);
         settings.Validate();
         var config = served.Config with { GuidanceConditioned = true };
-        TrainingFootprint.Check(config, trainingOptions.BatchSize, options.Value.MaxParameters,
-            options.Value.MaxMemoryBytes - TeacherTrajectories.Bytes(config, settings));
+        TrainingFootprint.Check(config, trainingOptions.BatchSize, options.Value.MaxParameters, options.Value.MaxMemoryBytes);
+        double bank = TeacherTrajectories.Bytes(config, settings), total = bank + TrainingFootprint.TrainingBytes(config, trainingOptions.BatchSize);
+        if (total > options.Value.MaxMemoryBytes)
+            throw new ArgumentException($"distilling with batch_size {trainingOptions.BatchSize} from {settings.Trajectories} trajectories needs about " +
+                $"{total / (1 << 30):F1} GiB ({bank / (1 << 30):F1} GiB of them trajectories); this server allows " +
+                $"{options.Value.MaxMemoryBytes / (1 << 30):F1} GiB (Training:MaxMemoryBytes); lower trajectories, teacher_steps or batch_size");
         var info = new TrainingRunInfo
         {
             Name = request.Name ?? new DirectoryInfo(output).Name, Options = trainingOptions, Config = config, Distillation = settings,

@@ -99,8 +99,10 @@ public static class TrainCommand
                 };
                 if (parse.GetValue(distillFrom) is { } teacher)
                 {
-                    if (parse.GetValue(data) is not null) throw new UsageException("--data and --distill-from exclude each other: a student learns from its teacher");
-                    if (parse.GetValue(vae) is not null) throw new UsageException("--vae does not apply to --distill-from: the student works where its teacher does");
+                    if (parse.GetValue(data) is not null)
+                        throw new UsageException("--data and --distill-from exclude each other: a student learns from its teacher");
+                    if (parse.GetValue(vae) is not null)
+                        throw new UsageException("--vae does not apply to --distill-from: the student works where its teacher does");
                     info = DistillationInfo(teacher, parse.GetValue(studentSteps), parse.GetValue(teacherSteps), parse.GetValue(trajectories),
                         parse.GetValue(guidanceRange)!, parse.GetValue(name) ?? new DirectoryInfo(outDir).Name, options);
                 }
@@ -152,7 +154,8 @@ public static class TrainCommand
                                      $"patch {run.Config.PatchSize}, " +
                                      $"{run.Config.InChannels}×{run.Config.InputSize}² {(run.Latent is null ? "pixel" : "latent")} input, " +
                                      $"{run.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
-                                     $"{trainer.DatasetCount} images; from step {trainer.Step} to {run.Options.Steps}, batch {run.Options.BatchSize}, " +
+                                     $"{trainer.DatasetCount} {(run.Distillation is null ? "images" : "teacher trajectories")}; " +
+                                     $"from step {trainer.Step} to {run.Options.Steps}, batch {run.Options.BatchSize}, " +
                                      $"lr {run.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
                 },
                 exportWeightsName: $"{info.Name}.pt",

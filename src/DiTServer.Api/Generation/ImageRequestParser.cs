@@ -33,8 +33,8 @@ public static class ImageRequestParser
         return errors.Count == 0 ? ToParameters(request, limits) : null;
     }
 
-    /// <summary>What a valid request asks for, defaults filled in (the served model's own, else the server's): the sampler's own steps, guidance 4.0, and a random
-    /// seed below 2^53 when absent, so JavaScript clients can echo it back exactly.</summary>
+    /// <summary>What a valid request asks for, defaults filled in (the served model's own, else the server's): the sampler's
+    /// own steps, guidance 4.0, and a random seed below 2^53 when absent, so JavaScript clients can echo it back exactly.</summary>
     public static GenerationParameters ToParameters(ImageRequest request, Limits limits)
     {
         if (!limits.Classes.TryResolve(request.ClassLabel!, limits.NumClasses, out var label, out var error)) throw new ArgumentException(error);

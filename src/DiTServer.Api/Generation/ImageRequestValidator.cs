@@ -127,7 +127,8 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
         Sent(x.Order, "order", c) && SamplerOf(x, d) != SamplerKind.UniPc && !(SamplerOf(x, d) == SamplerKind.DpmPP2M && x.Order is 1 or 2)
         && SamplerOk(x, c);
 
-    private static int EffectiveOrder(ImageRequest x, SamplingOptions? d) => new SamplingOptions { Sampler = SamplerOf(x, d), Order = OrderOf(x, d) }.EffectiveOrder;
+    private static int EffectiveOrder(ImageRequest x, SamplingOptions? d) =>
+        new SamplingOptions { Sampler = SamplerOf(x, d), Order = OrderOf(x, d) }.EffectiveOrder;
 
     /// <summary>A solver needs as many steps as its order (checked once steps and order are themselves fine).</summary>
     private static bool TooFewSteps(ImageRequest x, ValidationContext<ImageRequest> c, SamplingOptions? d) =>

@@ -43,7 +43,8 @@ public static class ModelExport
         }
         string manifest = Path.Combine(folder, ManifestFile);
         AtomicFile.WriteVia(manifest,
-            tmp => File.WriteAllText(tmp, Manifest(name, config, classNames, vae, distilled).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
+            tmp => File.WriteAllText(tmp,
+                Manifest(name, config, classNames, vae, distilled).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n"));
         written.Add(manifest);
         return written;
     }
