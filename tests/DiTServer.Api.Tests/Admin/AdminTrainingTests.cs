@@ -128,8 +128,6 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
     [InlineData("""{ "distill_from": "served", "output": "x", "dataset": "bands" }""", "dataset does not apply to a distillation")]
     [InlineData("""{ "distill_from": "served", "output": "x", "init_from": "served" }""", "init_from does not apply to a distillation")]
     [InlineData("""{ "dataset": "bands", "output": "x", "student_steps": 2 }""", "student_steps applies to a distillation only")]
-    [InlineData("""{ "distill_from": "served", "output": "x", "trajectories": 65536, "teacher_steps": 64, "batch_size": 4096 }""",
-        "Training:MaxMemoryBytes")]
     public async Task Bad_jobs_are_400_problem(string body, string expected)
     {
         CopyVae();
@@ -163,6 +161,19 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         var activate = await client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
         Assert.Equal(HttpStatusCode.Conflict, activate.StatusCode);
         Assert.Contains("DiT__Model", await activate.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task A_distillation_whose_trajectories_exceed_the_memory_limit_is_400_before_any_work()
+    {
+        using var server = new ServerFactory(("Training:DataRoot", DataRoot), ("Training:OutputRoot", OutputRoot), ("Serving:WarmUp", "false"),
+            ("Admin:ApiKeySha256", AdminKey.HashOf(Key)), ("Training:MaxMemoryBytes", (1L << 30).ToString()));
+        // 65,536 trajectories of 65 states of 4×8×8 floats: 4.4 GB of trajectories, for a student whose training alone fits.
+        var response = await Admin(server).PostAsync("/v1/admin/training/jobs",
+            Json("""{ "distill_from": "served", "output": "big", "trajectories": 65536, "teacher_steps": 64, "batch_size": 4 }"""));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("of them trajectories", await response.Content.ReadAsStringAsync());
+        Assert.False(Directory.Exists(Path.Combine(OutputRoot, "big")));
     }
 
     /// <summary>The fixture VAE under the data root, where a job's <c>vae</c> may name it.</summary>
