@@ -17,7 +17,16 @@ public static class ModelExport
     /// distilled for (its defaults on the server).</summary>
     /// <param name="Teacher">The teacher's name; <paramref name="TeacherFolder"/> where it was loaded from.</param>
     /// <param name="Vae">The teacher's VAE folder for a latent model; null in pixel space.</param>
-    public sealed record Distilled(string Teacher, string TeacherFolder, SamplingOptions Sampling, string? Vae);
+    public sealed record Distilled(string Teacher, string TeacherFolder, SamplingOptions Sampling, string? Vae)
+    {
+        /// <summary>What a distillation's export says, from its settings and its teacher's manifest (a student decodes
+        /// with its teacher's VAE); the train verb, the admin API and the export verb all write it.</summary>
+        public static Distilled Of(DistillationSettings settings, ModelManifest teacher) =>
+            new(teacher.Name, Path.GetFullPath(settings.Teacher), settings.StudentSampling(DefaultCfgScale), teacher.VaePath);
+
+        /// <summary>The guidance scale a student's manifest names as its default: the server's (4).</summary>
+        public const double DefaultCfgScale = 4.0;
+    }
 
     /// <param name="vae">The VAE folder of a latent model (written as an absolute path, so the export can move
     /// without the VAE); null for a pixel-space model.</param>

@@ -99,11 +99,8 @@ public static class TrainingRun
         using var trainer = new Trainer(info.Config, info.Options, bank, distill.StudentSteps, device);
         var start = resume ? null : TrajectoryDistillation.StudentStart(teacher.Model, trainer.Model);
         return Train(trainer, info, outDir, resume, start, before, cancel, progress, log, device, started, exportWeightsName, runSession,
-            new ModelExport.Distilled(teacher.Name, Path.GetFullPath(distill.Teacher), distill.StudentSampling(DefaultCfgScale), teacher.Manifest.VaePath));
+            ModelExport.Distilled.Of(distill, teacher.Manifest));
     }
-
-    /// <summary>The guidance scale a student's manifest names as its default: the server's (4).</summary>
-    public const double DefaultCfgScale = 4.0;
 
     private static TrainingRunOutcome Train(Trainer trainer, TrainingRunInfo info, string outDir, bool resume, IReadOnlyDictionary<string, Tensor>? initial,
         long? before, CancellationToken cancel, Action<TrainingProgress>? progress, Action<string>? log, Device? device,

@@ -50,6 +50,13 @@ public sealed class DistillCommandTests : IDisposable
         Assert.True(code == 0, err + stdout);
         var text = DiTServer.Core.Imaging.PngWriter.ReadText(File.ReadAllBytes(Path.Combine(images, "0.png")));
         Assert.Equal(("dpmpp_2m", "1", "1"), (text["sampler"], text["steps"], text["order"]));
+
+        // export of a distillation checkpoint writes the same student: teacher, defaults, strict weights.
+        string exported = Path.Combine(root, "exported");
+        (code, stdout, err) = await Run("export", "--checkpoint", run, "--out", exported);
+        Assert.True(code == 0, err + stdout);
+        using var again = LoadedModel.Load(exported);
+        Assert.Equal(("teacher", student.Defaults), (again.Manifest.DistilledFrom, again.Defaults));
     }
 
     [Theory]
