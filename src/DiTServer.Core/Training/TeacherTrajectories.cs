@@ -46,6 +46,11 @@ public sealed class TeacherTrajectories : IDisposable
         Times = times;
     }
 
+    /// <summary>A bank of given trajectories (N + 1 time-uniform states each); the bank takes ownership of the tensors.</summary>
+    /// <param name="states">(D, N + 1, C, H, W) float32 on the CPU.</param>
+    public static TeacherTrajectories Of(Tensor states, Tensor labels, Tensor guidance) =>
+        new(states, labels, guidance, SolverTimesteps.Create(DiscreteVpSchedule.Linear1000, StepSpacing.TimeUniform, (int)states.shape[1] - 1));
+
     /// <summary>What a chunk file's settings must match: a bank made for another teacher or other settings is refused.</summary>
     private sealed record BankSettings(string Teacher, int TeacherSteps, double MinGuidance, double MaxGuidance, long Seed, int ChunkSize);
 
@@ -95,8 +100,7 @@ public sealed class TeacherTrajectories : IDisposable
                 guidance.Add(chunk["guidance"]);
             }
             if (made > 0) log?.Invoke($"teacher trajectories: {made} chunk(s) made in {clock.Elapsed.TotalSeconds:F0} s, {chunks - made} loaded");
-            var times = SolverTimesteps.Create(DiscreteVpSchedule.Linear1000, StepSpacing.TimeUniform, settings.TeacherSteps);
-            return new TeacherTrajectories(cat(states, 0), cat(labels, 0), cat(guidance, 0), times);
+            return Of(cat(states, 0), cat(labels, 0), cat(guidance, 0));
         }
         finally
         {

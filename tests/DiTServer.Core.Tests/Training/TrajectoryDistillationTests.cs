@@ -58,6 +58,39 @@ public sealed class TrajectoryDistillationTests : IDisposable
         Assert.Throws<ArgumentException>(() => teacher.Model.forward(x, t, y, tensor(new float[] { 1, 1, 1 })));
     }
 
+    /// <summary>The loss's student step is the served sampler's step: on trajectories the student itself made with its
+    /// default sampler (dpmpp_2m order 1), every landing is exact.</summary>
+    [Fact]
+    public void The_loss_is_zero_on_the_students_own_dpmpp_order_1_trajectories()
+    {
+        var config = Tiny with { GuidanceConditioned = true };
+        using var student = new DiT(config);
+        student.RandomizeWeights(0.1);
+        student.eval();
+        const int K = 4;
+        var options = new SamplingOptions { Sampler = SamplerKind.DpmPP2M, Order = 1, Steps = K, CfgScale = 3, Seed = 8, GuidanceInModel = true };
+        var states = new Tensor[K + 1];
+        using (var _ = no_grad())
+        using (var run = new SamplingRun(null, config, [0, 1, 1], options, CPU))
+        {
+            states[0] = run.X.clone().DetachFromDisposeScope();
+            run.OnStepFinished = (k, x) => states[k] = x.clone().DetachFromDisposeScope();
+            while (!run.Done)
+            {
+                using var scope = NewDisposeScope();
+                run.Advance(BatchForward.Run(student, [run], GuidanceMode.Official).Output);
+            }
+        }
+        using var bank = TeacherTrajectories.Of(stack(states, 1), tensor(new long[] { 0, 1, 1 }), full(3, 3f));
+        foreach (var s in states) s.Dispose();
+        using var __ = no_grad();
+        using var check = NewDisposeScope();
+        var rows = arange(3, dtype: int64).repeat_interleave(K);
+        var steps = arange(K, dtype: int64).repeat(3);
+        var losses = TrajectoryDistillation.Losses(student, bank, K, rows, steps);
+        Assert.True(losses.max().item<float>() < 1e-8, $"landing errors {string.Join(", ", losses.data<float>().ToArray())}");
+    }
+
     [Fact]
     public void Distillation_lowers_the_students_landing_loss()
     {
