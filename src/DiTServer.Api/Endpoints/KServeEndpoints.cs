@@ -1,6 +1,5 @@
 using DiTServer.Core.Pipeline;
 using System.Reflection;
-using System.Text.Json.Serialization;
 using DiTServer.Core.Checkpoints;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Diagnostics.HealthChecks;

@@ -1,9 +1,7 @@
 using DiTServer.Api.Generation;
 using DiTServer.Core.Pipeline;
 using DiTServer.Core.Model;
-using DiTServer.Core.Imaging;
 using System.Text.Json.Serialization;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;

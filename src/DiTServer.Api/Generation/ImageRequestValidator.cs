@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Sampling.Solvers;
@@ -79,6 +80,17 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
             .OverridePropertyName("thresholding");
         Integer(x => x.CacheInterval, "cache_interval", 1, SamplingOptions.MaxCacheInterval);
         Choice(x => x.CacheMode, "cache_mode", SamplerNames.CacheModes);
+
+        // Image to image: the PNGs are checked from their headers here (no decoding); ToParameters decodes them.
+        ImageField(x => x.InitImage, "init_image", limits);
+        Field(x => x.Strength, v => $"strength must be a number with 0 < strength ≤ 1, not {JsonText.Show(v)}")
+            .Must(s => s is null || (double.IsFinite(s.Value) && s > 0 && s <= 1))
+            .WithExactMessage((_, _, c) => $"strength must be in (0, 1]: 0 < strength ≤ 1, got {Fields(c).Raw("strength")}");
+        CrossField(x => x.Strength, "strength applies only with init_image (the image to start from)",
+            (x, c) => Sent(x.Strength, "strength", c) && !Sent(x.InitImage, "init_image", c));
+        ImageField(x => x.Mask, "mask", limits);
+        CrossField(x => x.Mask, "mask applies only with init_image: it says which pixels of init_image are redrawn (white) or kept (black)",
+            (x, c) => Sent(x.Mask, "mask", c) && !Sent(x.InitImage, "init_image", c));
         RuleFor(x => x.Steps).Must((x, _, c) => !TooFewSteps(x, c, d))
             .WithExactMessage((x, _) => $"steps must be at least the solver's order ({EffectiveOrder(x, d)}) for {SamplerOf(x, d).Name()}, got {StepsOf(x, d)}")
             .OverridePropertyName("steps");
@@ -136,6 +148,24 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
         && !Failed(x.Steps, "steps", c, 1, MaxSteps) && !Failed(x.Order, "order", c, 1, 3) && !OrderMisplaced(x, c, d);
 
     private static bool IsPair(double[] interval) => interval.Length == 2 && interval.All(double.IsFinite);
+
+    /// <summary>A base64 PNG of the model's image size: base64 first, then the PNG header (signature, pixel limit, size).</summary>
+    private void ImageField(System.Linq.Expressions.Expression<Func<ImageRequest, string?>> property, string name, ImageRequestParser.Limits limits) =>
+        Field(property, v => $"{name} must be a string: a base64 PNG of {limits.ImageSize}x{limits.ImageSize} pixels, not {JsonText.Show(v)}")
+            .Must(s => s is null || Base64Png.TryDecode(s) is not null)
+            .WithExactMessage((_, _) => Base64Png.NotBase64(name))
+            .Must(s => s is null || Base64Png.TryDecode(s) is not { } png || HeaderProblem(png, name, limits) is null)
+            .WithExactMessage((_, s) => HeaderProblem(Base64Png.TryDecode(s!)!, name, limits)!);
+
+    private static string? HeaderProblem(byte[] png, string name, ImageRequestParser.Limits limits)
+    {
+        try
+        {
+            PngImageReader.CheckHeader(png, limits.ImageSize, name);
+            return null;
+        }
+        catch (ImageInputException e) { return e.Reason; }
+    }
 
     private void Integer(System.Linq.Expressions.Expression<Func<ImageRequest, int?>> property, string name, int min, int max) =>
         Field(property, NotAnInteger(name, min, max))

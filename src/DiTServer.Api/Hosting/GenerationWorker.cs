@@ -6,11 +6,12 @@ namespace DiTServer.Api.Hosting;
 /// <summary>Hosts the device's <see cref="GenerationEngine"/>: starts its thread with the app and stops it gracefully
 /// (no new work, queued requests answered 503 at once, running ones finished within <c>Serving:DrainTimeout</c>, then
 /// answered 503 too), so that every accepted request has its answer before the host's shutdown timeout.</summary>
-public sealed class GenerationWorker(GenerationEngine engine, IOptions<ServingOptions> options, ILogger<GenerationWorker> logger)
+/// <remarks>The drain time runs on the app's <see cref="TimeProvider"/>, so a test moves it by hand.</remarks>
+public sealed class GenerationWorker(GenerationEngine engine, IOptions<ServingOptions> options, TimeProvider time, ILogger<GenerationWorker> logger)
     : BackgroundService, IHostedLifecycleService
 {
     private Task loop = Task.CompletedTask;
-    private Timer? drainDeadline;
+    private ITimer? drainDeadline;
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -31,8 +32,9 @@ public sealed class GenerationWorker(GenerationEngine engine, IOptions<ServingOp
         var s = engine.Snapshot();
         logger.LogInformation("Stopping: {Queued} queued request(s) are answered 503; {Running} running get up to {Drain} to finish",
             s.QueueDepth, s.ActiveRequests, drain);
+        // The deadline is set before the queue closes: whoever sees the queue closed may count on the drain time running.
+        drainDeadline ??= time.CreateTimer(_ => engine.Abort(), null, drain, Timeout.InfiniteTimeSpan);
         engine.BeginShutdown();
-        drainDeadline = new Timer(_ => engine.Abort(), null, drain, Timeout.InfiniteTimeSpan);
         return Task.CompletedTask;
     }
 

@@ -21,7 +21,8 @@ public static class JobRequestParser
         errors = new Dictionary<string, string[]>();
         if (JsonContract<JobRequest>.Read(body, ImageRequestParser.Wording, errors, out var fields) is not { } request) return null;
         JobRequestValidator.For(limits, previewsUnsupported).Validate(request, fields).AddTo(errors);
-        return errors.Count == 0 ? new Request(ImageRequestParser.ToParameters(request, limits), request.PreviewEvery ?? 0) : null;
+        if (errors.Count > 0 || ImageRequestParser.ToParameters(request, limits, errors) is not { } parameters) return null;
+        return new Request(parameters, request.PreviewEvery ?? 0);
     }
 }
 

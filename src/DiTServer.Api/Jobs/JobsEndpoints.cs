@@ -6,7 +6,6 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using DiTServer.Api.Observability;
 using DiTServer.Api.Tenants;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.HttpResults;

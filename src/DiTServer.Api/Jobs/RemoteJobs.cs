@@ -4,7 +4,6 @@ using DiTServer.Core.Pipeline;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using DiTServer.Core.Checkpoints;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace DiTServer.Api.Jobs;

@@ -4,7 +4,6 @@ using DiTServer.Core.Pipeline;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using DiTServer.Core.Checkpoints;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;

@@ -1,5 +1,4 @@
 using DiTServer.Core.Pipeline;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Mvc;
 using Prometheus;

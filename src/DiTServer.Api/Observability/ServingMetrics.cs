@@ -1,5 +1,4 @@
 using DiTServer.Core.Serving;
-using Microsoft.Extensions.Options;
 using Prometheus;
 
 namespace DiTServer.Api.Observability;

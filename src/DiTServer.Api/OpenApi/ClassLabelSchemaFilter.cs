@@ -1,5 +1,4 @@
 using DiTServer.Api.Generation;
-using DiTServer.Api.Endpoints;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
 

@@ -1,5 +1,4 @@
 using DiTServer.Core.Training;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiTServer.Core.Evaluation;

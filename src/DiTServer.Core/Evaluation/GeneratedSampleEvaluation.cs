@@ -1,5 +1,4 @@
 using DiTServer.Core.Pipeline;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Training;
 using static TorchSharp.torch;

@@ -86,6 +86,17 @@ public sealed class EngineCore
         return swap.Done.Task;
     }
 
+    /// <summary>Queues tensor work for this core's thread (<see cref="EngineMessage.Work"/>); it runs before the next
+    /// step, or is abandoned if the loop ends first. False when the loop has ended (nothing would run it).</summary>
+    public bool Post(EngineMessage.Work work)
+    {
+        lock (swapGate)
+        {
+            if (loopEnded) return false;
+            return inbox.Writer.TryWrite(work);
+        }
+    }
+
     private void Loop()
     {
         try
@@ -104,10 +115,12 @@ public sealed class EngineCore
                     Swap(swap);
                     continue;
                 }
-                Publish(); // the running set as planned, before the (possibly long) forward
                 var sw = Stopwatch.StartNew();
                 var outcome = runner.Execute(plan);
                 var update = scheduler.Update(plan, outcome);
+                // Once per step, after the update: the runs that ended or finished are gone and their tensors freed (the
+                // runner frees them in Execute), so an idle worker shows its true state.
+                Publish();
                 Report(plan, outcome, update, sw.Elapsed);
                 if (plan.Batch.Count == 0 && scheduler.Running(device).Count == 0)
                 {
@@ -131,6 +144,9 @@ public sealed class EngineCore
                 swapInFlight?.Done.TrySetException(new InvalidOperationException("the generation worker stopped before the activation"));
                 swapInFlight = null;
                 loopEnded = true;
+                // Posted under the same lock, so no work arrives after this drain and none waits forever.
+                while (inbox.Reader.TryRead(out var left))
+                    if (left is EngineMessage.Work work) work.Abandon();
             }
             Publish();
             outputs.Complete();
@@ -145,6 +161,7 @@ public sealed class EngineCore
             case EngineMessage.Abort abort: scheduler.Abort(device, abort.Request); break;
             case EngineMessage.Swap swap: scheduler.BeginSwap(device, swap); break;
             case EngineMessage.Stop: aborting = true; break;
+            case EngineMessage.Work work: work.Run(runner.Model); break;
             case EngineMessage.Added: break; // the schedule that follows looks for work
         }
     }
@@ -201,7 +218,6 @@ public sealed class EngineCore
         foreach (var run in stepped) outputs.Progress(run);
         foreach (var preview in outcome.Previews) outputs.Preview(preview);
         foreach (var done in update.Finished) outputs.Succeed(done);
-        Publish();
     }
 
     private void End(IReadOnlyList<EndedRequest> ended)

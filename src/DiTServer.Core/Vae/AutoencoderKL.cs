@@ -1,7 +1,6 @@
 using System.Collections;
 using System.Text.RegularExpressions;
 using DiTServer.Core.Checkpoints;
-using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;

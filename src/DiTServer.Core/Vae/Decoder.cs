@@ -1,4 +1,3 @@
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -12,7 +11,7 @@ public sealed class Decoder : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv_in;
     private readonly UNetMidBlock2D mid_block;
-    private readonly ModuleList<UpDecoderBlock2D> up_blocks;
+    private readonly ModuleList<ResnetLevel2D> up_blocks;
     private readonly GroupNorm conv_norm_out;
     private readonly Conv2d conv_out;
 
@@ -22,14 +21,7 @@ public sealed class Decoder : Module<Tensor, Tensor>
         int groups = config.NormNumGroups;
         conv_in = Conv2d(config.LatentChannels, reversed[0], kernel_size: 3, stride: 1, padding: 1);
         mid_block = new UNetMidBlock2D(reversed[0], groups);
-        var blocks = new UpDecoderBlock2D[reversed.Length];
-        for (int i = 0; i < reversed.Length; i++)
-        {
-            bool isFinal = i == reversed.Length - 1;
-            // One more resnet per level than the encoder, as in diffusers (layers_per_block + 1).
-            blocks[i] = new UpDecoderBlock2D(i == 0 ? reversed[0] : reversed[i - 1], reversed[i], config.LayersPerBlock + 1, addUpsample: !isFinal, groups);
-        }
-        up_blocks = ModuleList(blocks);
+        up_blocks = ResnetLevel2D.Up(reversed, config.LayersPerBlock + 1, groups); // one more resnet per level than the encoder, as diffusers
         conv_norm_out = GroupNorm(groups, reversed[^1], eps: ResnetBlock2D.Eps);
         conv_out = Conv2d(reversed[^1], config.OutChannels, kernel_size: 3, stride: 1, padding: 1);
         RegisterComponents();

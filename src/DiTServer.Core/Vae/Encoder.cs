@@ -1,4 +1,3 @@
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -11,7 +10,7 @@ namespace DiTServer.Core.Vae;
 public sealed class Encoder : Module<Tensor, Tensor>
 {
     private readonly Conv2d conv_in;
-    private readonly ModuleList<DownEncoderBlock2D> down_blocks;
+    private readonly ModuleList<ResnetLevel2D> down_blocks;
     private readonly UNetMidBlock2D mid_block;
     private readonly GroupNorm conv_norm_out;
     private readonly Conv2d conv_out;
@@ -21,13 +20,7 @@ public sealed class Encoder : Module<Tensor, Tensor>
         var ch = config.BlockOutChannels;
         int groups = config.NormNumGroups;
         conv_in = Conv2d(config.InChannels, ch[0], kernel_size: 3, stride: 1, padding: 1);
-        var blocks = new DownEncoderBlock2D[ch.Count];
-        for (int i = 0; i < ch.Count; i++)
-        {
-            bool isFinal = i == ch.Count - 1;
-            blocks[i] = new DownEncoderBlock2D(i == 0 ? ch[0] : ch[i - 1], ch[i], config.LayersPerBlock, addDownsample: !isFinal, groups);
-        }
-        down_blocks = ModuleList(blocks);
+        down_blocks = ResnetLevel2D.Down(ch, config.LayersPerBlock, groups);
         mid_block = new UNetMidBlock2D(ch[^1], groups);
         conv_norm_out = GroupNorm(groups, ch[^1], eps: ResnetBlock2D.Eps);
         conv_out = Conv2d(ch[^1], 2 * config.LatentChannels, kernel_size: 3, stride: 1, padding: 1);

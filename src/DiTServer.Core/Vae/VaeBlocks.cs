@@ -136,46 +136,43 @@ public sealed class UNetMidBlock2D : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Encoder level: <c>numLayers</c> resnets, then an optional 2× downsampler (diffusers unet_2d_blocks.py <c>DownEncoderBlock2D</c>).</summary>
-public sealed class DownEncoderBlock2D : Module<Tensor, Tensor>
+/// <summary>One level of the encoder or the decoder: <c>numLayers</c> resnets, then an optional 2× resampler (diffusers
+/// unet_2d_blocks.py <c>DownEncoderBlock2D</c>, whose <see cref="Downsample2D"/> sits under "downsamplers", and
+/// <c>UpDecoderBlock2D</c>, whose <see cref="Upsample2D"/> sits under "upsamplers"; they differ in nothing else).</summary>
+public sealed class ResnetLevel2D : Module<Tensor, Tensor>
 {
     private readonly ModuleList<ResnetBlock2D> resnets;
-    private readonly ModuleList<Downsample2D> downsamplers; // empty on the last level, so no keys appear
+    // One of the two, the other null (no keys); empty on the last level, so no keys appear either.
+    private readonly ModuleList<Downsample2D>? downsamplers;
+    private readonly ModuleList<Upsample2D>? upsamplers;
 
-    public DownEncoderBlock2D(int inChannels, int outChannels, int numLayers, bool addDownsample, int groups) : base(nameof(DownEncoderBlock2D))
+    private ResnetLevel2D(int inChannels, int outChannels, int numLayers, int groups, bool down, bool resample)
+        : base(down ? VaeConfig.DownBlockType : VaeConfig.UpBlockType)
     {
         resnets = ModuleList(Enumerable.Range(0, numLayers)
             .Select(i => new ResnetBlock2D(i == 0 ? inChannels : outChannels, outChannels, groups)).ToArray());
-        downsamplers = addDownsample ? ModuleList(new Downsample2D(outChannels)) : ModuleList<Downsample2D>();
+        if (down) downsamplers = resample ? ModuleList(new Downsample2D(outChannels)) : ModuleList<Downsample2D>();
+        else upsamplers = resample ? ModuleList(new Upsample2D(outChannels)) : ModuleList<Upsample2D>();
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
-    {
-        foreach (var resnet in resnets) x = resnet.forward(x);
-        foreach (var down in downsamplers) x = down.forward(x);
-        return x;
-    }
-}
+    /// <summary>The encoder's levels over <paramref name="widths"/> (<c>block_out_channels</c>): level i goes from width
+    /// i − 1 (the first from width 0) to width i, and all but the last halve H and W.</summary>
+    public static ModuleList<ResnetLevel2D> Down(IReadOnlyList<int> widths, int numLayers, int groups) => Levels(widths, numLayers, groups, down: true);
 
-/// <summary>Decoder level: <c>numLayers</c> resnets, then an optional 2× upsampler (diffusers unet_2d_blocks.py <c>UpDecoderBlock2D</c>).</summary>
-public sealed class UpDecoderBlock2D : Module<Tensor, Tensor>
-{
-    private readonly ModuleList<ResnetBlock2D> resnets;
-    private readonly ModuleList<Upsample2D> upsamplers; // empty on the last level
+    /// <summary>The decoder's levels over <paramref name="widths"/> (the reversed <c>block_out_channels</c>), as
+    /// <see cref="Down"/> but doubling H and W.</summary>
+    public static ModuleList<ResnetLevel2D> Up(IReadOnlyList<int> widths, int numLayers, int groups) => Levels(widths, numLayers, groups, down: false);
 
-    public UpDecoderBlock2D(int inChannels, int outChannels, int numLayers, bool addUpsample, int groups) : base(nameof(UpDecoderBlock2D))
-    {
-        resnets = ModuleList(Enumerable.Range(0, numLayers)
-            .Select(i => new ResnetBlock2D(i == 0 ? inChannels : outChannels, outChannels, groups)).ToArray());
-        upsamplers = addUpsample ? ModuleList(new Upsample2D(outChannels)) : ModuleList<Upsample2D>();
-        RegisterComponents();
-    }
+    private static ModuleList<ResnetLevel2D> Levels(IReadOnlyList<int> widths, int numLayers, int groups, bool down) =>
+        ModuleList(widths.Select((w, i) => new ResnetLevel2D(widths[Math.Max(i - 1, 0)], w, numLayers, groups, down, resample: i < widths.Count - 1))
+            .ToArray());
 
     public override Tensor forward(Tensor x)
     {
-        foreach (var resnet in resnets) x = resnet.forward(x);
-        foreach (var up in upsamplers) x = up.forward(x);
+        foreach (var resnet in resnets) x = resnet.forward(x);                // (N, Cout, H, W)
+        if (downsamplers is not null) foreach (var d in downsamplers) x = d.forward(x); // (N, Cout, H/2, W/2)
+        if (upsamplers is not null) foreach (var u in upsamplers) x = u.forward(x);     // (N, Cout, 2H, 2W)
         return x;
     }
 }

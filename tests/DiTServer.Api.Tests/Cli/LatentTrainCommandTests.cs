@@ -5,6 +5,7 @@ using DiTServer.Core.Training;
 using DiTServer.Tests.Shared;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
+using static DiTServer.Api.Tests.CliRun;
 
 namespace DiTServer.Api.Tests;
 
@@ -17,14 +18,6 @@ public class LatentTrainCommandTests : IDisposable
     public void Dispose() => Directory.Delete(root, recursive: true);
 
     private static string Vae => TestPaths.Fixture("vae-tiny");
-
-    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = await CommandLine.RunAsync(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
 
     private string[] LatentRun(string data, string run, int steps, string vae) =>
     [
@@ -84,13 +77,8 @@ public class LatentTrainCommandTests : IDisposable
     {
         string data = Path.Combine(root, "data");
         SyntheticIdx.Write(data, count: 8, side: 8);
-        var args = LatentRun(data, Path.Combine(root, "bad"), 2, Vae).ToList();
-        int at = args.IndexOf(option);
-        if (at >= 0) args[at + 1] = value; else args.AddRange([option, value]);
-        var (code, _, err) = await Run(args.ToArray());
-        Assert.Equal(CommandLine.ExitUsage, code);
-        Assert.Contains(expected, err);
-        Assert.Single(err.Trim().Split('\n'));
+        var (code, _, err) = await Run(WithOption(LatentRun(data, Path.Combine(root, "bad"), 2, Vae), option, value));
+        AssertUsageError(code, err, expected);
     }
 
     [Fact]

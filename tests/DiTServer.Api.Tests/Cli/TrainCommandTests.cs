@@ -1,8 +1,8 @@
 using DiTServer.Core.Pipeline;
 using DiTServer.Api.Cli;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Training;
 using DiTServer.Tests.Shared;
+using static DiTServer.Api.Tests.CliRun;
 
 namespace DiTServer.Api.Tests;
 
@@ -12,14 +12,6 @@ public class TrainCommandTests : IDisposable
     private readonly string root = Directory.CreateTempSubdirectory("dit-train-cli-").FullName;
 
     public void Dispose() => Directory.Delete(root, recursive: true);
-
-    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = await CommandLine.RunAsync(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
 
     private string[] TinyRun(string data, string run, int steps) =>
     [
@@ -76,13 +68,8 @@ public class TrainCommandTests : IDisposable
     {
         string data = Path.Combine(root, "data");
         SyntheticIdx.Write(data, count: 8);
-        var args = TinyRun(data, Path.Combine(root, "bad"), 2).ToList();
-        int at = args.IndexOf(option);
-        if (at >= 0) args[at + 1] = value; else args.AddRange([option, value]);
-        var (code, _, err) = await Run(args.ToArray());
-        Assert.Equal(CommandLine.ExitUsage, code);
-        Assert.Contains(expected, err);
-        Assert.Single(err.Trim().Split('\n'));
+        var (code, _, err) = await Run(WithOption(TinyRun(data, Path.Combine(root, "bad"), 2), option, value));
+        AssertUsageError(code, err, expected);
     }
 
     [Fact]

@@ -1,11 +1,9 @@
 using DiTServer.Core.Pipeline;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using DiTServer.Api.Cli;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
@@ -17,11 +15,15 @@ namespace DiTServer.Api.Tests;
 /// <summary>POST /v1/images on the tiny model: equal to the sample verb, equal alone and batched, PNG/JSON/grid shapes.</summary>
 public sealed class ImagesEndpointTests : IClassFixture<ImagesEndpointTests.Server>, IDisposable
 {
-    public sealed class Server() : IDisposable
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "64")) { Gate = new StepGate(open: true) })
     {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "64")) { Gate = new StepGate(open: true) };
         public LoadedModel Reference { get; } = LoadedModel.Load(TestPaths.TinyModel);
-        public void Dispose() { Factory.Dispose(); Reference.Dispose(); }
+
+        public override void Dispose()
+        {
+            base.Dispose();
+            Reference.Dispose();
+        }
     }
 
     private readonly Server server;

@@ -10,11 +10,7 @@ namespace DiTServer.Api.Tests;
 /// (https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/)</summary>
 public sealed class KServeShapesTests(KServeShapesTests.Server server) : IClassFixture<KServeShapesTests.Server>
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new(("Serving:WarmUp", "false"));
-        public void Dispose() => Factory.Dispose();
-    }
+    public sealed class Server() : ServerFixture(new(("Serving:WarmUp", "false")));
 
     private static readonly HashSet<string> V2Datatypes =
         ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"];

@@ -9,11 +9,7 @@ namespace DiTServer.Api.Tests;
 /// pixels as /v1/images, and refuses a wrong size and other mistakes with 400 in OpenAI's error shape.</summary>
 public sealed class OpenAIImagesTests(OpenAIImagesTests.Server server) : IClassFixture<OpenAIImagesTests.Server>
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"));
-        public void Dispose() => Factory.Dispose();
-    }
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "16")));
 
     private readonly HttpClient client = server.Factory.CreateClient();
 

@@ -17,13 +17,9 @@ namespace DiTServer.Api.Tests;
 /// and <c>models.list()</c> was empty).</summary>
 public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture<OpenAISdkTests.Server>
 {
-    public sealed class Server : IDisposable
-    {
-        // SDKs parse `url` as an absolute URI: the server builds one only from a Host that AllowedHosts checked (or from
-        // PublicUrls:BaseUrl), never from whatever Host a client sends. The test host is "localhost".
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"), ("AllowedHosts", "localhost"));
-        public void Dispose() => Factory.Dispose();
-    }
+    // SDKs parse `url` as an absolute URI: the server builds one only from a Host that AllowedHosts checked (or from
+    // PublicUrls:BaseUrl), never from whatever Host a client sends. The test host is "localhost".
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "16"), ("AllowedHosts", "localhost")));
 
     private OpenAIClientOptions Options() => new()
     {
@@ -161,6 +157,65 @@ public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture
         var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
         Assert.Equal("stream", error.GetProperty("param").GetString());
         Assert.Equal("unknown_parameter", error.GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Images_edit_with_a_mask_returns_pngs_keeping_the_opaque_pixels()
+    {
+        var (_, size) = await Served();
+        using var image = new MemoryStream(TestPngs.Picture(size, size));
+        using var mask = new MemoryStream(TestPngs.LeftHalfTransparent(size));
+        var result = await Images().GenerateImageEditsAsync(image, "picture.png", "3", mask, "mask.png", 2, new ImageEditOptions
+        {
+            Size = new GeneratedImageSize(size, size),
+            ResponseFormat = GeneratedImageFormat.Bytes,
+            EndUserId = "sdk-test",
+        });
+        Assert.Equal(2, result.Value.Count);
+        using var input = SixLabors.ImageSharp.Image.Load<SixLabors.ImageSharp.PixelFormats.Rgb24>(TestPngs.Picture(size, size));
+        foreach (var edited in result.Value)
+        {
+            using var output = SixLabors.ImageSharp.Image.Load<SixLabors.ImageSharp.PixelFormats.Rgb24>(edited.ImageBytes.ToArray());
+            Assert.Equal(size, output.Width);
+            // A kept pixel (right half) comes back within 1 per channel.
+            var (a, b) = (input[size - 1, size / 2], output[size - 1, size / 2]);
+            Assert.True(Math.Abs(a.R - b.R) <= 1 && Math.Abs(a.G - b.G) <= 1 && Math.Abs(a.B - b.B) <= 1, $"{a} became {b}");
+            Assert.False(string.IsNullOrEmpty(edited.RevisedPrompt));
+        }
+    }
+
+    [Fact]
+    public async Task Images_variation_returns_pngs_of_the_class_the_model_finds()
+    {
+        var (_, size) = await Served();
+        using var image = new MemoryStream(TestPngs.Picture(size, size));
+        var result = await Images().GenerateImageVariationAsync(image, "picture.png", new ImageVariationOptions
+        {
+            Size = new GeneratedImageSize(size, size),
+            ResponseFormat = GeneratedImageFormat.Uri,
+        });
+        Assert.True(result.Value.ImageUri.IsAbsoluteUri, result.Value.ImageUri.ToString());
+        var png = await server.Factory.CreateClient().GetByteArrayAsync(result.Value.ImageUri.PathAndQuery);
+        Assert.Equal(size, PngWidth(png));
+        var classes = JsonDocument.Parse(await server.Factory.CreateClient().GetStringAsync("/v1/classes")).RootElement.GetProperty("classes");
+        Assert.Contains(result.Value.RevisedPrompt, classes.EnumerateArray().Select(c => c.GetProperty("name").GetString()));
+    }
+
+    [Fact]
+    public async Task Edit_and_variation_errors_read_as_messages_naming_the_field()
+    {
+        var (_, size) = await Served();
+        using var notPng = new MemoryStream("GIF89a"u8.ToArray());
+        var e = await Assert.ThrowsAsync<ClientResultException>(() => Images().GenerateImageVariationAsync(notPng, "picture.gif"));
+        Assert.Equal(400, e.Status);
+        Assert.Equal("image", Error(e).GetProperty("param").GetString());
+        Assert.Contains("image is not a PNG", e.Message);
+
+        using var image = new MemoryStream(TestPngs.Picture(size, size));
+        e = await Assert.ThrowsAsync<ClientResultException>(() => Images().GenerateImageEditAsync(image, "picture.png", "sneakr"));
+        Assert.Equal(400, e.Status);
+        Assert.Equal("prompt", Error(e).GetProperty("param").GetString());
+        Assert.Contains("unknown class 'sneakr'", e.Message);
     }
 
     [Fact]

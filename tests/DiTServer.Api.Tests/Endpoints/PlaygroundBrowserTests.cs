@@ -1,33 +1,11 @@
-using System.Net;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 
 namespace DiTServer.Api.Tests;
-
-/// <summary>Skips the test, saying why, when Debian's chromium is not installed (.ci/run installs it).</summary>
-public sealed class ChromiumFactAttribute : FactAttribute
-{
-    public const string Executable = "/usr/bin/chromium";
-
-    public ChromiumFactAttribute()
-    {
-        if (!File.Exists(Executable))
-            Skip = $"{Executable} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does) to run the browser test";
-    }
-}
 
 /// <summary>The playground page in headless Chromium against a real Kestrel server on the tiny model: load, pick a
 /// class, submit, watch the job's previews and then its images; saves a screenshot (artifacts/playground.png, docs/playground.png).</summary>
 public sealed class PlaygroundBrowserTests
 {
-    internal static readonly string[] ChromiumArgs =
-    [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ];
-
     [ChromiumFact]
     public async Task Page_submits_a_job_follows_its_progress_and_shows_the_images()
     {
@@ -41,20 +19,10 @@ public sealed class PlaygroundBrowserTests
         using var factory = screenshotModel is null
             ? new ServerFactory(("Serving:MaxBatchRows", "16")) { StepDelay = delay }
             : new ServerFactory(("Serving:MaxBatchRows", "16"), ("DiT:Model", Path.GetFullPath(screenshotModel))) { StepDelay = delay };
-        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        factory.StartServer();
-        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        await using var session = await BrowserSession.StartAsync(factory);
+        var address = session.Address;
         await factory.WaitFor(s => s.Ready, "warm-up");
-
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.Executable,
-            Headless = true,
-            Args = ChromiumArgs,
-            Timeout = 60_000,
-        });
-        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1000, Height = 640 } });
+        var page = await session.Browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1000, Height = 640 } });
         var consoleErrors = new List<string>();
         page.Console += (_, m) =>
         {
@@ -160,15 +128,9 @@ public sealed class PlaygroundSamplerListTests
     public async Task Sampler_objects_with_default_steps_set_the_steps()
     {
         using var factory = new ServerFactory(("Serving:WarmUp", "false"));
-        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        factory.StartServer();
-        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
-        });
-        var page = await browser.NewPageAsync();
+        await using var session = await BrowserSession.StartAsync(factory);
+        var address = session.Address;
+        var page = await session.Browser.NewPageAsync();
         // The server's answer, with samplers rewritten as objects.
         await page.RouteAsync("**/v1/models", async route =>
         {
@@ -200,21 +162,15 @@ public sealed class PlaygroundDefaultsTests
     public async Task Page_starts_at_the_models_default_sampler_and_its_default_steps()
     {
         using var factory = new ServerFactory(("Serving:WarmUp", "false"));
-        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        factory.StartServer();
-        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        await using var session = await BrowserSession.StartAsync(factory);
+        var address = session.Address;
         var model = System.Text.Json.JsonDocument.Parse(await factory.CreateClient().GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0];
         string DefaultSteps(string sampler) => model.GetProperty("samplers").EnumerateArray()
             .Single(s => s.GetProperty("name").GetString() == sampler).GetProperty("default_steps").GetInt32()
             .ToString(System.Globalization.CultureInfo.InvariantCulture);
         string served = model.GetProperty("default_sampler").GetString()!;
 
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
-        });
-        var page = await browser.NewPageAsync();
+        var page = await session.Browser.NewPageAsync();
         await page.GotoAsync(address + "/");
         await page.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length > 0");
         Assert.Equal(served, await page.InputValueAsync("#sampler"));
@@ -224,7 +180,7 @@ public sealed class PlaygroundDefaultsTests
         // Another model's default (the same answer with default_sampler rewritten): the page follows the answer, not a
         // value of its own.
         string other = served == "ddim" ? "dpmpp_2m" : "ddim";
-        var second = await browser.NewPageAsync();
+        var second = await session.Browser.NewPageAsync();
         await second.RouteAsync("**/v1/models", async route =>
         {
             var response = await route.FetchAsync();

@@ -11,11 +11,7 @@ namespace DiTServer.Api.Tests;
 /// Before, every image reported the same seed and nothing said how to get image #2 back.</summary>
 public sealed class ReproducibleImageTests(ReproducibleImageTests.Server server) : IClassFixture<ReproducibleImageTests.Server>, IDisposable
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"));
-        public void Dispose() => Factory.Dispose();
-    }
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "16")));
 
     private readonly string outDir = Directory.CreateTempSubdirectory("dit-repro-").FullName;
 

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using DiTServer.Api.Cli;
@@ -9,6 +8,7 @@ using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp.PyBridge;
 using static DiTServer.Api.Tests.JobsTestClient;
+using static DiTServer.Api.Tests.CliRun;
 
 namespace DiTServer.Api.Tests;
 
@@ -16,11 +16,7 @@ namespace DiTServer.Api.Tests;
 /// together), the OpenAI route, jobs, /v1/models, PNG metadata, the sample verb; and every bad sampler input refused.</summary>
 public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixture<SamplerApiTests.Server>, IDisposable
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "64"));
-        public void Dispose() => Factory.Dispose();
-    }
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "64")));
 
     private readonly HttpClient client = server.Factory.CreateClient();
     private readonly string outDir = Directory.CreateTempSubdirectory("dit-solvers-").FullName;
@@ -244,24 +240,18 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
     [InlineData("--cache-mode", "fast", "unknown cache mode 'fast'; use reuse or taylor")]
     public async Task Bad_sampler_flags_exit_2_with_one_line(string flag, string value, string expected)
     {
-        var stderr = new StringWriter();
         string[] args = flag is "--sampler" ? ["sample", "--model", TestPaths.TinyModel, "--labels", "1", "--out", outDir, flag, value]
             : ["sample", "--model", TestPaths.TinyModel, "--labels", "1", "--out", outDir, "--sampler", "unipc", flag, value];
-        int code = await CommandLine.RunAsync(args, new StringWriter(), stderr);
-        Assert.Equal(2, code);
-        var lines = stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.Contains(expected, lines[0]);
+        var (code, _, err) = await Run(args);
+        AssertUsageError(code, err, expected);
     }
 
     [Fact]
     public async Task Order_given_to_a_dpmpp_sampler_exits_2()
     {
-        var stderr = new StringWriter();
-        int code = await CommandLine.RunAsync(["sample", "--model", TestPaths.TinyModel, "--labels", "1", "--out", outDir,
-            "--sampler", "dpmpp_2m", "--spacing", "logsnr", "--order", "3"], new StringWriter(), stderr);
-        Assert.Equal(2, code);
-        Assert.Contains("dpmpp_2m is order 2, or order 1 (DDIM)", stderr.ToString());
+        var (code, _, err) = await Run("sample", "--model", TestPaths.TinyModel, "--labels", "1", "--out", outDir,
+            "--sampler", "dpmpp_2m", "--spacing", "logsnr", "--order", "3");
+        AssertUsageError(code, err, "dpmpp_2m is order 2, or order 1 (DDIM)");
     }
 }
 

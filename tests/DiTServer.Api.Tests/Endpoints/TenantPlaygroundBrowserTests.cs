@@ -1,9 +1,5 @@
-using System.Net;
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 
 namespace DiTServer.Api.Tests;
@@ -20,17 +16,10 @@ public sealed class TenantPlaygroundBrowserTests
     {
         var sha = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(Key)));
         using var factory = new ServerFactory(("Serving:MaxBatchRows", "16"), ("Tenants:0:Name", "web"), ("Tenants:0:ApiKeySha256", sha));
-        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        factory.StartServer();
-        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        await using var session = await BrowserSession.StartAsync(factory);
+        var address = session.Address;
         await factory.WaitFor(s => s.Ready, "warm-up");
-
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
-        });
-        var page = await browser.NewPageAsync();
+        var page = await session.Browser.NewPageAsync();
         var authorizations = new List<string?>();
         page.Request += (_, r) =>
         {

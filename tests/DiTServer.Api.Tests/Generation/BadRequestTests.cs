@@ -6,14 +6,8 @@ using System.Text.Json;
 namespace DiTServer.Api.Tests;
 
 /// <summary>Every malformed, mistyped, missing, out-of-range or oversize input is a 400 problem+json naming the mistake.</summary>
-public sealed class BadRequestTests(BadRequestTests.Server server) : IClassFixture<BadRequestTests.Server>
+public sealed class BadRequestTests(ServerFixture server) : IClassFixture<ServerFixture>
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new();
-        public void Dispose() => Factory.Dispose();
-    }
-
     public static TheoryData<string, string> Cases => new()
     {
         { "", "body is empty" },

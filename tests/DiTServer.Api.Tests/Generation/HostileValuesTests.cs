@@ -2,20 +2,15 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using DiTServer.Api.Cli;
+using static DiTServer.Api.Tests.CliRun;
 
 namespace DiTServer.Api.Tests;
 
 /// <summary>Bounds at the door (issue 19): the same hostile values get 400 on every generation route before a job
 /// exists (problem+json natively, OpenAI's error object on /v1/images/generations, exit 2 and one line on the CLI);
 /// values at the edge of the bounds, a UTF-8 BOM and null for any optional field are accepted and give images.</summary>
-public sealed class HostileValuesTests(HostileValuesTests.Server server) : IClassFixture<HostileValuesTests.Server>
+public sealed class HostileValuesTests(ServerFixture server) : IClassFixture<ServerFixture>
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new();
-        public void Dispose() => Factory.Dispose();
-    }
-
     private readonly HttpClient client = server.Factory.CreateClient();
 
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
@@ -205,14 +200,6 @@ public sealed class HostileValuesTests(HostileValuesTests.Server server) : IClas
         Assert.True(state == "succeeded", $"{route} {what}: job {id} ended {state}");
     }
 
-    private static async Task<(int Code, string Err)> Cli(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = await CommandLine.RunAsync(args, stdout, stderr);
-        return (code, stderr.ToString());
-    }
-
     /// <summary>The CLI shares <see cref="Core.Sampling.SamplingOptions.Validate"/>: the same bounds, one line and exit 2.</summary>
     [Theory]
     [InlineData("cfg_scale must be in 1..20", "--cfg", "21")]
@@ -228,13 +215,9 @@ public sealed class HostileValuesTests(HostileValuesTests.Server server) : IClas
         var dir = Directory.CreateTempSubdirectory("dit-hostile-").FullName;
         try
         {
-            var args = new List<string> { "sample", "--model", TestPaths.TinyModel, "--labels", "1", "--steps", "2", "--sampler", "ddim", "--out", dir };
-            int at = args.IndexOf(option);
-            if (at >= 0) args[at + 1] = value; else args.AddRange([option, value]);
-            var (code, err) = await Cli([.. args]);
-            Assert.True(code == 2, $"{option} {value}: exit {code}, {err}");
-            Assert.Single(err.Trim().Split('\n'));
-            Assert.Contains(expected, err);
+            var (code, _, err) = await Run(WithOption(["sample", "--model", TestPaths.TinyModel, "--labels", "1", "--steps", "2", "--sampler", "ddim",
+                "--out", dir], option, value));
+            AssertUsageError(code, err, expected);
             Assert.Empty(Directory.GetFiles(dir));
         }
         finally { Directory.Delete(dir, recursive: true); }
@@ -246,7 +229,7 @@ public sealed class HostileValuesTests(HostileValuesTests.Server server) : IClas
         var dir = Directory.CreateTempSubdirectory("dit-hostile-").FullName;
         try
         {
-            var (code, err) = await Cli("sample", "--model", TestPaths.TinyModel, "--labels", "1,2", "--steps", "2", "--sampler", "ddim",
+            var (code, _, err) = await Run("sample", "--model", TestPaths.TinyModel, "--labels", "1,2", "--steps", "2", "--sampler", "ddim",
                 "--eta", "1", "--out", dir);
             Assert.True(code == 0, err);
             Assert.Equal(2, Directory.GetFiles(dir, "*.png").Length);

@@ -1,4 +1,3 @@
-using DiTServer.Core.Pipeline;
 using Microsoft.Extensions.DependencyInjection;
 using DiTServer.Api.Hosting;
 using Microsoft.Extensions.FileProviders;

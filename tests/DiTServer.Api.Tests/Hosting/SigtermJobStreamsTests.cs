@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.Json;
 using DiTServer.Bench.Evidence;
 
 namespace DiTServer.Api.Tests;

@@ -18,16 +18,12 @@ namespace DiTServer.Api.Tests;
 /// under test (4 rows) queued until the test has subscribed to its events, so the stream holds every event.</remarks>
 public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixture<JobPreviewTests.Server>
 {
-    public sealed class Server : IDisposable
+    // The fixture model makes 16 px images from 8×8 latents; a 12 px cap exercises both the enlarging (8 → 12)
+    // and the capping (16 → 12).
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "4"), ("Serving:MaxImagesPerRequest", "2"), ("Jobs:PreviewMaxSize", "12"))
     {
-        // The fixture model makes 16 px images from 8×8 latents; a 12 px cap exercises both the enlarging (8 → 12)
-        // and the capping (16 → 12).
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "4"), ("Serving:MaxImagesPerRequest", "2"), ("Jobs:PreviewMaxSize", "12"))
-        {
-            StepDelay = TimeSpan.FromMilliseconds(10),
-        };
-        public void Dispose() => Factory.Dispose();
-    }
+        StepDelay = TimeSpan.FromMilliseconds(10),
+    });
 
     private const string Blocker = """{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1}""";
 

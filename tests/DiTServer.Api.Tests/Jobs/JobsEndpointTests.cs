@@ -13,15 +13,11 @@ namespace DiTServer.Api.Tests;
 /// queued until the blocker is cancelled, so every test sees the states it asserts without racing the worker.</remarks>
 public sealed class JobsEndpointTests(JobsEndpointTests.Server server) : IClassFixture<JobsEndpointTests.Server>
 {
-    public sealed class Server : IDisposable
+    // 10 ms per step: the 1000-step blocker lasts over 10 s however fast the machine, 10-step jobs stay short.
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "4"), ("Serving:MaxImagesPerRequest", "2"), ("Serving:QueueCapacity", "2"))
     {
-        // 10 ms per step: the 1000-step blocker lasts over 10 s however fast the machine, 10-step jobs stay short.
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "4"), ("Serving:MaxImagesPerRequest", "2"), ("Serving:QueueCapacity", "2"))
-        {
-            StepDelay = TimeSpan.FromMilliseconds(10),
-        };
-        public void Dispose() => Factory.Dispose();
-    }
+        StepDelay = TimeSpan.FromMilliseconds(10),
+    });
 
     private const string Blocker = """{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1}""";
     private const string Body = """{"class_label": 3, "num_images": 2, "steps": 10, "cfg_scale": 4, "seed": 42}""";

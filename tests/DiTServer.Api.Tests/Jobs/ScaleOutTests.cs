@@ -2,7 +2,6 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
-using static DiTServer.Api.Tests.JobsTestClient;
 
 namespace DiTServer.Api.Tests;
 

@@ -15,11 +15,7 @@ namespace DiTServer.Api.Tests;
 /// metadata and readiness routes answer.</summary>
 public sealed class MetricsAndKServeTests(MetricsAndKServeTests.Server server) : IClassFixture<MetricsAndKServeTests.Server>
 {
-    public sealed class Server : IDisposable
-    {
-        public ServerFactory Factory { get; } = new(("Serving:MaxBatchRows", "16"));
-        public void Dispose() => Factory.Dispose();
-    }
+    public sealed class Server() : ServerFixture(new(("Serving:MaxBatchRows", "16")));
 
     private readonly HttpClient client = server.Factory.CreateClient();
 

@@ -1,9 +1,3 @@
-using System.Net;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Playwright;
-
 namespace DiTServer.Api.Tests;
 
 /// <summary>Swagger UI's "Try it out" in headless Chromium against a real Kestrel server: the example body is sent as
@@ -14,17 +8,10 @@ public sealed class SwaggerBrowserTests
     public async Task Try_it_out_on_v1_images_sends_the_example_and_the_chosen_accept()
     {
         using var factory = new ServerFactory(("Serving:MaxBatchRows", "16"));
-        factory.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        factory.StartServer();
-        var address = factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        await using var session = await BrowserSession.StartAsync(factory);
+        var address = session.Address;
         await factory.WaitFor(s => s.Ready, "warm-up");
-
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true, Args = PlaygroundBrowserTests.ChromiumArgs, Timeout = 60_000,
-        });
-        var page = await browser.NewPageAsync();
+        var page = await session.Browser.NewPageAsync();
         var sent = new List<(string Accept, string Body)>();
         page.Request += (_, r) =>
         {

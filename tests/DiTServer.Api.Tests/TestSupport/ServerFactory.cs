@@ -47,11 +47,12 @@ public sealed class ServerFactory(params (string Key, string Value)[] settings) 
         for (int allowed = 0; !condition(Engine.Snapshot()); allowed++)
         {
             if (allowed == maxForwards) throw new TimeoutException($"{maxForwards} forwards did not bring {what}; engine: {Engine.Snapshot()}");
-            long forwards = Engine.Snapshot().Forwards;
-            Gate!.Allow();
-            // The permit is taken once the held forward counts; then the next one is held, or the worker idles.
-            await WaitFor(s => s.Forwards > forwards || condition(s), $"the worker to take a forward towards {what}");
-            await Task.Delay(20); // lets a step's effects (a cancelled run leaving) show before allowing another
+            long passes = Gate!.Passes;
+            Gate.Allow();
+            // Held again after the next forward: by then the worker has scheduled after the step it was let through and
+            // published the result (a cancelled run gone, a queued one admitted). A worker left idle is never held again:
+            // then the condition must hold.
+            await WaitFor(s => (Gate.Passes > passes && Gate.Held) || condition(s), $"the worker to take a forward towards {what}");
         }
     }
 
@@ -86,6 +87,17 @@ public sealed class StepGate(bool open = false)
 {
     private readonly SemaphoreSlim permits = new(0);
     private volatile bool open = open;
+    private int arrivals, passes;
+
+    /// <summary>Forwards that have reached the gate, held or let through: a test that allows one waits for this to grow
+    /// to know the worker ran the next forward (the engine counts a forward only once it is let through).</summary>
+    public int Arrivals => Volatile.Read(ref arrivals);
+
+    /// <summary>Forwards the gate has let through.</summary>
+    public int Passes => Volatile.Read(ref passes);
+
+    /// <summary>The worker waits in the gate now.</summary>
+    public bool Held => Arrivals > Passes;
 
     public void Allow(int forwards = 1) => permits.Release(forwards);
 
@@ -107,8 +119,9 @@ public sealed class StepGate(bool open = false)
     /// by its own checks rather than hanging the run.</summary>
     internal void Pass()
     {
-        for (int waited = 0; !open && !permits.Wait(100); waited += 100)
-            if (waited >= 60_000) return;
+        Interlocked.Increment(ref arrivals);
+        for (int waited = 0; !open && !permits.Wait(100) && waited < 60_000; waited += 100) { }
+        Interlocked.Increment(ref passes);
     }
 }
 
