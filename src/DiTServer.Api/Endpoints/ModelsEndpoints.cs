@@ -38,7 +38,7 @@ public static class ModelsEndpoints
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
             model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
             model.Defaults?.Sampler.Name() ?? ServedDefault.Sampler, SamplerInfo.All(model.Vae is null, model.Defaults), ["official", "all"],
-            new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
+            new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.BodyLimitFor(model.ImageSize)),
             new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels,
             model.Defaults?.CfgScale ?? 4.0, model.Config.GuidanceConditioned, model.Manifest.DistilledFrom);
         return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));

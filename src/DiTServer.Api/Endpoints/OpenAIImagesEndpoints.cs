@@ -24,7 +24,7 @@ public static class OpenAIImagesEndpoints
 {
     public static WebApplication MapOpenAIImagesApi(this WebApplication app)
     {
-        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
+        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.TransportBodyLimit;
         app.MapGroup("/v1/images").WithTags("OpenAI-compatible")
             .MapPost("/generations", Generate).WithName("CreateImageOpenAI")
             .WithSummary("OpenAI-style image generation: prompt = class name or index, n, size (must be the model's), response_format b64_json | url")

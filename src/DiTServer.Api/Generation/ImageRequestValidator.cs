@@ -118,6 +118,10 @@ public sealed class ImageRequestValidator : BodyValidator<ImageRequest>
     /// <summary>The cfg scale asked for, or the model's default, or 4.</summary>
     public static double CfgScaleOf(ImageRequest x, SamplingOptions? d = null) => x.CfgScale ?? d?.CfgScale ?? 4.0;
 
+    /// <summary>The model calls the request makes: its steps, or for an edit the last ceil(strength · steps) of them.</summary>
+    public static int StepsRunOf(ImageRequest x, SamplingOptions? d = null) =>
+        x.InitImage is null ? StepsOf(x, d) : ImageEdit.StepsRun(StepsOf(x, d), x.Strength ?? ImageEdit.DefaultStrength);
+
     public static GuidanceMode GuidanceOf(ImageRequest x) => Lookup(x.Guidance, Guidances) ?? GuidanceMode.Official;
 
     /// <summary>The value <paramref name="text"/> names (trimmed, any case), or null.</summary>

@@ -55,11 +55,13 @@ public sealed class JobRequestValidator : BodyValidator<JobRequest>
     private static string Range(JobRequest x, ValidationContext<JobRequest> c, ImageRequestValidator images) =>
         Steps(x, c, images) is { } steps ? $"1..{steps} (the job's steps)" : "1..steps";
 
-    /// <summary>The job's steps, or null while the rest of the body has a mistake (as the images rules see it).</summary>
+    /// <summary>The job's steps (an edit's: those it runs, ceil(strength · steps)), or null while the rest of the body has
+    /// a mistake (as the images rules see it).</summary>
     private static int? Steps(JobRequest x, ValidationContext<JobRequest> c, ImageRequestValidator images)
     {
         if (c.RootContextData.TryGetValue(StepsKey, out var known)) return (int?)known;
-        int? steps = !Fields(c).FailedBesides(Name) && images.Validate(x, Fields(c)).IsValid ? ImageRequestValidator.StepsOf(x, images.Defaults) : null;
+        int? steps = !Fields(c).FailedBesides(Name) && images.Validate(x, Fields(c)).IsValid
+            ? ImageRequestValidator.StepsRunOf(x, images.Defaults) : null;
         c.RootContextData[StepsKey] = steps;
         return steps;
     }
