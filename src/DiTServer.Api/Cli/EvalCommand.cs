@@ -79,7 +79,8 @@ public static class EvalCommand
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
-            var options = samplerOptions.Read(parse, new SamplingOptions { CfgScale = parse.GetValue(cfg), Seed = parse.GetValue(seed) });
+            var options = samplerOptions.Read(parse, new SamplingOptions { CfgScale = parse.GetValue(cfg), Seed = parse.GetValue(seed) },
+                SampleCommand.ModelDefaults(parse.GetValue(model)!));
             int n = parse.GetValue(perClass);
             if (n < 2) throw new UsageException("--per-class must be at least 2 (FID needs a covariance)");
             if (parse.GetValue(chunk) < 1) throw new UsageException("--chunk must be positive");

@@ -12,6 +12,9 @@ namespace DiTServer.Api.Cli;
 /// <summary><c>sample</c>: one PNG per label, seeded as the fixtures' convention (one CPU generator per run).</summary>
 public static class SampleCommand
 {
+    /// <summary>The model folder's own sampling defaults (a distilled student's), read from its manifest before any weight.</summary>
+    internal static SamplingOptions? ModelDefaults(string model) => ServedDefaults.Of(ModelManifest.Load(model));
+
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file", Required = true };
@@ -57,7 +60,7 @@ public static class SampleCommand
                 Seed = parse.GetValue(seed),
                 Eta = parse.GetValue(eta),
                 Guidance = ParseGuidance(parse.GetValue(guidance)!),
-            });
+            }, ModelDefaults(parse.GetValue(model)!));
             var (initPath, maskPath, editStrength) = (parse.GetValue(init), parse.GetValue(mask), parse.GetValue(strength));
             if (initPath is null && editStrength is not null) throw new UsageException("--strength applies only with --init (the image to start from)");
             if (initPath is null && maskPath is not null) throw new UsageException("--mask applies only with --init (it says which pixels of it are redrawn)");

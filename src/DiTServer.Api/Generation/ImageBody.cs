@@ -15,7 +15,8 @@ public static class ImageBody
 
     public static ImageRequestParser.Limits LimitsOf(LoadedModel model, ServingOptions o) =>
         new(model.Classes, model.Config.NumClasses, model.Config.ClassDropoutProb > 0, o.MaxImagesPerRequest, IsLatent: model.Vae is not null,
-            ImageSize: model.ImageSize, ImageChannels: model.ImageChannels);
+            ImageSize: model.ImageSize, ImageChannels: model.ImageChannels, GuidanceInModel: model.Config.GuidanceConditioned,
+            Defaults: model.Defaults);
 
     public static async Task<Parsed> ReadAsync(HttpRequest request, LoadedModel model, ServingOptions o,
         Func<ReadOnlyMemory<byte>, ImageRequestParser.Limits, (GenerationParameters?, Dictionary<string, string[]>)>? parse = null)

@@ -21,8 +21,11 @@ public static class ImageRequestParser
     /// <param name="IsLatent">The model works on VAE latents (dynamic thresholding is refused there).</param>
     /// <param name="ImageSize">The side of the model's images in pixels: an init_image or mask must have it.</param>
     /// <param name="ImageChannels">1 (grayscale) or 3 (RGB): what an init_image is converted to.</param>
+    /// <param name="GuidanceInModel">The model takes the guidance scale as an input (a distilled student): one row per image.</param>
+    /// <param name="Defaults">The served model's own defaults (sampler, steps, order, spacing, cfg_scale: a distilled
+    /// student's manifest); null = the server's.</param>
     public sealed record Limits(ClassNames Classes, int NumClasses, bool HasNullClass, int MaxImagesPerRequest, bool IsLatent = false,
-        int ImageSize = 0, int ImageChannels = 3);
+        int ImageSize = 0, int ImageChannels = 3, bool GuidanceInModel = false, SamplingOptions? Defaults = null);
 
     /// <returns>The parameters, or null with <paramref name="errors"/> keyed by field ("body" for the whole body).</returns>
     public static GenerationParameters? Parse(ReadOnlyMemory<byte> body, Limits limits, out Dictionary<string, string[]> errors)
@@ -46,27 +49,28 @@ public static class ImageRequestParser
         }
     }
 
-    /// <summary>What a valid request asks for, defaults filled in: the sampler's own steps, guidance 4.0, and a random
-    /// seed below 2^53 when absent, so JavaScript clients can echo it back exactly.</summary>
+    /// <summary>What a valid request asks for, defaults filled in (the served model's own, else the server's): the sampler's
+    /// own steps, guidance 4.0, and a random seed below 2^53 when absent, so JavaScript clients can echo it back exactly.</summary>
     public static GenerationParameters ToParameters(ImageRequest request, Limits limits)
     {
         if (!limits.Classes.TryResolve(request.ClassLabel!, limits.NumClasses, out var label, out var error)) throw new ArgumentException(error);
-        var sampler = ImageRequestValidator.SamplerOf(request);
+        var d = limits.Defaults;
         var options = new SamplingOptions
         {
-            Sampler = sampler,
-            Steps = ImageRequestValidator.StepsOf(request),
-            CfgScale = request.CfgScale ?? 4.0,
+            Sampler = ImageRequestValidator.SamplerOf(request, d),
+            Steps = ImageRequestValidator.StepsOf(request, d),
+            CfgScale = ImageRequestValidator.CfgScaleOf(request, d),
             Guidance = ImageRequestValidator.GuidanceOf(request),
             Eta = request.Eta ?? 0,
             Seed = request.Seed ?? Random.Shared.NextInt64(0, 1L << 53),
-            Spacing = ImageRequestValidator.Lookup(request.Spacing, SamplerNames.Spacings),
-            Order = request.Order,
+            Spacing = ImageRequestValidator.SpacingOf(request, d),
+            Order = ImageRequestValidator.OrderOf(request, d),
             UniPcVariant = ImageRequestValidator.Lookup(request.UniPcVariant, SamplerNames.Variants),
             GuidanceInterval = request.GuidanceInterval is [var lo, var hi] ? new GuidanceInterval(lo, hi) : null,
             Thresholding = request.Thresholding ?? false,
             CacheInterval = request.CacheInterval ?? 1,
             CacheMode = ImageRequestValidator.Lookup(request.CacheMode, SamplerNames.CacheModes) ?? CacheMode.Reuse,
+            GuidanceInModel = limits.GuidanceInModel,
         };
         options.Validate(); // the sampler's own rules; the validator is stricter, so this never fires for a valid request
         return new GenerationParameters(label, request.NumImages ?? 1, options, EditOf(request, limits));

@@ -60,7 +60,8 @@ public sealed class JobRequestValidator : BodyValidator<JobRequest>
     private static int? Steps(JobRequest x, ValidationContext<JobRequest> c, ImageRequestValidator images)
     {
         if (c.RootContextData.TryGetValue(StepsKey, out var known)) return (int?)known;
-        int? steps = !Fields(c).FailedBesides(Name) && images.Validate(x, Fields(c)).IsValid ? ImageRequestValidator.StepsRunOf(x) : null;
+        int? steps = !Fields(c).FailedBesides(Name) && images.Validate(x, Fields(c)).IsValid
+            ? ImageRequestValidator.StepsRunOf(x, images.Defaults) : null;
         c.RootContextData[StepsKey] = steps;
         return steps;
     }

@@ -22,6 +22,10 @@ public sealed record ModelManifest
     public string? ClassNamesPath { get; init; }
     /// <summary>Class names when given inline as an array.</summary>
     public IReadOnlyList<string>? ClassNamesInline { get; init; }
+    /// <summary>The sampling requests get when they name none ("defaults"); null = the server's defaults.</summary>
+    public ModelDefaults? Defaults { get; init; }
+    /// <summary>The teacher's name when the model is a distilled student ("distilled_from.name").</summary>
+    public string? DistilledFrom { get; init; }
 
     public string Folder => Path.GetDirectoryName(ManifestPath)!;
 
@@ -89,6 +93,7 @@ public sealed record ModelManifest
             NumClasses = OptionalInt(root, "num_classes", path) ?? config.NumClasses,
             LearnSigma = OptionalBool(root, "learn_sigma", path) ?? config.LearnSigma,
             ClassDropoutProb = OptionalDouble(root, "class_dropout_prob", path) ?? config.ClassDropoutProb,
+            GuidanceConditioned = OptionalBool(root, "guidance_conditioned", path) ?? false,
         };
         if (OptionalString(root, "conditioning", path) is { } conditioning)
         {
@@ -126,8 +131,18 @@ public sealed record ModelManifest
             default: throw Bad("class_names", "must be a file name or an array of names");
         }
 
+        string? teacher = root["distilled_from"] switch
+        {
+            null => null,
+            JsonObject d when d["name"] is JsonValue n && n.TryGetValue<string>(out var t) => t,
+            _ => throw Bad("distilled_from", "must be an object with the teacher's \"name\""),
+        };
+        var defaults = root["defaults"] is { } node ? ModelDefaults.Parse(node, path) : null;
+
         return new ModelManifest
         {
+            Defaults = defaults,
+            DistilledFrom = teacher,
             ManifestPath = path,
             Name = OptionalString(root, "name", path) ?? new DirectoryInfo(folder).Name,
             ArchitectureName = archName,

@@ -63,7 +63,9 @@ public static class ClassGuess
             var rows = pairs.AsSpan(start, Math.Min(options.MaxRows, pairs.Length - start)).ToArray();
             var at = tensor(rows.Select(r => (long)r.t).ToArray(), device: device);                        // (n)
             var y = tensor(rows.Select(r => (long)candidates[r.c]).ToArray(), device: device);              // (n)
-            var eps = model.Model.forward(xt.index_select(0, at), ts.index_select(0, at), y)[.., ..channels];  // (n, C, h, w)
+            // A distilled student takes the guidance scale as an input: w = 1 is its conditional ε, what the classifier compares.
+            var w = model.Config.GuidanceConditioned ? ones(rows.Length, device: device) : null;             // (n) or none
+            var eps = model.Model.forward(xt.index_select(0, at), ts.index_select(0, at), y, w)[.., ..channels]; // (n, C, h, w)
             var error = (eps.to_type(float32) - noise.index_select(0, at)).square().mean([1, 2, 3]);      // (n)
             var values = error.cpu().data<float>().ToArray();
             for (int i = 0; i < rows.Length; i++) sums[rows[i].c] += values[i];

@@ -14,6 +14,7 @@ public static class ImagePipeline
     public static IReadOnlyList<GeneratedImage> Generate(LoadedModel model, IReadOnlyList<int> labels, SamplingOptions options,
         Action<int, int>? progress = null, ImageEdit? edit = null)
     {
+        options = ForModel(model, options);
         ValidateFor(model, options);
         using var scope = NewDisposeScope();
         var start = edit is null ? null : EditEncoder.Encode(model, edit);
@@ -21,6 +22,10 @@ public static class ImagePipeline
         var pixels = LatentDecoder.DecodeToPixels(model, latents);
         return Encode(model, pixels, labels, options, edit);
     }
+
+    /// <summary>The options with what the model decides for them: whether it takes the guidance scale as an input (one row per image).</summary>
+    public static SamplingOptions ForModel(LoadedModel model, SamplingOptions options) =>
+        options with { GuidanceInModel = model.Config.GuidanceConditioned };
 
     /// <summary>The rules that depend on the model, not only on the options.</summary>
     /// <exception cref="ArgumentException">The options do not suit this model; the parameter name is the option's wire name.</exception>

@@ -55,8 +55,9 @@ public sealed class SamplingRun : IDisposable
     public double CfgScaleThisStep => Options.CfgScaleAt(ModelTimestep);
 
     /// <summary>Rows this run adds to the next forward: one per image, two when guided at this step (the
-    /// unconditional copy). Changes from step to step with a guidance interval; read it before <see cref="Advance"/>.</summary>
-    public int RowsThisStep => Rows * (CfgScaleThisStep != 1.0 ? 2 : 1);
+    /// unconditional copy; never for a guidance-conditioned model). Changes from step to step with a guidance interval;
+    /// read it before <see cref="Advance"/>.</summary>
+    public int RowsThisStep => Rows * Options.RowsPerImageAt(ModelTimestep);
 
     /// <summary>For diagnostics and tests: called with (step, x) whenever a step's x becomes final (1-based; UniPC
     /// finishes a step when the next model call corrects it). The tensor belongs to the run: clone it to keep it.</summary>
@@ -72,6 +73,11 @@ public sealed class SamplingRun : IDisposable
         {
             if (labels.Count == 0) throw new ArgumentException("at least one label");
             options.Validate();
+            // The rows planned for each step follow the options; they must say what the model does with guidance.
+            if (options.GuidanceInModel != config.GuidanceConditioned)
+                throw new ArgumentException(config.GuidanceConditioned
+                    ? "the model is guidance-conditioned but the sampling options plan an unconditional row (set GuidanceInModel)"
+                    : "the sampling options say the model takes the guidance scale, but this model is not guidance-conditioned");
         }
         catch
         {

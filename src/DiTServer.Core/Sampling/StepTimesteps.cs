@@ -38,11 +38,11 @@ public static class StepTimesteps
                 SolverTimesteps.StartTime(schedule, options.EffectiveSpacing, options.Steps, stepsRun));
 
     /// <summary>Rows a run of <paramref name="images"/> images adds to the forward of each step it runs: one per image,
-    /// two when guided at that step.</summary>
+    /// two when guided at that step by an unconditional copy (<see cref="SamplingOptions.RowsPerImageAt"/>).</summary>
     public static int[] RowsPerStep(SamplingOptions options, int images, double strength = 1.0)
     {
         if (options.GuidanceInterval is null)
-            return Enumerable.Repeat(images * (options.CfgScale != 1.0 ? 2 : 1), ImageEdit.StepsRun(options.Steps, strength)).ToArray();
-        return For(options, strength).Select(t => images * (options.CfgScaleAt(t) != 1.0 ? 2 : 1)).ToArray();
+            return Enumerable.Repeat(images * options.MaxRowsPerImage, ImageEdit.StepsRun(options.Steps, strength)).ToArray();
+        return For(options, strength).Select(t => images * options.RowsPerImageAt(t)).ToArray();
     }
 }

@@ -10,8 +10,9 @@ public sealed record GenerationParameters(int ClassLabel, int NumImages, Samplin
 {
     public IReadOnlyList<int> Labels => Enumerable.Repeat(ClassLabel, NumImages).ToArray();
 
-    /// <summary>Rows this request adds to every forward: one per image, two when guided (the unconditional copy).</summary>
-    public int RowsPerStep => NumImages * (Sampling.CfgScale != 1.0 ? 2 : 1);
+    /// <summary>Rows this request adds to every forward: one per image, two when guided by an unconditional copy
+    /// (one for a guidance-conditioned model: <see cref="SamplingOptions.MaxRowsPerImage"/>).</summary>
+    public int RowsPerStep => NumImages * Sampling.MaxRowsPerImage;
 
     /// <summary>Steps (model calls) the run really makes: all of <c>Sampling.Steps</c>, or an edit's last ceil(s·S).</summary>
     public int StepsRun => Edit?.StepsRun(Sampling.Steps) ?? Sampling.Steps;

@@ -249,12 +249,12 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     /// <summary>A two-step guided generation of one image; true when it produced finite output.</summary>
     public bool WarmUp()
     {
-        var p = new GenerationParameters(0, 1, new SamplingOptions
+        var p = new GenerationParameters(0, 1, ImagePipeline.ForModel(model, new SamplingOptions
         {
             Steps = 2,
             CfgScale = model.Config.ClassDropoutProb > 0 ? 4.0 : 1.0,
             Seed = 0,
-        });
+        }));
         using var run = Start(p);
         while (!run.Done)
             if (Step([run]) is [var (_, error), ..]) throw error;
