@@ -47,6 +47,7 @@ app.MapServerProbes();
 app.MapModelsApi();
 app.MapImagesApi();
 app.MapOpenAIImagesApi();
+app.MapOpenAIImageEditsApi();
 app.MapKServeApi();
 app.MapJobsApi();
 app.MapAdminTrainingApi();

@@ -4,10 +4,15 @@ using System.Globalization;
 // Latency (p50 solid, p95 dashed) against offered load, one colour per batching mode.
 // dotnet run --project tools/DiTServer.Plot -- --samplers <samplers.csv> <out.png>
 // Quality (FID and generated accuracy) against model calls per image, one series per sampler and spacing.
+// dotnet run --project tools/DiTServer.Plot -- --tiles <out.png> <columns> "caption=image.png" …
+// Small images side by side, scaled up pixel for pixel, each with its caption (an empty path leaves a blank tile).
 if (args.Length >= 3 && args[0] == "--samplers") return SamplerPlot.Write(args[1], args[2]);
+if (args.Length >= 4 && args[0] == "--tiles" && int.TryParse(args[2], out int columns) && columns > 0)
+    return TileFigure.Write(args[1], columns, args[3..]);
 if (args.Length < 2)
 {
-    Console.Error.WriteLine("usage: DiTServer.Plot <bench-load.csv> <out.png> [title] | --samplers <samplers.csv> <out.png>");
+    Console.Error.WriteLine("usage: DiTServer.Plot <bench-load.csv> <out.png> [title] | --samplers <samplers.csv> <out.png> | " +
+        "--tiles <out.png> <columns> caption=image.png …");
     return 2;
 }
 var rows = File.ReadAllLines(args[0]).Skip(1).Where(l => l.Length > 0).Select(l => l.Split(',')).ToList();

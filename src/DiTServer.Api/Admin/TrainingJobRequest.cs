@@ -25,6 +25,17 @@ public sealed record TrainingJobRequest
     /// With <c>init_from: "served"</c> the served model's own VAE is used and this must be absent.</summary>
     public string? Vae { get; init; }
     public TrainingModelSpec? Model { get; init; }
+    /// <summary>"served": distil a few-step, guidance-conditioned student from the served model instead of training on a
+    /// dataset (docs/training.md); then <see cref="Dataset"/>, <see cref="InitFrom"/>, <see cref="Vae"/> and <see cref="Model"/> must be absent.</summary>
+    public string? DistillFrom { get; init; }
+    /// <summary>Distillation: model calls per image of the student, 1, 2 or 4 (default 4).</summary>
+    public int? StudentSteps { get; init; }
+    /// <summary>Distillation: UniPC steps of each teacher trajectory, a multiple of <see cref="StudentSteps"/> (default 20).</summary>
+    public int? TeacherSteps { get; init; }
+    /// <summary>Distillation: teacher trajectories to learn from (default 2048).</summary>
+    public int? Trajectories { get; init; }
+    /// <summary>Distillation: [lo, hi], the guidance scales the student learns (default [1, 6]).</summary>
+    public double[]? GuidanceRange { get; init; }
     public string? Name { get; init; }
     public IReadOnlyList<string>? ClassNames { get; init; }
     // Absent or null means the default (Options() below): null is "absent" for every optional field.
@@ -51,6 +62,18 @@ public sealed record TrainingJobRequest
     /// <c>effectiveClassDropoutProb</c> in the OpenAPI schema), and a body naming it beside a mistaken field reached its
     /// missing setter in JsonContract's diagnostic pass.</remarks>
     public double EffectiveClassDropoutProb() => ClassDropoutProb ?? 0.1;
+
+    /// <summary>The distillation the request asks for, defaults filled in, from the teacher at <paramref name="teacherFolder"/>.</summary>
+    public DistillationSettings Distillation(string teacherFolder)
+    {
+        var defaults = new DistillationSettings { Teacher = teacherFolder };
+        return defaults with
+        {
+            StudentSteps = StudentSteps ?? defaults.StudentSteps, TeacherSteps = TeacherSteps ?? defaults.TeacherSteps,
+            Trajectories = Trajectories ?? defaults.Trajectories,
+            MinGuidance = GuidanceRange is [var lo, _] ? lo : defaults.MinGuidance, MaxGuidance = GuidanceRange is [_, var hi] ? hi : defaults.MaxGuidance,
+        };
+    }
 }
 
 /// <summary>Architecture of a new model trained from scratch.</summary>

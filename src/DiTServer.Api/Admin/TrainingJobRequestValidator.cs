@@ -3,6 +3,7 @@ using System.Linq.Expressions;
 using System.Text;
 using DiTServer.Api.Endpoints;
 using DiTServer.Core.Model;
+using DiTServer.Core.Training;
 using FluentValidation;
 
 namespace DiTServer.Api.Admin;
@@ -35,7 +36,11 @@ public sealed class TrainingJobRequestValidator : BodyValidator<TrainingJobReque
 
     private TrainingJobRequestValidator()
     {
-        InputPath(x => x.Dataset, "dataset", required: true);
+        InputPath(x => x.Dataset, "dataset", required: false);
+        RuleFor(x => x.Dataset).Must((x, d, c) => d is not null || x.DistillFrom is not null || Fields(c).Unreadable("dataset"))
+            .WithExactMessage((_, _) => "'dataset' is required: a folder relative to Training:DataRoot (or distill_from: \"served\")")
+            .OverridePropertyName("dataset");
+        Distillation();
         Field(x => x.Output, v => $"output must be a folder name (a string), not {JsonText.Show(v)}")
             .Must((_, o, c) => o is not null || Fields(c).Unreadable("output"))
             .WithExactMessage((_, _) => "'output' is required: the run's folder, relative to Training:OutputRoot")
@@ -114,6 +119,51 @@ public sealed class TrainingJobRequestValidator : BodyValidator<TrainingJobReque
                 .WithExactMessage((_, _) => $"'{name}' is required: a folder relative to Training:DataRoot");
         rule.Must(p => p is null || PathProblem(p, name, MaxInputPathBytes) is null).WithExactMessage((_, p) => PathProblem(p!, name, MaxInputPathBytes)!);
     }
+
+    /// <summary>A distillation's own fields, and the training fields that do not apply to one.</summary>
+    private void Distillation()
+    {
+        Field(x => x.DistillFrom, v => $"distill_from must be \"served\" or absent, not {JsonText.Show(v)}")
+            .Must(d => d is null or "served").WithExactMessage((_, d) => $"distill_from must be \"served\" (distil the served model) or absent, not \"{d}\"");
+        string student = string.Join(", ", DistillationSettings.StudentStepChoices);
+        Field(x => x.StudentSteps, NotAnInteger("student_steps", 1, 4))
+            .Must(n => n is null || DistillationSettings.StudentStepChoices.Contains(n.Value))
+            .WithExactMessage((_, n) => $"student_steps must be one of {student}, got {n}");
+        Integer(x => x.TeacherSteps, "teacher_steps", 1, DistillationSettings.MaxTeacherSteps);
+        RuleFor(x => x.TeacherSteps).Must((x, n) => n is not (>= 1 and <= DistillationSettings.MaxTeacherSteps)
+                || !DistillationSettings.StudentStepChoices.Contains(StudentStepsOf(x)) || n.Value % StudentStepsOf(x) == 0)
+            .WithExactMessage((x, n) => $"teacher_steps must be a multiple of student_steps ({StudentStepsOf(x)}), got {n}")
+            .OverridePropertyName("teacher_steps");
+        Integer(x => x.Trajectories, "trajectories", 1, DistillationSettings.MaxTrajectories);
+        Field(x => x.GuidanceRange, v => $"guidance_range must be two numbers [lo, hi], not {JsonText.Show(v)}")
+            .Must(r => r is null || (r.Length == 2 && r.All(double.IsFinite) && r[0] >= 1 && r[0] <= r[1] && r[1] <= SamplingOptionsMaxCfg))
+            .WithExactMessage((_, r) => $"guidance_range must be [lo, hi] with 1 ≤ lo ≤ hi ≤ {SamplingOptionsMaxCfg}, got [{string.Join(", ", r!)}]");
+        foreach (var (name, sent) in DistillationOnly)
+            RuleFor(x => x).Must(x => x.DistillFrom is not null || !sent(x))
+                .WithExactMessage((_, _) => $"{name} applies to a distillation only (distill_from: \"served\")").OverridePropertyName(name);
+        foreach (var (name, sent) in TrainingOnly)
+            RuleFor(x => x).Must(x => x.DistillFrom is null || !sent(x))
+                .WithExactMessage((_, _) => $"{name} does not apply to a distillation: the student learns from the served model, in its space and " +
+                    "architecture").OverridePropertyName(name);
+    }
+
+    private static int StudentStepsOf(TrainingJobRequest x) => x.StudentSteps ?? new DistillationSettings { Teacher = "" }.StudentSteps;
+
+    private const double SamplingOptionsMaxCfg = DiTServer.Core.Sampling.SamplingOptions.MaxCfgScale;
+
+    // Properties, not fields: Instance above is built during static initialisation, before later fields are set.
+    private static (string Name, Func<TrainingJobRequest, bool> Sent)[] DistillationOnly =>
+    [
+        ("student_steps", x => x.StudentSteps is not null), ("teacher_steps", x => x.TeacherSteps is not null),
+        ("trajectories", x => x.Trajectories is not null), ("guidance_range", x => x.GuidanceRange is not null),
+    ];
+
+    private static (string Name, Func<TrainingJobRequest, bool> Sent)[] TrainingOnly =>
+    [
+        ("dataset", x => x.Dataset is not null), ("init_from", x => x.InitFrom is not null), ("vae", x => x.Vae is not null),
+        ("model", x => x.Model is not null), ("image_size", x => x.ImageSize is not null), ("channels", x => x.Channels is not null),
+        ("class_dropout_prob", x => x.ClassDropoutProb is not null), ("class_names", x => x.ClassNames is not null),
+    ];
 
     /// <summary>The architecture of a new model: sizes in range, and the divisibility the DiT needs, each named by its field.</summary>
     private void Model()

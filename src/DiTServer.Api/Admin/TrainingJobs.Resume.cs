@@ -24,6 +24,14 @@ public sealed partial class TrainingJobs
             throw new InvalidOperationException($"job {stopped.Id} is at step {info.Step} of {info.Options.Steps}; pass a larger \"steps\" to train on");
         info = info with { Options = info.Options with { Steps = total } };
 
+        if (info.Distillation is { } distill)
+        {
+            // A distillation reads its teacher again (its trajectories are in the run folder): it must still be the served model's folder.
+            if (Path.GetFullPath(distill.Teacher) != Path.GetFullPath(served.Manifest.Folder))
+                throw new UnusableCheckpointException($"job {stopped.Id} distils {distill.Teacher}, which is not the served model's folder " +
+                    $"({served.Manifest.Folder}); resume it with that model served", null);
+            return ResumeWith(stopped, info, null, checkpoint, total);
+        }
         // The recorded dataset must still be under the data root: the checkpoint is a file, not a trusted request.
         string dataset;
         try
@@ -39,20 +47,22 @@ public sealed partial class TrainingJobs
         {
             throw new UnusableCheckpointException($"job {stopped.Id}'s dataset cannot be read: {e.Message}", e);
         }
-        try
-        {
-            lock (startGate)
-            {
-                if (!stopped.Finished.IsCompleted || (Find(stopped.Id) is { } current && !current.Finished.IsCompleted))
-                    throw new InvalidOperationException($"job {stopped.Id} is running");
-                ThrowIfRunning();
-                var job = new TrainingJob(stopped.Id, stopped.OutputFolder, stopped.Status.Output ?? Relative(stopped.OutputFolder), total,
-                    DateTimeOffset.UtcNow);
-                job.Update(s => s with { Step = info.Step, LastCheckpoint = checkpoint });
-                Launch(job, info, images, null, resume: true);
-                return job;
-            }
-        }
+        try { return ResumeWith(stopped, info, images, checkpoint, total); }
         catch { images.Dispose(); throw; }
+    }
+
+    private TrainingJob ResumeWith(TrainingJob stopped, TrainingRunInfo info, ITrainingDataset? images, string checkpoint, long total)
+    {
+        lock (startGate)
+        {
+            if (!stopped.Finished.IsCompleted || (Find(stopped.Id) is { } current && !current.Finished.IsCompleted))
+                throw new InvalidOperationException($"job {stopped.Id} is running");
+            ThrowIfRunning();
+            var job = new TrainingJob(stopped.Id, stopped.OutputFolder, stopped.Status.Output ?? Relative(stopped.OutputFolder), total,
+                DateTimeOffset.UtcNow);
+            job.Update(s => s with { Step = info.Step, LastCheckpoint = checkpoint });
+            Launch(job, info, images, null, resume: true);
+            return job;
+        }
     }
 }

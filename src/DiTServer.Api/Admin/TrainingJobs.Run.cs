@@ -5,14 +5,15 @@ namespace DiTServer.Api.Admin;
 
 public sealed partial class TrainingJobs
 {
-    private void Run(TrainingJob job, TrainingRunInfo info, ITrainingDataset images, Dictionary<string, Tensor>? initial, bool resume)
+    private void Run(TrainingJob job, TrainingRunInfo info, ITrainingDataset? images, Dictionary<string, Tensor>? initial, bool resume)
     {
         // The final state is published only after every tensor of the job is disposed (finally below): a client that
         // sees "Cancelled" or "Succeeded" can start the next job at once without meeting a 409.
         Func<TrainingJobStatus, TrainingJobStatus> final;
         try
         {
-            // Encoding to latents runs here, on the job's thread: it can take minutes, and the request has been answered.
+            // Encoding to latents (or a distillation's teacher trajectories) runs here, on the job's thread: it can take
+            // minutes, and the request has been answered.
             var outcome = TrainingRun.Execute(info, job.OutputFolder, images, resume, initial, job.Cancel.Token,
                 p => job.Update(s => s with
                 {
@@ -52,7 +53,7 @@ public sealed partial class TrainingJobs
         }
         finally
         {
-            images.Dispose();
+            images?.Dispose();
             if (initial is not null) foreach (var t in initial.Values) t.Dispose();
         }
         job.Update(final);

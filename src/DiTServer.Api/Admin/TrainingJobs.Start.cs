@@ -13,6 +13,7 @@ public sealed partial class TrainingJobs
     /// <exception cref="InvalidOperationException">A job is already running (409).</exception>
     public TrainingJob Start(TrainingJobRequest request)
     {
+        if (request.DistillFrom is not null) return StartDistillation(request);
         string datasetFolder = ConfinedPath.Resolve(DataRoot, request.Dataset ?? throw new ArgumentException("'dataset' is required"), "dataset");
         string output = ConfinedPath.Resolve(OutputRoot, request.Output ?? throw new ArgumentException("'output' is required"), "output");
         if (!Directory.Exists(datasetFolder)) throw new ArgumentException($"dataset '{request.Dataset}' does not exist under the data root");
@@ -62,6 +63,42 @@ public sealed partial class TrainingJobs
             dataset.Dispose();
             if (initial is not null) foreach (var t in initial.Values) t.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>A distillation of the served model (<c>distill_from: "served"</c>): no dataset; the bounds are the
+    /// student's training footprint plus its teacher trajectories, checked before the 202.</summary>
+    private TrainingJob StartDistillation(TrainingJobRequest request)
+    {
+        if (request.DistillFrom != "served") throw new ArgumentException("distill_from must be \"served\" (distil the served model) or absent");
+        string output = ConfinedPath.Resolve(OutputRoot, request.Output ?? throw new ArgumentException("'output' is required"), "output");
+        RequireNoRun(request, output);
+        if (served.Config.GuidanceConditioned)
+            throw new ArgumentException("the served model is itself a distilled student; distil from its teacher (serve the teacher first)");
+        if (served.Config.ClassDropoutProb <= 0)
+            throw new ArgumentException("the served model has no null class (trained without label dropout): there is no guidance to distil");
+        var trainingOptions = request.Options();
+        trainingOptions.Validate();
+        var settings = request.Distillation(served.Manifest.Folder);
+        settings.Validate();
+        var config = served.Config with { GuidanceConditioned = true };
+        TrainingFootprint.Check(config, trainingOptions.BatchSize, options.Value.MaxParameters, options.Value.MaxMemoryBytes);
+        double bank = TeacherTrajectories.Bytes(config, settings), total = bank + TrainingFootprint.TrainingBytes(config, trainingOptions.BatchSize);
+        if (total > options.Value.MaxMemoryBytes)
+            throw new ArgumentException($"distilling with batch_size {trainingOptions.BatchSize} from {settings.Trajectories} trajectories needs about " +
+                $"{total / (1 << 30):F1} GiB ({bank / (1 << 30):F1} GiB of them trajectories); this server allows " +
+                $"{options.Value.MaxMemoryBytes / (1 << 30):F1} GiB (Training:MaxMemoryBytes); lower trajectories, teacher_steps or batch_size");
+        var info = new TrainingRunInfo
+        {
+            Name = request.Name ?? new DirectoryInfo(output).Name, Options = trainingOptions, Config = config, Distillation = settings,
+        };
+        lock (startGate)
+        {
+            ThrowIfRunning();
+            RequireNoRun(request, output);
+            var job = new TrainingJob(IdOf(output), output, Relative(output), trainingOptions.Steps, DateTimeOffset.UtcNow);
+            Launch(job, info, null, null, resume: false);
+            return job;
         }
     }
 

@@ -52,7 +52,7 @@ public sealed partial class TrainingJobs(LoadedModel served, GenerationEngine en
     }
 
     /// <summary>Registers the job and starts its thread; caller holds <see cref="startGate"/> (and reads nothing under it).</summary>
-    private void Launch(TrainingJob job, TrainingRunInfo info, ITrainingDataset images, Dictionary<string, Tensor>? initial, bool resume)
+    private void Launch(TrainingJob job, TrainingRunInfo info, ITrainingDataset? images, Dictionary<string, Tensor>? initial, bool resume)
     {
         var thread = new Thread(() => Run(job, info, images, initial, resume)) { IsBackground = false, Name = $"dit-train-{job.Id}" };
         jobs[job.Id] = job;

@@ -15,6 +15,29 @@ namespace DiTServer.Api.Cli;
 /// bootstrap interval, per seed set and pooled.</summary>
 public static class EvalCommand
 {
+    private static double[] ParseStrengths(string list)
+    {
+        var parts = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var values = parts.Select(p => double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0 && v <= 1 ? v
+            : throw new UsageException($"--edit-strengths must be numbers in (0, 1] separated by commas, not '{list}'")).ToArray();
+        return values.Length > 0 ? values : throw new UsageException("--edit-strengths is empty");
+    }
+
+    private static void WriteEditTable(TextWriter stdout, LoadedModel loaded, SamplingOptions options, int perClass, IReadOnlyList<EditScores> edits)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        static string Ci(Estimate e) => string.Create(CultureInfo.InvariantCulture, $"{e.Value:F3} [{e.Low:F3}, {e.High:F3}]");
+        stdout.WriteLine(string.Create(inv, $"model {loaded.Name}: image to image, {SampleCommand.Describe(options)} {options.Steps} steps, cfg " +
+            $"{options.CfgScale}, seed {options.Seed}, {perClass} real test images per class ({edits[0].Images} per task); target class = the next " +
+            $"class; mask = right half redrawn"));
+        stdout.WriteLine("| strength | steps run | class kept (own class) | moved to target | masked, moved to target | kept-pixel max error | " +
+            "mean change (own class) |");
+        stdout.WriteLine("|---|---|---|---|---|---|---|");
+        foreach (var e in edits)
+            stdout.WriteLine(string.Create(inv, $"| {e.Strength} | {e.StepsRun} | {Ci(e.ClassKept)} | {Ci(e.MovedToTarget)} | {Ci(e.MaskedToTarget)} | " +
+                $"{e.KeptPixelMaxError} | {e.MeanChange:F1} |"));
+    }
+
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json", Required = true };
@@ -46,17 +69,23 @@ public static class EvalCommand
         var grid = new Option<string?>("--grid") { Description = "Also write a PNG grid: one row per class" };
         var gridPerClass = new Option<int>("--grid-per-class") { Description = "Samples per class in the grid", DefaultValueFactory = _ => 4 };
         var threads = new Option<int?>("--threads") { Description = "Torch CPU threads (default: all cores)" };
+        var editStrengths = new Option<string?>("--edit-strengths")
+        {
+            Description = "Judge image to image instead: --per-class real test images per class, edited at each strength (e.g. 0.25,0.5,0.75,1) " +
+                "toward their own class, toward the next class, and toward the next class with the right half masked",
+        };
 
         var command = new Command("eval", "Evaluate a grayscale 28×28 class-conditional model with a CNN classifier (accuracy on generated samples, FID)")
         {
             model, data, classifier, retrain, epochs, perClass, cfg, seed, seedSets, saveSamples, sampleOnly, samples, pairedWith, resamples, chunk, grid,
-            gridPerClass, threads,
+            gridPerClass, threads, editStrengths,
         };
         foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
             DeviceOption.ApplyThreads(parse.GetValue(threads));
-            var options = samplerOptions.Read(parse, new SamplingOptions { CfgScale = parse.GetValue(cfg), Seed = parse.GetValue(seed) });
+            var options = samplerOptions.Read(parse, new SamplingOptions { CfgScale = parse.GetValue(cfg), Seed = parse.GetValue(seed) },
+                SampleCommand.ModelDefaults(parse.GetValue(model)!));
             int n = parse.GetValue(perClass);
             if (n < 2) throw new UsageException("--per-class must be at least 2 (FID needs a covariance)");
             if (parse.GetValue(chunk) < 1) throw new UsageException("--chunk must be positive");
@@ -96,6 +125,14 @@ public static class EvalCommand
                 stdout.WriteLine($"classifier trained ({e} epochs) and written to {weights}");
             }
             judge.eval();
+
+            if (parse.GetValue(editStrengths) is { } list)
+            {
+                var strengths = ParseStrengths(list);
+                var edits = ImageEditEvaluation.Run(loaded, judge, test, n, options, strengths, resamples: parse.GetValue(resamples), log: stderr.WriteLine);
+                WriteEditTable(stdout, loaded, options, n, edits);
+                return CommandLine.ExitOk;
+            }
 
             var seeds = Enumerable.Range(0, sets).Select(j => options.Seed + GeneratedSampleEvaluation.SeedSetStride * j).ToList();
             var sampleSets = new List<SampleSet>();

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Training;
 
 namespace DiTServer.Api.Cli;
@@ -22,8 +23,10 @@ public static class ExportCommand
             using (ema)
             {
                 string modelName = parse.GetValue(name) ?? info.Name ?? "dit";
+                // A distillation's export names its teacher and sampling and decodes with the teacher's VAE, as at the end of its run.
+                var distilled = info.Distillation is { } d ? ModelExport.Distilled.Of(d, ModelManifest.Load(d.Teacher)) : null;
                 var files = ModelExport.Write(parse.GetValue(output)!, modelName, info.Config, ema, model, info.ClassNames,
-                    parse.GetValue(pt) ? $"{modelName}.pt" : null, info.Latent?.Vae);
+                    parse.GetValue(pt) ? $"{modelName}.pt" : null, distilled?.Vae ?? info.Latent?.Vae, distilled);
                 stdout.WriteLine($"exported step {info.Step} of {modelName}: {string.Join(", ", files)}");
             }
             return CommandLine.ExitOk;

@@ -12,6 +12,9 @@ namespace DiTServer.Api.Cli;
 /// <summary><c>sample</c>: one PNG per label, seeded as the fixtures' convention (one CPU generator per run).</summary>
 public static class SampleCommand
 {
+    /// <summary>The model folder's own sampling defaults (a distilled student's), read from its manifest before any weight.</summary>
+    internal static SamplingOptions? ModelDefaults(string model) => ServedDefaults.Of(ModelManifest.Load(model));
+
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var model = new Option<string>("--model") { Description = "Model folder with model.json, or the manifest file", Required = true };
@@ -34,9 +37,19 @@ public static class SampleCommand
                 "which one generator per batch makes depend on the whole batch",
         };
 
+        var init = new Option<string?>("--init")
+        {
+            Description = "Image to image: a PNG of the model's image size to start from instead of noise (SDEdit)",
+        };
+        var strength = new Option<double?>("--strength")
+        {
+            Description = $"With --init: 0 < s ≤ 1, the share of the schedule run again (ceil(s·steps) steps); default {ImageEdit.DefaultStrength}",
+        };
+        var mask = new Option<string?>("--mask") { Description = "With --init: a PNG of the same size; white is redrawn, black is kept exactly" };
+
         var command = new Command("sample", "Generate images with a DiT model and write them as PNG files")
         {
-            model, labels, cfg, seed, eta, guidance, output, device, threads, precision, index,
+            model, labels, cfg, seed, eta, guidance, output, device, threads, precision, index, init, strength, mask,
         };
         foreach (var option in samplerOptions.All) command.Options.Add(option);
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
@@ -47,7 +60,12 @@ public static class SampleCommand
                 Seed = parse.GetValue(seed),
                 Eta = parse.GetValue(eta),
                 Guidance = ParseGuidance(parse.GetValue(guidance)!),
-            });
+            }, ModelDefaults(parse.GetValue(model)!));
+            var (initPath, maskPath, editStrength) = (parse.GetValue(init), parse.GetValue(mask), parse.GetValue(strength));
+            if (initPath is null && editStrength is not null) throw new UsageException("--strength applies only with --init (the image to start from)");
+            if (initPath is null && maskPath is not null) throw new UsageException("--mask applies only with --init (it says which pixels of it are redrawn)");
+            if (editStrength is { } s && !(s > 0 && s <= 1))
+                throw new UsageException($"--strength must be in (0, 1]: 0 < s ≤ 1, got {s.ToString(CultureInfo.InvariantCulture)}");
             DeviceOption.ApplyThreads(parse.GetValue(threads));
             var torchDevice = DeviceOption.Parse(parse.GetValue(device)!);
             var computePrecision = DeviceOption.ParsePrecision(parse.GetValue(precision)!, torchDevice);
@@ -62,13 +80,14 @@ public static class SampleCommand
             if (options.CfgScale != 1 && loaded.Config.ClassDropoutProb <= 0)
                 throw new UsageException("this model has no null class, so --cfg must be 1");
             ValidateForModel(loaded, options);
+            var edit = initPath is null ? null : ReadEdit(loaded, initPath, maskPath, editStrength ?? ImageEdit.DefaultStrength);
             Directory.CreateDirectory(outDir);
 
             var started = System.Diagnostics.Stopwatch.StartNew();
             var progress = Console.IsErrorRedirected ? null : new Action<int, int>((done, total) => stderr.Write($"\rstep {done}/{total}"));
             IReadOnlyList<GeneratedImage> images;
             // Settings that turn the sampling non-finite are the caller's to change: one line, exit 2, no PNG written.
-            try { images = ImagePipeline.Generate(loaded, labelIds, options, progress); }
+            try { images = ImagePipeline.Generate(loaded, labelIds, options, progress, edit); }
             catch (NonFiniteSampleException e) { throw new UsageException(e.Message); }
             if (progress is not null) stderr.WriteLine();
             foreach (var image in images.Where(im => only is null || im.Index == only))
@@ -77,11 +96,34 @@ public static class SampleCommand
                 File.WriteAllBytes(path, image.Png);
                 stdout.WriteLine($"{path}\tclass {image.ClassLabel} ({image.ClassName})");
             }
-            stdout.WriteLine($"{images.Count} image(s), {options.Steps} {Describe(options)} steps, cfg " +
+            string steps = edit is null ? $"{options.Steps}" : $"{edit.StepsRun(options.Steps)} of {options.Steps}";
+            string edited = edit is null ? "" : FormattableString.Invariant($", strength {edit.Strength}") + (edit.MaskSummary() is { } m ? $", mask {m}" : "");
+            stdout.WriteLine($"{images.Count} image(s), {steps} {Describe(options)} steps{edited}, cfg " +
                 $"{options.CfgScale.ToString(CultureInfo.InvariantCulture)}, seed {options.Seed}, {started.Elapsed.TotalSeconds:F1} s");
             return CommandLine.ExitOk;
         }));
         return command;
+    }
+
+    /// <summary>The --init image (and --mask) for the model, read by the same reader as the API's init_image and mask.</summary>
+    private static ImageEdit ReadEdit(LoadedModel loaded, string initPath, string? maskPath, double strength)
+    {
+        try
+        {
+            var pixels = PngImageReader.Pixels(ReadFile(initPath, "--init"), loaded.ImageSize, loaded.ImageChannels, "--init");
+            var mask = maskPath is null ? null : PngImageReader.Mask(ReadFile(maskPath, "--mask"), loaded.ImageSize, "--mask");
+            return new ImageEdit(pixels, loaded.ImageSize, loaded.ImageChannels, strength, mask);
+        }
+        catch (ImageInputException e) { throw new UsageException($"{e.Reason} ({(e.ParamName == "--mask" ? maskPath : initPath)})"); }
+    }
+
+    private static byte[] ReadFile(string path, string option)
+    {
+        try { return File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new UsageException($"{option}: cannot read {path}: {e.Message}");
+        }
     }
 
     internal static void ValidateOptions(SamplingOptions options)

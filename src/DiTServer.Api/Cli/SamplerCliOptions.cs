@@ -13,7 +13,7 @@ internal sealed class SamplerCliOptions
     public Option<int?> Steps { get; } = new("--steps") { Description = "Sampling steps = model calls (default per sampler: ddpm 50, ddim 10, dpmpp_2m 5, " +
         "dpmpp_3m 10, unipc 5)" };
     public Option<string?> Spacing { get; } = new("--spacing") { Description = "ODE solvers only: time_uniform (default), logsnr or time_quadratic" };
-    public Option<int?> Order { get; } = new("--order") { Description = "unipc only: 1, 2 (default) or 3" };
+    public Option<int?> Order { get; } = new("--order") { Description = "unipc: 1, 2 (default) or 3; dpmpp_2m: 1 (DDIM) or 2 (default)" };
     public Option<string?> Variant { get; } = new("--unipc-variant") { Description = "unipc only: bh1 or bh2 (default)" };
     public Option<string?> Interval { get; } = new("--guidance-interval") { Description = "Guide only for model timesteps lo..hi, as lo,hi (0 ≤ lo < hi " +
         "≤ 1000); default always" };
@@ -37,16 +37,20 @@ internal sealed class SamplerCliOptions
     public IEnumerable<Option> All => [Sampler, Steps, Spacing, Order, Variant, Interval, Thresholding, CacheInterval, CacheMode];
 
     /// <summary>The options these flags give, checked by <see cref="SamplingOptions.Validate"/>.</summary>
+    /// <param name="model">The model folder's own defaults (a distilled student's manifest): without <c>--sampler</c> its
+    /// sampler, and for that sampler its steps, order and spacing where the flags give none; null = the server's.</param>
     /// <exception cref="UsageException">An unknown name, a malformed interval or a broken rule.</exception>
-    public SamplingOptions Read(ParseResult parse, SamplingOptions rest)
+    public SamplingOptions Read(ParseResult parse, SamplingOptions rest, SamplingOptions? model = null)
     {
-        var sampler = SampleCommand.ParseSampler(parse.GetValue(Sampler)!);
+        bool named = parse.GetResult(Sampler) is { Implicit: false };
+        var sampler = named || model is null ? SampleCommand.ParseSampler(parse.GetValue(Sampler)!) : model.Sampler;
+        var own = model is not null && model.Sampler == sampler ? model : null;
         var options = rest with
         {
             Sampler = sampler,
-            Steps = parse.GetValue(Steps) ?? SamplerDefaults.Steps(sampler),
-            Spacing = parse.GetValue(Spacing) is { } s ? Lookup(SamplerNames.Spacings, s, "spacing") : null,
-            Order = parse.GetValue(Order),
+            Steps = parse.GetValue(Steps) ?? own?.Steps ?? SamplerDefaults.Steps(sampler),
+            Spacing = parse.GetValue(Spacing) is { } s ? Lookup(SamplerNames.Spacings, s, "spacing") : own?.Spacing,
+            Order = parse.GetValue(Order) ?? own?.Order,
             UniPcVariant = parse.GetValue(Variant) is { } v ? Lookup(SamplerNames.Variants, v, "unipc variant") : (UniPcVariant?)null,
             GuidanceInterval = parse.GetValue(Interval) is { } i ? ParseInterval(i) : null,
             Thresholding = parse.GetValue(Thresholding),

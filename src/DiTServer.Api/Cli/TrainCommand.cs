@@ -8,7 +8,7 @@ using Spectre.Console;
 namespace DiTServer.Api.Cli;
 
 /// <summary><c>train</c>: trains a class-conditional DiT on an IDX or class-subfolder dataset (in pixel space, or with
-/// <c>--vae</c> in that VAE's latent space), checkpointing atomically;
+/// <c>--vae</c> in that VAE's latent space), or with <c>--distill-from</c> distils a few-step student from a model, checkpointing atomically;
 /// Ctrl+C (or SIGTERM) saves a checkpoint and exits; <c>--resume</c> continues exactly where it stopped.</summary>
 public static class TrainCommand
 {
@@ -49,11 +49,23 @@ public static class TrainCommand
         var vae = new Option<string?>("--vae") { Description = "Train in the latent space of this diffusers AutoencoderKL folder (images encoded once into " +
             "<out>/latents.cache; the export decodes with it)" };
 
+        var distillFrom = new Option<string?>("--distill-from") { Description = "Distil a few-step, guidance-conditioned student from this model " +
+            "folder instead of training on --data (docs/training.md); the student starts from its weights" };
+        var studentSteps = new Option<int>("--student-steps") { Description = "Model calls per image of the student: 1, 2 or 4",
+            DefaultValueFactory = _ => 4 };
+        var teacherSteps = new Option<int>("--teacher-steps") { Description = "UniPC steps of each teacher trajectory (a multiple of --student-steps)",
+            DefaultValueFactory = _ => 20 };
+        var trajectories = new Option<int>("--trajectories") { Description = "Teacher trajectories to distil from (made once into <out>/trajectories)",
+            DefaultValueFactory = _ => 2048 };
+        var guidanceRange = new Option<string>("--guidance-range") { Description = "lo,hi: the guidance scales the student learns (uniform)",
+            DefaultValueFactory = _ => "1,6" };
+
         var command = new Command("train",
             "Train a class-conditional DiT on an IDX (MNIST / Fashion-MNIST) or class-subfolder dataset, in pixel space or in a VAE's latent space")
         {
             data, imageSize, channels, output, resume, name, arch, hidden, depth, heads, patch, conditioning, padTo, classDropout, learnSigma, classNames,
             steps, batch, lr, ema, emaWarmup, seed, threads, logEvery, ckptEvery, device, vae,
+            distillFrom, studentSteps, teacherSteps, trajectories, guidanceRange,
         };
         command.SetAction(parse => CommandLine.Guard(stderr, () =>
         {
@@ -77,7 +89,6 @@ public static class TrainCommand
             }
             else
             {
-                string dataDir = parse.GetValue(data) ?? throw new UsageException("--data is required (or --resume)");
                 if (File.Exists(ckpt))
                     throw new UsageException($"{ckpt} exists; pass --resume to continue it or choose another --out");
                 var options = new TrainingOptions
@@ -86,34 +97,47 @@ public static class TrainCommand
                     EmaDecay = parse.GetValue(ema), EmaWarmup = parse.GetValue(emaWarmup), Seed = parse.GetValue(seed),
                     LogEvery = parse.GetValue(logEvery), CheckpointEvery = parse.GetValue(ckptEvery),
                 };
-                if (!Directory.Exists(dataDir)) throw new DirectoryNotFoundException($"dataset folder not found: {dataDir}");
-                bool idx = IsIdxFolder(dataDir);
-                if (!idx && parse.GetValue(imageSize) is null)
-                    throw new UsageException($"{dataDir} holds no train-*-ubyte files; for a class-subfolder dataset give --image-size");
-                info = new TrainingRunInfo
+                if (parse.GetValue(distillFrom) is { } teacher)
                 {
-                    Name = parse.GetValue(name) ?? new DirectoryInfo(outDir).Name,
-                    Dataset = Path.GetFullPath(dataDir),
-                    DatasetKind = idx ? "idx" : "image-folder",
-                    ImageSize = idx ? null : parse.GetValue(imageSize),
-                    Channels = idx ? null : parse.GetValue(channels),
-                    PadTo = parse.GetValue(padTo),
-                    Latent = parse.GetValue(vae) is { } vaeDir ? LatentSettings.ForFolder(vaeDir).Settings : null,
-                    ClassNames = parse.GetValue(classNames)?.Split(',', StringSplitOptions.TrimEntries),
-                    Options = options,
-                    Config = ArchitectureFrom(parse.GetValue(arch), parse.GetValue(hidden), parse.GetValue(depth), parse.GetValue(heads),
-                        parse.GetValue(patch)) with
+                    if (parse.GetValue(data) is not null)
+                        throw new UsageException("--data and --distill-from exclude each other: a student learns from its teacher");
+                    if (parse.GetValue(vae) is not null)
+                        throw new UsageException("--vae does not apply to --distill-from: the student works where its teacher does");
+                    info = DistillationInfo(teacher, parse.GetValue(studentSteps), parse.GetValue(teacherSteps), parse.GetValue(trajectories),
+                        parse.GetValue(guidanceRange)!, parse.GetValue(name) ?? new DirectoryInfo(outDir).Name, options);
+                }
+                else
+                {
+                    string dataDir = parse.GetValue(data) ?? throw new UsageException("--data is required (or --distill-from, or --resume)");
+                    if (!Directory.Exists(dataDir)) throw new DirectoryNotFoundException($"dataset folder not found: {dataDir}");
+                    bool idx = IsIdxFolder(dataDir);
+                    if (!idx && parse.GetValue(imageSize) is null)
+                        throw new UsageException($"{dataDir} holds no train-*-ubyte files; for a class-subfolder dataset give --image-size");
+                    info = new TrainingRunInfo
                     {
-                        ClassDropoutProb = parse.GetValue(classDropout),
-                        Conditioning = ParseConditioning(parse.GetValue(conditioning)!),
-                        LearnSigma = parse.GetValue(learnSigma),
-                    },
-                };
+                        Name = parse.GetValue(name) ?? new DirectoryInfo(outDir).Name,
+                        Dataset = Path.GetFullPath(dataDir),
+                        DatasetKind = idx ? "idx" : "image-folder",
+                        ImageSize = idx ? null : parse.GetValue(imageSize),
+                        Channels = idx ? null : parse.GetValue(channels),
+                        PadTo = parse.GetValue(padTo),
+                        Latent = parse.GetValue(vae) is { } vaeDir ? LatentSettings.ForFolder(vaeDir).Settings : null,
+                        ClassNames = parse.GetValue(classNames)?.Split(',', StringSplitOptions.TrimEntries),
+                        Options = options,
+                        Config = ArchitectureFrom(parse.GetValue(arch), parse.GetValue(hidden), parse.GetValue(depth), parse.GetValue(heads),
+                            parse.GetValue(patch)) with
+                        {
+                            ClassDropoutProb = parse.GetValue(classDropout),
+                            Conditioning = ParseConditioning(parse.GetValue(conditioning)!),
+                            LearnSigma = parse.GetValue(learnSigma),
+                        },
+                    };
+                }
             }
             try { info.Options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
 
-            using var images = TrainingRun.OpenDataset(info);
+            using var images = info.Distillation is null ? TrainingRun.OpenDataset(info) : null;
             if (images is ImageFolderDataset folder && info.ClassNames is null) info = info with { ClassNames = folder.ClassNames };
 
             using var cts = new CancellationTokenSource();
@@ -130,7 +154,8 @@ public static class TrainCommand
                                      $"patch {run.Config.PatchSize}, " +
                                      $"{run.Config.InChannels}×{run.Config.InputSize}² {(run.Latent is null ? "pixel" : "latent")} input, " +
                                      $"{run.Config.NumClasses} classes, {parameters / 1e6:F2} M parameters; " +
-                                     $"{trainer.DatasetCount} images; from step {trainer.Step} to {run.Options.Steps}, batch {run.Options.BatchSize}, " +
+                                     $"{trainer.DatasetCount} {(run.Distillation is null ? "images" : "teacher trajectories")}; " +
+                                     $"from step {trainer.Step} to {run.Options.Steps}, batch {run.Options.BatchSize}, " +
                                      $"lr {run.Options.LearningRate.ToString(CultureInfo.InvariantCulture)}, threads {TorchSharp.torch.get_num_threads()}");
                 },
                 exportWeightsName: $"{info.Name}.pt",
@@ -145,6 +170,28 @@ public static class TrainCommand
             return CommandLine.ExitOk;
         }));
         return command;
+    }
+
+    /// <summary>A distillation run from the CLI's values; bad values are usage errors naming the flag.</summary>
+    private static TrainingRunInfo DistillationInfo(string teacher, int studentSteps, int teacherSteps, int trajectories, string guidanceRange,
+        string name, TrainingOptions options)
+    {
+        var range = guidanceRange.Split(',', StringSplitOptions.TrimEntries);
+        if (range.Length != 2 || !double.TryParse(range[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var lo)
+            || !double.TryParse(range[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var hi))
+            throw new UsageException($"--guidance-range must be two numbers lo,hi such as 1,6; got '{guidanceRange}'");
+        var settings = new DistillationSettings
+        {
+            Teacher = Path.GetFullPath(teacher), StudentSteps = studentSteps, TeacherSteps = teacherSteps, Trajectories = trajectories,
+            MinGuidance = lo, MaxGuidance = hi,
+        };
+        try { settings.Validate(); }
+        catch (ArgumentException e) { throw new UsageException($"--{e.ParamName?.Replace('_', '-')}: {e.Message.Split(" (Parameter")[0]}"); }
+        var manifest = DiTServer.Core.Checkpoints.ModelManifest.Load(teacher); // a missing or bad teacher fails here, before any work
+        return new TrainingRunInfo
+        {
+            Name = name, Options = options, Distillation = settings, Config = manifest.Config with { GuidanceConditioned = true },
+        };
     }
 
     internal static Conditioning ParseConditioning(string name)

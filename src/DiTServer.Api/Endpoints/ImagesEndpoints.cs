@@ -17,7 +17,7 @@ public static class ImagesEndpoints
 
     public static WebApplication MapImagesApi(this WebApplication app)
     {
-        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
+        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.TransportBodyLimit;
         app.MapGroup("/v1/images").WithTags("Images")
             .MapPost("/", Generate)
             .WithName(GenerateName)

@@ -37,9 +37,11 @@ public static class ModelsEndpoints
         var previews = PreviewRenderer.Unsupported(model) is null ? new PreviewInfo(jobs.Value.PreviewMaxSize) : null;
         var info = new ModelInfo(model.Name, model.Manifest.ArchitectureName, model.ImageSize, model.ImageChannels, model.Config.NumClasses,
             model.Config.ClassDropoutProb > 0, model.Device.ToString(), model.Precision.ToOptionValue(), previews,
-            ServedDefault.Sampler, CacheDefaultInfo.Of(model.Manifest.DefaultCache), SamplerInfo.All(model.Vae is null), ["official", "all"],
-            new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.MaxBodyBytes),
-            new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels);
+            model.Defaults?.Sampler.Name() ?? ServedDefault.Sampler, CacheDefaultInfo.Of(model.Manifest.DefaultCache),
+            SamplerInfo.All(model.Vae is null, model.Defaults), ["official", "all"],
+            new RequestLimits(o.MaxImagesPerRequest, ImageRequestParser.MaxSteps, 1, ImageRequestParser.MaxCfgScale, o.BodyLimitFor(model.ImageSize)),
+            new BatchingInfo(o.Batching.ToString().ToLowerInvariant(), o.MaxBatchRows, o.QueueCapacity), served.Labels,
+            model.Defaults?.CfgScale ?? 4.0, model.Config.GuidanceConditioned, model.Manifest.DistilledFrom);
         return TypedResults.Ok(new ModelsResponse([info], [OpenAIModel.Of(model)]));
     }
 
@@ -95,7 +97,12 @@ public sealed record ModelInfo(
     RequestLimits Limits,
     BatchingInfo Batching,
     // One engine per entry, all sharing one queue (DiT:Devices); labels as in the metrics' device label.
-    IReadOnlyList<string> Devices);
+    IReadOnlyList<string> Devices,
+    // What a request without cfg_scale gets; true when the guidance scale is a model input (a distilled student: one
+    // forward row per image), and then the teacher it was distilled from.
+    double DefaultCfgScale,
+    bool GuidanceConditioned,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? DistilledFrom);
 
 /// <summary>The model's feature-caching default (model.json <c>default_cache</c>): a request with one of
 /// <paramref name="Samplers"/> and at least <paramref name="MinSteps"/> steps that sends no <c>cache_interval</c> gets
@@ -129,7 +136,20 @@ public sealed record SamplerInfo(
     bool Eta,
     bool Thresholding)
 {
-    public static IReadOnlyList<SamplerInfo> All(bool pixelSpace)
+    /// <param name="defaults">The served model's own defaults (a distilled student's): its sampler's entry shows its steps,
+    /// order and spacing; null = the server's.</param>
+    public static IReadOnlyList<SamplerInfo> All(bool pixelSpace, SamplingOptions? defaults = null)
+    {
+        var all = Server(pixelSpace);
+        if (defaults is null) return all;
+        return all.Select(s => s.Name != defaults.Sampler.Name() ? s : s with
+        {
+            DefaultSteps = defaults.Steps, DefaultOrder = defaults.EffectiveOrder,
+            DefaultSpacing = defaults.IsSolver ? defaults.EffectiveSpacing.Name() : s.DefaultSpacing,
+        }).ToList();
+    }
+
+    private static IReadOnlyList<SamplerInfo> Server(bool pixelSpace)
     {
         var spacings = SamplerNames.Spacings.Keys.ToList();
         var variants = SamplerNames.Variants.Keys.ToList();
@@ -139,8 +159,8 @@ public sealed record SamplerInfo(
             new("ddpm", "Ancestral DDPM sampling (the DiT paper's 250 steps, official respacing)", SamplerDefaults.Steps(SamplerKind.Ddpm), 1, false,
                 [1], 1, false, [], null, [], null, false, false),
             new("ddim", "DDIM; deterministic with eta 0", SamplerDefaults.Steps(SamplerKind.Ddim), 1, true, [1], 1, false, [], null, [], null, true, false),
-            new("dpmpp_2m", "DPM-Solver++ multistep, order 2 (\"DPM++ 2M\")", SamplerDefaults.Steps(SamplerKind.DpmPP2M), 2, true,
-                [2], 2, false, spacings, defaultSpacing, [], null, false, pixelSpace),
+            new("dpmpp_2m", "DPM-Solver++ multistep, order 2 (\"DPM++ 2M\"); order 1 is DDIM on the solver's grid",
+                SamplerDefaults.Steps(SamplerKind.DpmPP2M), 1, true, [1, 2], 2, true, spacings, defaultSpacing, [], null, false, pixelSpace),
             new("dpmpp_3m", "DPM-Solver++ multistep, order 3", SamplerDefaults.Steps(SamplerKind.DpmPP3M), 3, true,
                 [3], 3, false, spacings, defaultSpacing, [], null, false, pixelSpace),
             new("unipc", "UniPC predictor-corrector, data prediction", SamplerDefaults.Steps(SamplerKind.UniPc), 1, true,

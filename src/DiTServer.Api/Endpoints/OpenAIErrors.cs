@@ -90,6 +90,8 @@ public static class OpenAIErrors
     {
         var p = path.Value?.TrimEnd('/') ?? "";
         return p.Equals("/v1/images/generations", StringComparison.OrdinalIgnoreCase)
+            || p.Equals("/v1/images/edits", StringComparison.OrdinalIgnoreCase)
+            || p.Equals("/v1/images/variations", StringComparison.OrdinalIgnoreCase)
             || (p.StartsWith("/v1/models/", StringComparison.OrdinalIgnoreCase) && p.Length > "/v1/models/".Length);
     }
 

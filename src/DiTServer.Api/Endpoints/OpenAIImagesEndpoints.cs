@@ -24,7 +24,7 @@ public static class OpenAIImagesEndpoints
 {
     public static WebApplication MapOpenAIImagesApi(this WebApplication app)
     {
-        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
+        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.TransportBodyLimit;
         app.MapGroup("/v1/images").WithTags("OpenAI-compatible")
             .MapPost("/generations", Generate).WithName("CreateImageOpenAI")
             .WithSummary("OpenAI-style image generation: prompt = class name or index, n, size (must be the model's), response_format b64_json | url")
@@ -41,10 +41,9 @@ public static class OpenAIImagesEndpoints
     }
 
     private static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Generate(
-        HttpContext http, LoadedModel model, Scheduler scheduler, JobStore store, IOptions<ServingOptions> serving, TimeProvider time,
-        PublicUrls urls, ISharedJobs shared, GenerationMetrics outcomes)
+        HttpContext http, [AsParameters] OpenAIImageServices services)
     {
-        var o = serving.Value;
+        var (model, o) = (services.Model, services.Serving.Value);
         http.Response.Headers["X-Request-Id"] = http.TraceIdentifier;
         string format = OpenAIImageRequestParser.B64Json;
         var parsed = await ImageBody.ReadAsync(http.Request, model, o, (body, limits) =>
@@ -54,14 +53,25 @@ public static class OpenAIImagesEndpoints
             return (request?.Parameters, errors);
         });
         if (parsed.Unsupported is { } unsupported) return unsupported;
-        if (parsed.Invalid is { } invalid)
-        {
-            // OpenAI names an unknown field "unknown_parameter"; SDK users match on that code.
-            if (invalid.ProblemDetails.Errors.Keys.FirstOrDefault() is { } field && !OpenAIImageRequestParser.IsField(field) && field != "body")
-                invalid.ProblemDetails.Extensions["code"] = "unknown_parameter";
-            return invalid;
-        }
-        var parameters = parsed.Parameters!;
+        if (parsed.Invalid is { } invalid) return Coded(invalid, OpenAIImageRequestParser.IsField);
+        return await Answer(http, parsed.Parameters!, format, services);
+    }
+
+    /// <summary>OpenAI names an unknown field "unknown_parameter"; SDK users match on that code.</summary>
+    internal static ValidationProblem Coded(ValidationProblem invalid, Func<string, bool> isField)
+    {
+        if (invalid.ProblemDetails.Errors.Keys.FirstOrDefault() is { } field && !isField(field) && field != "body")
+            invalid.ProblemDetails.Extensions["code"] = "unknown_parameter";
+        return invalid;
+    }
+
+    /// <summary>Runs a valid request and answers in OpenAI's shape: <c>b64_json</c> as <c>POST /v1/images</c> runs, or
+    /// <c>url</c> as a job, one result URL per image. The three OpenAI-style image routes answer through this.</summary>
+    internal static async Task<Results<Ok<OpenAIImagesResponse>, ValidationProblem, ProblemHttpResult>> Answer(
+        HttpContext http, GenerationParameters parameters, string format, OpenAIImageServices services)
+    {
+        var (model, scheduler, store, serving, time, urls, shared, outcomes) = services;
+        var o = serving.Value;
         var className = model.Classes[parameters.ClassLabel];
         long created = time.GetUtcNow().ToUnixTimeSeconds();
 
@@ -96,3 +106,4 @@ public static class OpenAIImagesEndpoints
             result.Images.Select(i => new OpenAIImage(Convert.ToBase64String(i.Png), null, className)).ToList()));
     }
 }
+

@@ -26,6 +26,13 @@ public static class GenerationProblems
         };
     }
 
+    /// <summary>503 + Retry-After for work refused before the queue (too many class guesses pending).</summary>
+    public static ProblemHttpResult Busy(HttpContext http, ServingOptions o, string detail)
+    {
+        RetryAfter(http, o);
+        return Problem(StatusCodes.Status503ServiceUnavailable, "Server busy", detail);
+    }
+
     /// <summary>The status of a request whose sampling turned NaN or infinite: the request was valid, but its settings are
     /// numerically unstable for the model (a client can change them; retrying the same request fails the same way).</summary>
     public const int NonFiniteStatus = StatusCodes.Status422UnprocessableEntity;

@@ -59,6 +59,15 @@ public record ImageRequest
         "default_cache names one) | taylor (first-order " +
         "extrapolation from the last two full steps, TaylorSeer)")]
     public string? CacheMode { get; init; }
+    [Description("Image to image: a base64 PNG of the model's image size (GET /v1/models: image_size) to start from instead of " +
+        "noise (SDEdit). Grayscale or RGB; converted to the model's channels")]
+    public string? InitImage { get; init; }
+    [Description("With init_image: 0 < strength ≤ 1, the share of the schedule run again (ceil(strength·steps) steps are run " +
+        "and billed); low keeps the image, 1 redraws it almost from noise. Default 0.75")]
+    public double? Strength { get; init; }
+    [Description("With init_image: a base64 PNG of the same size; white (luminance ≥ 128) is redrawn, black is kept exactly " +
+        "(inpainting). Default: the whole image is redrawn")]
+    public string? Mask { get; init; }
 }
 
 /// <summary>The body of <c>POST /v1/jobs</c>: the images body plus <c>preview_every</c>, checked by

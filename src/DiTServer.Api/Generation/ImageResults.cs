@@ -32,7 +32,7 @@ public static class ImageResults
     {
         var first = images[0];
         var (hwc, w, h) = ImageGrid.Tile(images.Select(i => i.Hwc).ToList(), first.Width, first.Height, first.Channels);
-        var metadata = ImagePipeline.Metadata(model, p.Labels, 0, p.Sampling)
+        var metadata = ImagePipeline.Metadata(model, p.Labels, 0, p.Sampling, p.Edit)
             .Where(kv => kv.Key != "batch_index")
             // A1111's grids carry the first image's infotext with the batch size but no position: the grid is all of them.
             .Select(kv => kv.Key == A1111Parameters.Keyword ? new(kv.Key, kv.Value.Replace(", Batch pos: 0", "")) : kv)

@@ -44,6 +44,7 @@ public static class ServingRegistration
         services.AddSingleton(sp => sp.GetRequiredService<ServedModels>().Models[0].Model);
         services.AddSingleton(sp => new Scheduler(sp.GetRequiredService<IOptions<ServingOptions>>().Value,
             sp.GetRequiredService<ServedModels>().Models.Count, sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<Generation.ClassGuesses>(); // variations' class guesses, bounded process-wide
         services.AddSingleton(sp => new ServingMetrics(sp.GetRequiredService<IOptions<DiTOptions>>().Value.ServedDevices));
         services.AddSingleton<IServingObserver>(sp => sp.GetRequiredService<ServingMetrics>());
         services.AddSingleton(sp =>

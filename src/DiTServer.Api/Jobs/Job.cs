@@ -37,7 +37,7 @@ public sealed class Job : IProgress<GenerationProgress>, IProgress<GenerationPre
         Parameters = parameters;
         PreviewEvery = previewEvery;
         CreatedAt = time.GetUtcNow();
-        totalSteps = parameters.Sampling.Steps;
+        totalSteps = parameters.StepsRun; // an edit runs only its last steps
         Owner = caller ?? Caller.Anonymous;
         Request = new GenerationRequest(id, parameters, timeout, cancel.Token)
         {

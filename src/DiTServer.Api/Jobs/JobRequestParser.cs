@@ -21,7 +21,8 @@ public static class JobRequestParser
         errors = new Dictionary<string, string[]>();
         if (JsonContract<JobRequest>.Read(body, ImageRequestParser.Wording, errors, out var fields) is not { } request) return null;
         JobRequestValidator.For(limits, previewsUnsupported).Validate(request, fields).AddTo(errors);
-        return errors.Count == 0 ? new Request(ImageRequestParser.ToParameters(request, limits), request.PreviewEvery ?? 0) : null;
+        if (errors.Count > 0 || ImageRequestParser.ToParameters(request, limits, errors) is not { } parameters) return null;
+        return new Request(parameters, request.PreviewEvery ?? 0);
     }
 }
 
@@ -54,11 +55,13 @@ public sealed class JobRequestValidator : BodyValidator<JobRequest>
     private static string Range(JobRequest x, ValidationContext<JobRequest> c, ImageRequestValidator images) =>
         Steps(x, c, images) is { } steps ? $"1..{steps} (the job's steps)" : "1..steps";
 
-    /// <summary>The job's steps, or null while the rest of the body has a mistake (as the images rules see it).</summary>
+    /// <summary>The job's steps (an edit's: those it runs, ceil(strength · steps)), or null while the rest of the body has
+    /// a mistake (as the images rules see it).</summary>
     private static int? Steps(JobRequest x, ValidationContext<JobRequest> c, ImageRequestValidator images)
     {
         if (c.RootContextData.TryGetValue(StepsKey, out var known)) return (int?)known;
-        int? steps = !Fields(c).FailedBesides(Name) && images.Validate(x, Fields(c)).IsValid ? ImageRequestValidator.StepsOf(x) : null;
+        int? steps = !Fields(c).FailedBesides(Name) && images.Validate(x, Fields(c)).IsValid
+            ? ImageRequestValidator.StepsRunOf(x, images.Defaults) : null;
         c.RootContextData[StepsKey] = steps;
         return steps;
     }

@@ -41,7 +41,10 @@ public sealed record JobParameters(
     [property: JsonPropertyName("unipc_variant"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? UniPcVariant,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double[]? GuidanceInterval,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? Thresholding,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? PreviewEvery)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? PreviewEvery,
+    // Image to image: the strength, and what the mask redraws ("K of N pixels redrawn"); the images themselves stay out.
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? Strength = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Mask = null)
 {
     public static JobParameters From(Job job, LoadedModel model)
     {
@@ -53,6 +56,6 @@ public sealed record JobParameters(
             s.IsSolver ? s.EffectiveSpacing.Name() : null, s.IsSolver ? s.EffectiveOrder : null,
             s.Sampler == SamplerKind.UniPc ? s.EffectiveUniPcVariant.Name() : null,
             s.GuidanceInterval is { } gi ? [gi.Lo, gi.Hi] : null, s.Thresholding ? true : null,
-            job.PreviewEvery > 0 ? job.PreviewEvery : null);
+            job.PreviewEvery > 0 ? job.PreviewEvery : null, p.Edit?.Strength, p.Edit?.MaskSummary());
     }
 }

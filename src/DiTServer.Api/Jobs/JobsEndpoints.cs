@@ -25,7 +25,7 @@ public static class JobsEndpoints
 
     public static WebApplication MapJobsApi(this WebApplication app)
     {
-        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.MaxBodyBytes;
+        var maxBody = app.Services.GetRequiredService<IOptions<ServingOptions>>().Value.TransportBodyLimit;
         // A tenant's key first (401); then, with SharedStore:Redis unreachable, new jobs and lookups beyond this replica's
         // own jobs answer 503 at once.
         var group = app.MapGroup("/v1/jobs").WithTags("Jobs").RequireTenant().WithSharedStoreGuard();

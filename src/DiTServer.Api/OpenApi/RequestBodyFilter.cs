@@ -20,7 +20,7 @@ public sealed class RequestBodyFilter : IOperationFilter
                 Description = body.Description,
                 Content = new Dictionary<string, IOpenApiMediaType>
                 {
-                    ["application/json"] = new OpenApiMediaType
+                    [body.MediaType] = new OpenApiMediaType
                     {
                         Schema = context.SchemaGenerator.GenerateSchema(body.Type, context.SchemaRepository),
                         Example = ServedDefaultsSchemaFilter.InExample(JsonNode.Parse(body.Example), body.Type),

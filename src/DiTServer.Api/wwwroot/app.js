@@ -1,10 +1,14 @@
 // DiTServer playground: plain JS, no build step. Talks to /v1/classes, /v1/models and /v1/jobs (+ its SSE events).
+// With an init image the job is an edit: init_image, strength and (when painted) mask, as on POST /v1/images.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let classes = [];
 let samplers = []; // [{ name, defaultSteps }] from /v1/models
 let defaultCache = null; // the model's default_cache from /v1/models: { interval, mode, min_steps, samplers }, or null
 let current = null; // { id, events }
+let imageSize = 0; // the model's image side in pixels, from /v1/models
+let init = null; // { painted } while an init image is loaded
+let lastInput = null; // { src, masked } of the edit last submitted, shown beside its result
 
 async function problemText(response) {
   try {
@@ -52,6 +56,7 @@ async function load() {
     if (!list.ok) throw new Error(await problemText(list));
     const model = (await models.json()).models[0];
     classes = (await list.json()).classes;
+    imageSize = model.image_size;
     $("model-info").textContent = `${model.name} · ${model.architecture} · ${model.image_size}px · ${model.num_classes} classes · ${model.device}`;
     $("count").max = model.limits.max_images_per_request;
     $("count").value = Math.min(Number($("count").value), model.limits.max_images_per_request);
@@ -128,6 +133,13 @@ async function generate(event) {
   if ($("sampler").value) body.sampler = $("sampler").value;
   if ($("guidance").value && !$("guidance").disabled) body.guidance = $("guidance").value;
   if (!$("random-seed").checked) body.seed = Number($("seed").value);
+  lastInput = null;
+  if (init) {
+    body.init_image = base64Of($("init-canvas"));
+    body.strength = Number($("strength").value);
+    if (init.painted) body.mask = base64Of(maskImage());
+    lastInput = { src: inputPicture(), masked: init.painted };
+  }
   // About ten previews per job (every 5 steps at 50); the server never sends one for the last step.
   body.preview_every = Math.max(1, Math.ceil(body.steps / 10));
   $("results").replaceChildren();
@@ -282,6 +294,7 @@ async function showResult(job) {
       figure.append(img, caption);
       return figure;
     });
+    if (lastInput) figures.unshift(inputFigure(lastInput));
     $("results").replaceChildren(...figures);
     $("download").href = $("api-key").value.trim() ? await gridUrl(job.result_url) : job.result_url;
     $("download").download = `job-${job.id}.png`;
@@ -306,6 +319,128 @@ async function cancel() {
   const response = await fetch(`/v1/jobs/${current.id}`, { method: "DELETE", headers: authHeaders() });
   if (!response.ok && response.status !== 204) showError(await problemText(response));
 }
+
+// --- Start from an image: upload or drop, a strength slider, a mask painted with the mouse ---
+
+// The picture at the model's size (centre square, scaled), on the init canvas; the mask canvas over it starts empty.
+async function loadInit(file) {
+  showError("");
+  if (!file || !imageSize) return;
+  let bitmap;
+  try { bitmap = await createImageBitmap(file); }
+  catch { showError(`${file.name} is not a picture this browser can read.`); return; }
+  const side = Math.min(bitmap.width, bitmap.height);
+  for (const id of ["init-canvas", "mask-canvas"]) { $(id).width = imageSize; $(id).height = imageSize; }
+  const context = $("init-canvas").getContext("2d");
+  context.imageSmoothingQuality = "high";
+  context.drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side, 0, 0, imageSize, imageSize);
+  bitmap.close();
+  init = { painted: false };
+  $("brush").max = Math.max(1, Math.round(imageSize / 4));
+  $("brush").value = Math.max(1, Math.round(imageSize / 10));
+  showInit(true);
+}
+
+function showInit(shown) {
+  $("init-stack").hidden = !shown;
+  $("init-help").hidden = !shown;
+  $("init-hint").hidden = shown;
+  for (const id of ["strength", "brush", "clear-mask", "remove-init"]) $(id).disabled = !shown;
+  if (!shown) $("init-file").value = "";
+  syncInitOutputs();
+}
+
+function syncInitOutputs() {
+  $("strength-value").textContent = Number($("strength").value).toFixed(2);
+  $("brush-value").textContent = `${$("brush").value} px`;
+}
+
+function clearMask() {
+  const canvas = $("mask-canvas");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  if (init) init.painted = false;
+}
+
+// Painting: a round brush in model pixels, joined from the last point so a fast stroke leaves no gaps.
+let stroke = null; // the last point of the stroke being painted
+function modelPoint(event) {
+  const rect = $("mask-canvas").getBoundingClientRect();
+  return { x: (event.clientX - rect.left) / rect.width * imageSize, y: (event.clientY - rect.top) / rect.height * imageSize };
+}
+function paint(event) {
+  if (!init || !stroke) return;
+  const point = modelPoint(event);
+  const context = $("mask-canvas").getContext("2d");
+  context.strokeStyle = context.fillStyle = "rgba(255, 64, 64, 0.6)";
+  context.lineWidth = Number($("brush").value);
+  context.lineCap = "round";
+  context.beginPath();
+  context.moveTo(stroke.x, stroke.y);
+  context.lineTo(point.x + 0.01, point.y);
+  context.stroke();
+  stroke = point;
+  init.painted = true;
+}
+
+// The native mask: white where painted (redrawn), black elsewhere (kept).
+function maskImage() {
+  const painted = $("mask-canvas").getContext("2d").getImageData(0, 0, imageSize, imageSize);
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = imageSize;
+  const context = canvas.getContext("2d");
+  const mask = context.createImageData(imageSize, imageSize);
+  for (let i = 0; i < painted.data.length; i += 4) {
+    const value = painted.data[i + 3] > 0 ? 255 : 0;
+    mask.data.set([value, value, value, 255], i);
+  }
+  context.putImageData(mask, 0, 0);
+  return canvas;
+}
+
+// What the result is shown beside: the picture sent, with the painted region tinted.
+function inputPicture() {
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = imageSize;
+  const context = canvas.getContext("2d");
+  context.drawImage($("init-canvas"), 0, 0);
+  context.drawImage($("mask-canvas"), 0, 0);
+  return canvas.toDataURL("image/png");
+}
+
+function inputFigure(input) {
+  const figure = document.createElement("figure");
+  figure.className = "input";
+  const img = document.createElement("img");
+  img.src = input.src;
+  img.alt = input.masked ? "the input, its mask tinted" : "the input";
+  const caption = document.createElement("figcaption");
+  caption.textContent = input.masked ? "input · mask" : "input";
+  figure.append(img, caption);
+  return figure;
+}
+
+function base64Of(canvas) { return canvas.toDataURL("image/png").split(",")[1]; }
+
+$("init-file").addEventListener("change", () => loadInit($("init-file").files[0]));
+$("init-drop").addEventListener("dragover", (e) => { e.preventDefault(); $("init-drop").classList.add("over"); });
+$("init-drop").addEventListener("dragleave", () => $("init-drop").classList.remove("over"));
+$("init-drop").addEventListener("drop", (e) => {
+  e.preventDefault();
+  $("init-drop").classList.remove("over");
+  loadInit(e.dataTransfer.files[0]);
+});
+$("mask-canvas").addEventListener("pointerdown", (e) => {
+  $("mask-canvas").setPointerCapture(e.pointerId);
+  stroke = modelPoint(e);
+  paint(e);
+});
+$("mask-canvas").addEventListener("pointermove", paint);
+for (const type of ["pointerup", "pointercancel"]) $("mask-canvas").addEventListener(type, () => { stroke = null; });
+$("strength").addEventListener("input", syncInitOutputs);
+$("brush").addEventListener("input", syncInitOutputs);
+$("clear-mask").addEventListener("click", clearMask);
+$("remove-init").addEventListener("click", () => { init = null; clearMask(); showInit(false); });
+showInit(false);
 
 $("class-search").addEventListener("input", renderClasses);
 $("steps").addEventListener("input", syncOutputs);

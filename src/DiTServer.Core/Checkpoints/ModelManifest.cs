@@ -24,6 +24,10 @@ public sealed record ModelManifest
     public IReadOnlyList<string>? ClassNamesInline { get; init; }
     /// <summary>Feature caching for long samplers when a request names none (<c>default_cache</c>); null = never by default.</summary>
     public Sampling.CacheDefault? DefaultCache { get; init; }
+    /// <summary>The sampling requests get when they name none ("defaults"); null = the server's defaults.</summary>
+    public ModelDefaults? Defaults { get; init; }
+    /// <summary>The teacher's name when the model is a distilled student ("distilled_from.name").</summary>
+    public string? DistilledFrom { get; init; }
 
     public string Folder => Path.GetDirectoryName(ManifestPath)!;
 
@@ -91,6 +95,7 @@ public sealed record ModelManifest
             NumClasses = OptionalInt(root, "num_classes", path) ?? config.NumClasses,
             LearnSigma = OptionalBool(root, "learn_sigma", path) ?? config.LearnSigma,
             ClassDropoutProb = OptionalDouble(root, "class_dropout_prob", path) ?? config.ClassDropoutProb,
+            GuidanceConditioned = OptionalBool(root, "guidance_conditioned", path) ?? false,
         };
         if (OptionalString(root, "conditioning", path) is { } conditioning)
         {
@@ -145,9 +150,18 @@ public sealed record ModelManifest
                 break;
             default: throw Bad("default_cache", "must be an object such as {\"interval\": 3, \"mode\": \"reuse\", \"min_steps\": 50}");
         }
+        string? teacher = root["distilled_from"] switch
+        {
+            null => null,
+            JsonObject d when d["name"] is JsonValue n && n.TryGetValue<string>(out var t) => t,
+            _ => throw Bad("distilled_from", "must be an object with the teacher's \"name\""),
+        };
+        var defaults = root["defaults"] is { } node ? ModelDefaults.Parse(node, path) : null;
 
         return new ModelManifest
         {
+            Defaults = defaults,
+            DistilledFrom = teacher,
             ManifestPath = path,
             Name = OptionalString(root, "name", path) ?? new DirectoryInfo(folder).Name,
             ArchitectureName = archName,

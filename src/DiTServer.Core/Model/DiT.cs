@@ -209,6 +209,7 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
     private readonly PatchEmbed x_embedder;
     private readonly TimestepEmbedder t_embedder;
     private readonly LabelEmbedder y_embedder;
+    private readonly TimestepEmbedder? w_embedder; // guidance-conditioned students only
     private readonly Parameter pos_embed;
     private readonly ModuleList<Module<Tensor, Tensor, Tensor>> blocks;
     private readonly Module<Tensor, Tensor, Tensor> final_layer;
@@ -224,6 +225,7 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         x_embedder = new PatchEmbed(config.PatchSize, config.InChannels, config.HiddenSize);
         t_embedder = new TimestepEmbedder(config.HiddenSize);
         y_embedder = new LabelEmbedder(config.NumClasses, config.HiddenSize, config.ClassDropoutProb);
+        if (config.GuidanceConditioned) w_embedder = new TimestepEmbedder(config.HiddenSize);
         // Fixed sin-cos embedding; stored in every checkpoint, never trained.
         pos_embed = new Parameter(zeros(1, config.NumPatches, config.HiddenSize), requires_grad: false);
         blocks = new ModuleList<Module<Tensor, Tensor, Tensor>>(Enumerable.Range(0, config.Depth)
@@ -269,6 +271,12 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
         y_embedder.EmbeddingTable.weight!.normal_(0, 0.02, generator);
         ((Linear)t_embedder.Mlp[0]).weight!.normal_(0, 0.02, generator);
         ((Linear)t_embedder.Mlp[2]).weight!.normal_(0, 0.02, generator);
+        if (w_embedder is not null)
+        {
+            // The guidance embedding starts at zero, so a student made from a teacher's weights starts as its conditional model.
+            ((Linear)w_embedder.Mlp[0]).weight!.normal_(0, 0.02, generator);
+            init.zeros_(((Linear)w_embedder.Mlp[2]).weight!);
+        }
 
         // adaLN-Zero: every block starts as the identity. (The adaLN variant keeps its Xavier modulation:
         // without gates, a zero modulation would not make the block an identity anyway.)
@@ -313,30 +321,48 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
     /// <summary>x: (N, C, H, W) latents, t: (N) timesteps on the original 0..999 scale, y: (N) labels → (N, C_out, H, W).</summary>
     /// <remarks>A model cast to another dtype (bfloat16) takes and returns x's dtype: the cast happens here, so
     /// samplers and guidance keep float32 latents whatever the network runs in.</remarks>
-    public override Tensor forward(Tensor x, Tensor t, Tensor y)
+    public override Tensor forward(Tensor x, Tensor t, Tensor y) => forward(x, t, y, null);
+
+    /// <summary>As <see cref="forward(Tensor, Tensor, Tensor)"/>; w: (N) guidance scales, required by (and only taken by)
+    /// a guidance-conditioned model, whose output is then the guided one.</summary>
+    public Tensor forward(Tensor x, Tensor t, Tensor y, Tensor? w)
     {
-        var (hidden, c) = ForwardBlocks(x, t, y);  // (N, T, D), (N, D)
-        return ForwardFinal(hidden, c, x.dtype);    // (N, C_out, H, W)
+        var (hidden, c) = ForwardBlocks(x, t, y, w); // (N, T, D), (N, D)
+        return ForwardFinal(hidden, c, x.dtype);     // (N, C_out, H, W)
     }
 
     /// <summary>The forward up to the last block: the hidden state the final layer reads (N, T, D), and the condition
-    /// c = t + y (N, D). Feature caching keeps this hidden state (Sampling/FeatureCache).</summary>
-    public (Tensor Hidden, Tensor C) ForwardBlocks(Tensor x, Tensor t, Tensor y)
+    /// c = t + y (+ w) (N, D). Feature caching keeps this hidden state (Sampling/FeatureCache).</summary>
+    public (Tensor Hidden, Tensor C) ForwardBlocks(Tensor x, Tensor t, Tensor y, Tensor? w = null)
     {
         System.Threading.Interlocked.Add(ref blockRows, x.shape[0]);
         if (x.dtype != pos_embed.dtype) x = x.to_type(pos_embed.dtype);
         x = x_embedder.forward(x) + pos_embed;      // (N, T, D)
         var tEmb = t_embedder.forward(t);           // (N, D)
         var yEmb = y_embedder.forward(y);           // (N, D)
-        var c = tEmb + yEmb;                        // (N, D)
+        var c = WithGuidance(tEmb + yEmb, w);       // (N, D)
         var (h, blockCond) = EnterBlocks(x, tEmb, yEmb, c); // the paper's Section 3.2 variants: see EnterBlocks
         foreach (var block in blocks) h = Block(block, h, blockCond);
         return (LeaveBlocks(h), c);                 // (N, T, D), (N, D)
     }
 
-    /// <summary>Only the embedders: c = t_embedder(t) + y_embedder(y) (N, D), what the final layer is conditioned on;
-    /// equal, row for row, to the c of <see cref="ForwardBlocks"/>.</summary>
-    public Tensor Condition(Tensor t, Tensor y) => t_embedder.forward(t) + y_embedder.forward(y); // (N, D)
+    /// <summary>Only the embedders: c = t_embedder(t) + y_embedder(y) (+ w_embedder(w)) (N, D), what the final layer is
+    /// conditioned on; equal, row for row, to the c of <see cref="ForwardBlocks"/>.</summary>
+    public Tensor Condition(Tensor t, Tensor y, Tensor? w = null) =>
+        WithGuidance(t_embedder.forward(t) + y_embedder.forward(y), w); // (N, D)
+
+    /// <summary>Scales w to the timestep's range before the sinusoidal embedding: w in [0, 10] spans 0–1000 as t does,
+    /// so the embedder's frequencies resolve steps of w as fine as 0.01.</summary>
+    public const double GuidanceEmbeddingScale = 100;
+
+    /// <summary>c + w_embedder(w·100) (N, D) for a guidance-conditioned model; c itself for any other.</summary>
+    private Tensor WithGuidance(Tensor c, Tensor? w)
+    {
+        if (w_embedder is null)
+            return w is null ? c : throw new ArgumentException("this model is not guidance-conditioned; it takes no guidance scale w", nameof(w));
+        if (w is null) throw new ArgumentException("this model is guidance-conditioned: every forward needs its guidance scale w", nameof(w));
+        return c + w_embedder.forward(w.to_type(float32) * GuidanceEmbeddingScale); // (N, D)
+    }
 
     /// <summary>The adaLN-conditioned final layer on a hidden state (N, T, D) → (N, C_out, H, W) in <paramref name="ioType"/>.</summary>
     public Tensor ForwardFinal(Tensor hidden, Tensor c, ScalarType ioType)

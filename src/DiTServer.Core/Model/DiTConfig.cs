@@ -47,6 +47,9 @@ public sealed record DiTConfig
     public int NumClasses { get; init; } = 1000;
     public bool LearnSigma { get; init; } = true;
     public Conditioning Conditioning { get; init; } = Conditioning.AdaLNZero;
+    /// <summary>The guidance scale w is an input (a w_embedder added to c, Meng et al. 2023, "On Distillation of Guided
+    /// Diffusion Models", Section 3.1): one forward gives the guided output, with no unconditional row. Distilled students.</summary>
+    public bool GuidanceConditioned { get; init; }
 
     /// <summary>Channels the network predicts: ε, plus the variance interpolation v when sigma is learned.</summary>
     public int OutChannels => LearnSigma ? InChannels * 2 : InChannels;

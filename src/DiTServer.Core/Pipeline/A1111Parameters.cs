@@ -17,7 +17,9 @@ public static class A1111Parameters
 {
     public const string Keyword = "parameters";
 
-    public static string Format(LoadedModel model, IReadOnlyList<int> labels, int index, SamplingOptions o, int width, int height)
+    /// <param name="edit">Image to image: A1111's own "Denoising strength" key, and "Mask" (how much it redrew).</param>
+    public static string Format(LoadedModel model, IReadOnlyList<int> labels, int index, SamplingOptions o, int width, int height,
+        ImageEdit? edit = null)
     {
         var inv = CultureInfo.InvariantCulture;
         var pairs = new List<string>
@@ -46,6 +48,11 @@ public static class A1111Parameters
         {
             pairs.Add($"Cache interval: {o.CacheInterval.ToString(inv)}");
             pairs.Add($"Cache mode: {o.CacheMode.Name()}");
+        }
+        if (edit is not null)
+        {
+            pairs.Add($"Denoising strength: {edit.Strength.ToString("R", inv)}");
+            if (edit.MaskSummary() is { } mask) pairs.Add($"Mask: {mask}");
         }
         if (labels.Count > 1)
         {

@@ -18,6 +18,8 @@ public sealed class LoadedModel : IDisposable
     public required ClassNames Classes { get; init; }
     public required Device Device { get; init; }
     public Precision Precision { get; init; } = Precision.Float32;
+    /// <summary>What a request that names no sampler gets on this model (its manifest's "defaults"); null = the server's.</summary>
+    public SamplingOptions? Defaults { get; init; }
 
     public string Name => Manifest.Name;
     public DiTConfig Config => Model.Config;
@@ -37,6 +39,7 @@ public sealed class LoadedModel : IDisposable
         if (precision.Unsupported(device) is { } why) throw new ArgumentException(why);
         var manifest = ModelManifest.Load(folderOrManifest);
         var classes = LoadClassNames(manifest);
+        var defaults = ServedDefaults.Of(manifest); // bad defaults fail at start, with the field named
         var model = new DiT(manifest.Config);
         AutoencoderKL? vae = null;
         try
@@ -74,7 +77,10 @@ public sealed class LoadedModel : IDisposable
             vae?.Dispose();
             throw;
         }
-        return new LoadedModel { Manifest = manifest, Model = model, Vae = vae, Classes = classes, Device = device, Precision = precision };
+        return new LoadedModel
+        {
+            Manifest = manifest, Model = model, Vae = vae, Classes = classes, Device = device, Precision = precision, Defaults = defaults,
+        };
     }
 
     /// <summary>A model with random weights (N(0, 0.02), and a random Stable Diffusion VAE when the DiT takes 4-channel

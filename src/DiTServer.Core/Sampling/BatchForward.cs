@@ -40,13 +40,13 @@ public static class BatchForward
             foreach (var k in kept) k.Hidden.Dispose();
         }
 
-        Tensor Network(Tensor xs, Tensor ts, Tensor ys)
+        Tensor Network(Tensor xs, Tensor ts, Tensor ys, Tensor? ws)
         {
             int[] fullRuns = Enumerable.Range(0, runs.Count).Where(i => full[i]).ToArray();
             int[] cachedRuns = Enumerable.Range(0, runs.Count).Where(i => !full[i]).ToArray();
             if (cachedRuns.Length == 0)
             {
-                var (h, c) = model.ForwardBlocks(xs, ts, ys);                                      // (M, T, D), (M, D)
+                var (h, c) = model.ForwardBlocks(xs, ts, ys, ws);                                  // (M, T, D), (M, D)
                 foreach (int i in fullRuns) Keep(i, h, rowsOf[i]);
                 return model.ForwardFinal(h, c, xs.dtype);                                         // (M, C_out, H, W)
             }
@@ -58,7 +58,8 @@ public static class BatchForward
             if (fullRuns.Length > 0)
             {
                 var fullIdx = tensor(fullRuns.SelectMany(i => rowsOf[i]).ToArray(), device: xs.device);
-                var (hFull, _) = model.ForwardBlocks(xs.index_select(0, fullIdx), ts.index_select(0, fullIdx), ys.index_select(0, fullIdx));
+                var (hFull, _) = model.ForwardBlocks(xs.index_select(0, fullIdx), ts.index_select(0, fullIdx), ys.index_select(0, fullIdx),
+                    ws?.index_select(0, fullIdx));
                 hidden = hidden.index_copy(0, fullIdx, hFull);
                 long offset = 0;
                 foreach (int i in fullRuns)
@@ -67,7 +68,7 @@ public static class BatchForward
                     offset += rowsOf[i].Length;
                 }
             }
-            var cAll = model.Condition(ts, ys);                                                    // (M, D), every row's own t and y
+            var cAll = model.Condition(ts, ys, ws);                                                // (M, D), every row's own t, y (and w)
             return model.ForwardFinal(hidden, cAll, xs.dtype);                                     // (M, C_out, H, W)
         }
 
@@ -91,7 +92,7 @@ public static class BatchForward
             var r = runs[i];
             var list = new List<long>(r.RowsThisStep);
             for (int j = 0; j < r.Rows; j++) list.Add(cond++);
-            if (r.CfgScaleThisStep != 1.0)
+            if (r.RowsThisStep > r.Rows)
                 for (int j = 0; j < r.Rows; j++) list.Add(uncond++);
             rows[i] = list.ToArray();
         }

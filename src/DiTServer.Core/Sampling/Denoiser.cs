@@ -13,17 +13,24 @@ public static class Denoiser
     /// <param name="t">(n) original timesteps (0..999) the model sees.</param>
     /// <param name="y">(n) class labels.</param>
     /// <param name="cfgScales">per row; 1 means no guidance.</param>
-    /// <param name="network">The network over the forward's rows (x, t, y) → output; null = <c>model.forward</c>.
+    /// <param name="network">The network over the forward's rows (x, t, y, w) → output; null = <c>model.forward</c>.
     /// <see cref="BatchForward"/> passes one that leaves cached rows out of the blocks. Its rows are the n given rows,
-    /// then (when some are guided) one unconditional copy of each guided row, in order.</param>
+    /// then (when some are guided) one unconditional copy of each guided row, in order. w is null except for a
+    /// guidance-conditioned model, which gets the n rows alone, each with its scale as w.</param>
     /// <returns>(n, C_out, H, W) model output with guidance applied to the guided channels.</returns>
     public static Tensor Forward(DiT model, Tensor x, Tensor t, Tensor y, IReadOnlyList<double> cfgScales, GuidanceMode mode,
-        Func<Tensor, Tensor, Tensor, Tensor>? network = null)
+        Func<Tensor, Tensor, Tensor, Tensor?, Tensor>? network = null)
     {
         network ??= model.forward;
         if (cfgScales.Count != x.shape[0]) throw new ArgumentException("one cfg scale per row");
+        if (model.Config.GuidanceConditioned)
+        {
+            // Guidance folded into the model (a distilled student): one row per image, its scale an input; 1 = conditional.
+            using var w = tensor(cfgScales.Select(s => (float)s).ToArray(), device: x.device); // (n)
+            return network(x, t, y, w);                                                       // (n, C_out, H, W)
+        }
         var guided = Enumerable.Range(0, cfgScales.Count).Where(i => cfgScales[i] != 1.0).ToArray();
-        if (guided.Length == 0) return network(x, t, y);
+        if (guided.Length == 0) return network(x, t, y, null);
         if (model.Config.ClassDropoutProb <= 0)
             throw new InvalidOperationException("this model has no null class (trained without label dropout), so it cannot use cfg_scale > 1");
 
@@ -32,7 +39,7 @@ public static class Denoiser
         var xIn = cat(new[] { x, x.index_select(0, idx) }, 0);                                           // (n + g, C, H, W)
         var tIn = cat(new[] { t, t.index_select(0, idx) }, 0);                                           // (n + g)
         var yIn = cat(new[] { y, full(guided.Length, (long)model.Config.NullClass, dtype: int64, device: y.device) }, 0);
-        var output = network(xIn, tIn, yIn);                                                            // (n + g, C_out, H, W)
+        var output = network(xIn, tIn, yIn, null);                                                          // (n + g, C_out, H, W)
         var cond = output[..(int)x.shape[0]];
         var uncond = output[(int)x.shape[0]..];
         var scales = tensor(guided.Select(i => (float)cfgScales[i]).ToArray(), device: x.device).view(-1, 1, 1, 1);

@@ -11,12 +11,13 @@ public static class LatentSampler
     public static GaussianDiffusion DiffusionFor(DiTConfig config, int steps) =>
         GaussianDiffusion.Create(steps.ToString(), learnSigma: config.LearnSigma);
 
+    /// <param name="edit">Image to image: where the run starts and what it keeps (owned by the run, so disposed here).</param>
     /// <returns>(n, C, H, W) final latents on the model's device; the caller disposes them.</returns>
-    public static Tensor Sample(DiT model, IReadOnlyList<long> labels, SamplingOptions options, Device device, Action<int, int>? progress = null)
+    public static Tensor Sample(DiT model, IReadOnlyList<long> labels, SamplingOptions options, Device device, Action<int, int>? progress = null,
+        EditStart? edit = null)
     {
-        options.Validate();
         using var _ = inference_mode();
-        using var run = new SamplingRun(options.IsSolver ? null : DiffusionFor(model.Config, options.Steps), model.Config, labels, options, device);
+        using var run = new SamplingRun(options.IsSolver ? null : DiffusionFor(model.Config, options.Steps), model.Config, labels, options, device, edit);
         while (!run.Done)
         {
             using var scope = NewDisposeScope();

@@ -59,7 +59,7 @@ public sealed record SamplingOptions
     public long Seed { get; init; }
     /// <summary>ODE solvers only: where the steps lie in time; null = <see cref="StepSpacing.TimeUniform"/>.</summary>
     public StepSpacing? Spacing { get; init; }
-    /// <summary>UniPC only: 1–3; null = 2. The DPM-Solver++ samplers take theirs from the name.</summary>
+    /// <summary>UniPC: 1–3; dpmpp_2m: 1 (DDIM) or 2; null = 2. dpmpp_3m takes its order from the name.</summary>
     public int? Order { get; init; }
     /// <summary>UniPC only; null = <see cref="Solvers.UniPcVariant.Bh2"/>.</summary>
     public UniPcVariant? UniPcVariant { get; init; }
@@ -73,13 +73,24 @@ public sealed record SamplingOptions
     /// <summary>What a cached step uses; only matters with <see cref="CacheInterval"/> &gt; 1.</summary>
     public CacheMode CacheMode { get; init; } = CacheMode.Reuse;
 
+    /// <summary>The model takes the guidance scale as an input (a distilled student, <see cref="DiTConfig.GuidanceConditioned"/>):
+    /// every image is one row at every step. Set from the model, never by a client; <see cref="SamplingRun"/> checks it.</summary>
+    public bool GuidanceInModel { get; init; }
+
+    /// <summary>Rows an image adds to the forward at a model timestep: two when guided by an unconditional copy, else one.
+    /// The scheduler's tensor-free planning (<see cref="StepTimesteps"/>) and the run itself both count with this.</summary>
+    public int RowsPerImageAt(double modelTimestep) => !GuidanceInModel && CfgScaleAt(modelTimestep) != 1.0 ? 2 : 1;
+
+    /// <summary>The most rows an image adds to any forward of the run (admission counts these).</summary>
+    public int MaxRowsPerImage => !GuidanceInModel && CfgScale != 1.0 ? 2 : 1;
+
     public bool IsCached => CacheInterval > 1;
 
     public bool IsSolver => Sampler.IsSolver();
     public StepSpacing EffectiveSpacing => Spacing ?? StepSpacing.TimeUniform;
     public int EffectiveOrder => Sampler switch
     {
-        SamplerKind.DpmPP2M => 2,
+        SamplerKind.DpmPP2M => Order ?? 2,
         SamplerKind.DpmPP3M => 3,
         SamplerKind.UniPc => Order ?? 2,
         _ => 1,
@@ -131,7 +142,11 @@ public sealed record SamplingOptions
                 "spacing");
         if (Order is { } order)
         {
-            if (Sampler != SamplerKind.UniPc)
+            // dpmpp_2m also takes order 1: DPM-Solver++(1) is DDIM in data prediction (Lu et al. 2022), on the solvers'
+            // grids; distilled students step with it (docs/training.md).
+            if (Sampler == SamplerKind.DpmPP2M && order is not (1 or 2))
+                throw new ArgumentException($"dpmpp_2m is order 2, or order 1 (DDIM); order {order} is dpmpp_3m or unipc", "order");
+            if (Sampler is not (SamplerKind.UniPc or SamplerKind.DpmPP2M))
                 throw new ArgumentException(Sampler.IsSolver()
                     ? $"order is fixed by the sampler's name ({Sampler.Name()} is order {EffectiveOrder}); order applies to unipc only"
                     : "order applies to unipc only", "order");

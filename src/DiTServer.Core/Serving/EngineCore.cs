@@ -87,6 +87,17 @@ public sealed class EngineCore
         return swap.Done.Task;
     }
 
+    /// <summary>Queues tensor work for this core's thread (<see cref="EngineMessage.Work"/>); it runs before the next
+    /// step, or is abandoned if the loop ends first. False when the loop has ended (nothing would run it).</summary>
+    public bool Post(EngineMessage.Work work)
+    {
+        lock (swapGate)
+        {
+            if (loopEnded) return false;
+            return inbox.Writer.TryWrite(work);
+        }
+    }
+
     private void Loop()
     {
         try
@@ -134,6 +145,9 @@ public sealed class EngineCore
                 swapInFlight?.Done.TrySetException(new InvalidOperationException("the generation worker stopped before the activation"));
                 swapInFlight = null;
                 loopEnded = true;
+                // Posted under the same lock, so no work arrives after this drain and none waits forever.
+                while (inbox.Reader.TryRead(out var left))
+                    if (left is EngineMessage.Work work) work.Abandon();
             }
             Publish();
             outputs.Complete();
@@ -148,6 +162,7 @@ public sealed class EngineCore
             case EngineMessage.Abort abort: scheduler.Abort(device, abort.Request); break;
             case EngineMessage.Swap swap: scheduler.BeginSwap(device, swap); break;
             case EngineMessage.Stop: aborting = true; break;
+            case EngineMessage.Work work: work.Run(runner.Model); break;
             case EngineMessage.Added: break; // the schedule that follows looks for work
         }
     }

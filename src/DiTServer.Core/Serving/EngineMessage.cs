@@ -24,6 +24,12 @@ public abstract record EngineMessage
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
+    /// <summary>Tensor work that is no generation (a variation's class guess, <see cref="Pipeline.ClassGuess"/>), run on
+    /// the core's thread between two steps, so the model is only ever called from its worker.</summary>
+    /// <param name="Run">Given the core's model; it completes its caller's task itself, result or exception.</param>
+    /// <param name="Abandon">Called instead when the loop ends before the work ran.</param>
+    public sealed record Work(Action<Pipeline.LoadedModel> Run, Action Abandon) : EngineMessage;
+
     /// <summary>The host's shutdown time is up: running requests fail at this step boundary and the loop ends.</summary>
     public sealed record Stop : EngineMessage
     {

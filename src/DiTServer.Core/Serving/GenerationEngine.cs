@@ -58,4 +58,21 @@ public sealed class GenerationEngine
     /// devices serve them; faults if any could not.</summary>
     public Task ReplaceWeightsAsync(IReadOnlyDictionary<string, TorchSharp.torch.Tensor> weights, string description) =>
         Task.WhenAll(Cores.Select(c => c.ReplaceWeightsAsync(weights, description)).ToList());
+
+    /// <summary>Runs tensor work that is no generation on a worker thread, between two steps (the model is never called
+    /// from a request thread). The least busy device takes it.</summary>
+    /// <exception cref="InvalidOperationException">No worker is running (the task faults with it).</exception>
+    public Task<T> RunOnWorkerAsync<T>(Func<Pipeline.LoadedModel, T> work, CancellationToken cancellation = default)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var message = new EngineMessage.Work(model =>
+        {
+            if (cancellation.IsCancellationRequested) { done.TrySetCanceled(cancellation); return; } // nobody waits for it
+            try { done.TrySetResult(work(model)); }
+            catch (Exception e) { done.TrySetException(e); }
+        }, () => done.TrySetException(new InvalidOperationException("the generation worker stopped before this work ran")));
+        var core = Cores.OrderBy(c => c.Snapshot().ActiveRows).FirstOrDefault(c => c.Post(message));
+        if (core is null) done.TrySetException(new InvalidOperationException("the generation worker is not running"));
+        return done.Task;
+    }
 }

@@ -25,7 +25,8 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     public void ReplaceWeights(IReadOnlyDictionary<string, Tensor> weights, string description) =>
         StateDict.LoadStrict(model.Model, weights, description);
 
-    /// <summary>A new run: its generator draws the initial latent now, exactly as the sample verb's run does.</summary>
+    /// <summary>A new run: its generator draws the initial latent now, exactly as the sample verb's run does. An edit's
+    /// image is encoded here (the VAE for latent models), so it joins the batch at its own first timestep.</summary>
     public SamplingRun Start(GenerationParameters p)
     {
         ImagePipeline.ValidateFor(model, p.Sampling);
@@ -33,7 +34,8 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
         if (!p.Sampling.IsSolver && !diffusions.TryGetValue(p.Sampling.Steps, out diffusion))
             diffusions[p.Sampling.Steps] = diffusion = LatentSampler.DiffusionFor(model.Config, p.Sampling.Steps);
         using var _ = inference_mode();
-        return new SamplingRun(diffusion, model.Config, p.Labels.Select(l => (long)l).ToArray(), p.Sampling, model.Device);
+        var start = p.Edit is null ? null : EditEncoder.Encode(model, p.Edit);
+        return new SamplingRun(diffusion, model.Config, p.Labels.Select(l => (long)l).ToArray(), p.Sampling, model.Device, start);
     }
 
     /// <summary>One denoising step for every run: one forward over all their rows (each at its own timestep and
@@ -223,7 +225,8 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
             for (int i = 0; i < run.Rows; i++, row++)
             {
                 using var chw = pixels[row];
-                images[i] = Pixels.ToHwcBytes(chw);
+                var hwc = Pixels.ToHwcBytes(chw);
+                images[i] = run.Edit?.Composite(hwc) ?? hwc; // an inpainting run's kept pixels come back exactly
             }
             result.Add(images);
         }
@@ -246,12 +249,12 @@ public sealed class ModelRunner(LoadedModel model, IRunnerFaultInjector? faults 
     /// <summary>A two-step guided generation of one image; true when it produced finite output.</summary>
     public bool WarmUp()
     {
-        var p = new GenerationParameters(0, 1, new SamplingOptions
+        var p = new GenerationParameters(0, 1, ImagePipeline.ForModel(model, new SamplingOptions
         {
             Steps = 2,
             CfgScale = model.Config.ClassDropoutProb > 0 ? 4.0 : 1.0,
             Seed = 0,
-        });
+        }));
         using var run = Start(p);
         while (!run.Done)
             if (Step([run]) is [var (_, error), ..]) throw error;

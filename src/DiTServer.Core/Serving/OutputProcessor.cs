@@ -62,7 +62,7 @@ public sealed class OutputProcessor
                     "{Sampler} steps, cfg {Cfg}, seed {Seed}",
                     queueWait.TotalMilliseconds, request.Client, p.NumImages, p.ClassLabel, p.Sampling.Steps, p.Sampling.Sampler, p.Sampling.CfgScale,
                     p.Sampling.Seed);
-            Report(request, 0, p.Sampling.Steps);
+            Report(request, 0, p.StepsRun);
         });
     }
 
@@ -126,7 +126,7 @@ public sealed class OutputProcessor
             var labels = p.Labels;
             var images = new GeneratedImage[hwc.Length];
             for (int i = 0; i < hwc.Length; i++)
-                images[i] = ImagePipeline.EncodeImage(model, hwc[i], model.ImageSize, model.ImageSize, model.ImageChannels, labels, i, p.Sampling);
+                images[i] = ImagePipeline.EncodeImage(model, hwc[i], model.ImageSize, model.ImageSize, model.ImageChannels, labels, i, p.Sampling, p.Edit);
             observer.ImagesGenerated(images.Length);
             var total = time.GetElapsedTime(request.EnqueuedAt);
             using (logger.BeginScope(Tags(request)))

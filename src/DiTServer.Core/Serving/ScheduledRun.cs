@@ -13,7 +13,7 @@ public sealed class ScheduledRun
         Request = request;
         Device = device;
         AdmittedAt = admittedAt;
-        rowsPerStep = StepTimesteps.RowsPerStep(request.Parameters.Sampling, request.Parameters.NumImages);
+        rowsPerStep = StepTimesteps.RowsPerStep(request.Parameters.Sampling, request.Parameters.NumImages, request.Parameters.Strength);
     }
 
     public GenerationRequest Request { get; }
@@ -29,7 +29,8 @@ public sealed class ScheduledRun
     public int LastStepRows { get; internal set; }
     /// <summary>Most bytes its feature cache holds (<see cref="GenerationParameters.CacheBytes"/>); admission counts these.</summary>
     public long CacheBytes { get; internal init; }
-    public int TotalSteps => Request.Parameters.Sampling.Steps;
+    /// <summary>Steps it runs: fewer than it asked for when it edits an image (<see cref="GenerationParameters.StepsRun"/>).</summary>
+    public int TotalSteps => Request.Parameters.StepsRun;
     /// <summary>Steps done, counted by the scheduler from the runner's outcomes.</summary>
     public int StepsDone { get; internal set; }
     /// <summary>Steps in which it was left out of the forward to share the batch with other clients (pausing never

@@ -67,9 +67,30 @@ public sealed class ServingOptions
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(25);
 
-    /// <summary>Largest accepted request body of <c>POST /v1/images</c>; the body is a handful of fields.</summary>
-    [Range(256, 1_048_576)]
-    public int MaxBodyBytes { get; set; } = 8192;
+    /// <summary>Largest accepted JSON body of <c>POST /v1/images</c>, <c>/v1/jobs</c> and <c>/v1/images/generations</c>;
+    /// 0 (the default) = <see cref="BodyLimitFor"/>: room for the fields and two base64 PNGs (init_image, mask) of the
+    /// served model's size, so image to image works on any model without a setting.</summary>
+    [Range(0, MaxBodyCeiling)]
+    public int MaxBodyBytes { get; set; }
+
+    /// <summary>The most <see cref="MaxBodyBytes"/> may be, and the transport's hard limit while it is automatic.</summary>
+    public const int MaxBodyCeiling = 64 << 20;
+
+    /// <summary>Kestrel's limit for these routes, set when they are mapped (before a model is loaded); the exact limit,
+    /// <see cref="BodyLimitFor"/>, is applied while the body is read.</summary>
+    public int TransportBodyLimit => MaxBodyBytes > 0 ? MaxBodyBytes : MaxBodyCeiling;
+
+    /// <summary>The body limit for a model of <paramref name="imageSize"/>² pixels: <see cref="MaxBodyBytes"/> when set,
+    /// else 8 KiB of fields plus two base64 PNGs as large as an unfiltered, uncompressed RGBA image of that size can be
+    /// (its rows, a filter byte each, deflate's stored-block framing, and 4 KiB of chunks such as our own metadata).</summary>
+    public int BodyLimitFor(int imageSize)
+    {
+        if (MaxBodyBytes > 0) return MaxBodyBytes;
+        long raw = (long)imageSize * (1 + 4L * imageSize);
+        long png = raw + 5 * (raw / 65_535 + 1) + 4096;
+        long base64 = 4 * ((png + 2) / 3);
+        return (int)Math.Min(MaxBodyCeiling, 8192 + 2 * base64);
+    }
 
     /// <summary>Seconds sent in <c>Retry-After</c> when the queue is full or the server is stopping.</summary>
     [Range(1, 3600)]
@@ -86,6 +107,8 @@ public sealed class ServingOptions
     /// <summary>Cross-field rule: every valid request must fit one forward on its own.</summary>
     public string? Check()
     {
+        if (MaxBodyBytes is > 0 and < 256)
+            return $"Serving:MaxBodyBytes ({MaxBodyBytes}) must be 0 (automatic: room for two PNGs of the model's size) or at least 256";
         if (MaxBatchRows < 2 * MaxImagesPerRequest)
             return $"Serving:MaxBatchRows ({MaxBatchRows}) must be at least 2 × Serving:MaxImagesPerRequest ({MaxImagesPerRequest}): a guided image costs " +
                 $"two rows, and every request must fit one forward";

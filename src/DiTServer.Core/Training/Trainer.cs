@@ -24,27 +24,51 @@ public sealed class Trainer : IDisposable
     /// <summary>Optimizer steps taken so far (also the number of EMA updates).</summary>
     public long Step { get; internal set; }
 
-    private readonly ITrainingDataset data;
+    private readonly ITrainingDataset? data;
+    private readonly TeacherTrajectories? bank;
+    private readonly int studentSteps;
 
-    /// <summary>Images (or latents) the trainer draws its batches from.</summary>
-    public long DatasetCount => data.Count;
+    /// <summary>Images (or latents) the trainer draws its batches from; for a distillation, the teacher's trajectories.</summary>
+    public long DatasetCount => data?.Count ?? bank!.Count;
 
     public Trainer(DiTConfig config, TrainingOptions options, ITrainingDataset data, Device? device = null)
+        : this(config, options, data, null, 0, device)
+    {
+    }
+
+    /// <summary>A distillation: the guidance-conditioned student learns to land on the teacher's trajectories in
+    /// <paramref name="studentSteps"/> steps (<see cref="TrajectoryDistillation"/>); no dataset.</summary>
+    public Trainer(DiTConfig config, TrainingOptions options, TeacherTrajectories bank, int studentSteps, Device? device = null)
+        : this(config, options, null, bank, studentSteps, device)
+    {
+    }
+
+    private Trainer(DiTConfig config, TrainingOptions options, ITrainingDataset? data, TeacherTrajectories? bank, int studentSteps, Device? device)
     {
         config.Validate();
         options.Validate();
-        if (data.ImageSize != config.InputSize || data.Channels != config.InChannels)
+        if (bank is not null)
+        {
+            if (!config.GuidanceConditioned) throw new ArgumentException("a distilled student must be guidance-conditioned");
+            if (bank.Count == 0) throw new ArgumentException("no teacher trajectories");
+            if (bank.States.shape[2] != config.InChannels || bank.States.shape[3] != config.InputSize)
+                throw new ArgumentException("the teacher's trajectories do not have the student's image shape");
+        }
+        else if (data is null) throw new ArgumentNullException(nameof(data));
+        else if (data.ImageSize != config.InputSize || data.Channels != config.InChannels)
             throw new ArgumentException(
                 $"dataset images are {data.Channels}×{data.ImageSize}×{data.ImageSize} but the model expects " +
                     $"{config.InChannels}×{config.InputSize}×{config.InputSize}");
-        if (data.NumClasses > config.NumClasses)
+        else if (data.NumClasses > config.NumClasses)
             throw new ArgumentException($"dataset has {data.NumClasses} classes but the model only {config.NumClasses}");
-        if (data.Count == 0) throw new ArgumentException("dataset is empty");
+        else if (data.Count == 0) throw new ArgumentException("dataset is empty");
 
         Config = config;
         Options = options;
         Device = device ?? CPU;
         this.data = data;
+        this.bank = bank;
+        this.studentSteps = studentSteps;
         // The initial weights follow the seed (train.py seeds the global RNG for this); an own generator keeps
         // other threads' use of the global one (tests in parallel, a server) from changing them.
         using (var initGenerator = new Generator((ulong)options.Seed))
@@ -62,9 +86,10 @@ public sealed class Trainer : IDisposable
     /// <summary>One optimizer step on a random batch: uniform t in [0, T), ε ~ N(0, I), loss = mean(mse + vb).</summary>
     public StepLoss TrainStep()
     {
+        if (bank is not null) return DistillStep(bank);
         using var scope = NewDisposeScope();
         Model.train();
-        var idx = randint(0, data.Count, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
+        var idx = randint(0, data!.Count, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
         var (x, y) = data.Draw(idx, Generator);                                           // (B, C, S, S), (B,)
         var t = randint(0, Diffusion.NumTimesteps, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
         var noise = randn(x.shape, generator: Generator);
@@ -78,6 +103,25 @@ public sealed class Trainer : IDisposable
         Ema.Update(Model, Ema.DecayAt(Options.EmaDecay, Options.EmaWarmup, Step));
         Step++;
         return new StepLoss(Step, loss.item<float>(), terms.Mse.mean().item<float>(), terms.Vb is null ? 0 : terms.Vb.mean().item<float>());
+    }
+
+    /// <summary>One optimizer step of a distillation: random trajectories, a random student step of each, the landing loss.</summary>
+    private StepLoss DistillStep(TeacherTrajectories trajectories)
+    {
+        using var scope = NewDisposeScope();
+        // Label dropout would swap the class the teacher was guided with for the null class; the student learns the guided
+        // map for the class it is given, so it steps in eval mode (dropout of labels is a DiT's only train-only layer).
+        Model.eval();
+        var rows = randint(0, trajectories.Count, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
+        var steps = randint(0, studentSteps, new long[] { Options.BatchSize }, dtype: ScalarType.Int64, generator: Generator);
+        var loss = TrajectoryDistillation.Losses(Model, trajectories, studentSteps, rows, steps).mean();
+        Optimizer.zero_grad();
+        loss.backward();
+        Optimizer.step();
+        Ema.Update(Model, Ema.DecayAt(Options.EmaDecay, Options.EmaWarmup, Step));
+        Step++;
+        double value = loss.item<float>();
+        return new StepLoss(Step, value, value, 0);
     }
 
     /// <summary>Per-sample loss terms of the training model for given inputs (train.py's <c>training_losses</c> call).</summary>

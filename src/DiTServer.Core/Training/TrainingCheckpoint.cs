@@ -27,6 +27,8 @@ public sealed record TrainingRunInfo
     public IReadOnlyList<string>? ClassNames { get; init; }
     /// <summary>The VAE and scaling of a latent run; null for a pixel-space run (and in checkpoints from before latent training).</summary>
     public LatentSettings? Latent { get; init; }
+    /// <summary>What a distillation run distils (no dataset then); null for training on images.</summary>
+    public DistillationSettings? Distillation { get; init; }
     /// <summary>Training wall time summed over all sessions of the run.</summary>
     public double ElapsedSeconds { get; init; }
 }

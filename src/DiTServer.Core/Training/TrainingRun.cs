@@ -1,4 +1,5 @@
 using DiTServer.Core.Checkpoints;
+using DiTServer.Core.Pipeline;
 using static TorchSharp.torch;
 
 namespace DiTServer.Core.Training;
@@ -48,11 +49,14 @@ public static class TrainingRun
     /// <param name="initial">Weights to start a new run from (fine-tuning); disposed by the caller.</param>
     /// <param name="started">Called once the trainer is ready (before the first step), with the info it trains.</param>
     /// <param name="exportWeightsName">Also export the raw weights under this name (the CLI writes <c>name.pt</c>).</param>
-    public static TrainingRunOutcome Execute(TrainingRunInfo info, string outDir, ITrainingDataset images, bool resume,
+    public static TrainingRunOutcome Execute(TrainingRunInfo info, string outDir, ITrainingDataset? images, bool resume,
         IReadOnlyDictionary<string, Tensor>? initial, CancellationToken cancel, Action<TrainingProgress>? progress = null,
         Action<string>? log = null, Device? device = null, Action<Trainer, TrainingRunInfo>? started = null, string? exportWeightsName = null,
         Func<TrainingSession, CancellationToken, bool>? runSession = null)
     {
+        if (info.Distillation is not null)
+            return Distil(info, outDir, resume, cancel, progress, log, device, started, exportWeightsName, runSession);
+        if (images is null) throw new ArgumentNullException(nameof(images), "a training run (not a distillation) needs its dataset");
         if (resume) info.Latent?.VerifyUnchanged(); // the same VAE, or the resumed steps would train on other latents
         using var latents = info.Latent is { } latent
             ? LatentCache.LoadOrEncode(Path.Combine(outDir, LatentCache.FileName), images, latent, log)
@@ -67,6 +71,42 @@ public static class TrainingRun
         // peak is reset here, once the dataset (and its latents) are in memory, and read after the run.
         long? before = ProcessMemory.ResetPeak() ? ProcessMemory.Rss() : null;
         using var trainer = new Trainer(info.Config, info.Options, dataset, device);
+        return Train(trainer, info, outDir, resume, initial, before, cancel, progress, log, device, started, exportWeightsName, runSession);
+    }
+
+    /// <summary>A distillation run: the teacher's guided trajectories (made once, kept in the run folder), then a
+    /// guidance-conditioned student that starts from the teacher's weights learns to land on them
+    /// (<see cref="TrajectoryDistillation"/>); the export names its teacher, sampler and steps.</summary>
+    private static TrainingRunOutcome Distil(TrainingRunInfo info, string outDir, bool resume, CancellationToken cancel,
+        Action<TrainingProgress>? progress, Action<string>? log, Device? device, Action<Trainer, TrainingRunInfo>? started, string? exportWeightsName,
+        Func<TrainingSession, CancellationToken, bool>? runSession)
+    {
+        var distill = info.Distillation!;
+        distill.Validate();
+        using var teacher = LoadedModel.Load(distill.Teacher, device);
+        if (teacher.Config.GuidanceConditioned) throw new ArgumentException($"{distill.Teacher} is itself a distilled student; distil from its teacher");
+        if (teacher.Config.ClassDropoutProb <= 0)
+            throw new ArgumentException($"{distill.Teacher} has no null class (trained without label dropout): there is no guidance to distil");
+        info = info with
+        {
+            Config = teacher.Config with { GuidanceConditioned = true },
+            ClassNames = Enumerable.Range(0, teacher.Classes.Count).Select(i => teacher.Classes[i]).ToList(),
+            Latent = null,
+        };
+        Directory.CreateDirectory(outDir);
+        using var bank = TeacherTrajectories.LoadOrMake(outDir, teacher, distill, info.Options.Seed, cancel, log);
+        long? before = ProcessMemory.ResetPeak() ? ProcessMemory.Rss() : null;
+        using var trainer = new Trainer(info.Config, info.Options, bank, distill.StudentSteps, device);
+        var start = resume ? null : TrajectoryDistillation.StudentStart(teacher.Model, trainer.Model);
+        return Train(trainer, info, outDir, resume, start, before, cancel, progress, log, device, started, exportWeightsName, runSession,
+            ModelExport.Distilled.Of(distill, teacher.Manifest));
+    }
+
+    private static TrainingRunOutcome Train(Trainer trainer, TrainingRunInfo info, string outDir, bool resume, IReadOnlyDictionary<string, Tensor>? initial,
+        long? before, CancellationToken cancel, Action<TrainingProgress>? progress, Action<string>? log, Device? device,
+        Action<Trainer, TrainingRunInfo>? started, string? exportWeightsName, Func<TrainingSession, CancellationToken, bool>? runSession,
+        ModelExport.Distilled? distilled = null)
+    {
         if (resume)
             info = TrainingCheckpoint.Restore(Path.Combine(outDir, TrainingSession.CheckpointFile), trainer) with { Options = info.Options };
         else if (initial is not null)
@@ -83,7 +123,7 @@ public static class TrainingRun
                 $"{TrainingFootprint.TrainingBytes(info.Config, info.Options.BatchSize) / 1048576.0:F1} MiB)"));
         if (!finished) return new TrainingRunOutcome(false, trainer.Step, session.CheckpointPath, []);
         var files = ModelExport.Write(outDir, info.Name ?? new DirectoryInfo(outDir).Name, trainer.Config, trainer.Ema.Model, trainer.Model,
-            info.ClassNames, exportWeightsName, info.Latent?.Vae);
+            info.ClassNames, exportWeightsName, distilled?.Vae ?? info.Latent?.Vae, distilled);
         return new TrainingRunOutcome(true, trainer.Step, session.CheckpointPath, files);
     }
 }

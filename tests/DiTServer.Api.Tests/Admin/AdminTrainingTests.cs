@@ -117,6 +117,17 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
     [InlineData("""{ "dataset": "bands9", "output": "x", "vae": "vae-tiny" }""", "not divisible by the VAE's downsampling factor 2")]
     [InlineData("""{ "dataset": "bands", "output": "x", "init_from": "served", "vae": "vae-tiny" }""", "leave out 'vae'")]
     [InlineData("""{ "dataset": """, "malformed JSON")]
+    [InlineData("""{ "output": "x" }""", "'dataset' is required")]
+    [InlineData("""{ "distill_from": "elsewhere", "output": "x" }""", "distill_from must be \\\"served\\\"")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "student_steps": 3 }""", "student_steps must be one of 1, 2, 4")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "student_steps": 4, "teacher_steps": 6 }""", "teacher_steps must be a multiple")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "teacher_steps": 10 }""", "teacher_steps must be a multiple of student_steps (4)")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "trajectories": 0 }""", "trajectories must be in 1..")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "guidance_range": [6, 2] }""", "guidance_range must be [lo, hi]")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "guidance_range": [1] }""", "guidance_range must be [lo, hi]")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "dataset": "bands" }""", "dataset does not apply to a distillation")]
+    [InlineData("""{ "distill_from": "served", "output": "x", "init_from": "served" }""", "init_from does not apply to a distillation")]
+    [InlineData("""{ "dataset": "bands", "output": "x", "student_steps": 2 }""", "student_steps applies to a distillation only")]
     public async Task Bad_jobs_are_400_problem(string body, string expected)
     {
         CopyVae();
@@ -126,6 +137,43 @@ public class AdminTrainingTests() : AdminTestFolders("dit-admin-")
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         Assert.Contains(expected, await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Distill_from_served_makes_a_student_of_the_served_model_with_its_vae()
+    {
+        using var server = Server();
+        var client = Admin(server);
+        var response = await client.PostAsync("/v1/admin/training/jobs", Json("""
+            { "distill_from": "served", "output": "student", "student_steps": 2, "teacher_steps": 2, "trajectories": 8, "steps": 2, "batch_size": 4 }
+            """));
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        var done = await WaitForState(client, id, "Succeeded", "Failed");
+        Assert.True(done.GetProperty("state").GetString() == "Succeeded", done.ToString());
+        using var student = LoadedModel.Load(Path.Combine(OutputRoot, "student"));
+        using var teacher = LoadedModel.Load(TestPaths.TinyModel);
+        Assert.True(student.Config.GuidanceConditioned);
+        Assert.Equal(teacher.Config with { GuidanceConditioned = true }, student.Config);
+        Assert.Equal(teacher.Manifest.VaePath, student.Manifest.VaePath);
+        Assert.Equal(teacher.Name, student.Manifest.DistilledFrom);
+        // A student is another architecture: it is served by restarting on its export, not hot-swapped into the teacher.
+        var activate = await client.PostAsync($"/v1/admin/training/jobs/{id}/activate", null);
+        Assert.Equal(HttpStatusCode.Conflict, activate.StatusCode);
+        Assert.Contains("DiT__Model", await activate.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task A_distillation_whose_trajectories_exceed_the_memory_limit_is_400_before_any_work()
+    {
+        using var server = new ServerFactory(("Training:DataRoot", DataRoot), ("Training:OutputRoot", OutputRoot), ("Serving:WarmUp", "false"),
+            ("Admin:ApiKeySha256", AdminKey.HashOf(Key)), ("Training:MaxMemoryBytes", (1L << 30).ToString()));
+        // 65,536 trajectories of 65 states of 4×8×8 floats: 4.4 GB of trajectories, for a student whose training alone fits.
+        var response = await Admin(server).PostAsync("/v1/admin/training/jobs",
+            Json("""{ "distill_from": "served", "output": "big", "trajectories": 65536, "teacher_steps": 64, "batch_size": 4 }"""));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("of them trajectories", await response.Content.ReadAsStringAsync());
+        Assert.False(Directory.Exists(Path.Combine(OutputRoot, "big")));
     }
 
     /// <summary>The fixture VAE under the data root, where a job's <c>vae</c> may name it.</summary>

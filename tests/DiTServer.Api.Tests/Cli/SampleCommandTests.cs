@@ -77,6 +77,61 @@ public class SampleCommandTests : IDisposable
         AssertUsageError(code, err, expected, StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>Writes a PNG of random RGB pixels (or a top-half-white mask) into the test folder.</summary>
+    private string WritePng(string name, int size, bool mask = false)
+    {
+        var bytes = new byte[size * size * (mask ? 1 : 3)];
+        if (mask) for (int i = 0; i < size * size / 2; i++) bytes[i] = 255;
+        else new Random(size).NextBytes(bytes);
+        var path = Path.Combine(outDir, name);
+        File.WriteAllBytes(path, DiTServer.Core.Imaging.PngWriter.Encode(bytes, size, size, mask ? 1 : 3));
+        return path;
+    }
+
+    [Fact]
+    public async Task Init_strength_and_mask_edit_the_image_as_the_api_does()
+    {
+        string init = WritePng("init.png", 16), mask = WritePng("mask.png", 16, mask: true);
+        var (code, stdout, err) = await Run("sample", "--model", TestPaths.TinyModel, "--labels", "2,2", "--steps", "10", "--seed", "8",
+            "--sampler", "ddim", "--init", init, "--strength", "0.5", "--mask", mask, "--out", Path.Combine(outDir, "edit"));
+        Assert.True(code == 0, err);
+        Assert.Contains("5 of 10 ddim steps, strength 0.5, mask 128 of 256 pixels redrawn", stdout);
+        using var model = DiTServer.Core.Pipeline.LoadedModel.Load(TestPaths.TinyModel);
+        using var initImage = Image.Load<Rgb24>(init);
+        var initPixels = new byte[16 * 16 * 3];
+        initImage.CopyPixelDataTo(initPixels);
+        var maskBytes = Enumerable.Range(0, 256).Select(i => i < 128 ? (byte)255 : (byte)0).ToArray();
+        var expected = DiTServer.Core.Pipeline.ImagePipeline.Generate(model, [2, 2],
+            new DiTServer.Core.Sampling.SamplingOptions { Sampler = DiTServer.Core.Sampling.SamplerKind.Ddim, Steps = 10, CfgScale = 4, Seed = 8 },
+            edit: new DiTServer.Core.Sampling.ImageEdit(initPixels, 16, 3, 0.5, maskBytes));
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal(expected[i].Png, File.ReadAllBytes(Path.Combine(outDir, "edit", $"{i}.png")));
+            Assert.Equal(initPixels[(128 * 3)..], expected[i].Hwc[(128 * 3)..]); // the black (bottom) half is the input's
+        }
+    }
+
+    [Theory]
+    [InlineData("--strength applies only with --init", "--strength", "0.5")]
+    [InlineData("--mask applies only with --init", "--mask", "m.png")]
+    [InlineData("--strength must be in (0, 1]", "--init", "16.png", "--strength", "0")]
+    [InlineData("--strength must be in (0, 1]", "--init", "16.png", "--strength", "1.5")]
+    [InlineData("--init must be 16x16 pixels (the model's image size), got 8x8", "--init", "8.png")]
+    [InlineData("--mask must be 16x16 pixels (the model's image size), got 8x8", "--init", "16.png", "--mask", "8.png")]
+    [InlineData("--init is not a PNG", "--init", "model.json")]
+    [InlineData("--init: cannot read", "--init", "missing.png")]
+    public async Task Bad_edit_options_exit_2_with_one_line(string expected, params string[] options)
+    {
+        WritePng("16.png", 16);
+        WritePng("8.png", 8);
+        WritePng("m.png", 16, mask: true);
+        File.WriteAllText(Path.Combine(outDir, "model.json"), "{}");
+        var args = new List<string> { "sample", "--model", TestPaths.TinyModel, "--labels", "1", "--steps", "2", "--out", Path.Combine(outDir, "o") };
+        args.AddRange(options.Select(o => o.EndsWith(".png") || o.EndsWith(".json") ? Path.Combine(outDir, o) : o));
+        var (code, _, err) = await Run(args.ToArray());
+        AssertUsageError(code, err, expected);
+    }
+
     [Fact]
     public async Task Out_of_range_index_names_the_range()
     {

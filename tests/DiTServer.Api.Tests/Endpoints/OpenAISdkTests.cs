@@ -160,6 +160,65 @@ public sealed class OpenAISdkTests(OpenAISdkTests.Server server) : IClassFixture
     }
 
     [Fact]
+    public async Task Images_edit_with_a_mask_returns_pngs_keeping_the_opaque_pixels()
+    {
+        var (_, size) = await Served();
+        using var image = new MemoryStream(TestPngs.Picture(size, size));
+        using var mask = new MemoryStream(TestPngs.LeftHalfTransparent(size));
+        var result = await Images().GenerateImageEditsAsync(image, "picture.png", "3", mask, "mask.png", 2, new ImageEditOptions
+        {
+            Size = new GeneratedImageSize(size, size),
+            ResponseFormat = GeneratedImageFormat.Bytes,
+            EndUserId = "sdk-test",
+        });
+        Assert.Equal(2, result.Value.Count);
+        using var input = SixLabors.ImageSharp.Image.Load<SixLabors.ImageSharp.PixelFormats.Rgb24>(TestPngs.Picture(size, size));
+        foreach (var edited in result.Value)
+        {
+            using var output = SixLabors.ImageSharp.Image.Load<SixLabors.ImageSharp.PixelFormats.Rgb24>(edited.ImageBytes.ToArray());
+            Assert.Equal(size, output.Width);
+            // A kept pixel (right half) comes back within 1 per channel.
+            var (a, b) = (input[size - 1, size / 2], output[size - 1, size / 2]);
+            Assert.True(Math.Abs(a.R - b.R) <= 1 && Math.Abs(a.G - b.G) <= 1 && Math.Abs(a.B - b.B) <= 1, $"{a} became {b}");
+            Assert.False(string.IsNullOrEmpty(edited.RevisedPrompt));
+        }
+    }
+
+    [Fact]
+    public async Task Images_variation_returns_pngs_of_the_class_the_model_finds()
+    {
+        var (_, size) = await Served();
+        using var image = new MemoryStream(TestPngs.Picture(size, size));
+        var result = await Images().GenerateImageVariationAsync(image, "picture.png", new ImageVariationOptions
+        {
+            Size = new GeneratedImageSize(size, size),
+            ResponseFormat = GeneratedImageFormat.Uri,
+        });
+        Assert.True(result.Value.ImageUri.IsAbsoluteUri, result.Value.ImageUri.ToString());
+        var png = await server.Factory.CreateClient().GetByteArrayAsync(result.Value.ImageUri.PathAndQuery);
+        Assert.Equal(size, PngWidth(png));
+        var classes = JsonDocument.Parse(await server.Factory.CreateClient().GetStringAsync("/v1/classes")).RootElement.GetProperty("classes");
+        Assert.Contains(result.Value.RevisedPrompt, classes.EnumerateArray().Select(c => c.GetProperty("name").GetString()));
+    }
+
+    [Fact]
+    public async Task Edit_and_variation_errors_read_as_messages_naming_the_field()
+    {
+        var (_, size) = await Served();
+        using var notPng = new MemoryStream("GIF89a"u8.ToArray());
+        var e = await Assert.ThrowsAsync<ClientResultException>(() => Images().GenerateImageVariationAsync(notPng, "picture.gif"));
+        Assert.Equal(400, e.Status);
+        Assert.Equal("image", Error(e).GetProperty("param").GetString());
+        Assert.Contains("image is not a PNG", e.Message);
+
+        using var image = new MemoryStream(TestPngs.Picture(size, size));
+        e = await Assert.ThrowsAsync<ClientResultException>(() => Images().GenerateImageEditAsync(image, "picture.png", "sneakr"));
+        Assert.Equal(400, e.Status);
+        Assert.Equal("prompt", Error(e).GetProperty("param").GetString());
+        Assert.Contains("unknown class 'sneakr'", e.Message);
+    }
+
+    [Fact]
     public async Task Native_api_keeps_problem_json()
     {
         var response = await server.Factory.CreateClient().PostAsync("/v1/images", JobsTestClient.Json("""{"class_label": "sneakr"}"""));

@@ -191,7 +191,7 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
         { """{"class_label": 1, "sampler": "unipc", "order": 4}""", "order", "order must be in 1..3" },
         { """{"class_label": 1, "sampler": "unipc", "order": 0}""", "order", "order must be in 1..3" },
         { """{"class_label": 1, "sampler": "unipc", "order": 2.5}""", "order", "order must be an integer" },
-        { """{"class_label": 1, "sampler": "dpmpp_2m", "order": 3}""", "order", "order is fixed by the sampler's name (dpmpp_2m is order 2)" },
+        { """{"class_label": 1, "sampler": "dpmpp_2m", "order": 3}""", "order", "dpmpp_2m is order 2, or order 1 (DDIM); order 3 is" },
         { """{"class_label": 1, "sampler": "dpmpp_3m", "order": 3}""", "order", "order is fixed by the sampler's name" },
         { """{"class_label": 1, "sampler": "ddim", "order": 2}""", "order", "applies to unipc only" },
         { """{"class_label": 1, "sampler": "unipc", "order": 3, "steps": 2}""", "steps", "steps must be at least the solver's order (3)" },
@@ -251,7 +251,7 @@ public sealed class SamplerApiTests(SamplerApiTests.Server server) : IClassFixtu
     {
         var (code, _, err) = await Run("sample", "--model", TestPaths.TinyModel, "--labels", "1", "--out", outDir,
             "--sampler", "dpmpp_2m", "--spacing", "logsnr", "--order", "3");
-        AssertUsageError(code, err, "order is fixed by the sampler's name");
+        AssertUsageError(code, err, "dpmpp_2m is order 2, or order 1 (DDIM)");
     }
 }
 

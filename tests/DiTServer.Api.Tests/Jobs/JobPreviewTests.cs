@@ -154,6 +154,23 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
     }
 
     [Fact]
+    public async Task An_edit_job_takes_preview_every_up_to_the_steps_it_runs()
+    {
+        int size = JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0]
+            .GetProperty("image_size").GetInt32();
+        string init = Convert.ToBase64String(TestPngs.Picture(size, size));
+        // 20 steps at strength 0.25 run the last 5: a preview after every 6th would never come.
+        string Body(int every) =>
+            $$"""{"class_label": 1, "steps": 20, "sampler": "ddim", "init_image": "{{init}}", """ +
+            $$"""  "strength": 0.25, "preview_every": {{every}}}""";
+        var problem = await AssertProblem(await client.PostAsync("/v1/jobs", Json(Body(6))), HttpStatusCode.BadRequest);
+        Assert.Contains("must be 0 (no previews) or in 1..5 (the job's steps), got 6",
+            problem.GetProperty("errors").GetProperty("preview_every")[0].GetString());
+        var (id, _, _) = await client.CreateJob(Body(5));
+        await client.WaitForJob(id, j => j.State() == "succeeded", "the edit job to finish");
+    }
+
+    [Fact]
     public async Task Only_jobs_take_preview_every_and_other_field_errors_still_show()
     {
         var images = await AssertProblem(await client.PostAsync("/v1/images", Json("""{"class_label": 1, "preview_every": 2}""")), HttpStatusCode.BadRequest);

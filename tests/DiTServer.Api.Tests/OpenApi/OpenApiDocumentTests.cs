@@ -39,7 +39,9 @@ public sealed class OpenApiDocumentTests : IDisposable
                 continue;
             }
             Assert.True(post.TryGetProperty("requestBody", out var body), $"POST {path.Name} ({id}) has no request body");
-            var json = body.GetProperty("content").GetProperty("application/json");
+            var content = body.GetProperty("content");
+            // Uploads (OpenAI's edits and variations) are multipart forms; every other body is JSON.
+            var json = content.TryGetProperty("application/json", out var j) ? j : content.GetProperty("multipart/form-data");
             Assert.True(json.TryGetProperty("schema", out var schema), $"{id}: no schema");
             Assert.True(json.TryGetProperty("example", out var example), $"{id}: no example");
             // Every field of the example is a property of the schema (a renamed field would otherwise rot silently).
@@ -48,7 +50,10 @@ public sealed class OpenApiDocumentTests : IDisposable
                 Assert.True(properties.TryGetProperty(field.Name, out _), $"{id}: example field '{field.Name}' is not in the schema");
             checkedIds.Add(id);
         }
-        Assert.Superset(new HashSet<string> { "GenerateImages", "CreateJob", "CreateImageOpenAI", "CreateTrainingJob" }, checkedIds.ToHashSet());
+        Assert.Superset(new HashSet<string>
+        {
+            "GenerateImages", "CreateJob", "CreateImageOpenAI", "EditImageOpenAI", "CreateImageVariationOpenAI", "CreateTrainingJob",
+        }, checkedIds.ToHashSet());
     }
 
     [Fact]

@@ -30,12 +30,15 @@ public sealed class TenantOpenApiTests
         foreach (var path in doc.GetProperty("paths").EnumerateObject())
             foreach (var operation in path.Value.EnumerateObject())
             {
-                bool needsKey = path.Name is "/v1/images" or "/v1/images/generations" || path.Name.StartsWith("/v1/jobs", StringComparison.Ordinal);
+                bool needsKey = path.Name is "/v1/images" or "/v1/images/generations" or "/v1/images/edits" or "/v1/images/variations"
+                    || path.Name.StartsWith("/v1/jobs", StringComparison.Ordinal);
                 Assert.True(Secured(operation.Value) == needsKey, $"{operation.Name} {path.Name}: secured={Secured(operation.Value)}");
                 if (needsKey) secured.Add($"{operation.Name} {path.Name}");
             }
         Assert.Contains("post /v1/images", secured);
         Assert.Contains("post /v1/images/generations", secured);
+        Assert.Contains("post /v1/images/edits", secured);
+        Assert.Contains("post /v1/images/variations", secured);
         Assert.Contains("post /v1/jobs", secured);
         Assert.Contains("get /v1/jobs/{id}/result", secured);
     }

@@ -426,7 +426,11 @@ public class SchedulerTests
     [InlineData("unipc", 6, "[0, 500]")]
     [InlineData("dpmpp_2m", 5, "[300, 1000]")]
     [InlineData("ddpm", 250, "[100, 400]")]
-    public void The_rows_the_scheduler_plans_are_the_rows_the_run_adds_at_every_step(string sampler, int steps, string? interval)
+    [InlineData("ddpm", 50, "[0, 300]", 0.7)]      // image to image: only the last 35 steps, from their own timestep
+    [InlineData("unipc", 12, "[0, 400]", 0.5)]
+    [InlineData("dpmpp_3m", 20, "[250, 600]", 0.35)]
+    public void The_rows_the_scheduler_plans_are_the_rows_the_run_adds_at_every_step(string sampler, int steps, string? interval,
+        double strength = 1.0)
     {
         var bounds = interval?.Trim('[', ']').Split(',').Select(double.Parse).ToArray();
         var options = new SamplingOptions
@@ -434,11 +438,15 @@ public class SchedulerTests
             Sampler = SamplerNames.Samplers[sampler], Steps = steps, CfgScale = 4, Seed = 1,
             GuidanceInterval = bounds is null ? null : new GuidanceInterval(bounds[0], bounds[1]),
         };
-        var planned = StepTimesteps.RowsPerStep(options, 2);
-        var timesteps = StepTimesteps.For(options);
+        var planned = StepTimesteps.RowsPerStep(options, 2, strength);
+        var timesteps = StepTimesteps.For(options, strength);
         var config = DiTServer.Core.Model.DiTConfig.Presets["DiT-S/8"] with { InputSize = 8 };
-        using var run = new SamplingRun(null, config, [1, 2], options, TorchSharp.torch.CPU);
-        for (int k = 0; k < steps; k++)
+        var edit = strength == 1.0 ? null
+            : new EditStart(new ImageEdit(new byte[8 * 8], 8, 1, strength), TorchSharp.torch.zeros(1, config.InChannels, 8, 8), null);
+        using var run = new SamplingRun(null, config, [1, 2], options, TorchSharp.torch.CPU, edit);
+        Assert.Equal(ImageEdit.StepsRun(steps, strength), run.TotalSteps);
+        Assert.Equal(run.TotalSteps, timesteps.Length);
+        for (int k = 0; k < run.TotalSteps; k++)
         {
             Assert.Equal(run.ModelTimestep, timesteps[k]);
             Assert.Equal(run.RowsThisStep, planned[k]);

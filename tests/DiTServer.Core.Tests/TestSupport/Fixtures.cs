@@ -26,6 +26,16 @@ public static class Fixtures
         };
     }
 
+    /// <summary>The repository's demo model, models/dit-fashion-mnist (a trained 10-class pixel model).</summary>
+    public static string DemoModel { get; } = FindDemoModel();
+
+    private static string FindDemoModel()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "DiTServer.sln"))) return Path.Combine(dir.FullName, "models", "dit-fashion-mnist");
+        throw new DirectoryNotFoundException("DiTServer.sln not found above the test binaries");
+    }
+
     /// <summary>All tensors of a safetensors file.</summary>
     public static Dictionary<string, Tensor> Load(string relative) => Safetensors.LoadStateDict(PathOf(relative));
 

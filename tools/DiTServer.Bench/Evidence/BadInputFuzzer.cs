@@ -107,7 +107,10 @@ public static class BadInputFuzzer
         // Two 10 MB bodies are always in (one per shape), whatever the count; more would only cost time.
         cases.Add(Images("10 MB body", Encoding.UTF8.GetBytes("{\"class_label\": \"" + new string('a', 10 << 20) + "\"}")));
         cases.Add(Images("10 MB nested", Encoding.UTF8.GetBytes(new string('[', 5 << 20) + new string(']', 5 << 20))));
-        while (cases.Count < count)
+        // Image-to-image bodies (init_image, strength, mask) take the last tenth, drawn from their own generator, so the
+        // other cases of a seed stay what they were before these fields existed.
+        int editCases = Math.Min(count - cases.Count, Math.Max(count / 10, 1));
+        while (cases.Count < count - editCases)
         {
             cases.Add((rng.Next(16)) switch
             {
@@ -128,6 +131,8 @@ public static class BadInputFuzzer
                 _ => Images("mixed", Encoding.UTF8.GetBytes(MutatedBody(rng)), Pick(rng, ContentTypes), Pick(rng, Accepts)),
             });
         }
+        var edits = new Random(seed ^ 0xED17);
+        while (cases.Count < count) cases.Add(EditCase(edits));
         if (adminKey is not null)
             for (int i = 0; i < cases.Count; i++)
                 if (cases[i].Path.StartsWith("/v1/admin", StringComparison.Ordinal) && route.Next(6) > 0) cases[i] = cases[i] with { AdminKey = adminKey };
@@ -162,6 +167,56 @@ public static class BadInputFuzzer
         if (fields.TryGetValue("steps", out var s) && int.TryParse(s, out var n) && n > 2 && n <= 1000) fields["steps"] = "2";
         return "{" + string.Join(", ", fields.Select(kv => $"\"{kv.Key}\": {kv.Value}")) + "}";
     }
+
+    /// <summary>A cheap body with init_image, strength and mask drawn from <see cref="EditValues"/> (each present or not),
+    /// to <c>/v1/images</c> or <c>/v1/jobs</c>: PNGs of every size, header bombs, cut-off and damaged PNGs, other formats,
+    /// broken base64, and strengths in and out of range.</summary>
+    private static FuzzCase EditCase(Random rng)
+    {
+        var fields = new Dictionary<string, string> { ["class_label"] = "1", ["steps"] = "2", ["seed"] = "7" };
+        if (rng.Next(8) > 0) fields["init_image"] = Pick(rng, EditValues.Value);
+        if (rng.Next(2) == 0) fields["strength"] = Pick(rng, [.. Values, "0.5", "1", "0.0001", "1.0000001", "0.25"]);
+        if (rng.Next(2) == 0) fields["mask"] = Pick(rng, EditValues.Value);
+        var body = Encoding.UTF8.GetBytes("{" + string.Join(", ", fields.Select(kv => $"\"{kv.Key}\": {kv.Value}")) + "}");
+        return new FuzzCase("image edit", HttpMethod.Post, rng.Next(3) == 0 ? "/v1/jobs" : "/v1/images", body, "application/json", null);
+    }
+
+    /// <summary>JSON values for init_image and mask (built once: they encode PNGs).</summary>
+    private static readonly Lazy<string[]> EditValues = new(() =>
+    {
+        static string B64(byte[] bytes) => "\"" + Convert.ToBase64String(bytes) + "\"";
+        static byte[] Png(int size, int channels, int seed)
+        {
+            var pixels = new byte[size * size * channels];
+            new Random(seed).NextBytes(pixels);
+            return Core.Imaging.PngWriter.Encode(pixels, size, size, channels);
+        }
+        static byte[] Header(uint width, uint height)
+        {
+            var png = Png(1, 1, 0);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(16), width);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(20), height);
+            return png; // the IHDR's CRC no longer matches either
+        }
+        var values = new List<string>();
+        foreach (int size in new[] { 1, 8, 16, 28, 32, 64 })
+            foreach (int channels in new[] { 1, 3 })
+            {
+                var png = Png(size, channels, size * channels);
+                values.Add(B64(png));
+                values.Add("\"data:image/png;base64," + Convert.ToBase64String(png) + "\"");
+                values.Add(B64(png[..(png.Length / 2)]));                                   // cut off
+                var damaged = (byte[])png.Clone();
+                for (int i = 40; i < damaged.Length - 12; i += 7) damaged[i] ^= 0x5A;        // damaged data after a good header
+                values.Add(B64(damaged));
+            }
+        foreach (var (w, h) in new (uint, uint)[] { (100_000, 100_000), (0, 16), (16, 0), (4096, 4097), (uint.MaxValue, 1), (16, 16), (28, 28) })
+            values.Add(B64(Header(w, h)));                                                  // header bombs and headers without data
+        values.AddRange([B64("GIF89a\u0001\u0000\u0001\u0000"u8.ToArray()), B64([0xFF, 0xD8, 0xFF, 0xE0]), B64([0x89, 0x50, 0x4E, 0x47]),
+            B64([]), "\"not base64!\"", "\"data:image/png;base64\"", "\"data:text/plain,hi\"", "\"=====\"", "\"QUJD\"", "\"QUJ\"",
+            "\"\\u0000\"", "\"😀\"", "null", "1", "true", "[]", "{}", "\"" + new string('A', 12_000) + "\""]);
+        return values.ToArray();
+    });
 
     private static string Structural(Random rng) => rng.Next(14) switch
     {
@@ -210,11 +265,18 @@ public static class BadInputFuzzer
         _ => [.. "{\"class_label\": \""u8.ToArray(), 0xED, 0xA0, 0x80, .. "\", \"steps\": 2}"u8.ToArray()], // an encoded surrogate
     };
 
+    /// <summary>The generation routes' body limit as the server states it (<c>GET /v1/models</c>
+    /// <c>limits.max_body_bytes</c>; automatic by default, from the model's image size).</summary>
+    public static async Task<int> BodyLimitAsync(HttpClient client) =>
+        JsonDocument.Parse(await client.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0]
+            .GetProperty("limits").GetProperty("max_body_bytes").GetInt32();
+
     /// <summary>Raw-socket cases across every POST endpoint (with the admin key when one is given, so admin bodies are
     /// read): malformed and truncated chunked framing, a declared length never reached, oversize bodies, stalled bodies
     /// (one in <paramref name="stallEvery"/>, each lasting the server's body timeout), invalid UTF-8 in keys and values.
     /// <see cref="RawCase.Expected"/> is the status where only one is right.</summary>
-    public static IReadOnlyList<RawCase> GenerateRaw(int count, int seed, string? adminKey, int stallEvery = 40, int maxBody = 8192)
+    /// <param name="maxBody">The generation routes' body limit (<see cref="BodyLimitAsync"/>): oversize bodies exceed it.</param>
+    public static IReadOnlyList<RawCase> GenerateRaw(int count, int seed, string? adminKey, int maxBody, int stallEvery = 40)
     {
         var rng = new Random(seed);
         var cases = new List<RawCase>(count);
@@ -472,6 +534,8 @@ public static class BadInputFuzzer
     {
         var route = path.Split('?')[0].TrimEnd('/');
         return route.Equals("/v1/images/generations", StringComparison.OrdinalIgnoreCase)
+            || route.Equals("/v1/images/edits", StringComparison.OrdinalIgnoreCase)
+            || route.Equals("/v1/images/variations", StringComparison.OrdinalIgnoreCase)
             || (route.StartsWith("/v1/models/", StringComparison.OrdinalIgnoreCase) && route.Length > "/v1/models/".Length);
     }
 

@@ -24,6 +24,11 @@ public static class EvidenceCommands
     {
         var model = ModelOption();
         var cases = new Option<int>("--cases") { Description = "HttpClient cases", DefaultValueFactory = _ => 4000 };
+        var uploadCases = new Option<int>("--upload-cases")
+        {
+            Description = "Multipart upload cases for /v1/images/edits and /v1/images/variations (damaged PNGs, masks, framing)",
+            DefaultValueFactory = _ => 400,
+        };
         var rawCases = new Option<int>("--raw-cases") { Description = "Raw-socket cases (chunked framing, cut-off and stalled bodies, invalid UTF-8)",
             DefaultValueFactory = _ => 1200 };
         var bodyTimeout = new Option<int>("--body-timeout-seconds") { Description = "RequestBody:Timeout of the server; every stalled raw case waits this long",
@@ -33,7 +38,7 @@ public static class EvidenceCommands
         var command = new Command("fuzz",
             "Send generated malformed requests to every endpoint, admin included, over HttpClient and raw sockets; expect only 4xx problem+json (or 2xx), no " +
             "5xx, no error or stack trace in the server's log, a healthy server after")
-        { model, cases, rawCases, bodyTimeout, seed, parallel };
+        { model, cases, uploadCases, rawCases, bodyTimeout, seed, parallel };
         command.SetAction((parse, ct) => CommandLine.GuardAsync(stderr, async () =>
         {
             var root = Directory.CreateTempSubdirectory("dit-fuzz-").FullName;
@@ -46,8 +51,10 @@ public static class EvidenceCommands
                 // Only the cases' lines count: the readiness polls during warm-up log 503s at error level.
                 await Task.Delay(300, ct);
                 int logStart = File.ReadAllLines(server.LogPath).Length;
-                var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue);
-                var raw = BadInputFuzzer.GenerateRaw(parse.GetValue(rawCases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue);
+                var generated = BadInputFuzzer.Generate(parse.GetValue(cases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue)
+                    .Concat(UploadFuzzCases.Generate(parse.GetValue(uploadCases), parse.GetValue(seed))).ToList();
+                var raw = BadInputFuzzer.GenerateRaw(parse.GetValue(rawCases), parse.GetValue(seed), TrainingShutdown.AdminKeyValue,
+                    await BadInputFuzzer.BodyLimitAsync(server.Client));
                 stdout.WriteLine($"# bench fuzz: {generated.Count} HttpClient + {raw.Count} raw-socket cases (seed {parse.GetValue(seed)}, body timeout " +
                     $"{parse.GetValue(bodyTimeout)} s, admin API on) against pid {server.Pid} at {server.Address}, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, " +
                     $"load {Load()}");

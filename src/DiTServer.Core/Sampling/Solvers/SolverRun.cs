@@ -24,6 +24,7 @@ public sealed class SolverRun : IDisposable
     private readonly List<float> timeHistory = new();
     private Tensor x;
     private UniPc.Pending? pending;  // UniPC: the corrector of the step that produced x
+    private readonly Func<Tensor, int, Tensor>? constrain;
 
     /// <summary>Model calls made so far; the next one is at <see cref="Times"/>[CallsDone].</summary>
     public int CallsDone { get; private set; }
@@ -38,15 +39,22 @@ public sealed class SolverRun : IDisposable
     public float ModelTime => schedule.ModelInputTime(Time);
     public IReadOnlyList<float> Times => times;
 
-    /// <param name="xT">(n, C, H, W) initial noise; the run takes ownership.</param>
+    /// <param name="times">The time grid, steps + 1 points from where the run starts down to 1/N
+    /// (<see cref="SolverTimesteps.Create"/>; an image-to-image run's starts at its t_start).</param>
+    /// <param name="xT">(n, C, H, W) x at times[0]: noise, or a noised image; the run takes ownership.</param>
     /// <param name="epsChannels">C: a learned-sigma model's extra channels are not ε and are ignored.</param>
-    public SolverRun(DiscreteVpSchedule schedule, StepSpacing spacing, int steps, int order, bool uniPc, UniPcVariant variant,
-        bool thresholding, int epsChannels, Tensor xT)
+    /// <param name="constrain">Inpainting: (x, k) → x with its kept region replaced, for x at times[k]; called whenever
+    /// x takes a new value (a UniPC correction, a step), before anything uses it. Its result belongs to the caller's
+    /// dispose scope. Null = unconstrained.</param>
+    public SolverRun(DiscreteVpSchedule schedule, float[] times, int order, bool uniPc, UniPcVariant variant,
+        bool thresholding, int epsChannels, Tensor xT, Func<Tensor, int, Tensor>? constrain = null)
     {
+        int steps = times.Length - 1;
         if (order < 1 || order > 3) throw new ArgumentOutOfRangeException(nameof(order), order, "order must be 1, 2 or 3");
-        if (steps < order) throw new ArgumentOutOfRangeException(nameof(steps), steps, $"steps must be at least the order ({order})");
+        if (steps < order) throw new ArgumentOutOfRangeException(nameof(times), steps, $"steps must be at least the order ({order})");
         this.schedule = schedule;
-        times = SolverTimesteps.Create(schedule, spacing, steps);
+        this.times = times;
+        this.constrain = constrain;
         this.order = order;
         this.uniPc = uniPc;
         this.variant = variant;
@@ -72,7 +80,9 @@ public sealed class SolverRun : IDisposable
         if (pending is not null)
         {
             // UniC: correct the step that produced x with the x̂₀ just computed there; x̂₀ itself stays as it is.
-            var corrected = UniPc.Correct(pending, x0, x0History[^1]).DetachFromDisposeScope();
+            var corrected = UniPc.Correct(pending, x0, x0History[^1]);
+            if (constrain is not null) corrected = constrain(corrected, CallsDone);
+            corrected = corrected.DetachFromDisposeScope();
             pending.Dispose();
             pending = null;
             Replace(ref x, corrected);
@@ -96,6 +106,7 @@ public sealed class SolverRun : IDisposable
             stepped = predicted;
             pending = correction;
         }
+        if (constrain is not null) stepped = constrain(stepped, step);
         Replace(ref x, stepped.DetachFromDisposeScope());
         if (!uniPc || Done) onStepFinished?.Invoke(step, x);
         return x0.MoveToOuterDisposeScope();

@@ -14,12 +14,13 @@ public enum StepSpacing
 /// <summary>The solver's time grid (<c>get_time_steps</c> in dpm_solver_pytorch.py and uni_pc.py).</summary>
 public static class SolverTimesteps
 {
-    /// <returns>steps + 1 times from T down to 1/N, float32.</returns>
-    public static float[] Create(DiscreteVpSchedule schedule, StepSpacing spacing, int steps)
+    /// <param name="tStart">The authors' <c>t_start</c> (their <c>t_T</c>), where an image-to-image run starts; null = T.</param>
+    /// <returns>steps + 1 times from <paramref name="tStart"/> (T) down to 1/N, float32.</returns>
+    public static float[] Create(DiscreteVpSchedule schedule, StepSpacing spacing, int steps, double? tStart = null)
     {
         if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, "at least one step");
         // t_T and t_0 are Python floats (1.0 and 1/N); torch.linspace takes them as they are.
-        double tT = 1.0, t0 = 1.0 / schedule.TotalN;
+        double tT = tStart ?? 1.0, t0 = 1.0 / schedule.TotalN;
         switch (spacing)
         {
             case StepSpacing.TimeUniform:
@@ -34,5 +35,15 @@ public static class SolverTimesteps
             default:
                 throw new ArgumentOutOfRangeException(nameof(spacing), spacing, null);
         }
+    }
+
+    /// <summary>Where a run that keeps <paramref name="stepsRun"/> of <paramref name="steps"/> steps starts (SDEdit's
+    /// strength): the point the full <paramref name="steps"/>-step grid reaches after steps − stepsRun steps. The authors'
+    /// <c>get_time_steps(t_T=t_start, N=stepsRun)</c> from there is then, in every spacing, the full grid's last
+    /// stepsRun steps up to float32 rounding, as the respaced table's last steps are for DDPM/DDIM.</summary>
+    public static double StartTime(DiscreteVpSchedule schedule, StepSpacing spacing, int steps, int stepsRun)
+    {
+        if (stepsRun < 1 || stepsRun > steps) throw new ArgumentOutOfRangeException(nameof(stepsRun), stepsRun, $"1..{steps} steps");
+        return stepsRun == steps ? 1.0 : Create(schedule, spacing, steps)[steps - stepsRun];
     }
 }
