@@ -1,8 +1,8 @@
 // The official npm `openai` SDK against a running DiTServer: models.list, models.retrieve, images.generate
-// (b64_json and url), images.edit (with OpenAI's mask), images.createVariation and the error paths, read the way an SDK user reads them. Opt-in (it needs npm and a server):
+// (b64_json and url), images.edit (with OpenAI's mask), images.createVariation and the error paths, read the way an SDK user reads them. CI runs it (OpenAINodeSdkTests); by hand:
 //   dotnet run --project src/DiTServer.Api -c Release --urls http://127.0.0.1:5000 --PublicUrls:BaseUrl=http://127.0.0.1:5000 &
 // (BaseUrl, or AllowedHosts, makes the `url` results absolute, as SDKs need: docs/clients.md)
-//   tools/openai-node/run.sh http://127.0.0.1:5000
+//   tools/openai-node/run.sh http://127.0.0.1:5000   (CI runs it through OpenAINodeSdkTests)
 // Exits 0 when every check passes, 1 with the failed checks listed.
 import OpenAI, { toFile } from "openai";
 import { deflateSync } from "node:zlib";
