@@ -132,14 +132,7 @@ public sealed class PlaygroundSamplerListTests
         var address = session.Address;
         var page = await session.Browser.NewPageAsync();
         // The server's answer, with samplers rewritten as objects.
-        await page.RouteAsync("**/v1/models", async route =>
-        {
-            var response = await route.FetchAsync();
-            var root = System.Text.Json.Nodes.JsonNode.Parse(await response.TextAsync())!;
-            root["models"]![0]!["samplers"] = System.Text.Json.Nodes.JsonNode.Parse(
-                """[{"name": "ddpm", "default_steps": 250}, {"name": "ddim", "default_steps": 25}, {"name": "plain"}]""");
-            await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = root.ToJsonString() });
-        });
+        await ModelsAnswer.Rewrite(page, "samplers", """[{"name": "ddpm", "default_steps": 250}, {"name": "ddim", "default_steps": 25}, {"name": "plain"}]""");
         await page.GotoAsync(address + "/");
         await page.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length === 3");
         Assert.Equal(["ddpm", "ddim", "plain"], await page.EvalOnSelectorAllAsync<string[]>("#sampler option", "os => os.map(o => o.value)"));
@@ -202,14 +195,7 @@ public sealed class PlaygroundDefaultsTests
         var address = session.Address;
         var page = await session.Browser.NewPageAsync();
         // The answer of a model that declares default_cache (the fixture declares none: then the page says nothing).
-        await page.RouteAsync("**/v1/models", async route =>
-        {
-            var response = await route.FetchAsync();
-            var root = System.Text.Json.Nodes.JsonNode.Parse(await response.TextAsync())!;
-            root["models"]![0]!["default_cache"] = System.Text.Json.Nodes.JsonNode.Parse(
-                """{"interval": 3, "mode": "taylor", "min_steps": 20, "samplers": ["ddim"]}""");
-            await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = root.ToJsonString() });
-        });
+        await ModelsAnswer.Rewrite(page, "default_cache", """{"interval": 3, "mode": "taylor", "min_steps": 20, "samplers": ["ddim"]}""");
         await page.GotoAsync(address + "/");
         await page.WaitForFunctionAsync("document.querySelectorAll('#sampler option').length > 0");
         Assert.Equal("", await page.TextContentAsync("#cache-hint")); // the default sampler, UniPC: never cached by default
@@ -222,4 +208,17 @@ public sealed class PlaygroundDefaultsTests
         await page.SelectOptionAsync("#sampler", "ddpm"); // not a sampler the default names
         Assert.Equal("", await page.TextContentAsync("#cache-hint"));
     }
+}
+
+/// <summary>Serves the page the server's own <c>/v1/models</c> answer with one field of its model replaced, for what the
+/// test model does not declare.</summary>
+internal static class ModelsAnswer
+{
+    public static Task Rewrite(IPage page, string field, string json) => page.RouteAsync("**/v1/models", async route =>
+    {
+        var response = await route.FetchAsync();
+        var root = System.Text.Json.Nodes.JsonNode.Parse(await response.TextAsync())!;
+        root["models"]![0]![field] = System.Text.Json.Nodes.JsonNode.Parse(json);
+        await route.FulfillAsync(new RouteFulfillOptions { Response = response, Body = root.ToJsonString() });
+    });
 }
