@@ -14,12 +14,13 @@ public sealed class FaultTests
 {
     private const long ThrowSeed = 666, NaNSeed = 667;
 
-    /// <summary>Throws for one seed and poisons another's output with NaN from its third step on.</summary>
+    /// <summary>Throws for one seed from its second step on and poisons another's output with NaN from its third step on:
+    /// no request can end in the first forward, while the test holds the worker after it.</summary>
     private sealed class SeedFaults : IRunnerFaultInjector
     {
         public void OnForward(SamplingRun run, Tensor output)
         {
-            if (run.Options.Seed == ThrowSeed) throw new InvalidOperationException("injected fault");
+            if (run.Options.Seed == ThrowSeed && run.StepsDone >= 1) throw new InvalidOperationException("injected fault");
             if (run.Options.Seed == NaNSeed && run.StepsDone >= 2) output.fill_(double.NaN);
         }
     }
@@ -39,11 +40,10 @@ public sealed class FaultTests
         var seeds = new long[] { 1, ThrowSeed, 2, NaNSeed, 3 };
         // The worker is held after its first forward until all five are in, so they share the next forwards on any machine.
         var posts = seeds.Select(seed => Post(client, Body(seed, 8))).ToList();
-        // Counted live in the scheduler (the engine's snapshot is published once per step, and the worker is held
-        // mid-step), plus those already answered: the injected throw can end its request in the first forward.
+        // Counted live in the scheduler: the engine's snapshot is published once per step, and the worker is held after
+        // its first forward (before it hands that step's ended requests on), where no request can have ended yet.
         var scheduler = factory.Engine.Scheduler;
-        await factory.WaitFor(_ => scheduler.Running().Count + scheduler.Count + posts.Count(p => p.IsCompleted) == seeds.Length,
-            "all five accepted");
+        await factory.WaitFor(_ => scheduler.Running().Count + scheduler.Count == seeds.Length, "all five accepted");
         factory.Gate!.Open();
         var responses = await Task.WhenAll(posts);
         Assert.True(factory.Engine.Snapshot().MaxRequestsInOneForward > 1, "the faulty requests were never batched with good ones");
