@@ -18,8 +18,7 @@ public sealed class DistillCommandTests : IDisposable
     {
         string folder = Path.Combine(root, "teacher");
         if (!Directory.Exists(folder))
-            RandomModel.Write(folder, new DiTConfig { InputSize = 8, PatchSize = 2, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2 },
-                ["low", "high"], std: 0.1);
+            RandomModel.Write(folder, TinyDiT.Config(), ["low", "high"], std: 0.1);
         return folder;
     }
 

@@ -26,7 +26,7 @@ public sealed class StudentServingTests(StudentServingTests.Server server) : ICl
         public Server()
         {
             // A tiny random teacher, distilled for a few steps into a 2-step student by the trainer's own run.
-            var config = new DiTConfig { InputSize = 8, PatchSize = 2, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 3 };
+            var config = TinyDiT.Config(classes: 3);
             string teacher = Path.Combine(dir, "teacher");
             RandomModel.Write(teacher, config, ["a", "b", "c"], std: 0.1);
             Student = Path.Combine(dir, "student");

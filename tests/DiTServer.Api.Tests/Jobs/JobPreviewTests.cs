@@ -25,17 +25,13 @@ public sealed class JobPreviewTests(JobPreviewTests.Server server) : IClassFixtu
         StepDelay = TimeSpan.FromMilliseconds(10),
     });
 
-    private const string Blocker = """{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1}""";
-
     private readonly HttpClient client = server.Factory.CreateClient();
 
     /// <summary>Creates the job behind a blocker, subscribes, releases it; returns every event and the result as JSON.</summary>
     internal static async Task<(List<(string Type, JsonElement Data)> Events, JsonElement Result)> RunWatched(ServerFactory factory, HttpClient client,
         string body)
     {
-        await factory.WaitFor(s => s.Ready && s.ActiveRequests == 0 && s.QueueDepth == 0, "an idle engine");
-        var (blocker, _, _) = await client.CreateJob(Blocker);
-        await client.WaitForJob(blocker, j => j.State() == "running", "the blocker running");
+        var blocker = await client.StartBlocker(factory);
         var (id, _, _) = await client.CreateJob(body);
         using var events = await client.OpenEvents(id);
         Assert.Equal("queued", (await events.Next())?.Type);

@@ -19,19 +19,12 @@ public sealed class JobsEndpointTests(JobsEndpointTests.Server server) : IClassF
         StepDelay = TimeSpan.FromMilliseconds(10),
     });
 
-    private const string Blocker = """{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1}""";
     private const string Body = """{"class_label": 3, "num_images": 2, "steps": 10, "cfg_scale": 4, "seed": 42}""";
 
     private readonly HttpClient client = server.Factory.CreateClient();
     private JobStore Store => server.Factory.Services.GetRequiredService<JobStore>();
 
-    private async Task<string> StartBlocker()
-    {
-        await server.Factory.WaitFor(s => s.Ready && s.ActiveRequests == 0 && s.QueueDepth == 0, "an idle engine");
-        var (id, _, _) = await client.CreateJob(Blocker);
-        await client.WaitForJob(id, j => j.State() == "running" && j.GetProperty("step").GetInt32() > 0, "the blocker running");
-        return id;
-    }
+    private Task<string> StartBlocker() => client.StartBlocker(server.Factory);
 
     private async Task Cancel(string id)
     {

@@ -10,6 +10,19 @@ internal static class JobsTestClient
 {
     public static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
+    /// <summary>A guided 1000-step job (2 rows): with a 4-row batch it keeps a 2-image guided job queued behind it until
+    /// the test cancels it, so a test sees the states it asserts without racing the worker.</summary>
+    public const string Blocker = """{"class_label": 1, "steps": 1000, "cfg_scale": 4, "seed": 1}""";
+
+    /// <summary>Starts <see cref="Blocker"/> on an idle engine and returns its id once it has taken a step.</summary>
+    public static async Task<string> StartBlocker(this HttpClient client, ServerFactory factory)
+    {
+        await factory.WaitFor(s => s.Ready && s.ActiveRequests == 0 && s.QueueDepth == 0, "an idle engine");
+        var (id, _, _) = await client.CreateJob(Blocker);
+        await client.WaitForJob(id, j => j.State() == "running" && j.GetProperty("step").GetInt32() > 0, "the blocker running");
+        return id;
+    }
+
     public static async Task<(string Id, HttpResponseMessage Response, JsonElement Body)> CreateJob(this HttpClient client, string body)
     {
         var response = await client.PostAsync("/v1/jobs", Json(body));

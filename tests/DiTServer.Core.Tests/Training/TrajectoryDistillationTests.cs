@@ -17,10 +17,7 @@ public sealed class TrajectoryDistillationTests : IDisposable
 
     public void Dispose() => Directory.Delete(dir, recursive: true);
 
-    private static readonly DiTConfig Tiny = new()
-    {
-        InputSize = 8, PatchSize = 2, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = 2,
-    };
+    private static readonly DiTConfig Tiny = TinyDiT.Config();
 
     private static readonly TrainingOptions Fast = new()
     {
