@@ -51,7 +51,8 @@ public sealed class MetricsAndKServeTests(MetricsAndKServeTests.Server server) :
         // Two clients by bearer key, one place each, two in all: the worker is held after the first request's first
         // forward, so what waits stays waiting while the test sends the rest.
         using var factory = new ServerFactory(("Serving:QueueCapacity", "2"), ("Serving:MaxQueuedRequestsPerClient", "1"),
-            ("Serving:MaxBatchRows", "2"), ("Serving:MaxRunningRows", "2"), ("Serving:MaxImagesPerRequest", "1"), ("Clients:ApiKeys:a", "key-a"), ("Clients:ApiKeys:b", "key-b")) { Gate = new StepGate() };
+            ("Serving:MaxBatchRows", "2"), ("Serving:MaxRunningRows", "2"), ("Serving:MaxImagesPerRequest", "1"),
+            ("Clients:ApiKeys:a", "key-a"), ("Clients:ApiKeys:b", "key-b")) { Gate = new StepGate() };
         await factory.WaitFor(s => s.Ready, "warm-up");
         var scheduler = factory.Engine.Scheduler;
         HttpClient As(string key)
