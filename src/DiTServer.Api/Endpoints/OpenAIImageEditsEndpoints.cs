@@ -1,10 +1,5 @@
-using DiTServer.Api.Generation;
-using DiTServer.Api.Http;
 using DiTServer.Api.Observability;
 using DiTServer.Api.Tenants;
-using DiTServer.Core.Pipeline;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 
 namespace DiTServer.Api.Endpoints;

@@ -1,6 +1,4 @@
 using System.Globalization;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace DiTServer.Api.Generation;
 

@@ -1,7 +1,4 @@
 using System.Globalization;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Jobs;
 
