@@ -1,4 +1,5 @@
 using System.Globalization;
+using DiTServer.Api.Observability;
 
 namespace DiTServer.Api.Generation;
 
@@ -14,13 +15,13 @@ public static class GenerationProblems
         RetryAfter(http, o);
         return outcome switch
         {
-            EnqueueResult.ClientLimit => Problem(StatusCodes.Status429TooManyRequests, "Too many queued requests",
+            EnqueueResult.ClientLimit => http.Mark(Refusal.ClientLimit, Problem(StatusCodes.Status429TooManyRequests, "Too many queued requests",
                 $"this client already has {o.MaxQueuedCostPerClient} row-steps (rows × steps; a guided image is two rows) waiting, its share of the " +
-                    $"queue (Serving:MaxQueuedCostPerClient); retry in {o.RetryAfterSeconds} s"),
-            EnqueueResult.Closed => Problem(StatusCodes.Status503ServiceUnavailable, "Shutting down",
-                "the server is shutting down and accepts no new requests"),
-            _ => Problem(StatusCodes.Status503ServiceUnavailable, Observability.GenerationMetrics.QueueFullTitle,
-                $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s"),
+                    $"queue (Serving:MaxQueuedCostPerClient); retry in {o.RetryAfterSeconds} s")),
+            EnqueueResult.Closed => http.Mark(Refusal.ShuttingDown, Problem(StatusCodes.Status503ServiceUnavailable, "Shutting down",
+                "the server is shutting down and accepts no new requests")),
+            _ => http.Mark(Refusal.QueueFull, Problem(StatusCodes.Status503ServiceUnavailable, "Queue full",
+                $"all {o.QueueCapacity} queue places are taken; retry in {o.RetryAfterSeconds} s")),
         };
     }
 
@@ -28,7 +29,7 @@ public static class GenerationProblems
     public static ProblemHttpResult Busy(HttpContext http, ServingOptions o, string detail)
     {
         RetryAfter(http, o);
-        return Problem(StatusCodes.Status503ServiceUnavailable, "Server busy", detail);
+        return http.Mark(Refusal.Busy, Problem(StatusCodes.Status503ServiceUnavailable, "Server busy", detail));
     }
 
     /// <summary>The status of a request whose sampling turned NaN or infinite: the request was valid, but its settings are

@@ -1,4 +1,5 @@
 using System.Globalization;
+using DiTServer.Api.Observability;
 
 namespace DiTServer.Api.Jobs;
 
@@ -9,15 +10,13 @@ public sealed class SharedStoreUnavailableException(string message, Exception? i
 
 public static class SharedStoreUnavailable
 {
-    public const string Title = Observability.GenerationMetrics.StoreUnavailableTitle;
-
     /// <summary>503 problem+json with Retry-After (<c>Serving:RetryAfterSeconds</c>).</summary>
     public static ProblemHttpResult Problem(HttpContext http, string detail)
     {
         var o = http.RequestServices.GetRequiredService<IOptions<ServingOptions>>().Value;
         http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        return TypedResults.Problem(detail: $"{detail}; retry in {o.RetryAfterSeconds} s", statusCode: StatusCodes.Status503ServiceUnavailable,
-            title: Title);
+        return http.Mark(Observability.Refusal.StoreUnavailable, TypedResults.Problem(detail: $"{detail}; retry in {o.RetryAfterSeconds} s",
+            statusCode: StatusCodes.Status503ServiceUnavailable, title: "Shared job store unavailable"));
     }
 
     /// <summary>Why a job cannot be created now (the store is configured and unreachable), or null.</summary>

@@ -1,4 +1,3 @@
-using Microsoft.AspNetCore.Mvc;
 using Prometheus;
 
 namespace DiTServer.Api.Observability;
@@ -11,8 +10,8 @@ namespace DiTServer.Api.Observability;
 public sealed class GenerationMetrics(LoadedModel model)
 {
     private static readonly Counter Requests = Metrics.CreateCounter("dit_requests_total",
-        "Generation requests by route, model, outcome (ok, bad_request, not_acceptable, client_limit, queue_full, shutting_down, timeout, cancelled, " +
-        "error) and tenant (a configured tenant's name, or anonymous)",
+        "Generation requests by route, model, outcome (ok, bad_request, unauthorized, not_acceptable, client_limit, queue_full, store_unavailable, " +
+        "busy, shutting_down, timeout, cancelled, diverged, error) and tenant (a configured tenant's name, or anonymous)",
         new CounterConfiguration { LabelNames = ["route", "model", "outcome", "tenant"] });
     private static readonly Histogram Latency = Metrics.CreateHistogram("dit_request_duration_seconds",
         "Time from enqueue to PNGs ready, successful generation requests, by route and model",
@@ -28,7 +27,8 @@ public sealed class GenerationMetrics(LoadedModel model)
             http.Items[RouteKey] = name;
             var result = await next(context);
             if (!http.Items.ContainsKey(TrackedKey))
-                http.RequestServices.GetRequiredService<GenerationMetrics>().Refused(name, result, Tenants.ClientIdentity.Of(http).MetricLabel);
+                http.RequestServices.GetRequiredService<GenerationMetrics>().Refused(name, result, RefusalMark.Of(http),
+                    Tenants.ClientIdentity.Of(http).MetricLabel);
             return result;
         });
 
@@ -45,31 +45,22 @@ public sealed class GenerationMetrics(LoadedModel model)
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    private void Refused(string route, object? result, string tenant)
+    /// <summary>A refusal marked by whoever wrote it (<see cref="Refusal"/>) is labelled by its reason; an unmarked answer is the
+    /// request's own fault (4xx) or an error.</summary>
+    private void Refused(string route, object? result, Refusal? why, string tenant)
     {
         var inner = result is INestedHttpResult nested ? nested.Result : result;
         int status = (inner as IStatusCodeHttpResult)?.StatusCode ?? StatusCodes.Status200OK;
-        string title = (inner as IValueHttpResult)?.Value is ProblemDetails p ? p.Title ?? "" : "";
-        string outcome = status switch
+        string outcome = why?.Label() ?? status switch
         {
             < 400 => "ok", // not reached: a success is always a queued request
             StatusCodes.Status401Unauthorized => "unauthorized",
             StatusCodes.Status406NotAcceptable => "not_acceptable",
-            StatusCodes.Status429TooManyRequests => "client_limit",
-            StatusCodes.Status503ServiceUnavailable when title == QueueFullTitle => "queue_full",
-            StatusCodes.Status503ServiceUnavailable when title == StoreUnavailableTitle => "store_unavailable",
-            StatusCodes.Status503ServiceUnavailable => "shutting_down",
             < 500 => "bad_request",
             _ => "error",
         };
         Requests.WithLabels(route, model.Name, outcome, tenant).Inc();
     }
-
-    /// <summary>The title of the 503 for a full queue, the one refusal that is not about the request itself.</summary>
-    public const string QueueFullTitle = "Queue full";
-
-    /// <summary>The title of the 503 while the shared job store cannot be reached.</summary>
-    public const string StoreUnavailableTitle = "Shared job store unavailable";
 
     private static string OutcomeOf(Task<GenerationResult> t) =>
         t.IsCompletedSuccessfully ? "ok"

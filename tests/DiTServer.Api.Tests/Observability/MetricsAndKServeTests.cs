@@ -46,6 +46,46 @@ public sealed class MetricsAndKServeTests(MetricsAndKServeTests.Server server) :
     }
 
     [Fact]
+    public async Task Refusals_are_counted_by_their_reason_not_by_status_or_title()
+    {
+        // Two clients by bearer key, one place each, two in all: the worker is held after the first request's first
+        // forward, so what waits stays waiting while the test sends the rest.
+        using var factory = new ServerFactory(("Serving:QueueCapacity", "2"), ("Serving:MaxQueuedRequestsPerClient", "1"),
+            ("Serving:MaxBatchRows", "2"), ("Serving:MaxRunningRows", "2"), ("Serving:MaxImagesPerRequest", "1"), ("Clients:ApiKeys:a", "key-a"), ("Clients:ApiKeys:b", "key-b")) { Gate = new StepGate() };
+        await factory.WaitFor(s => s.Ready, "warm-up");
+        var scheduler = factory.Engine.Scheduler;
+        HttpClient As(string key)
+        {
+            var c = factory.CreateClient();
+            c.DefaultRequestHeaders.Authorization = new("Bearer", key);
+            return c;
+        }
+        var (a, b) = (As("key-a"), As("key-b"));
+        var model = JsonDocument.Parse(await a.GetStringAsync("/v1/models")).RootElement.GetProperty("models")[0].GetProperty("name").GetString()!;
+        string Series(string outcome) => $"dit_requests_total{{route=\"/v1/images\",model=\"{model}\",outcome=\"{outcome}\",tenant=\"anonymous\"}}";
+        var before = await a.GetStringAsync("/metrics");
+        const string body = """{"class_label": 1, "steps": 3}""";
+
+        var running = a.PostAsync("/v1/images", Json(body));
+        await factory.WaitFor(_ => scheduler.Running().Count == 1, "the first request running");
+        var queuedA = a.PostAsync("/v1/images", Json(body));
+        await factory.WaitFor(_ => scheduler.Count == 1, "a's second request waiting");
+        var overShare = await a.PostAsync("/v1/images", Json(body));
+        var queuedB = b.PostAsync("/v1/images", Json(body));
+        await factory.WaitFor(_ => scheduler.Count == 2, "b's request waiting");
+        var full = await b.PostAsync("/v1/images", Json(body));
+        Assert.Equal(HttpStatusCode.TooManyRequests, overShare.StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, full.StatusCode);
+
+        factory.Gate!.Open();
+        foreach (var r in await Task.WhenAll(running, queuedA, queuedB)) Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var after = await a.GetStringAsync("/metrics");
+        Assert.Equal(Value(before, Series("client_limit")) + 1, Value(after, Series("client_limit")));
+        Assert.Equal(Value(before, Series("queue_full")) + 1, Value(after, Series("queue_full")));
+        Assert.Equal(Value(before, Series("shutting_down")), Value(after, Series("shutting_down")));
+    }
+
+    [Fact]
     public async Task No_private_runtime_families_are_exported()
     {
         await client.GetStringAsync("/v1/models");
