@@ -1,7 +1,6 @@
 using DiTServer.Api.Admin;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Endpoints;
-using DiTServer.Api.Http;
 using DiTServer.Api.Hosting;
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;

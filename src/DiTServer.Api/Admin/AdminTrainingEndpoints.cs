@@ -1,10 +1,5 @@
-using DiTServer.Api.Generation;
 using System.Text.Json;
-using DiTServer.Api.Http;
-using DiTServer.Api.Endpoints;
-using Microsoft.AspNetCore.Http.HttpResults;
 using DiTServer.Api.OpenApi;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Admin;
 

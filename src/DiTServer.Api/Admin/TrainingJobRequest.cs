@@ -1,4 +1,3 @@
-using System.Text.Json.Serialization;
 using DiTServer.Core.Training;
 
 namespace DiTServer.Api.Admin;

@@ -1,7 +1,5 @@
-using DiTServer.Api.Generation;
 using System.Linq.Expressions;
 using System.Text;
-using DiTServer.Api.Endpoints;
 using DiTServer.Core.Model;
 using DiTServer.Core.Training;
 using FluentValidation;

@@ -1,6 +1,5 @@
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Model;
-using DiTServer.Core.Pipeline;
 using DiTServer.Core.Training;
 using static TorchSharp.torch;
 

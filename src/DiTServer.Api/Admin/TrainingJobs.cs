@@ -1,10 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
-using DiTServer.Core.Pipeline;
-using DiTServer.Core.Serving;
 using DiTServer.Core.Training;
-using Microsoft.Extensions.Options;
 using static TorchSharp.torch;
 
 namespace DiTServer.Api.Admin;

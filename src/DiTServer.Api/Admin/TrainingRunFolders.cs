@@ -1,4 +1,3 @@
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Training;
 
 namespace DiTServer.Api.Admin;

@@ -1,4 +1,3 @@
-using DiTServer.Core.Pipeline;
 using System.CommandLine;
 using System.Globalization;
 using DiTServer.Core.Checkpoints;

@@ -1,11 +1,9 @@
-using DiTServer.Core.Pipeline;
 using System.CommandLine;
 using System.Globalization;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Sampling.Solvers;
 
 namespace DiTServer.Api.Cli;
 

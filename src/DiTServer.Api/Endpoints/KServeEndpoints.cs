@@ -1,7 +1,4 @@
-using DiTServer.Core.Pipeline;
 using System.Reflection;
-using DiTServer.Core.Checkpoints;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace DiTServer.Api.Endpoints;

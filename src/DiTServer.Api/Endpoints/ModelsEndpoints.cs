@@ -1,11 +1,6 @@
-using DiTServer.Api.Generation;
-using DiTServer.Core.Pipeline;
 using DiTServer.Core.Model;
 using System.Text.Json.Serialization;
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Endpoints;
 

@@ -1,7 +1,4 @@
-using DiTServer.Api.Generation;
-using DiTServer.Api.Http;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.AspNetCore.Mvc;
 

@@ -1,10 +1,5 @@
-using DiTServer.Api.Generation;
-using DiTServer.Api.Http;
 using DiTServer.Api.Observability;
 using DiTServer.Api.Tenants;
-using DiTServer.Core.Pipeline;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 
 namespace DiTServer.Api.Endpoints;
@@ -19,24 +14,26 @@ public static class OpenAIImageEditsEndpoints
 {
     public static WebApplication MapOpenAIImageEditsApi(this WebApplication app)
     {
-        var group = app.MapGroup("/v1/images").WithTags("OpenAI-compatible");
-        group.MapPost("/edits", Edit).WithName("EditImageOpenAI")
+        app.MapUpload<OpenAIImageEditForm>("/v1/images/edits", Edit, OpenAIImageEditForm.Example, "The picture, the optional mask and the class to draw.")
+            .WithName("EditImageOpenAI")
             .WithSummary("OpenAI-style image edit: image (PNG), optional mask (transparent = redraw), prompt = class name or index, n, size, response_format")
             .WithDescription("multipart/form-data. A square image of another size is resized to the model's. Extra: strength (0 < s ≤ 1; default 1 " +
-                "with a mask, 0.75 without) and the extras of /v1/images/generations. Errors are OpenAI's {\"error\": {message, type, param, code}}.")
-            .WithFormBody<OpenAIImageEditForm>(OpenAIImageEditForm.Example, "The picture, the optional mask and the class to draw.")
-            .WithOpenAIImageRoute("/v1/images/edits");
-        group.MapPost("/variations", Vary).WithName("CreateImageVariationOpenAI")
+                "with a mask, 0.75 without) and the extras of /v1/images/generations. Errors are OpenAI's {\"error\": {message, type, param, code}}.");
+        app.MapUpload<OpenAIImageVariationForm>("/v1/images/variations", Vary, OpenAIImageVariationForm.Example, "The picture to vary.")
+            .WithName("CreateImageVariationOpenAI")
             .WithSummary("OpenAI-style image variation: image (PNG), n, size, response_format; the class is the one the model finds in the image")
             .WithDescription("multipart/form-data. The class is guessed by the served model (a diffusion classifier) and returned as revised_prompt. " +
-                "Extra: strength (default 0.75) and the extras of /v1/images/generations. Errors are OpenAI's {\"error\": {...}}.")
-            .WithFormBody<OpenAIImageVariationForm>(OpenAIImageVariationForm.Example, "The picture to vary.")
-            .WithOpenAIImageRoute("/v1/images/variations");
+                "Extra: strength (default 0.75) and the extras of /v1/images/generations. Errors are OpenAI's {\"error\": {...}}.");
         return app;
     }
 
-    private static RouteHandlerBuilder WithOpenAIImageRoute(this RouteHandlerBuilder route, string path) =>
-        route.WithMetadata(new RequestSizeLimitAttribute(OpenAIImageForm.MaxBodyBytes))
+    /// <summary>A multipart upload route, documented as <typeparamref name="TForm"/>, bounded in size, and answered, failed
+    /// and counted like <c>/v1/images/generations</c>.</summary>
+    private static RouteHandlerBuilder MapUpload<TForm>(this IEndpointRouteBuilder routes, string path, Delegate handler, string example,
+        string description) =>
+        routes.MapPost(path, handler).WithTags("OpenAI-compatible")
+            .WithFormBody<TForm>(example, description)
+            .WithMetadata(new RequestSizeLimitAttribute(OpenAIImageForm.MaxBodyBytes))
             .Produces<OpenAIImagesResponse>(StatusCodes.Status200OK, "application/json")
             .WithOpenAIErrors()
             .RequireTenant() // inside the error translation: a 401 is OpenAI's authentication_error

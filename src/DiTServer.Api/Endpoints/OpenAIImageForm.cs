@@ -1,13 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
-using DiTServer.Api.Generation;
-using DiTServer.Api.Http;
 using DiTServer.Core.Imaging;
-using DiTServer.Core.Pipeline;
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Serving;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Primitives;
 
 namespace DiTServer.Api.Endpoints;

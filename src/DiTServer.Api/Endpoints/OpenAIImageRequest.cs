@@ -1,4 +1,3 @@
-using DiTServer.Api.Generation;
 using System.ComponentModel;
 using System.Text.Json;
 using System.Text.Json.Serialization;

@@ -1,5 +1,3 @@
-using DiTServer.Api.Generation;
-using DiTServer.Core.Serving;
 using FluentValidation;
 
 namespace DiTServer.Api.Endpoints;

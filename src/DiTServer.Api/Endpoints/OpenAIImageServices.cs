@@ -1,9 +1,6 @@
 using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
 using DiTServer.Api.Hosting;
-using DiTServer.Core.Pipeline;
-using DiTServer.Core.Serving;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Endpoints;
 

@@ -1,15 +1,7 @@
-using DiTServer.Api.Http;
-using DiTServer.Api.Generation;
-using DiTServer.Core.Pipeline;
 using DiTServer.Api.Hosting;
-using DiTServer.Api.Jobs;
 using DiTServer.Api.Observability;
 using DiTServer.Api.Tenants;
-using DiTServer.Core.Checkpoints;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Endpoints;
 

@@ -1,6 +1,4 @@
-using DiTServer.Core.Pipeline;
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Serving;
 
 namespace DiTServer.Api.Generation;
 

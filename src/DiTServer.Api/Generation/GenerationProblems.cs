@@ -1,7 +1,5 @@
 using System.Globalization;
 using DiTServer.Api.Observability;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace DiTServer.Api.Generation;
 

@@ -1,9 +1,3 @@
-using DiTServer.Core.Pipeline;
-using DiTServer.Api.Http;
-using DiTServer.Core.Checkpoints;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
-
 namespace DiTServer.Api.Generation;
 
 /// <summary>Reads the <c>POST /v1/images</c> body (also the body of <c>POST /v1/jobs</c>): 415 for a non-JSON

@@ -1,8 +1,6 @@
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Sampling.Solvers;
-using DiTServer.Core.Serving;
 
 namespace DiTServer.Api.Generation;
 

@@ -3,7 +3,6 @@ using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Sampling.Solvers;
-using DiTServer.Core.Serving;
 using FluentValidation;
 
 namespace DiTServer.Api.Generation;

@@ -1,9 +1,4 @@
-using DiTServer.Core.Pipeline;
-using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
-using DiTServer.Core.Sampling;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Net.Http.Headers;
 
 namespace DiTServer.Api.Generation;

@@ -1,5 +1,3 @@
-using System.Text.Json.Serialization;
-
 namespace DiTServer.Api.Generation;
 
 /// <summary>The JSON answer of <c>POST /v1/images</c> (<c>Accept: application/json</c>): every image its own PNG.</summary>

@@ -4,7 +4,6 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
-using DiTServer.Api.Http;
 
 namespace DiTServer.Api.Generation;
 

@@ -1,5 +1,4 @@
 using DiTServer.Core.Model;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Hosting;
 

@@ -1,6 +1,3 @@
-using DiTServer.Core.Serving;
-using Microsoft.Extensions.Options;
-
 namespace DiTServer.Api.Hosting;
 
 /// <summary>Hosts the device's <see cref="GenerationEngine"/>: starts its thread with the app and stops it gracefully

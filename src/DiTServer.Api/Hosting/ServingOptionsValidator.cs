@@ -1,6 +1,3 @@
-using DiTServer.Core.Serving;
-using Microsoft.Extensions.Options;
-
 namespace DiTServer.Api.Hosting;
 
 /// <summary>The cross-field rules of <see cref="ServingOptions"/> that data annotations cannot express, including the one

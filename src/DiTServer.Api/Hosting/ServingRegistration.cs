@@ -1,9 +1,6 @@
-using DiTServer.Core.Pipeline;
 using DiTServer.Api.Cli;
 using DiTServer.Api.Observability;
 using DiTServer.Core.Model;
-using DiTServer.Core.Serving;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Hosting;
 

@@ -1,6 +1,5 @@
 using MinDataRate = Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Http;
 

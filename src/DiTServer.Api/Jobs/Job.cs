@@ -1,6 +1,5 @@
 using System.Threading.Channels;
 using DiTServer.Api.Tenants;
-using DiTServer.Core.Serving;
 
 namespace DiTServer.Api.Jobs;
 

@@ -1,5 +1,3 @@
-using DiTServer.Core.Serving;
-
 namespace DiTServer.Api.Jobs;
 
 /// <summary>One Server-Sent Event of a job: its type (<c>queued</c>, <c>progress</c>, <c>preview</c>, <c>done</c>,

@@ -1,5 +1,3 @@
-using DiTServer.Core.Serving;
-
 namespace DiTServer.Api.Jobs;
 
 /// <summary>The <c>data</c> of a <c>preview</c> event: after <c>step</c> of <c>total_steps</c>, one small PNG per image

@@ -1,6 +1,4 @@
-using DiTServer.Api.Generation;
 using System.Text.Json;
-using DiTServer.Core.Serving;
 using FluentValidation;
 
 namespace DiTServer.Api.Jobs;

@@ -1,4 +1,3 @@
-using DiTServer.Core.Pipeline;
 using System.Text.Json.Serialization;
 using DiTServer.Core.Sampling;
 

@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
 using DiTServer.Api.Tenants;
-using DiTServer.Core.Serving;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Jobs;
 

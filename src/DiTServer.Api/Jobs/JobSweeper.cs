@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Options;
-
 namespace DiTServer.Api.Jobs;
 
 /// <summary>Forgets expired job results even when no request comes in (the store also sweeps on every call).</summary>

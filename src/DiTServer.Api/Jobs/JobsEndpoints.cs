@@ -1,16 +1,9 @@
-using DiTServer.Api.Http;
-using DiTServer.Api.Generation;
-using DiTServer.Core.Pipeline;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using DiTServer.Api.Observability;
 using DiTServer.Api.Tenants;
-using DiTServer.Core.Imaging;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Jobs;
 

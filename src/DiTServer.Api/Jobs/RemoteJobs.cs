@@ -1,10 +1,6 @@
-using DiTServer.Api.Generation;
-using DiTServer.Api.Http;
-using DiTServer.Core.Pipeline;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace DiTServer.Api.Jobs;
 

@@ -1,11 +1,6 @@
-using DiTServer.Api.Generation;
-using DiTServer.Api.Http;
-using DiTServer.Core.Pipeline;
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Text.Json;
-using DiTServer.Core.Checkpoints;
-using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
 namespace DiTServer.Api.Jobs;

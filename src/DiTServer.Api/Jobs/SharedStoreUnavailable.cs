@@ -1,8 +1,5 @@
 using System.Globalization;
-using DiTServer.Core.Serving;
-using Microsoft.AspNetCore.Http.HttpResults;
 using DiTServer.Api.Observability;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Jobs;
 

@@ -1,5 +1,3 @@
-using DiTServer.Core.Pipeline;
-using DiTServer.Core.Serving;
 using Prometheus;
 
 namespace DiTServer.Api.Observability;

@@ -1,4 +1,3 @@
-using DiTServer.Api.Http;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Prometheus;
 

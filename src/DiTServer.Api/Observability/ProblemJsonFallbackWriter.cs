@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Options;
-
 namespace DiTServer.Api.Observability;
 
 /// <summary>Writes problem+json when the default writer declines because the client's Accept names neither JSON nor

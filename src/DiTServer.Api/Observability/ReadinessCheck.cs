@@ -1,4 +1,3 @@
-using DiTServer.Core.Serving;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace DiTServer.Api.Observability;

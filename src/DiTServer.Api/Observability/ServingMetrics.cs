@@ -1,4 +1,3 @@
-using DiTServer.Core.Serving;
 using Prometheus;
 
 namespace DiTServer.Api.Observability;

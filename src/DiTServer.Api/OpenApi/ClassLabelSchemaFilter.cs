@@ -1,4 +1,3 @@
-using DiTServer.Api.Generation;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
 

@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using DiTServer.Api.Endpoints;
-using DiTServer.Api.Http;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
 

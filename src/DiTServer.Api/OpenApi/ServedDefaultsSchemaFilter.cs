@@ -1,8 +1,6 @@
 using System.Reflection;
 using System.Text.Json.Nodes;
 using DiTServer.Api.Endpoints;
-using DiTServer.Api.Http;
-using DiTServer.Core.Pipeline;
 using Microsoft.OpenApi;
 using Swashbuckle.AspNetCore.SwaggerGen;
 

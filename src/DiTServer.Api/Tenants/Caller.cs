@@ -1,5 +1,3 @@
-using DiTServer.Core.Serving;
-
 namespace DiTServer.Api.Tenants;
 
 /// <summary>Who sent a request: the client that fair sharing and limits count (<c>tenant:NAME</c>, <c>key:NAME</c> or

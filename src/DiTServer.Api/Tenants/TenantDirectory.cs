@@ -1,7 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using DiTServer.Core.Serving;
-using Microsoft.Extensions.Options;
 
 namespace DiTServer.Api.Tenants;
 

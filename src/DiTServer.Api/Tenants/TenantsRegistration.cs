@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Options;
-
 namespace DiTServer.Api.Tenants;
 
 public static class TenantsRegistration

@@ -6,36 +6,9 @@ using F = TorchSharp.torch.nn.functional;
 namespace DiTServer.Core.Model;
 
 // The three conditioning designs the DiT paper compares with adaLN-Zero (Section 3.2, Figure 3):
-// adaLN without gates, cross-attention to [t, y], and in-context tokens. Each block takes (x, cond):
-// cond is c = t + y (N, D) for adaLN, the token pair [t, y] (N, 2, D) for cross-attention, and is
-// unused for in-context (the tokens already sit in x).
-
-/// <summary>A block with adaptive LayerNorm: shift and scale from c, no gates, so it starts as a plain pre-norm block.</summary>
-public sealed class AdaLNBlock : Module<Tensor, Tensor, Tensor>
-{
-    private readonly LayerNorm norm1;
-    private readonly Attention attn;
-    private readonly LayerNorm norm2;
-    private readonly Mlp mlp;
-    private readonly Sequential adaLN_modulation;
-
-    public AdaLNBlock(int hiddenSize, int numHeads, double mlpRatio) : base(nameof(AdaLNBlock))
-    {
-        norm1 = LayerNorm(hiddenSize, eps: 1e-6, elementwise_affine: false);
-        attn = new Attention(hiddenSize, numHeads);
-        norm2 = LayerNorm(hiddenSize, eps: 1e-6, elementwise_affine: false);
-        mlp = new Mlp(hiddenSize, (int)(hiddenSize * mlpRatio));
-        adaLN_modulation = Sequential(SiLU(), Linear(hiddenSize, 4 * hiddenSize));
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x, Tensor c)
-    {
-        var m = adaLN_modulation.forward(c).chunk(4, dim: 1);                        // 4 × (N, D)
-        x = x + attn.forward(DiTBlock.Modulate(norm1.forward(x), m[0], m[1]));       // (N, T, D)
-        return x + mlp.forward(DiTBlock.Modulate(norm2.forward(x), m[2], m[3]));     // (N, T, D)
-    }
-}
+// adaLN without gates (DiTBlock with gated: false, in DiT.cs), cross-attention to [t, y], and in-context tokens.
+// The last two are the plain pre-norm block below; it takes (x, cond) like every block: cond is the token pair
+// [t, y] (N, 2, D) for cross-attention, and is unused in context (the tokens already sit in x).
 
 /// <summary>Multi-head attention from image tokens (queries) to condition tokens (keys and values).</summary>
 public sealed class CrossAttention : Module<Tensor, Tensor, Tensor>
@@ -64,58 +37,38 @@ public sealed class CrossAttention : Module<Tensor, Tensor, Tensor>
     }
 }
 
-/// <summary>A pre-norm block with an extra cross-attention layer over the [t, y] tokens after self-attention.</summary>
-public sealed class CrossAttentionBlock : Module<Tensor, Tensor, Tensor>
+/// <summary>A pre-norm ViT block; with cross-attention, an extra layer after self-attention attends to the [t, y] tokens.</summary>
+public sealed class PreNormBlock : Module<Tensor, Tensor, Tensor>
 {
     private readonly LayerNorm norm1;
     private readonly Attention attn;
     private readonly LayerNorm norm2;
-    private readonly CrossAttention cross_attn;
-    private readonly LayerNorm norm3;
+    private readonly CrossAttention? cross_attn; // the cross-attention variant only; it then takes norm2,
+    private readonly LayerNorm? norm3;           // and the MLP reads norm3
     private readonly Mlp mlp;
 
-    public CrossAttentionBlock(int hiddenSize, int numHeads, double mlpRatio) : base(nameof(CrossAttentionBlock))
+    public PreNormBlock(int hiddenSize, int numHeads, double mlpRatio, bool crossAttention) : base(nameof(PreNormBlock))
     {
         norm1 = LayerNorm(hiddenSize, eps: 1e-6);
         attn = new Attention(hiddenSize, numHeads);
         norm2 = LayerNorm(hiddenSize, eps: 1e-6);
-        cross_attn = new CrossAttention(hiddenSize, numHeads);
-        norm3 = LayerNorm(hiddenSize, eps: 1e-6);
+        if (crossAttention)
+        {
+            cross_attn = new CrossAttention(hiddenSize, numHeads);
+            norm3 = LayerNorm(hiddenSize, eps: 1e-6);
+        }
         mlp = new Mlp(hiddenSize, (int)(hiddenSize * mlpRatio));
         RegisterComponents();
     }
 
-    /// <param name="x">(N, T, D) image tokens.</param>
-    /// <param name="cond">(N, 2, D) the timestep and class tokens.</param>
+    /// <param name="x">(N, T, D) image tokens; in context (N, 2 + T, D), the [t, y] tokens first.</param>
+    /// <param name="cond">(N, 2, D) the timestep and class tokens for cross-attention; unused in context.</param>
     public override Tensor forward(Tensor x, Tensor cond)
     {
-        x = x + attn.forward(norm1.forward(x));               // (N, T, D)
-        x = x + cross_attn.forward(norm2.forward(x), cond);   // (N, T, D)
-        return x + mlp.forward(norm3.forward(x));             // (N, T, D)
-    }
-}
-
-/// <summary>A plain pre-norm ViT block; with in-context conditioning the [t, y] tokens are part of x.</summary>
-public sealed class InContextBlock : Module<Tensor, Tensor, Tensor>
-{
-    private readonly LayerNorm norm1;
-    private readonly Attention attn;
-    private readonly LayerNorm norm2;
-    private readonly Mlp mlp;
-
-    public InContextBlock(int hiddenSize, int numHeads, double mlpRatio) : base(nameof(InContextBlock))
-    {
-        norm1 = LayerNorm(hiddenSize, eps: 1e-6);
-        attn = new Attention(hiddenSize, numHeads);
-        norm2 = LayerNorm(hiddenSize, eps: 1e-6);
-        mlp = new Mlp(hiddenSize, (int)(hiddenSize * mlpRatio));
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x, Tensor unused)
-    {
-        x = x + attn.forward(norm1.forward(x));   // (N, 2 + T, D)
-        return x + mlp.forward(norm2.forward(x)); // (N, 2 + T, D)
+        x = x + attn.forward(norm1.forward(x));                             // (N, T, D)
+        if (cross_attn is null) return x + mlp.forward(norm2.forward(x));   // (N, T, D)
+        x = x + cross_attn.forward(norm2.forward(x), cond);                 // (N, T, D)
+        return x + mlp.forward(norm3!.forward(x));                          // (N, T, D)
     }
 }
 

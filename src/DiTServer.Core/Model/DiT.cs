@@ -138,7 +138,7 @@ public sealed class Mlp : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => fc2.forward(act.forward(fc1.forward(x)));
 }
 
-/// <summary>A DiT block with adaLN-Zero conditioning: shift, scale and gate for attention and MLP come from c.</summary>
+/// <summary>A DiT block with adaLN-Zero conditioning: shift, scale and gate for attention and MLP come from c (adaLN: no gate).</summary>
 public sealed class DiTBlock : Module<Tensor, Tensor, Tensor>
 {
     private readonly LayerNorm norm1;
@@ -147,20 +147,31 @@ public sealed class DiTBlock : Module<Tensor, Tensor, Tensor>
     private readonly Mlp mlp;
     private readonly Sequential adaLN_modulation;
 
-    public DiTBlock(int hiddenSize, int numHeads, double mlpRatio) : base(nameof(DiTBlock))
+    /// <param name="gated">True for adaLN-Zero. False for the paper's adaLN variant (Section 3.2): shift and scale only,
+    /// so c maps to 4·D instead of 6·D and the block starts as a plain pre-norm block, not as the identity.</param>
+    public DiTBlock(int hiddenSize, int numHeads, double mlpRatio, bool gated = true) : base(nameof(DiTBlock))
     {
+        Gated = gated;
         norm1 = LayerNorm(hiddenSize, eps: 1e-6, elementwise_affine: false);
         attn = new Attention(hiddenSize, numHeads);
         norm2 = LayerNorm(hiddenSize, eps: 1e-6, elementwise_affine: false);
         mlp = new Mlp(hiddenSize, (int)(hiddenSize * mlpRatio));
-        adaLN_modulation = Sequential(SiLU(), Linear(hiddenSize, 6 * hiddenSize));
+        adaLN_modulation = Sequential(SiLU(), Linear(hiddenSize, (gated ? 6 : 4) * hiddenSize));
         RegisterComponents();
     }
+
+    public bool Gated { get; }
 
     public Linear Modulation => (Linear)adaLN_modulation[1];
 
     public override Tensor forward(Tensor x, Tensor c)
     {
+        if (!Gated)
+        {
+            var s = adaLN_modulation.forward(c).chunk(4, dim: 1);                 // shift, scale (attention), shift, scale (MLP): 4 × (N, D)
+            x = x + attn.forward(Modulate(norm1.forward(x), s[0], s[1]));       // (N, T, D)
+            return x + mlp.forward(Modulate(norm2.forward(x), s[2], s[3]));     // (N, T, D)
+        }
         var m = adaLN_modulation.forward(c).chunk(6, dim: 1); // 6 × (N, D)
         Tensor shiftMsa = m[0], scaleMsa = m[1], gateMsa = m[2], shiftMlp = m[3], scaleMlp = m[4], gateMlp = m[5];
         // x + gate·f(x), as one addcmul: the elementwise passes over (N, T, D), not the matmuls, bound a GPU forward
@@ -242,9 +253,9 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
     private static Module<Tensor, Tensor, Tensor> CreateBlock(DiTConfig c) => c.Conditioning switch
     {
         Conditioning.AdaLNZero => new DiTBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
-        Conditioning.AdaLN => new AdaLNBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
-        Conditioning.CrossAttention => new CrossAttentionBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
-        Conditioning.InContext => new InContextBlock(c.HiddenSize, c.NumHeads, c.MlpRatio),
+        Conditioning.AdaLN => new DiTBlock(c.HiddenSize, c.NumHeads, c.MlpRatio, gated: false),
+        Conditioning.CrossAttention => new PreNormBlock(c.HiddenSize, c.NumHeads, c.MlpRatio, crossAttention: true),
+        Conditioning.InContext => new PreNormBlock(c.HiddenSize, c.NumHeads, c.MlpRatio, crossAttention: false),
         _ => throw new ArgumentOutOfRangeException(nameof(c), c.Conditioning, "unknown conditioning"),
     };
 
@@ -280,7 +291,7 @@ public sealed class DiT : Module<Tensor, Tensor, Tensor, Tensor>
 
         // adaLN-Zero: every block starts as the identity. (The adaLN variant keeps its Xavier modulation:
         // without gates, a zero modulation would not make the block an identity anyway.)
-        foreach (var block in blocks.OfType<DiTBlock>())
+        foreach (var block in blocks.OfType<DiTBlock>().Where(b => b.Gated))
         {
             init.zeros_(block.Modulation.weight!);
             init.zeros_(block.Modulation.bias!);

@@ -1,9 +1,6 @@
-using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Imaging;
 using DiTServer.Core.Vae;
 using System.Globalization;
-using DiTServer.Core.Checkpoints;
 
 namespace DiTServer.Core.Pipeline;
 

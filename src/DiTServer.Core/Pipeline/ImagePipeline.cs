@@ -1,5 +1,4 @@
 using DiTServer.Core.Sampling;
-using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Imaging;
 using DiTServer.Core.Model;

@@ -1,4 +1,3 @@
-using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;

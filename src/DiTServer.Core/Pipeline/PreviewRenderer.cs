@@ -1,7 +1,5 @@
-using DiTServer.Core.Model;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Imaging;
-using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

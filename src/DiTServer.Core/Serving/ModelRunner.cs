@@ -1,5 +1,4 @@
 using DiTServer.Core.Pipeline;
-using DiTServer.Core.Vae;
 using DiTServer.Core.Checkpoints;
 using DiTServer.Core.Diffusion;
 using DiTServer.Core.Imaging;

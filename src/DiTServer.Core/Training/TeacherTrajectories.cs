@@ -4,7 +4,6 @@ using DiTServer.Core.Model;
 using DiTServer.Core.Pipeline;
 using DiTServer.Core.Sampling;
 using DiTServer.Core.Sampling.Solvers;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiTServer.Core.Training;
