@@ -1,4 +1,5 @@
 using DiTServer.Core.Model;
+using DiTServer.Core.Training;
 
 namespace DiTServer.Tests.Shared;
 
@@ -10,4 +11,13 @@ public static class TinyDiT
     {
         InputSize = 8, PatchSize = 2, InChannels = 1, HiddenSize = 32, Depth = 1, NumHeads = 2, NumClasses = classes,
     };
+
+    /// <summary>A servable tiny random model (one class per name) in <paramref name="folder"/> for distillation tests to
+    /// distil from; written on first use only, so a test class may ask for it in every test.</summary>
+    public static string Teacher(string folder, params string[] classNames)
+    {
+        if (!File.Exists(Path.Combine(folder, ModelExport.ManifestFile)))
+            RandomModel.Write(folder, Config(classNames.Length), classNames, std: 0.1);
+        return folder;
+    }
 }

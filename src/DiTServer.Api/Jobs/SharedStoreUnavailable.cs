@@ -15,7 +15,7 @@ public static class SharedStoreUnavailable
     {
         var o = http.RequestServices.GetRequiredService<IOptions<ServingOptions>>().Value;
         http.Response.Headers.RetryAfter = o.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
-        return http.Mark(Observability.Refusal.StoreUnavailable, TypedResults.Problem(detail: $"{detail}; retry in {o.RetryAfterSeconds} s",
+        return http.Mark(Refusal.StoreUnavailable, TypedResults.Problem(detail: $"{detail}; retry in {o.RetryAfterSeconds} s",
             statusCode: StatusCodes.Status503ServiceUnavailable, title: "Shared job store unavailable"));
     }
 

@@ -14,13 +14,7 @@ public sealed class DistillCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(root, recursive: true);
 
-    private string Teacher()
-    {
-        string folder = Path.Combine(root, "teacher");
-        if (!Directory.Exists(folder))
-            RandomModel.Write(folder, TinyDiT.Config(), ["low", "high"], std: 0.1);
-        return folder;
-    }
+    private string Teacher() => TinyDiT.Teacher(Path.Combine(root, "teacher"), "low", "high");
 
     private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
     {

@@ -26,9 +26,8 @@ public sealed class StudentServingTests(StudentServingTests.Server server) : ICl
         public Server()
         {
             // A tiny random teacher, distilled for a few steps into a 2-step student by the trainer's own run.
+            string teacher = TinyDiT.Teacher(Path.Combine(dir, "teacher"), "a", "b", "c");
             var config = TinyDiT.Config(classes: 3);
-            string teacher = Path.Combine(dir, "teacher");
-            RandomModel.Write(teacher, config, ["a", "b", "c"], std: 0.1);
             Student = Path.Combine(dir, "student");
             var info = new TrainingRunInfo
             {

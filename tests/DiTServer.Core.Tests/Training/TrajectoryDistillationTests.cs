@@ -24,12 +24,7 @@ public sealed class TrajectoryDistillationTests : IDisposable
         BatchSize = 16, LearningRate = 3e-3, EmaDecay = 0.9, EmaWarmup = true, Seed = 3, Steps = 6, LogEvery = 1, CheckpointEvery = 0,
     };
 
-    private string Teacher()
-    {
-        string folder = Path.Combine(dir, "teacher");
-        if (!File.Exists(Path.Combine(folder, ModelExport.ManifestFile))) RandomModel.Write(folder, Tiny, ["a", "b"], std: 0.1);
-        return folder;
-    }
+    private string Teacher() => TinyDiT.Teacher(Path.Combine(dir, "teacher"), "a", "b");
 
     private DistillationSettings Settings(int studentSteps = 2) => new()
     {
